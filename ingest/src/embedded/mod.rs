@@ -1,0 +1,496 @@
+//! The embedded backend: a durable append-only log in `<data-dir>/stream/`.
+//!
+//! One writer thread appends in group-committed batches ([`writer`]); any
+//! number of readers replay and follow through their own file handles
+//! ([`reader`]); [`format`] is the byte layout. On open the whole log is
+//! scanned once: checksums are verified, a torn or corrupt tail of the last
+//! segment is cut off (and logged), and the per-subject sequences and recent
+//! ids are rebuilt. A lock file keeps a second process out.
+
+mod format;
+mod reader;
+mod writer;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::envelope::{Outgoing, Subject};
+use crate::error::StreamError;
+use crate::stream::{Appended, EventStream, Record, RecordStream};
+use format::Decoded;
+use writer::{Request, Writer};
+
+/// One sparse index entry per this many records of a segment.
+const INDEX_EVERY: u64 = 1024;
+/// Records handed to a follower per read.
+const READ_BATCH: usize = 4096;
+
+/// When appended events reach the disk (not only the OS page cache).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Before the append is acknowledged: survives power loss.
+    Always,
+    /// In the background this often. An acknowledged event survives a crash
+    /// of the process (kill -9); a power cut may lose the last interval.
+    Interval(Duration),
+}
+
+impl std::str::FromStr for FsyncPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "always" => Ok(FsyncPolicy::Always),
+            "interval" => Ok(FsyncPolicy::Interval(Duration::from_secs(1))),
+            other => Err(format!(
+                "fsync must be `always` or `interval`, not {other:?}"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The log's own directory (nodai uses `<data-dir>/stream`).
+    pub dir: PathBuf,
+    pub fsync: FsyncPolicy,
+    /// A new segment starts once the current one is this large.
+    pub segment_bytes: u64,
+    /// How long an id is remembered for de-duplication (NATS's default too).
+    pub duplicate_window: Duration,
+}
+
+impl Options {
+    pub fn new(dir: impl Into<PathBuf>) -> Options {
+        Options {
+            dir: dir.into(),
+            fsync: FsyncPolicy::Interval(Duration::from_secs(1)),
+            segment_bytes: 256 << 20,
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+}
+
+pub(crate) struct Segment {
+    first_seq: u64,
+    path: PathBuf,
+    /// Sparse (sequence, byte offset) pairs, ascending.
+    index: Vec<(u64, u64)>,
+}
+
+struct Queue {
+    pending: Vec<Request>,
+    closed: bool,
+}
+
+/// What the writer, the syncer, readers and appenders share.
+pub(crate) struct Shared {
+    dir: PathBuf,
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    segments: RwLock<Vec<Segment>>,
+    /// The newest sequence that is fully written; readers read up to here.
+    committed: watch::Sender<u64>,
+    /// Whether anything was written since the last background sync.
+    dirty: AtomicBool,
+    /// A handle on the current segment for the background syncer.
+    sync_file: Mutex<Option<File>>,
+    closed: AtomicBool,
+}
+
+/// The embedded event log. Dropping it finishes queued appends, syncs the
+/// file and releases the lock.
+pub struct EmbeddedLog {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    /// Held, never read: the OS lock keeps other processes out until drop.
+    _lock: File,
+}
+
+impl EmbeddedLog {
+    pub async fn open(options: Options) -> Result<EmbeddedLog, StreamError> {
+        tokio::task::spawn_blocking(move || Self::open_blocking(options))
+            .await
+            .map_err(|e| StreamError::Unavailable(format!("log open task failed: {e}")))?
+    }
+
+    fn open_blocking(options: Options) -> Result<EmbeddedLog, StreamError> {
+        let dir = options.dir.clone();
+        std::fs::create_dir_all(&dir).map_err(StreamError::io(&dir))?;
+        let lock = lock_dir(&dir)?;
+        let recovered = recover(&options)?;
+        let (committed, _) = watch::channel(recovered.next_seq - 1);
+        let shared = Arc::new(Shared {
+            dir: dir.clone(),
+            queue: Mutex::new(Queue {
+                pending: Vec::new(),
+                closed: false,
+            }),
+            wake: Condvar::new(),
+            segments: RwLock::new(recovered.segments),
+            committed,
+            dirty: AtomicBool::new(false),
+            sync_file: Mutex::new(Some(
+                recovered
+                    .file
+                    .try_clone()
+                    .map_err(StreamError::io(&recovered.path))?,
+            )),
+            closed: AtomicBool::new(false),
+        });
+        let writer = Writer {
+            shared: shared.clone(),
+            file: recovered.file,
+            path: recovered.path,
+            segment_first_seq: recovered.segment_first_seq,
+            len: recovered.len,
+            next_seq: recovered.next_seq,
+            segment_bytes: options.segment_bytes,
+            fsync: options.fsync,
+            subjects: recovered.subjects,
+            recent_ids: recovered.recent_ids,
+            recent_order: recovered.recent_order,
+            window_micros: options.duplicate_window.as_micros() as i64,
+            failed: None,
+        };
+        let mut threads = vec![std::thread::Builder::new()
+            .name("nodai-log-writer".into())
+            .spawn(move || writer.run())
+            .map_err(StreamError::io(&dir))?];
+        if let FsyncPolicy::Interval(every) = options.fsync {
+            let shared = shared.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("nodai-log-sync".into())
+                    .spawn(move || sync_loop(&shared, every))
+                    .map_err(StreamError::io(&dir))?,
+            );
+        }
+        tracing::info!(dir = %dir.display(), last_seq = *shared.committed.borrow(), "embedded event log open");
+        Ok(EmbeddedLog {
+            shared,
+            threads,
+            _lock: lock,
+        })
+    }
+
+    fn submit(&self, request: Request) -> Result<(), StreamError> {
+        let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.closed {
+            return Err(StreamError::Unavailable("event log is closed".into()));
+        }
+        queue.pending.push(request);
+        if queue.pending.len() == 1 {
+            self.shared.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn append_inner(
+        &self,
+        event: &Outgoing,
+        expected: Option<u64>,
+    ) -> Result<Appended, StreamError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Request::Append {
+            event: event.clone(),
+            expected,
+            reply,
+        })?;
+        answer
+            .await
+            .map_err(|_| StreamError::Unavailable("event log writer stopped".into()))?
+    }
+
+    /// Streams records from `from`, up to `until` or forever.
+    fn read_from(&self, from: u64, until: Option<u64>) -> RecordStream {
+        let shared = self.shared.clone();
+        let (tx, rx) = mpsc::channel::<Result<Vec<Record>, StreamError>>(4);
+        tokio::spawn(async move {
+            let mut commits = shared.committed.subscribe();
+            let mut cursor = Some(reader::Cursor::new(from));
+            loop {
+                let committed = *commits.borrow_and_update();
+                let upto = until.map_or(committed, |u| u.min(committed));
+                let next = cursor.as_ref().map_or(u64::MAX, |c| c.next_seq);
+                if until.is_some_and(|u| next > u) {
+                    return;
+                }
+                if next > upto {
+                    if shared.closed.load(Ordering::Acquire) || commits.changed().await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                let Some(mut c) = cursor.take() else { return };
+                let reader_shared = shared.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    let batch = c.read_batch(&reader_shared, upto, READ_BATCH);
+                    (c, batch)
+                })
+                .await;
+                let batch = match read {
+                    Ok((c, batch)) => {
+                        cursor = Some(c);
+                        batch
+                    }
+                    Err(e) => Err(StreamError::Unavailable(format!("log reader failed: {e}"))),
+                };
+                let failed = batch.is_err();
+                if tx.send(batch).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(rx)
+            .flat_map(|batch| {
+                let items: Vec<Result<Record, StreamError>> = match batch {
+                    Ok(records) => records.into_iter().map(Ok).collect(),
+                    Err(e) => vec![Err(e)],
+                };
+                futures::stream::iter(items)
+            })
+            .boxed()
+    }
+}
+
+impl Drop for EmbeddedLog {
+    fn drop(&mut self) {
+        self.shared
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .closed = true;
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.wake.notify_all();
+        // Wake followers so they see `closed` and end.
+        self.shared.committed.send_modify(|_| {});
+        for thread in self.threads.drain(..) {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
+
+#[async_trait]
+impl EventStream for EmbeddedLog {
+    async fn append(&self, event: &Outgoing) -> Result<Appended, StreamError> {
+        self.append_inner(event, None).await
+    }
+
+    async fn append_expecting(
+        &self,
+        event: &Outgoing,
+        expected: u64,
+    ) -> Result<Appended, StreamError> {
+        self.append_inner(event, Some(expected)).await
+    }
+
+    async fn last_seq(&self) -> Result<u64, StreamError> {
+        Ok(*self.shared.committed.borrow())
+    }
+
+    async fn last_subject_seq(&self, subject: &Subject) -> Result<u64, StreamError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Request::LastSubjectSeq {
+            subject: subject.as_str().to_owned(),
+            reply,
+        })?;
+        answer
+            .await
+            .map_err(|_| StreamError::Unavailable("event log writer stopped".into()))?
+    }
+
+    async fn replay(&self, from: u64) -> Result<RecordStream, StreamError> {
+        let until = *self.shared.committed.borrow();
+        Ok(self.read_from(from, Some(until)))
+    }
+
+    async fn follow(&self, from: u64) -> Result<RecordStream, StreamError> {
+        Ok(self.read_from(from, None))
+    }
+}
+
+fn sync_loop(shared: &Shared, every: Duration) {
+    // Parked between syncs; close unparks it, so shutdown does not wait out the interval.
+    while !shared.closed.load(Ordering::Acquire) {
+        std::thread::park_timeout(every);
+        if shared.dirty.swap(false, Ordering::AcqRel) {
+            if let Some(file) = shared
+                .sync_file
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+            {
+                if let Err(error) = file.sync_data() {
+                    tracing::error!(%error, "background sync of the event log failed");
+                    shared.dirty.store(true, Ordering::Release);
+                }
+            }
+        }
+    }
+}
+
+fn lock_dir(dir: &Path) -> Result<File, StreamError> {
+    let path = dir.join("LOCK");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(StreamError::io(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StreamError::Locked {
+            path: dir.to_owned(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(StreamError::Io { path, source: e }),
+    }
+}
+
+/// The state rebuilt by scanning the log on open.
+struct Recovered {
+    segments: Vec<Segment>,
+    file: File,
+    path: PathBuf,
+    segment_first_seq: u64,
+    len: u64,
+    next_seq: u64,
+    subjects: HashMap<String, u64>,
+    recent_ids: HashMap<crate::envelope::EventId, u64>,
+    recent_order: VecDeque<(i64, crate::envelope::EventId)>,
+}
+
+fn recover(options: &Options) -> Result<Recovered, StreamError> {
+    let dir = &options.dir;
+    let mut firsts: Vec<u64> = std::fs::read_dir(dir)
+        .map_err(StreamError::io(dir))?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| format::parse_segment_name(&entry.file_name().to_string_lossy()))
+        .collect();
+    firsts.sort_unstable();
+    if firsts.is_empty() {
+        let path = dir.join(format::segment_name(1));
+        writer::create_segment(&path).map_err(StreamError::io(&path))?;
+        firsts.push(1);
+    }
+    let oldest_kept = writer::now_micros() - options.duplicate_window.as_micros() as i64;
+    let mut segments = Vec::with_capacity(firsts.len());
+    let mut subjects = HashMap::new();
+    let mut recent_ids = HashMap::new();
+    let mut recent_order = VecDeque::new();
+    let mut next_seq = firsts[0];
+    let mut tail = None;
+    for (i, &first_seq) in firsts.iter().enumerate() {
+        let path = dir.join(format::segment_name(first_seq));
+        let is_last = i + 1 == firsts.len();
+        if first_seq != next_seq {
+            return Err(StreamError::Corrupt(format!(
+                "{} should start at sequence {next_seq}",
+                path.display()
+            )));
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(StreamError::io(&path))?;
+        let header = reader::read_chunk(&file, &path, 0, format::HEADER_LEN as usize)?;
+        if header.len() < format::HEADER_LEN as usize && is_last {
+            // Crashed while creating the segment: nothing can be in it yet.
+            tracing::warn!(path = %path.display(), "rewriting the header of a half-created segment");
+            file.set_len(0).map_err(StreamError::io(&path))?;
+            std::io::Write::write_all(&mut &file, &format::header())
+                .map_err(StreamError::io(&path))?;
+        } else {
+            format::check_header(&header)
+                .map_err(|e| StreamError::Corrupt(format!("{}: {e}", path.display())))?;
+        }
+        let mut index = Vec::new();
+        let mut offset = format::HEADER_LEN;
+        let mut buf = bytes::Bytes::new();
+        let damage = loop {
+            match format::decode(&buf) {
+                Decoded::Frame { frame, len } => {
+                    if frame.seq != next_seq {
+                        break Some(format!("sequence {} where {next_seq} was due", frame.seq));
+                    }
+                    if (frame.seq - first_seq) % INDEX_EVERY == 0 {
+                        index.push((frame.seq, offset));
+                    }
+                    if frame.appended_at_micros >= oldest_kept {
+                        recent_ids.insert(frame.id, frame.seq);
+                        recent_order.push_back((frame.appended_at_micros, frame.id));
+                    }
+                    match subjects.get_mut(frame.subject.as_str()) {
+                        Some(seq) => *seq = frame.seq,
+                        None => {
+                            subjects.insert(frame.subject, frame.seq);
+                        }
+                    }
+                    next_seq += 1;
+                    offset += len as u64;
+                    let _ = buf.split_to(len);
+                }
+                Decoded::Incomplete { need } => {
+                    let chunk = reader::read_chunk(&file, &path, offset, need.max(1 << 20))?;
+                    if chunk.len() <= buf.len() {
+                        // Nothing more on disk.
+                        break (!buf.is_empty()).then(|| "torn record at the end".to_owned());
+                    }
+                    buf = chunk;
+                }
+                Decoded::Corrupt(reason) => break Some(reason),
+            }
+        };
+        let file_len = file.metadata().map_err(StreamError::io(&path))?.len();
+        if let Some(reason) = damage {
+            if !is_last {
+                return Err(StreamError::Corrupt(format!(
+                    "{} is damaged at byte {offset} ({reason}); it is not the newest segment, so it cannot be cut off safely",
+                    path.display()
+                )));
+            }
+            tracing::warn!(
+                path = %path.display(),
+                offset,
+                dropped_bytes = file_len - offset,
+                reason,
+                last_good_seq = next_seq - 1,
+                "cut off a damaged tail of the event log"
+            );
+            file.set_len(offset).map_err(StreamError::io(&path))?;
+            file.sync_all().map_err(StreamError::io(&path))?;
+        }
+        segments.push(Segment {
+            first_seq,
+            path: path.clone(),
+            index,
+        });
+        tail = Some((file, path, first_seq, offset));
+    }
+    let Some((file, path, segment_first_seq, len)) = tail else {
+        return Err(StreamError::Corrupt(format!(
+            "{} holds no segment",
+            dir.display()
+        )));
+    };
+    Ok(Recovered {
+        segments,
+        file,
+        path,
+        segment_first_seq,
+        len,
+        next_seq,
+        subjects,
+        recent_ids,
+        recent_order,
+    })
+}

@@ -1,0 +1,322 @@
+//! The single writer of the embedded log, on its own thread. Appenders queue
+//! requests; the writer takes everything queued at once, encodes the batch
+//! into one buffer, writes it with one `write` (and, under `fsync=always`,
+//! one `fdatasync`), then answers every request of the batch. Under load a
+//! batch holds hundreds of events, so the per-event cost of the syscalls
+//! nearly vanishes: this is the group commit.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+use super::format;
+use super::{FsyncPolicy, Segment, Shared, INDEX_EVERY};
+use crate::envelope::{EventId, Outgoing};
+use crate::error::StreamError;
+use crate::stream::Appended;
+
+pub(super) enum Request {
+    Append {
+        event: Outgoing,
+        expected: Option<u64>,
+        reply: oneshot::Sender<Result<Appended, StreamError>>,
+    },
+    LastSubjectSeq {
+        subject: String,
+        reply: oneshot::Sender<Result<u64, StreamError>>,
+    },
+}
+
+/// Everything the writer alone owns.
+pub(super) struct Writer {
+    pub shared: Arc<Shared>,
+    pub file: File,
+    pub path: PathBuf,
+    pub segment_first_seq: u64,
+    /// Bytes in the current segment, header included.
+    pub len: u64,
+    pub next_seq: u64,
+    pub segment_bytes: u64,
+    pub fsync: FsyncPolicy,
+    /// The last sequence on each subject, for conditional appends.
+    pub subjects: HashMap<String, u64>,
+    /// Ids appended within the duplicate window, with their sequences.
+    pub recent_ids: HashMap<EventId, u64>,
+    /// The same ids in append order with their append time (µs), to expire them.
+    pub recent_order: VecDeque<(i64, EventId)>,
+    pub window_micros: i64,
+    /// Set after an i/o error the writer could not undo: the file may hold a
+    /// partial batch, so nothing more is appended until a restart recovers it.
+    pub failed: Option<String>,
+}
+
+/// What one request of a batch comes to, answered after the batch is written.
+enum Outcome {
+    Appended(
+        oneshot::Sender<Result<Appended, StreamError>>,
+        Result<Appended, StreamError>,
+    ),
+    SubjectSeq(oneshot::Sender<Result<u64, StreamError>>, u64),
+}
+
+impl Writer {
+    pub fn run(mut self) {
+        let mut buf = Vec::with_capacity(1 << 20);
+        loop {
+            let batch = {
+                let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+                while queue.pending.is_empty() && !queue.closed {
+                    queue = self
+                        .shared
+                        .wake
+                        .wait(queue)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+                if queue.pending.is_empty() {
+                    break;
+                }
+                std::mem::take(&mut queue.pending)
+            };
+            self.process(batch, &mut buf);
+        }
+        if let Err(error) = self.file.sync_data() {
+            tracing::error!(%error, path = %self.path.display(), "final sync of the event log failed");
+        }
+    }
+
+    fn process(&mut self, batch: Vec<Request>, buf: &mut Vec<u8>) {
+        buf.clear();
+        let now = now_micros();
+        self.expire_ids(now);
+        if let Err(error) = self.roll_if_full() {
+            self.failed = Some(format!("cannot start a new segment: {error}"));
+        }
+        let first_seq = self.next_seq;
+        let mut new_subjects: Vec<(String, Option<u64>)> = Vec::new();
+        let mut new_index: Vec<(u64, u64)> = Vec::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for request in batch {
+            match request {
+                Request::LastSubjectSeq { subject, reply } => {
+                    let seq = self.subjects.get(&subject).copied().unwrap_or(0);
+                    outcomes.push(Outcome::SubjectSeq(reply, seq));
+                }
+                Request::Append {
+                    event,
+                    expected,
+                    reply,
+                } => {
+                    let result = self.encode_one(
+                        &event,
+                        expected,
+                        now,
+                        buf,
+                        &mut new_subjects,
+                        &mut new_index,
+                    );
+                    outcomes.push(Outcome::Appended(reply, result));
+                }
+            }
+        }
+        if self.next_seq > first_seq {
+            if let Err(error) = self.write(buf) {
+                self.undo(first_seq, new_subjects, buf.len() as u64, &error);
+                let message = format!("event log write failed: {error}");
+                for outcome in &mut outcomes {
+                    if let Outcome::Appended(_, result) = outcome {
+                        if result.as_ref().is_ok_and(|a| a.seq >= first_seq) {
+                            *result = Err(StreamError::Unavailable(message.clone()));
+                        }
+                    }
+                }
+                new_index.clear();
+            } else {
+                self.len += buf.len() as u64;
+                self.publish(new_index);
+            }
+        }
+        for outcome in outcomes {
+            // A dropped receiver is an appender that gave up; the event is stored regardless.
+            match outcome {
+                Outcome::Appended(reply, result) => drop(reply.send(result)),
+                Outcome::SubjectSeq(reply, seq) => drop(reply.send(Ok(seq))),
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn encode_one(
+        &mut self,
+        event: &Outgoing,
+        expected: Option<u64>,
+        now: i64,
+        buf: &mut Vec<u8>,
+        new_subjects: &mut Vec<(String, Option<u64>)>,
+        new_index: &mut Vec<(u64, u64)>,
+    ) -> Result<Appended, StreamError> {
+        if let Some(reason) = &self.failed {
+            return Err(StreamError::Unavailable(reason.clone()));
+        }
+        if let Some(&seq) = self.recent_ids.get(&event.id) {
+            return Ok(Appended {
+                seq,
+                duplicate: true,
+            });
+        }
+        let subject = event.subject.as_str();
+        let current = self.subjects.get(subject).copied();
+        if let Some(expected) = expected {
+            if current.unwrap_or(0) != expected {
+                return Err(StreamError::Conflict {
+                    subject: subject.to_owned(),
+                    expected,
+                });
+            }
+        }
+        let size = format::body_len(subject, &event.payload);
+        if size > format::MAX_BODY_LEN {
+            return Err(StreamError::TooLarge {
+                size,
+                max: format::MAX_BODY_LEN,
+            });
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if (seq - self.segment_first_seq) % INDEX_EVERY == 0 {
+            new_index.push((seq, self.len + buf.len() as u64));
+        }
+        format::encode(buf, seq, now, &event.id, subject, &event.payload);
+        new_subjects.push((subject.to_owned(), current));
+        self.subjects.insert(subject.to_owned(), seq);
+        self.recent_ids.insert(event.id, seq);
+        self.recent_order.push_back((now, event.id));
+        Ok(Appended {
+            seq,
+            duplicate: false,
+        })
+    }
+
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.file.write_all(buf)?;
+        match self.fsync {
+            FsyncPolicy::Always => self.file.sync_data()?,
+            FsyncPolicy::Interval(_) => self.shared.dirty.store(true, Ordering::Release),
+        }
+        Ok(())
+    }
+
+    /// Takes back a batch whose write failed, so the log and the maps agree again.
+    fn undo(
+        &mut self,
+        first_seq: u64,
+        new_subjects: Vec<(String, Option<u64>)>,
+        attempted: u64,
+        error: &std::io::Error,
+    ) {
+        tracing::error!(%error, path = %self.path.display(), events = self.next_seq - first_seq, "event log write failed; batch refused");
+        for (subject, previous) in new_subjects.into_iter().rev() {
+            match previous {
+                Some(seq) => self.subjects.insert(subject, seq),
+                None => self.subjects.remove(&subject),
+            };
+        }
+        while let Some(&(_, id)) = self.recent_order.back() {
+            if self
+                .recent_ids
+                .get(&id)
+                .is_some_and(|&seq| seq >= first_seq)
+            {
+                self.recent_ids.remove(&id);
+                self.recent_order.pop_back();
+            } else {
+                break;
+            }
+        }
+        self.next_seq = first_seq;
+        // Cut off whatever part of the batch reached the file.
+        if let Err(error) = self.file.set_len(self.len) {
+            self.failed = Some(format!(
+                "cannot cut back a failed write of {attempted} bytes ({error}); restart to recover the log"
+            ));
+        }
+    }
+
+    /// Makes a batch visible to readers: index entries first, then the sequence.
+    fn publish(&self, new_index: Vec<(u64, u64)>) {
+        if !new_index.is_empty() {
+            let mut segments = self
+                .shared
+                .segments
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(segment) = segments.last_mut() {
+                segment.index.extend(new_index);
+            }
+        }
+        self.shared.committed.send_replace(self.next_seq - 1);
+    }
+
+    fn expire_ids(&mut self, now: i64) {
+        while let Some(&(at, id)) = self.recent_order.front() {
+            if now - at < self.window_micros {
+                break;
+            }
+            self.recent_order.pop_front();
+            self.recent_ids.remove(&id);
+        }
+    }
+
+    /// Starts a new segment once the current one has reached its size.
+    fn roll_if_full(&mut self) -> std::io::Result<()> {
+        if self.len < self.segment_bytes || self.next_seq == self.segment_first_seq {
+            return Ok(());
+        }
+        // Older segments are always durable, whatever the fsync policy.
+        self.file.sync_data()?;
+        let path = self.shared.dir.join(format::segment_name(self.next_seq));
+        let file = create_segment(&path)?;
+        let sync_clone = file.try_clone()?;
+        self.file = file;
+        self.path = path.clone();
+        self.segment_first_seq = self.next_seq;
+        self.len = format::HEADER_LEN;
+        *self
+            .shared
+            .sync_file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(sync_clone);
+        self.shared
+            .segments
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Segment {
+                first_seq: self.next_seq,
+                path,
+                index: Vec::new(),
+            });
+        tracing::debug!(first_seq = self.next_seq, "started a new log segment");
+        Ok(())
+    }
+}
+
+/// Creates a segment with its header, durably (file and directory entry).
+pub(super) fn create_segment(path: &std::path::Path) -> std::io::Result<File> {
+    let mut file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(&format::header())?;
+    file.sync_all()?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(file)
+}
+
+pub(super) fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}

@@ -1,0 +1,201 @@
+//! The envelope every event travels in, and where on the stream it goes.
+//!
+//! On the wire an event is one JSON object:
+//! `{"id","type","version","ts","data"}`. The `id` is a UUIDv7, so ids sort by
+//! creation time, and it is the de-duplication key on both backends
+//! (`Nats-Msg-Id` on NATS). This module does not know what `data` means; see
+//! [`crate::events`].
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{DecodeError, StreamError};
+use crate::events::Event;
+
+/// A unique, time-ordered event id (UUIDv7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(uuid::Uuid);
+
+impl EventId {
+    /// A fresh id; ids made later sort after ids made earlier.
+    pub fn new() -> Self {
+        EventId(uuid::Uuid::now_v7())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        EventId(uuid::Uuid::from_bytes(bytes))
+    }
+}
+
+impl Default for EventId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for EventId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s).map(EventId)
+    }
+}
+
+/// Where an event goes: `<aggregate>.<id>`, e.g. `key.key_0193…` or
+/// `usage.key_0193…`. Backends put their stream prefix in front
+/// (`nodai.key.key_0193…` on NATS); the conditional append compares the last
+/// sequence of one subject.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subject(String);
+
+/// Longest subject accepted; NATS allows more, but nothing of ours needs it.
+const MAX_SUBJECT_LEN: usize = 256;
+
+impl Subject {
+    /// Builds `<aggregate>.<id>`. Both parts must be single NATS tokens: not
+    /// empty, no `.`, `*`, `>` or white space.
+    pub fn new(aggregate: &str, id: &str) -> Result<Subject, StreamError> {
+        for token in [aggregate, id] {
+            if !is_token(token) {
+                return Err(StreamError::Invalid(format!(
+                    "subject token {token:?} must be non-empty without '.', '*', '>' or white space"
+                )));
+            }
+        }
+        Self::parse(&format!("{aggregate}.{id}"))
+    }
+
+    /// Parses a relative subject as stored on the stream (one or more tokens).
+    pub fn parse(subject: &str) -> Result<Subject, StreamError> {
+        if subject.len() > MAX_SUBJECT_LEN || !subject.split('.').all(is_token) {
+            return Err(StreamError::Invalid(format!(
+                "malformed subject {subject:?}"
+            )));
+        }
+        Ok(Subject(subject.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first token: `key`, `usage`, `workflow`, …
+    pub fn aggregate(&self) -> &str {
+        self.0.split('.').next().unwrap_or_default()
+    }
+}
+
+fn is_token(token: &str) -> bool {
+    !token.is_empty()
+        && !token
+            .chars()
+            .any(|c| c == '.' || c == '*' || c == '>' || c.is_whitespace())
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An event as stored: type and version say how to read `data`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    pub id: EventId,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub version: u32,
+    pub ts: DateTime<Utc>,
+    pub data: Box<RawValue>,
+}
+
+impl Envelope {
+    /// Wraps a typed event with a fresh id.
+    pub fn new(event: &Event, ts: DateTime<Utc>) -> Result<Envelope, StreamError> {
+        Ok(Envelope {
+            id: EventId::new(),
+            event_type: event.event_type().to_owned(),
+            version: event.version(),
+            ts,
+            data: event.encode_data()?,
+        })
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Envelope, DecodeError> {
+        Ok(serde_json::from_slice(bytes)?)
+    }
+
+    /// The typed event inside. A type or version this build does not know is
+    /// [`Event::Unknown`], never an error: newer producers must not crash
+    /// older readers.
+    pub fn event(&self) -> Result<Event, DecodeError> {
+        Event::decode(&self.event_type, self.version, &self.data)
+    }
+}
+
+/// An event ready to append: serialised once, so a retried append sends the
+/// very same bytes with the very same id.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub id: EventId,
+    pub subject: Subject,
+    pub payload: Bytes,
+}
+
+impl Outgoing {
+    /// Envelopes `event` with a fresh id and time `ts`, on the event's own subject.
+    pub fn new(event: &Event, ts: DateTime<Utc>) -> Result<Outgoing, StreamError> {
+        let envelope = Envelope::new(event, ts)?;
+        Outgoing::from_envelope(event.subject()?, &envelope)
+    }
+
+    pub fn from_envelope(subject: Subject, envelope: &Envelope) -> Result<Outgoing, StreamError> {
+        let payload = serde_json::to_vec(envelope)
+            .map_err(|e| StreamError::Invalid(format!("cannot serialise envelope: {e}")))?;
+        Ok(Outgoing {
+            id: envelope.id,
+            subject,
+            payload: payload.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_are_single_tokens() {
+        assert_eq!(Subject::new("key", "key_1").unwrap().as_str(), "key.key_1");
+        assert_eq!(Subject::new("usage", "key_1").unwrap().aggregate(), "usage");
+        for bad in ["", "a.b", "a*", "a>", "a b"] {
+            assert!(Subject::new("key", bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(Subject::parse("key..x").is_err());
+    }
+
+    #[test]
+    fn event_ids_sort_by_creation() {
+        let ids: Vec<EventId> = (0..1000).map(|_| EventId::new()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+        let id = ids[0];
+        assert_eq!(EventId::from_bytes(*id.as_bytes()), id);
+        assert_eq!(id.to_string().parse::<EventId>().unwrap(), id);
+    }
+}

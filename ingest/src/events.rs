@@ -1,0 +1,266 @@
+//! The typed events of nodai, each past tense, named `aggregate.verb` and
+//! versioned. A type's JSON is an interface read by other services and by
+//! analytics: change it only by adding a new version (`docs/events.md`
+//! documents every type, and a test checks every example there against
+//! these structs).
+//!
+//! These structs are the wire shape only; domain types with their rules
+//! live with the code that enforces them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::envelope::Subject;
+use crate::error::{DecodeError, StreamError};
+use crate::money::Micros;
+
+/// The settings of a key that a caller may change; carried whole (a
+/// post-image) by `key.created` and `key.updated`, so a fold never has to
+/// merge partial updates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeySettings {
+    pub name: String,
+    pub owner: Option<String>,
+    pub active: bool,
+    /// Empty means any workflow.
+    pub workflow_ids: Vec<String>,
+    pub rate_limit_per_hour: Option<u64>,
+    pub cost_limit_per_month: Option<Micros>,
+    /// Percents of `cost_limit_per_month` that fire `usage.threshold`.
+    pub alert_thresholds: Vec<u32>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Browser origins allowed to use the key; empty means no browser use.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// A key was issued. Only the SHA-256 of the secret is here, never the secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyCreated {
+    pub key_id: String,
+    /// Lowercase hex SHA-256 of the plaintext key.
+    pub key_hash: String,
+    /// The first 11 characters of the key (`nk_` and 8 hex), for display.
+    pub prefix: String,
+    #[serde(flatten)]
+    pub settings: KeySettings,
+}
+
+/// A key's settings changed; `settings` is the complete new state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyUpdated {
+    pub key_id: String,
+    #[serde(flatten)]
+    pub settings: KeySettings,
+}
+
+/// A key was revoked; it never validates again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyRevoked {
+    pub key_id: String,
+}
+
+/// A key got a new secret. The previous secret keeps validating until
+/// `previous_valid_until` (null: not at all).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyRotated {
+    pub key_id: String,
+    pub key_hash: String,
+    pub prefix: String,
+    pub previous_key_hash: String,
+    pub previous_valid_until: Option<DateTime<Utc>>,
+}
+
+/// What a caller may set on a workflow; carried whole by register and update.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowSettings {
+    pub name: String,
+    /// `http(s)://…` or `builtin:echo`.
+    pub upstream_url: String,
+    pub price_per_request: Micros,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowRegistered {
+    pub workflow_id: String,
+    #[serde(flatten)]
+    pub settings: WorkflowSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowUpdated {
+    pub workflow_id: String,
+    #[serde(flatten)]
+    pub settings: WorkflowSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowDeleted {
+    pub workflow_id: String,
+}
+
+/// One admitted query (answered, or failed upstream): the unit of metering.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryRecorded {
+    pub request_id: String,
+    pub key_id: String,
+    pub workflow_id: String,
+    /// The HTTP status nodai answered with (200, 502, 504, …).
+    pub status_code: u16,
+    pub cost: Micros,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookCreated {
+    pub webhook_id: String,
+    pub url: String,
+    /// Event types delivered; empty means all.
+    pub events: Vec<String>,
+    pub description: Option<String>,
+    /// The signing secret (`whsec_…`). The delivering worker needs it, so it
+    /// is on the stream: guard the stream as you guard the secrets.
+    pub secret: String,
+    pub active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookUpdated {
+    pub webhook_id: String,
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: Option<String>,
+    pub active: bool,
+    /// A new signing secret, present only when the secret was rotated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookDeleted {
+    pub webhook_id: String,
+}
+
+/// An alert rule matched. `alert_id` is derived from what makes the alert
+/// unique (key, period, threshold), so folding the same usage twice fires once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertFired {
+    pub alert_id: String,
+    /// The webhook event type: `usage.threshold`, `usage.rate_limited`, …
+    pub alert_type: String,
+    pub key_id: String,
+    /// The webhook payload's `data`.
+    pub data: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryOutcome {
+    Succeeded,
+    /// Failed; another attempt is due at `next_attempt_at`.
+    Retrying,
+    /// Failed for good: the retry schedule is exhausted.
+    Failed,
+}
+
+/// One attempt to deliver a webhook message to one endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryAttempted {
+    pub delivery_id: String,
+    pub webhook_id: String,
+    /// The `webhook-id` header: the same on every attempt of one message.
+    pub message_id: String,
+    pub event_type: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The endpoint's HTTP status; null when no response came.
+    pub status_code: Option<u16>,
+    pub outcome: DeliveryOutcome,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+/// An event whose type (or version of a known type) this build cannot read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownEvent {
+    pub event_type: String,
+    pub version: u32,
+}
+
+/// Declares the event enum from one table, so a type's name, version and
+/// subject are written once.
+macro_rules! events {
+    ($($variant:ident => ($name:literal, $version:literal) on $aggregate:literal . $id:ident),* $(,)?) => {
+        /// Every event nodai writes, plus [`Event::Unknown`] for what a newer
+        /// build wrote.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Event {
+            $($variant($variant),)*
+            Unknown(UnknownEvent),
+        }
+
+        impl Event {
+            /// Every type this build writes, with its current version.
+            pub const TYPES: &'static [(&'static str, u32)] = &[$(($name, $version)),*];
+
+            pub fn event_type(&self) -> &str {
+                match self {
+                    $(Event::$variant(_) => $name,)*
+                    Event::Unknown(u) => &u.event_type,
+                }
+            }
+
+            pub fn version(&self) -> u32 {
+                match self {
+                    $(Event::$variant(_) => $version,)*
+                    Event::Unknown(u) => u.version,
+                }
+            }
+
+            /// The subject the event belongs on: `<aggregate>.<id>`.
+            pub fn subject(&self) -> Result<Subject, StreamError> {
+                match self {
+                    $(Event::$variant(e) => Subject::new($aggregate, &e.$id),)*
+                    Event::Unknown(u) => Err(StreamError::Invalid(format!(
+                        "cannot re-publish unknown event type {}", u.event_type
+                    ))),
+                }
+            }
+
+            pub(crate) fn encode_data(&self) -> Result<Box<RawValue>, StreamError> {
+                let encoded = match self {
+                    $(Event::$variant(e) => serde_json::value::to_raw_value(e),)*
+                    Event::Unknown(u) => return Err(StreamError::Invalid(format!(
+                        "cannot encode unknown event type {}", u.event_type
+                    ))),
+                };
+                encoded.map_err(|e| StreamError::Invalid(format!("cannot encode event: {e}")))
+            }
+
+            pub(crate) fn decode(event_type: &str, version: u32, data: &RawValue) -> Result<Event, DecodeError> {
+                Ok(match (event_type, version) {
+                    $(($name, $version) => Event::$variant(serde_json::from_str(data.get())?),)*
+                    _ => Event::Unknown(UnknownEvent { event_type: event_type.to_owned(), version }),
+                })
+            }
+        }
+    };
+}
+
+events! {
+    KeyCreated => ("key.created", 1) on "key".key_id,
+    KeyUpdated => ("key.updated", 1) on "key".key_id,
+    KeyRevoked => ("key.revoked", 1) on "key".key_id,
+    KeyRotated => ("key.rotated", 1) on "key".key_id,
+    WorkflowRegistered => ("workflow.registered", 1) on "workflow".workflow_id,
+    WorkflowUpdated => ("workflow.updated", 1) on "workflow".workflow_id,
+    WorkflowDeleted => ("workflow.deleted", 1) on "workflow".workflow_id,
+    QueryRecorded => ("query.recorded", 1) on "usage".key_id,
+    WebhookCreated => ("webhook.created", 1) on "webhook".webhook_id,
+    WebhookUpdated => ("webhook.updated", 1) on "webhook".webhook_id,
+    WebhookDeleted => ("webhook.deleted", 1) on "webhook".webhook_id,
+    AlertFired => ("alert.fired", 1) on "alert".key_id,
+    DeliveryAttempted => ("delivery.attempted", 1) on "delivery".webhook_id,
+}

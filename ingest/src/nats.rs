@@ -1,0 +1,343 @@
+//! The NATS JetStream backend: the stream lives on a NATS server or cluster,
+//! shared by many nodai processes.
+//!
+//! Events go to `<stream lowercased>.<subject>`; the event id is the
+//! `Nats-Msg-Id`, so JetStream de-duplicates within its duplicate window.
+//! Appends are retried with the same id until acknowledged or until
+//! `append_timeout` passes, so a reconnect neither loses nor doubles an
+//! event. Followers use ordered consumers and re-create them from the next
+//! wanted sequence after any error, so they see every event once, in order.
+
+use async_nats::jetstream::{self, consumer, context::PublishErrorKind, stream};
+use async_nats::HeaderMap;
+use async_trait::async_trait;
+use futures::StreamExt;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::envelope::{EventId, Outgoing, Subject};
+use crate::error::StreamError;
+use crate::stream::{Appended, EventStream, Record, RecordStream};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `nats://host:port`, or several separated by commas.
+    pub url: String,
+    /// The JetStream stream name (`NODAI` by default).
+    pub stream: String,
+    /// Replicas when the stream is created (1 on a single server, 3 on a cluster).
+    pub replicas: usize,
+    pub duplicate_window: Duration,
+    /// How long an append keeps retrying before it reports `Unavailable`.
+    pub append_timeout: Duration,
+}
+
+impl Options {
+    pub fn new(url: impl Into<String>, stream: impl Into<String>) -> Options {
+        Options {
+            url: url.into(),
+            stream: stream.into(),
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            append_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct NatsStream {
+    context: jetstream::Context,
+    stream: stream::Stream,
+    name: String,
+    /// `<stream lowercased>.`, put in front of every subject.
+    prefix: String,
+    append_timeout: Duration,
+}
+
+/// Each publish attempt waits this long for its ack before it is retried.
+const ACK_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl NatsStream {
+    /// Connects and creates the stream if it is missing. An unreachable server
+    /// is an error within seconds, not a hang.
+    pub async fn connect(options: Options) -> Result<NatsStream, StreamError> {
+        let unavailable = |what: &str, e: &dyn std::fmt::Display| {
+            StreamError::Unavailable(format!("{what} ({}): {e}", options.url))
+        };
+        if options.stream.is_empty()
+            || options
+                .stream
+                .chars()
+                .any(|c| c == '.' || c == '*' || c == '>' || c.is_whitespace())
+        {
+            return Err(StreamError::Invalid(format!(
+                "stream name {:?} must be non-empty without '.', '*', '>' or white space",
+                options.stream
+            )));
+        }
+        let client = async_nats::ConnectOptions::new()
+            .name("nodai")
+            .connection_timeout(Duration::from_secs(5))
+            .retry_on_initial_connect()
+            .connect(options.url.as_str());
+        // `retry_on_initial_connect` keeps trying in the background; give it a
+        // few seconds, then say clearly that NATS is not there.
+        let client = match tokio::time::timeout(Duration::from_secs(5), client).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => return Err(unavailable("cannot connect to NATS", &e)),
+            Err(_) => {
+                return Err(unavailable(
+                    "cannot connect to NATS",
+                    &"no answer within 5s",
+                ))
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(5), client.flush())
+            .await
+            .is_err()
+        {
+            return Err(unavailable(
+                "cannot connect to NATS",
+                &"no answer within 5s",
+            ));
+        }
+        let context = jetstream::ContextBuilder::new()
+            .timeout(ACK_TIMEOUT)
+            .build(client);
+        let prefix = format!("{}.", options.stream.to_lowercase());
+        let config = stream::Config {
+            name: options.stream.clone(),
+            subjects: vec![format!("{prefix}>")],
+            storage: stream::StorageType::File,
+            num_replicas: options.replicas,
+            duplicate_window: options.duplicate_window,
+            ..Default::default()
+        };
+        let stream = context
+            .get_or_create_stream(config)
+            .await
+            .map_err(|e| unavailable("cannot open the JetStream stream", &e))?;
+        tracing::info!(url = %options.url, stream = %options.stream, "NATS JetStream stream open");
+        Ok(NatsStream {
+            context,
+            stream,
+            name: options.stream,
+            prefix,
+            append_timeout: options.append_timeout,
+        })
+    }
+
+    async fn publish(
+        &self,
+        event: &Outgoing,
+        expected: Option<u64>,
+    ) -> Result<Appended, StreamError> {
+        let subject = format!("{}{}", self.prefix, event.subject);
+        let deadline = Instant::now() + self.append_timeout;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let mut publish = jetstream::message::PublishMessage::build()
+                .payload(event.payload.clone())
+                .message_id(event.id.to_string());
+            if let Some(expected) = expected {
+                publish = publish.expected_last_subject_sequence(expected);
+            }
+            let attempt = async {
+                self.context
+                    .send_publish(subject.clone(), publish)
+                    .await?
+                    .await
+            };
+            let error = match attempt.await {
+                Ok(ack) => {
+                    return Ok(Appended {
+                        seq: ack.sequence,
+                        duplicate: ack.duplicate,
+                    })
+                }
+                Err(e) => e,
+            };
+            match error.kind() {
+                PublishErrorKind::WrongLastSequence => {
+                    return Err(StreamError::Conflict {
+                        subject: event.subject.to_string(),
+                        expected: expected.unwrap_or(0),
+                    })
+                }
+                PublishErrorKind::MaxPayloadExceeded => {
+                    return Err(StreamError::TooLarge {
+                        size: event.payload.len(),
+                        max: 0,
+                    })
+                }
+                _ if Instant::now() + backoff >= deadline => {
+                    return Err(StreamError::Unavailable(format!(
+                        "NATS did not acknowledge the event within {:?}: {error}",
+                        self.append_timeout
+                    )))
+                }
+                // Timeouts, a broken connection, no responders while the
+                // server restarts: retry with the same id, which JetStream
+                // de-duplicates if an earlier attempt did land.
+                _ => {
+                    tracing::debug!(%error, event_id = %event.id, "retrying append");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
+    fn read_from(&self, from: u64, until: Option<u64>) -> RecordStream {
+        let (tx, rx) = mpsc::channel::<Result<Record, StreamError>>(1024);
+        let context = self.context.clone();
+        let name = self.name.clone();
+        let prefix = self.prefix.clone();
+        tokio::spawn(async move {
+            let mut next = from.max(1);
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                if until.is_some_and(|u| next > u) {
+                    return;
+                }
+                let messages = match ordered_messages(&context, &name, &prefix, next).await {
+                    Ok(messages) => messages,
+                    Err(error) => {
+                        tracing::warn!(%error, next, "cannot start a JetStream consumer; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                        if tx.is_closed() {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                backoff = Duration::from_millis(50);
+                futures::pin_mut!(messages);
+                while let Some(message) = messages.next().await {
+                    let message = match message {
+                        Ok(message) => message,
+                        Err(error) => {
+                            tracing::warn!(%error, next, "JetStream consumer error; re-creating it");
+                            break;
+                        }
+                    };
+                    let record = match to_record(&message, &prefix) {
+                        Ok(record) => record,
+                        Err(e) => {
+                            let _ = tx.send(Err(e)).await;
+                            return;
+                        }
+                    };
+                    // A re-created consumer may repeat what was already sent.
+                    if record.seq < next {
+                        continue;
+                    }
+                    if until.is_some_and(|u| record.seq > u) {
+                        return;
+                    }
+                    next = record.seq + 1;
+                    if tx.send(Ok(record)).await.is_err() {
+                        return;
+                    }
+                    if until.is_some_and(|u| next > u) {
+                        return;
+                    }
+                }
+                if tx.is_closed() {
+                    return;
+                }
+            }
+        });
+        tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+    }
+}
+
+async fn ordered_messages(
+    context: &jetstream::Context,
+    name: &str,
+    prefix: &str,
+    from: u64,
+) -> Result<consumer::pull::Ordered, async_nats::Error> {
+    let stream = context.get_stream_no_info(name).await?;
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: format!("{prefix}>"),
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: from,
+            },
+            ..Default::default()
+        })
+        .await?;
+    Ok(consumer.messages().await?)
+}
+
+fn to_record(message: &jetstream::Message, prefix: &str) -> Result<Record, StreamError> {
+    let info = message
+        .info()
+        .map_err(|e| StreamError::Invalid(format!("JetStream message without metadata: {e}")))?;
+    let seq = info.stream_sequence;
+    let subject = message.subject.strip_prefix(prefix).ok_or_else(|| {
+        StreamError::Invalid(format!(
+            "message {seq} on foreign subject {}",
+            message.subject
+        ))
+    })?;
+    let id = message_id(message.headers.as_ref())
+        .ok_or_else(|| StreamError::Invalid(format!("message {seq} has no valid Nats-Msg-Id")))?;
+    Ok(Record {
+        seq,
+        id,
+        subject: Subject::parse(subject)?,
+        payload: message.payload.clone(),
+    })
+}
+
+fn message_id(headers: Option<&HeaderMap>) -> Option<EventId> {
+    headers?.get("Nats-Msg-Id")?.as_str().parse().ok()
+}
+
+#[async_trait]
+impl EventStream for NatsStream {
+    async fn append(&self, event: &Outgoing) -> Result<Appended, StreamError> {
+        self.publish(event, None).await
+    }
+
+    async fn append_expecting(
+        &self,
+        event: &Outgoing,
+        expected: u64,
+    ) -> Result<Appended, StreamError> {
+        self.publish(event, Some(expected)).await
+    }
+
+    async fn last_seq(&self) -> Result<u64, StreamError> {
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| StreamError::Unavailable(format!("cannot read stream info: {e}")))?;
+        Ok(info.state.last_sequence)
+    }
+
+    async fn last_subject_seq(&self, subject: &Subject) -> Result<u64, StreamError> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        let full = format!("{}{}", self.prefix, subject);
+        match self.stream.get_last_raw_message_by_subject(&full).await {
+            Ok(message) => Ok(message.sequence),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(0),
+            Err(e) => Err(StreamError::Unavailable(format!(
+                "cannot read the last event on {subject}: {e}"
+            ))),
+        }
+    }
+
+    async fn replay(&self, from: u64) -> Result<RecordStream, StreamError> {
+        let until = self.last_seq().await?;
+        Ok(self.read_from(from, Some(until)))
+    }
+
+    async fn follow(&self, from: u64) -> Result<RecordStream, StreamError> {
+        Ok(self.read_from(from, None))
+    }
+}

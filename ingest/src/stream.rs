@@ -1,0 +1,78 @@
+//! The one operation set every backend offers. Callers hold an
+//! `Arc<dyn EventStream>` and never learn which backend is behind it.
+//!
+//! Sequences start at 1 and have no gaps; 0 means "nothing yet" (an empty
+//! stream, or a subject with no event).
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+
+use crate::envelope::{Envelope, EventId, Outgoing, Subject};
+use crate::error::{DecodeError, StreamError};
+
+/// The result of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// Where the event is on the stream. For a duplicate, where the first
+    /// copy is.
+    pub seq: u64,
+    /// The id was already on the stream (within the de-duplication window),
+    /// so nothing was stored.
+    pub duplicate: bool,
+}
+
+/// One stored event.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub seq: u64,
+    pub id: EventId,
+    /// Relative to the stream, e.g. `key.key_1`.
+    pub subject: Subject,
+    /// The JSON envelope, exactly as appended.
+    pub payload: Bytes,
+}
+
+impl Record {
+    pub fn envelope(&self) -> Result<Envelope, DecodeError> {
+        Envelope::from_json(&self.payload)
+    }
+}
+
+/// Records in sequence order, no gaps, no repeats.
+pub type RecordStream = BoxStream<'static, Result<Record, StreamError>>;
+
+#[async_trait]
+pub trait EventStream: Send + Sync + 'static {
+    /// Stores the event once per id: a repeat of an id seen within the
+    /// de-duplication window (2 minutes by default) stores nothing and
+    /// returns the first copy's sequence with `duplicate: true`. That is what
+    /// makes a retried append safe.
+    async fn append(&self, event: &Outgoing) -> Result<Appended, StreamError>;
+
+    /// Appends only if the last event on `event.subject` has sequence
+    /// `expected` (0: no event on it yet); otherwise [`StreamError::Conflict`]
+    /// and nothing is stored. A duplicate id is answered as by [`append`]
+    /// before the expectation is checked, so retries stay safe.
+    ///
+    /// [`append`]: EventStream::append
+    async fn append_expecting(
+        &self,
+        event: &Outgoing,
+        expected: u64,
+    ) -> Result<Appended, StreamError>;
+
+    /// The sequence of the newest event (0 when empty).
+    async fn last_seq(&self) -> Result<u64, StreamError>;
+
+    /// The sequence of the newest event on `subject` (0 when none).
+    async fn last_subject_seq(&self, subject: &Subject) -> Result<u64, StreamError>;
+
+    /// Events from `from` up to the newest one at the time of the call; then
+    /// the stream ends.
+    async fn replay(&self, from: u64) -> Result<RecordStream, StreamError>;
+
+    /// Events from `from` on, waiting for new ones as they are appended; the
+    /// stream never ends on its own.
+    async fn follow(&self, from: u64) -> Result<RecordStream, StreamError>;
+}

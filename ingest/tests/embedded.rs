@@ -1,0 +1,195 @@
+//! What only the embedded log has: files to damage, a lock, segments.
+
+use futures::StreamExt;
+use ingest::embedded::{EmbeddedLog, FsyncPolicy, Options};
+use ingest::events::{Event, KeyRevoked};
+use ingest::{EventStream, Outgoing, StreamError};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn event(n: u64) -> Outgoing {
+    let e = Event::KeyRevoked(KeyRevoked {
+        key_id: format!("key_{n}"),
+    });
+    Outgoing::new(&e, chrono::Utc::now()).unwrap()
+}
+
+async fn fill(log: &EmbeddedLog, n: u64) -> Vec<Outgoing> {
+    let mut sent = Vec::new();
+    for i in 0..n {
+        let e = event(i);
+        log.append(&e).await.unwrap();
+        sent.push(e);
+    }
+    sent
+}
+
+async fn replay_ids(log: &EmbeddedLog, from: u64) -> Vec<ingest::EventId> {
+    let stream = log.replay(from).await.unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        stream.map(|r| r.unwrap().id).collect(),
+    )
+    .await
+    .expect("replay did not end")
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_off_and_every_good_record_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent = {
+        let log = EmbeddedLog::open(Options::new(dir.path())).await.unwrap();
+        fill(&log, 100).await
+    };
+    let segment = segments(dir.path()).pop().unwrap();
+    let good_len = std::fs::metadata(&segment).unwrap().len();
+    // A crash mid-write leaves a partial frame: a plausible length, then garbage.
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .unwrap();
+    file.write_all(&200u32.to_le_bytes()).unwrap();
+    file.write_all(&[0xAB; 77]).unwrap();
+    drop(file);
+
+    let log = EmbeddedLog::open(Options::new(dir.path())).await.unwrap();
+    assert_eq!(log.last_seq().await.unwrap(), 100);
+    assert_eq!(
+        replay_ids(&log, 1).await,
+        sent.iter().map(|e| e.id).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        std::fs::metadata(&segment).unwrap().len(),
+        good_len,
+        "garbage removed"
+    );
+    assert_eq!(log.append(&event(100)).await.unwrap().seq, 101);
+    assert_eq!(replay_ids(&log, 101).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_corrupt_record_in_the_last_segment_truncates_from_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent = {
+        let log = EmbeddedLog::open(Options::new(dir.path())).await.unwrap();
+        fill(&log, 10).await
+    };
+    let segment = segments(dir.path()).pop().unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    // Flip one byte inside the 8th record's payload (records are the same size here).
+    let record_len = (bytes.len() - 16) / 10;
+    let at = 16 + 7 * record_len + record_len - 3;
+    bytes[at] ^= 0xFF;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let log = EmbeddedLog::open(Options::new(dir.path())).await.unwrap();
+    assert_eq!(log.last_seq().await.unwrap(), 7);
+    assert_eq!(
+        replay_ids(&log, 1).await,
+        sent[..7].iter().map(|e| e.id).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_second_open_of_the_same_dir_fails_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(Options::new(dir.path())).await.unwrap();
+    match EmbeddedLog::open(Options::new(dir.path())).await {
+        Err(StreamError::Locked { path }) => assert_eq!(path, dir.path()),
+        Err(other) => panic!("expected Locked, got {other}"),
+        Ok(_) => panic!("a second open succeeded"),
+    }
+    drop(log);
+    EmbeddedLog::open(Options::new(dir.path()))
+        .await
+        .expect("the lock is released on drop");
+}
+
+#[tokio::test]
+async fn segments_roll_and_replay_across_them_from_any_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        segment_bytes: 4096,
+        fsync: FsyncPolicy::Always,
+        ..Options::new(dir.path())
+    };
+    let sent = {
+        let log = EmbeddedLog::open(options.clone()).await.unwrap();
+        // Concurrent appenders, so batches also straddle segment boundaries.
+        let log = std::sync::Arc::new(log);
+        let mut tasks = Vec::new();
+        for t in 0..4u64 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..750 {
+                    log.append(&event(t * 1000 + i)).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        replay_ids(&log, 1).await
+    };
+    assert_eq!(sent.len(), 3000);
+    assert!(segments(dir.path()).len() > 10, "segments rolled");
+    let log = EmbeddedLog::open(options).await.unwrap();
+    assert_eq!(log.last_seq().await.unwrap(), 3000);
+    for from in [1, 2, 1024, 1025, 1500, 2999, 3000] {
+        assert_eq!(
+            replay_ids(&log, from).await,
+            sent[from as usize - 1..],
+            "replay from {from}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn damage_in_an_older_segment_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        segment_bytes: 1024,
+        ..Options::new(dir.path())
+    };
+    {
+        let log = EmbeddedLog::open(options.clone()).await.unwrap();
+        fill(&log, 100).await;
+    }
+    let first = segments(dir.path()).remove(0);
+    let mut bytes = std::fs::read(&first).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xFF;
+    std::fs::write(&first, &bytes).unwrap();
+    match EmbeddedLog::open(options).await {
+        Err(StreamError::Corrupt(message)) => {
+            assert!(message.contains("not the newest segment"), "{message}")
+        }
+        Err(other) => panic!("expected Corrupt, got {other}"),
+        Ok(_) => panic!("a damaged log opened"),
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_event_is_refused_and_nothing_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(Options::new(dir.path())).await.unwrap();
+    let mut big = event(1);
+    big.payload = vec![b' '; 9 << 20].into();
+    assert!(matches!(
+        log.append(&big).await,
+        Err(StreamError::TooLarge { .. })
+    ));
+    assert_eq!(log.last_seq().await.unwrap(), 0);
+    assert_eq!(log.append(&event(2)).await.unwrap().seq, 1);
+}
