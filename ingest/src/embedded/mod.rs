@@ -422,7 +422,7 @@ fn recover(options: &Options) -> Result<Recovered, StreamError> {
                     if frame.seq != next_seq {
                         break Some(format!("sequence {} where {next_seq} was due", frame.seq));
                     }
-                    if (frame.seq - first_seq) % INDEX_EVERY == 0 {
+                    if (frame.seq - first_seq).is_multiple_of(INDEX_EVERY) {
                         index.push((frame.seq, offset));
                     }
                     if frame.appended_at_micros >= oldest_kept {

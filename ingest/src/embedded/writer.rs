@@ -186,7 +186,7 @@ impl Writer {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        if (seq - self.segment_first_seq) % INDEX_EVERY == 0 {
+        if (seq - self.segment_first_seq).is_multiple_of(INDEX_EVERY) {
             new_index.push((seq, self.len + buf.len() as u64));
         }
         format::encode(buf, seq, now, &event.id, subject, &event.payload);

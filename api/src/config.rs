@@ -1,0 +1,232 @@
+//! The command line and environment of `nodai`, parsed and validated once
+//! into a [`Config`] that is passed explicitly from then on.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ingest::embedded::FsyncPolicy;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nodai",
+    version,
+    about = "API keys, usage metering and webhooks in one binary"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// HTTP API and worker in one process.
+    All,
+    /// HTTP API from an in-memory projection of the stream.
+    Api,
+    /// Archive, alerts and webhook delivery (with health and metrics over HTTP).
+    Worker,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Fsync {
+    /// fdatasync before every acknowledgement (group-committed).
+    Always,
+    /// fdatasync in the background every second.
+    Interval,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the bound address is logged).
+    #[arg(long, env = "NODAI_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Where nodai keeps its state (the embedded log, the archive, the admin token).
+    #[arg(long, env = "NODAI_DATA_DIR", default_value = "./nodai-data")]
+    pub data_dir: PathBuf,
+    /// NATS server URL; unset means the embedded log.
+    #[arg(long, env = "NODAI_NATS_URL")]
+    pub nats: Option<String>,
+    /// JetStream stream name (created if missing).
+    #[arg(long, env = "NODAI_STREAM", default_value = "NODAI")]
+    pub stream: String,
+    /// Replicas for the JetStream stream when nodai creates it.
+    #[arg(long, env = "NODAI_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+    #[arg(long, env = "NODAI_ROLE", value_enum, default_value = "all")]
+    pub role: Role,
+    /// Parquet archive flush interval (the archive arrives with the ledger).
+    #[arg(long, env = "NODAI_ARCHIVE_FLUSH_SECS", default_value_t = 60)]
+    pub archive_flush_secs: u64,
+    /// When the embedded log reaches the disk.
+    #[arg(long, env = "NODAI_FSYNC", value_enum, default_value = "interval")]
+    pub fsync: Fsync,
+}
+
+/// Everything `nodai serve` needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub backend: Backend,
+    pub role: Role,
+    pub archive_flush: Duration,
+    pub log_filter: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Embedded {
+        fsync: FsyncPolicy,
+    },
+    Nats {
+        url: String,
+        stream: String,
+        replicas: usize,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--stream {0:?} is not a valid JetStream name (letters, digits, '-' and '_')")]
+    StreamName(String),
+    #[error("--archive-flush-secs must be at least 1")]
+    FlushInterval,
+    #[error("--stream-replicas must be 1 to 5")]
+    Replicas,
+}
+
+impl Config {
+    pub fn from_args(args: ServeArgs) -> Result<Config, ConfigError> {
+        if args.stream.is_empty()
+            || !args
+                .stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::StreamName(args.stream));
+        }
+        if args.archive_flush_secs == 0 {
+            return Err(ConfigError::FlushInterval);
+        }
+        if !(1..=5).contains(&args.stream_replicas) {
+            return Err(ConfigError::Replicas);
+        }
+        let backend = match args.nats {
+            Some(url) => Backend::Nats {
+                url,
+                stream: args.stream,
+                replicas: args.stream_replicas,
+            },
+            None => Backend::Embedded {
+                fsync: match args.fsync {
+                    Fsync::Always => FsyncPolicy::Always,
+                    Fsync::Interval => FsyncPolicy::Interval(Duration::from_secs(1)),
+                },
+            },
+        };
+        Ok(Config {
+            listen: args.listen,
+            data_dir: args.data_dir,
+            backend,
+            role: args.role,
+            archive_flush: Duration::from_secs(args.archive_flush_secs),
+            log_filter: std::env::var("NODAI_LOG").unwrap_or_else(|_| "info".into()),
+        })
+    }
+
+    /// A configuration for tests and embedding: the embedded log in `data_dir`.
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            backend: Backend::Embedded {
+                fsync: FsyncPolicy::Interval(Duration::from_secs(1)),
+            },
+            role: Role::All,
+            archive_flush: Duration::from_secs(60),
+            log_filter: "info".into(),
+        }
+    }
+
+    /// Which stream backend to open.
+    pub fn stream_backend(&self) -> ingest::Backend {
+        match &self.backend {
+            Backend::Embedded { fsync } => ingest::Backend::Embedded(ingest::embedded::Options {
+                fsync: *fsync,
+                ..ingest::embedded::Options::new(self.data_dir.join("stream"))
+            }),
+            Backend::Nats {
+                url,
+                stream,
+                replicas,
+            } => ingest::Backend::Nats(ingest::nats::Options {
+                replicas: *replicas,
+                ..ingest::nats::Options::new(url, stream)
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let cli =
+            Cli::try_parse_from([&["nodai", "serve"], args].concat()).map_err(|e| e.to_string())?;
+        let Command::Serve(args) = cli.command;
+        Config::from_args(args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_the_spec_defaults() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.data_dir, PathBuf::from("./nodai-data"));
+        assert_eq!(config.role, Role::All);
+        assert_eq!(config.archive_flush, Duration::from_secs(60));
+        assert!(matches!(
+            config.backend,
+            Backend::Embedded {
+                fsync: FsyncPolicy::Interval(_)
+            }
+        ));
+    }
+
+    #[test]
+    fn nats_flags_choose_the_nats_backend() {
+        let config = parse(&[
+            "--nats",
+            "nats://127.0.0.1:4222",
+            "--stream",
+            "PROD_1",
+            "--role",
+            "worker",
+        ])
+        .unwrap();
+        assert!(
+            matches!(&config.backend, Backend::Nats { url, stream, replicas: 1 } if url == "nats://127.0.0.1:4222" && stream == "PROD_1")
+        );
+        assert_eq!(config.role, Role::Worker);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_reason() {
+        assert!(parse(&["--stream", "a.b"])
+            .unwrap_err()
+            .contains("--stream"));
+        assert!(parse(&["--archive-flush-secs", "0"])
+            .unwrap_err()
+            .contains("at least 1"));
+        assert!(parse(&["--role", "boss"]).is_err());
+        assert!(parse(&["--listen", "nowhere"]).is_err());
+        assert!(parse(&["--fsync", "sometimes"]).is_err());
+    }
+}

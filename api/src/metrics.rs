@@ -1,0 +1,173 @@
+//! Prometheus metrics, served as text at `GET /metrics`, and
+//! [`MeteredStream`], which counts every append this process makes.
+
+use async_trait::async_trait;
+use ingest::{Appended, EventStream, Outgoing, RecordStream, StreamError, Subject};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+pub struct Metrics {
+    registry: Registry,
+    /// Events this process stored (duplicates not counted).
+    pub appended: Counter,
+    pub append_errors: Counter,
+    /// Events skipped because this build cannot read them.
+    pub unknown_events: Counter,
+    pub applied_seq: Gauge,
+    pub last_seq: Gauge,
+    pub lag: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("nodai");
+        let m = Metrics {
+            registry: Registry::default(),
+            appended: Counter::default(),
+            append_errors: Counter::default(),
+            unknown_events: Counter::default(),
+            applied_seq: Gauge::default(),
+            last_seq: Gauge::default(),
+            lag: Gauge::default(),
+        };
+        registry.register(
+            "events_appended",
+            "Events this process appended to the stream",
+            m.appended.clone(),
+        );
+        registry.register(
+            "append_errors",
+            "Appends that failed",
+            m.append_errors.clone(),
+        );
+        registry.register(
+            "events_unknown",
+            "Events skipped as unreadable by this build",
+            m.unknown_events.clone(),
+        );
+        registry.register(
+            "projection_applied_seq",
+            "Last stream sequence this process applied",
+            m.applied_seq.clone(),
+        );
+        registry.register(
+            "stream_last_seq",
+            "Last sequence on the stream",
+            m.last_seq.clone(),
+        );
+        registry.register(
+            "stream_lag",
+            "Events on the stream not yet applied by this process",
+            m.lag.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Wraps a stream so every append shows in the metrics.
+pub struct MeteredStream {
+    inner: Arc<dyn EventStream>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredStream {
+    pub fn new(inner: Arc<dyn EventStream>, metrics: Arc<Metrics>) -> MeteredStream {
+        MeteredStream { inner, metrics }
+    }
+
+    fn count(&self, result: Result<Appended, StreamError>) -> Result<Appended, StreamError> {
+        match &result {
+            Ok(Appended {
+                duplicate: false, ..
+            }) => drop(self.metrics.appended.inc()),
+            Ok(_) | Err(StreamError::Conflict { .. }) => {}
+            Err(_) => drop(self.metrics.append_errors.inc()),
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl EventStream for MeteredStream {
+    async fn append(&self, event: &Outgoing) -> Result<Appended, StreamError> {
+        self.count(self.inner.append(event).await)
+    }
+
+    async fn append_expecting(
+        &self,
+        event: &Outgoing,
+        expected: u64,
+    ) -> Result<Appended, StreamError> {
+        self.count(self.inner.append_expecting(event, expected).await)
+    }
+
+    async fn last_seq(&self) -> Result<u64, StreamError> {
+        self.inner.last_seq().await
+    }
+
+    async fn last_subject_seq(&self, subject: &Subject) -> Result<u64, StreamError> {
+        self.inner.last_subject_seq(subject).await
+    }
+
+    async fn replay(&self, from: u64) -> Result<RecordStream, StreamError> {
+        self.inner.replay(from).await
+    }
+
+    async fn follow(&self, from: u64) -> Result<RecordStream, StreamError> {
+        self.inner.follow(from).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ingest::events::{Event, KeyRevoked};
+
+    #[tokio::test]
+    async fn counts_stored_appends_not_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = ingest::embedded::EmbeddedLog::open(ingest::embedded::Options::new(dir.path()))
+            .await
+            .unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let stream = MeteredStream::new(Arc::new(log), metrics.clone());
+        let revoke = || {
+            Outgoing::new(
+                &Event::KeyRevoked(KeyRevoked {
+                    key_id: "key_1".into(),
+                }),
+                chrono::Utc::now(),
+            )
+            .unwrap()
+        };
+        let event = revoke();
+        stream.append(&event).await.unwrap();
+        stream.append(&event).await.unwrap();
+        // Expecting an empty subject when it is not: another event, refused.
+        let conflict = stream.append_expecting(&revoke(), 0).await;
+        assert!(matches!(conflict, Err(StreamError::Conflict { .. })));
+        assert_eq!(metrics.appended.get(), 1);
+        assert_eq!(
+            metrics.append_errors.get(),
+            0,
+            "a conflict is an answer, not an error"
+        );
+        assert!(metrics.encode().contains("nodai_events_appended_total 1"));
+    }
+}

@@ -1,0 +1,125 @@
+//! Running nodai: [`run`] takes an already-bound listener and a shutdown
+//! token, so tests bind port 0 and stop it cleanly; [`serve`] binds the
+//! configured address first. One token fans out to every task.
+
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Backend, Config};
+use crate::datadir::{DataDir, DataDirError};
+use crate::follower::{self, Progress};
+use crate::metrics::{MeteredStream, Metrics};
+use crate::routes::{self, AppState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error(transparent)]
+    Stream(#[from] ingest::StreamError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("http server failed: {0}")]
+    Http(#[source] std::io::Error),
+}
+
+/// Binds the configured address, then [`run`]s.
+pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    run(config, listener, shutdown).await
+}
+
+/// Runs until `shutdown` is cancelled: stops accepting, lets in-flight
+/// requests finish, stops the background tasks, closes the stream.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let data_dir = DataDir::open(&config.data_dir)?;
+    let metrics = Arc::new(Metrics::new());
+    let stream = ingest::open(config.stream_backend()).await?;
+    let stream: Arc<dyn ingest::EventStream> =
+        Arc::new(MeteredStream::new(stream, metrics.clone()));
+    let target = stream.last_seq().await?;
+    let progress = Arc::new(Progress::new(target));
+
+    let tasks = TaskTracker::new();
+    tasks.spawn(follower::run(
+        stream.clone(),
+        progress.clone(),
+        metrics.clone(),
+        shutdown.child_token(),
+    ));
+
+    let app = routes::router(AppState {
+        stream,
+        progress,
+        metrics,
+    });
+    let addr = listener.local_addr().map_err(ServeError::Http)?;
+    let backend = match &config.backend {
+        Backend::Embedded { .. } => "embedded",
+        Backend::Nats { .. } => "nats",
+    };
+    tracing::info!(%addr, backend, role = ?config.role, data_dir = %data_dir.path().display(), stream_last_seq = target, "nodai listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .map_err(ServeError::Http)?;
+
+    shutdown.cancel();
+    tasks.close();
+    tasks.wait().await;
+    tracing::info!("nodai stopped");
+    Ok(())
+}
+
+/// Cancels `token` on SIGTERM or Ctrl-C.
+pub async fn cancel_on_signal(token: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("ctrl-c: shutting down"),
+        _ = term => tracing::info!("SIGTERM: shutting down"),
+    }
+    token.cancel();
+}
+
+/// Logs to stderr with the `NODAI_LOG` filter; no colours unless a terminal.
+pub fn init_logging(filter: &str) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|error| {
+        eprintln!("nodai: NODAI_LOG={filter:?} is not a valid filter ({error}); using info");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
