@@ -88,6 +88,8 @@ pub(crate) struct Segment {
 struct Queue {
     pending: Vec<Request>,
     closed: bool,
+    /// The writer is blocked on `wake` (not spinning): only then is a notify needed.
+    writer_asleep: bool,
 }
 
 /// What the writer, the syncer, readers and appenders share.
@@ -132,6 +134,7 @@ impl EmbeddedLog {
             queue: Mutex::new(Queue {
                 pending: Vec::new(),
                 closed: false,
+                writer_asleep: false,
             }),
             wake: Condvar::new(),
             segments: RwLock::new(recovered.segments),
@@ -159,6 +162,7 @@ impl EmbeddedLog {
             recent_order: recovered.recent_order,
             window_micros: options.duplicate_window.as_micros() as i64,
             failed: None,
+            previous_subject_seq: None,
         };
         let mut threads = vec![std::thread::Builder::new()
             .name("nodai-log-writer".into())
@@ -187,7 +191,8 @@ impl EmbeddedLog {
             return Err(StreamError::Unavailable("event log is closed".into()));
         }
         queue.pending.push(request);
-        if queue.pending.len() == 1 {
+        if queue.writer_asleep {
+            queue.writer_asleep = false;
             self.shared.wake.notify_one();
         }
         Ok(())
@@ -202,7 +207,7 @@ impl EmbeddedLog {
         self.submit(Request::Append {
             event: event.clone(),
             expected,
-            reply,
+            reply: Some(reply),
         })?;
         answer
             .await
@@ -301,7 +306,7 @@ impl EventStream for EmbeddedLog {
         let (reply, answer) = oneshot::channel();
         self.submit(Request::LastSubjectSeq {
             subject: subject.as_str().to_owned(),
-            reply,
+            reply: Some(reply),
         })?;
         answer
             .await

@@ -23,11 +23,12 @@ pub(super) enum Request {
     Append {
         event: Outgoing,
         expected: Option<u64>,
-        reply: oneshot::Sender<Result<Appended, StreamError>>,
+        /// Taken when the batch is answered.
+        reply: Option<oneshot::Sender<Result<Appended, StreamError>>>,
     },
     LastSubjectSeq {
         subject: String,
-        reply: oneshot::Sender<Result<u64, StreamError>>,
+        reply: Option<oneshot::Sender<Result<u64, StreamError>>>,
     },
 }
 
@@ -52,43 +53,67 @@ pub(super) struct Writer {
     /// Set after an i/o error the writer could not undo: the file may hold a
     /// partial batch, so nothing more is appended until a restart recovers it.
     pub failed: Option<String>,
+    /// Scratch: the subject's sequence before the event just encoded.
+    pub previous_subject_seq: Option<u64>,
 }
 
 /// What one request of a batch comes to, answered after the batch is written.
 enum Outcome {
     Appended(
-        oneshot::Sender<Result<Appended, StreamError>>,
+        Option<oneshot::Sender<Result<Appended, StreamError>>>,
         Result<Appended, StreamError>,
     ),
-    SubjectSeq(oneshot::Sender<Result<u64, StreamError>>, u64),
+    SubjectSeq(Option<oneshot::Sender<Result<u64, StreamError>>>, u64),
 }
+
+/// How long the writer keeps looking for work before it sleeps.
+const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 impl Writer {
     pub fn run(mut self) {
         let mut buf = Vec::with_capacity(1 << 20);
-        loop {
-            let batch = {
-                let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-                while queue.pending.is_empty() && !queue.closed {
-                    queue = self
-                        .shared
-                        .wake
-                        .wait(queue)
-                        .unwrap_or_else(|e| e.into_inner());
-                }
-                if queue.pending.is_empty() {
-                    break;
-                }
-                std::mem::take(&mut queue.pending)
-            };
-            self.process(batch, &mut buf);
+        let mut spare = Vec::new();
+        while let Some(batch) = self.next_batch(std::mem::take(&mut spare)) {
+            spare = self.process(batch, &mut buf);
         }
         if let Err(error) = self.file.sync_data() {
             tracing::error!(%error, path = %self.path.display(), "final sync of the event log failed");
         }
     }
 
-    fn process(&mut self, batch: Vec<Request>, buf: &mut Vec<u8>) {
+    /// Waits for requests and takes all of them, handing the queue an empty
+    /// vector to fill next. Before sleeping it yields the CPU for a short
+    /// while: under load the next request is microseconds away, and a
+    /// futex sleep and wake costs more than that. `None` once closed and drained.
+    fn next_batch(&self, mut spare: Vec<Request>) -> Option<Vec<Request>> {
+        let spin_until = std::time::Instant::now() + SPIN;
+        let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if !queue.pending.is_empty() {
+                spare.clear();
+                return Some(std::mem::replace(&mut queue.pending, spare));
+            }
+            if queue.closed {
+                return None;
+            }
+            if std::time::Instant::now() < spin_until {
+                drop(queue);
+                std::thread::yield_now();
+                queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            queue.writer_asleep = true;
+            queue = self
+                .shared
+                .wake
+                .wait(queue)
+                .unwrap_or_else(|e| e.into_inner());
+            queue.writer_asleep = false;
+        }
+    }
+
+    /// Handles one batch; returns the emptied vector for reuse.
+    fn process(&mut self, mut batch: Vec<Request>, buf: &mut Vec<u8>) -> Vec<Request> {
         buf.clear();
         let now = now_micros();
         self.expire_ids(now);
@@ -96,35 +121,35 @@ impl Writer {
             self.failed = Some(format!("cannot start a new segment: {error}"));
         }
         let first_seq = self.next_seq;
-        let mut new_subjects: Vec<(String, Option<u64>)> = Vec::new();
+        // For each stored event, the subject's previous sequence, to undo a failed write.
+        let mut undo: Vec<(usize, Option<u64>)> = Vec::new();
         let mut new_index: Vec<(u64, u64)> = Vec::new();
         let mut outcomes = Vec::with_capacity(batch.len());
-        for request in batch {
+        for (i, request) in batch.iter_mut().enumerate() {
             match request {
                 Request::LastSubjectSeq { subject, reply } => {
-                    let seq = self.subjects.get(&subject).copied().unwrap_or(0);
-                    outcomes.push(Outcome::SubjectSeq(reply, seq));
+                    let seq = self.subjects.get(subject.as_str()).copied().unwrap_or(0);
+                    outcomes.push(Outcome::SubjectSeq(reply.take(), seq));
                 }
                 Request::Append {
                     event,
                     expected,
                     reply,
                 } => {
-                    let result = self.encode_one(
-                        &event,
-                        expected,
-                        now,
-                        buf,
-                        &mut new_subjects,
-                        &mut new_index,
-                    );
-                    outcomes.push(Outcome::Appended(reply, result));
+                    let result = self.encode_one(event, *expected, now, buf, &mut new_index);
+                    if let Ok(Appended {
+                        duplicate: false, ..
+                    }) = &result
+                    {
+                        undo.push((i, self.previous_subject_seq));
+                    }
+                    outcomes.push(Outcome::Appended(reply.take(), result));
                 }
             }
         }
         if self.next_seq > first_seq {
             if let Err(error) = self.write(buf) {
-                self.undo(first_seq, new_subjects, buf.len() as u64, &error);
+                self.undo(first_seq, &batch, undo, buf.len() as u64, &error);
                 let message = format!("event log write failed: {error}");
                 for outcome in &mut outcomes {
                     if let Outcome::Appended(_, result) = outcome {
@@ -142,20 +167,21 @@ impl Writer {
         for outcome in outcomes {
             // A dropped receiver is an appender that gave up; the event is stored regardless.
             match outcome {
-                Outcome::Appended(reply, result) => drop(reply.send(result)),
-                Outcome::SubjectSeq(reply, seq) => drop(reply.send(Ok(seq))),
+                Outcome::Appended(Some(reply), result) => drop(reply.send(result)),
+                Outcome::SubjectSeq(Some(reply), seq) => drop(reply.send(Ok(seq))),
+                _ => {}
             }
         }
+        batch.clear();
+        batch
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn encode_one(
         &mut self,
         event: &Outgoing,
         expected: Option<u64>,
         now: i64,
         buf: &mut Vec<u8>,
-        new_subjects: &mut Vec<(String, Option<u64>)>,
         new_index: &mut Vec<(u64, u64)>,
     ) -> Result<Appended, StreamError> {
         if let Some(reason) = &self.failed {
@@ -190,8 +216,13 @@ impl Writer {
             new_index.push((seq, self.len + buf.len() as u64));
         }
         format::encode(buf, seq, now, &event.id, subject, &event.payload);
-        new_subjects.push((subject.to_owned(), current));
-        self.subjects.insert(subject.to_owned(), seq);
+        self.previous_subject_seq = current;
+        match self.subjects.get_mut(subject) {
+            Some(last) => *last = seq,
+            None => {
+                self.subjects.insert(subject.to_owned(), seq);
+            }
+        }
         self.recent_ids.insert(event.id, seq);
         self.recent_order.push_back((now, event.id));
         Ok(Appended {
@@ -213,16 +244,21 @@ impl Writer {
     fn undo(
         &mut self,
         first_seq: u64,
-        new_subjects: Vec<(String, Option<u64>)>,
+        batch: &[Request],
+        undo: Vec<(usize, Option<u64>)>,
         attempted: u64,
         error: &std::io::Error,
     ) {
         tracing::error!(%error, path = %self.path.display(), events = self.next_seq - first_seq, "event log write failed; batch refused");
-        for (subject, previous) in new_subjects.into_iter().rev() {
-            match previous {
-                Some(seq) => self.subjects.insert(subject, seq),
-                None => self.subjects.remove(&subject),
+        for (i, previous) in undo.into_iter().rev() {
+            let Request::Append { event, .. } = &batch[i] else {
+                continue;
             };
+            let subject = event.subject.as_str();
+            match previous {
+                Some(seq) => drop(self.subjects.insert(subject.to_owned(), seq)),
+                None => drop(self.subjects.remove(subject)),
+            }
         }
         while let Some(&(_, id)) = self.recent_order.back() {
             if self
