@@ -24,8 +24,7 @@ async fn main() -> ExitCode {
     match api::server::serve(config, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "nodai stopped");
-            eprintln!("nodai: {e}");
+            tracing::error!(error = %e, "nodai cannot run");
             ExitCode::FAILURE
         }
     }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use ingest::{Appended, EventStream, Outgoing, RecordStream, StreamError, Subject};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::sync::Arc;
 
 pub struct Metrics {
@@ -28,47 +28,32 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("nodai");
-        let m = Metrics {
-            registry: Registry::default(),
-            appended: Counter::default(),
-            append_errors: Counter::default(),
-            unknown_events: Counter::default(),
-            applied_seq: Gauge::default(),
-            last_seq: Gauge::default(),
-            lag: Gauge::default(),
-        };
-        registry.register(
-            "events_appended",
-            "Events this process appended to the stream",
-            m.appended.clone(),
-        );
-        registry.register(
-            "append_errors",
-            "Appends that failed",
-            m.append_errors.clone(),
-        );
-        registry.register(
-            "events_unknown",
-            "Events skipped as unreadable by this build",
-            m.unknown_events.clone(),
-        );
-        registry.register(
-            "projection_applied_seq",
-            "Last stream sequence this process applied",
-            m.applied_seq.clone(),
-        );
-        registry.register(
-            "stream_last_seq",
-            "Last sequence on the stream",
-            m.last_seq.clone(),
-        );
-        registry.register(
-            "stream_lag",
-            "Events on the stream not yet applied by this process",
-            m.lag.clone(),
-        );
-        Metrics { registry, ..m }
+        let mut r = Registry::with_prefix("nodai");
+        Metrics {
+            appended: register(
+                &mut r,
+                "events_appended",
+                "Events this process appended to the stream",
+            ),
+            append_errors: register(&mut r, "append_errors", "Appends that failed"),
+            unknown_events: register(
+                &mut r,
+                "events_unknown",
+                "Events skipped as unreadable by this build",
+            ),
+            applied_seq: register(
+                &mut r,
+                "projection_applied_seq",
+                "Last stream sequence this process applied",
+            ),
+            last_seq: register(&mut r, "stream_last_seq", "Last sequence on the stream"),
+            lag: register(
+                &mut r,
+                "stream_lag",
+                "Events on the stream not yet applied by this process",
+            ),
+            registry: r,
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -78,6 +63,13 @@ impl Metrics {
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// A new metric, registered under `name`.
+fn register<M: Metric + Clone + Default>(registry: &mut Registry, name: &str, help: &str) -> M {
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 /// Wraps a stream so every append shows in the metrics.
