@@ -64,6 +64,17 @@ pub struct ServeArgs {
     /// Parquet archive flush interval (the archive arrives with the ledger).
     #[arg(long, env = "NODAI_ARCHIVE_FLUSH_SECS", default_value_t = 60)]
     pub archive_flush_secs: u64,
+    /// How long a query waits for its workflow's upstream.
+    #[arg(long, env = "NODAI_UPSTREAM_TIMEOUT_SECS", default_value_t = 30)]
+    pub upstream_timeout_secs: u64,
+    /// The admin token; unset: generated into `<data-dir>/admin-token`.
+    #[arg(
+        long = "admin-token-unsafe-flag",
+        env = "NODAI_ADMIN_TOKEN",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
     /// When the embedded log reaches the disk.
     #[arg(long, env = "NODAI_FSYNC", value_enum, default_value = "interval")]
     pub fsync: Fsync,
@@ -77,6 +88,8 @@ pub struct Config {
     pub backend: Backend,
     pub role: Role,
     pub archive_flush: Duration,
+    pub upstream_timeout: Duration,
+    pub admin_token: Option<crate::auth::AdminToken>,
     pub log_filter: String,
 }
 
@@ -100,6 +113,10 @@ pub enum ConfigError {
     FlushInterval,
     #[error("--stream-replicas must be 1 to 5")]
     Replicas,
+    #[error("--upstream-timeout-secs must be 1 to 3600")]
+    UpstreamTimeout,
+    #[error("NODAI_ADMIN_TOKEN must be at least 16 characters")]
+    AdminToken,
 }
 
 impl Config {
@@ -117,6 +134,12 @@ impl Config {
         }
         if !(1..=5).contains(&args.stream_replicas) {
             return Err(ConfigError::Replicas);
+        }
+        if !(1..=3600).contains(&args.upstream_timeout_secs) {
+            return Err(ConfigError::UpstreamTimeout);
+        }
+        if args.admin_token.as_ref().is_some_and(|t| t.trim().len() < 16) {
+            return Err(ConfigError::AdminToken);
         }
         let backend = match args.nats {
             Some(url) => Backend::Nats {
@@ -137,6 +160,10 @@ impl Config {
             backend,
             role: args.role,
             archive_flush: Duration::from_secs(args.archive_flush_secs),
+            upstream_timeout: Duration::from_secs(args.upstream_timeout_secs),
+            admin_token: args
+                .admin_token
+                .map(|t| crate::auth::AdminToken::new(t.trim().to_owned())),
             log_filter: std::env::var("NODAI_LOG").unwrap_or_else(|_| "info".into()),
         })
     }
@@ -151,6 +178,8 @@ impl Config {
             },
             role: Role::All,
             archive_flush: Duration::from_secs(60),
+            upstream_timeout: Duration::from_secs(30),
+            admin_token: None,
             log_filter: "info".into(),
         }
     }
@@ -162,11 +191,7 @@ impl Config {
                 fsync: *fsync,
                 ..ingest::embedded::Options::new(self.data_dir.join("stream"))
             }),
-            Backend::Nats {
-                url,
-                stream,
-                replicas,
-            } => ingest::Backend::Nats(ingest::nats::Options {
+            Backend::Nats { url, stream, replicas } => ingest::Backend::Nats(ingest::nats::Options {
                 replicas: *replicas,
                 ..ingest::nats::Options::new(url, stream)
             }),
@@ -179,8 +204,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Config, String> {
-        let cli =
-            Cli::try_parse_from([&["nodai", "serve"], args].concat()).map_err(|e| e.to_string())?;
+        let cli = Cli::try_parse_from([&["nodai", "serve"], args].concat()).map_err(|e| e.to_string())?;
         let Command::Serve(args) = cli.command;
         Config::from_args(args).map_err(|e| e.to_string())
     }
@@ -219,9 +243,7 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_the_reason() {
-        assert!(parse(&["--stream", "a.b"])
-            .unwrap_err()
-            .contains("--stream"));
+        assert!(parse(&["--stream", "a.b"]).unwrap_err().contains("--stream"));
         assert!(parse(&["--archive-flush-secs", "0"])
             .unwrap_err()
             .contains("at least 1"));

@@ -1,7 +1,8 @@
 //! [`ApiError`]: every error the HTTP API answers with, mapped once to RFC
 //! 9457 problem details with a stable `code`.
 
-use axum::http::{header, StatusCode};
+use axum::extract::rejection::JsonRejection;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -9,8 +10,48 @@ use serde::Serialize;
 pub enum ApiError {
     #[error("no such endpoint")]
     NotFound,
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    #[error("no API key with this id")]
+    KeyNotFound,
+    #[error("no workflow with this id")]
+    WorkflowNotFound,
+    #[error("a workflow with this id exists already")]
+    WorkflowExists,
+    #[error("another change to this object landed first; retry")]
+    Conflict,
     #[error("{0}")]
     NotReady(String),
+    #[error("malformed JSON: {0}")]
+    BadJson(String),
+    #[error("request body larger than 1 MiB")]
+    PayloadTooLarge,
+    #[error("expected a JSON body with Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("{0}")]
+    Validation(String),
+    #[error("missing or wrong admin token (Authorization: Bearer <token>)")]
+    Unauthorized,
+    #[error("missing X-API-Key header")]
+    MissingApiKey,
+    #[error("unknown or revoked API key")]
+    InvalidApiKey,
+    #[error("this API key is inactive")]
+    KeyInactive,
+    #[error("this API key has expired")]
+    KeyExpired,
+    #[error("this API key may not use this workflow")]
+    WorkflowNotAllowed,
+    #[error("rate limit of {limit} requests per hour reached")]
+    RateLimited { limit: u64, retry_after_secs: u64 },
+    #[error("monthly cost limit reached")]
+    CostLimitExceeded,
+    #[error("the upstream failed: {0}")]
+    UpstreamError(String),
+    #[error("the upstream did not answer in time")]
+    UpstreamTimeout,
+    #[error("usage cannot be recorded right now; nothing was charged, retry later")]
+    MeteringUnavailable,
     /// A failure that is ours, not the caller's: logged with its cause, opaque to the client.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -27,11 +68,57 @@ struct Problem<'a> {
 }
 
 impl ApiError {
+    pub fn internal(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ApiError {
+        ApiError::Internal(error.into())
+    }
+
+    pub fn validation(message: impl Into<String>) -> ApiError {
+        ApiError::Validation(message.into())
+    }
+
+    /// Status, stable code, title.
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use ApiError::*;
         match self {
-            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not Found"),
-            ApiError::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready", "Not Ready"),
-            ApiError::Internal(_) => (
+            NotFound => (StatusCode::NOT_FOUND, "not_found", "Not Found"),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method Not Allowed",
+            ),
+            KeyNotFound => (StatusCode::NOT_FOUND, "key_not_found", "Not Found"),
+            WorkflowNotFound => (StatusCode::NOT_FOUND, "workflow_not_found", "Not Found"),
+            WorkflowExists => (StatusCode::CONFLICT, "workflow_exists", "Conflict"),
+            Conflict => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready", "Not Ready"),
+            BadJson(_) => (StatusCode::BAD_REQUEST, "invalid_json", "Bad Request"),
+            PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload Too Large"),
+            UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported Media Type",
+            ),
+            Validation(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_error",
+                "Unprocessable Entity",
+            ),
+            Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            MissingApiKey => (StatusCode::UNAUTHORIZED, "missing_api_key", "Unauthorized"),
+            InvalidApiKey => (StatusCode::FORBIDDEN, "invalid_api_key", "Forbidden"),
+            KeyInactive => (StatusCode::FORBIDDEN, "key_inactive", "Forbidden"),
+            KeyExpired => (StatusCode::FORBIDDEN, "key_expired", "Forbidden"),
+            WorkflowNotAllowed => (StatusCode::FORBIDDEN, "workflow_not_allowed", "Forbidden"),
+            RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too Many Requests"),
+            CostLimitExceeded => (StatusCode::PAYMENT_REQUIRED, "cost_limit_exceeded", "Payment Required"),
+            UpstreamError(_) => (StatusCode::BAD_GATEWAY, "upstream_error", "Bad Gateway"),
+            UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "Gateway Timeout"),
+            MeteringUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "metering_unavailable",
+                "Service Unavailable",
+            ),
+            Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
                 "Internal Server Error",
@@ -55,11 +142,24 @@ impl IntoResponse for ApiError {
             code,
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            json,
-        )
-            .into_response()
+        let mut response = (status, [(header::CONTENT_TYPE, "application/problem+json")], json).into_response();
+        if let ApiError::RateLimited { retry_after_secs, .. } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        match rejection {
+            JsonRejection::JsonDataError(e) => ApiError::Validation(e.body_text()),
+            JsonRejection::JsonSyntaxError(e) => ApiError::BadJson(e.body_text()),
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            other => ApiError::BadJson(other.body_text()),
+        }
     }
 }

@@ -1,16 +1,17 @@
-//! Tails the stream from this process's position and applies each event.
+//! Tails the stream from this process's position and folds each event into
+//! the [`ledger::Projection`] the API answers from.
 //!
-//! Today "applying" is decoding: the key and usage projections of later
-//! issues fold here. What is already real is the bookkeeping every fold
-//! needs: the sequence applied so far, and readiness: `/readyz` turns 200
-//! once the process has applied everything that was on the stream when it
-//! started.
+//! [`Progress`] is the bookkeeping around it: the sequence applied so far
+//! (handlers wait on it for read-your-writes), and readiness: `/readyz`
+//! turns 200 once the process has applied everything that was on the
+//! stream when it started.
 
 use futures::StreamExt;
 use ingest::{Event, EventStream};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use ledger::Projection;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
@@ -18,7 +19,7 @@ use crate::metrics::Metrics;
 /// How far this process has applied the stream.
 #[derive(Debug)]
 pub struct Progress {
-    applied: AtomicU64,
+    applied: watch::Sender<u64>,
     /// The stream's last sequence at start: caught up once applied reaches it.
     target: u64,
 }
@@ -26,13 +27,20 @@ pub struct Progress {
 impl Progress {
     pub fn new(target: u64) -> Progress {
         Progress {
-            applied: AtomicU64::new(0),
+            applied: watch::channel(0).0,
             target,
         }
     }
 
     pub fn applied(&self) -> u64 {
-        self.applied.load(Ordering::Acquire)
+        *self.applied.borrow()
+    }
+
+    /// Waits until `seq` has been applied; false if `timeout` passed first.
+    pub async fn wait_for(&self, seq: u64, timeout: Duration) -> bool {
+        let mut applied = self.applied.subscribe();
+        let reached = tokio::time::timeout(timeout, applied.wait_for(|a| *a >= seq)).await;
+        matches!(reached, Ok(Ok(_)))
     }
 
     pub fn target(&self) -> u64 {
@@ -44,13 +52,14 @@ impl Progress {
     }
 
     fn advance(&self, seq: u64) {
-        self.applied.store(seq, Ordering::Release);
+        self.applied.send_replace(seq);
     }
 }
 
 /// Follows the stream until `shutdown`, re-subscribing after errors.
 pub async fn run(
     stream: Arc<dyn EventStream>,
+    projection: Arc<RwLock<Projection>>,
     progress: Arc<Progress>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -88,7 +97,10 @@ pub async fn run(
                     metrics.unknown_events.inc();
                     tracing::debug!(seq = record.seq, event_type = %unknown.event_type, version = unknown.version, "skipped an event type this build does not know");
                 }
-                Ok((Ok(_event), _)) => {}
+                Ok((Ok(event), envelope)) => {
+                    let mut projection = projection.write().unwrap_or_else(|e| e.into_inner());
+                    projection.apply(record.seq, envelope.ts, &event);
+                }
                 Ok((Err(error), envelope)) => {
                     metrics.unknown_events.inc();
                     tracing::warn!(seq = record.seq, event_type = %envelope.event_type, %error, "skipped an event whose data does not decode");
@@ -123,9 +135,6 @@ mod tests {
         assert!(!progress.is_ready());
         progress.advance(3);
         assert!(progress.is_ready());
-        assert!(
-            Progress::new(0).is_ready(),
-            "an empty stream is caught up at once"
-        );
+        assert!(Progress::new(0).is_ready(), "an empty stream is caught up at once");
     }
 }

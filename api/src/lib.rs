@@ -7,17 +7,27 @@
 //! - [`follower`]: tails the stream and tracks how far this process has applied it.
 //! - [`metrics`]: Prometheus metrics, and a stream wrapper that counts appends.
 //! - [`routes`]: one module per group of endpoints, each exporting `router()`.
+//! - [`auth`]: the admin token and the middleware that requires it.
+//! - [`limiter`]: exact rate and cost limits under concurrency (reservations).
+//! - [`upstream`]: calling a workflow's upstream.
+//! - [`extract`], [`validate`], [`usd`]: turning request input into valid values, or 4xx.
 //! - [`error`]: [`ApiError`], the one place errors become HTTP problem+json.
 //!
 //! Only this crate knows axum and HTTP status codes.
 
+pub mod auth;
 pub mod config;
 pub mod datadir;
 pub mod error;
+pub mod extract;
 pub mod follower;
+pub mod limiter;
 pub mod metrics;
 pub mod routes;
 pub mod server;
+pub mod upstream;
+pub mod usd;
+pub mod validate;
 
 pub use config::Config;
 pub use error::ApiError;

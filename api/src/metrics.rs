@@ -30,17 +30,9 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut r = Registry::with_prefix("nodai");
         Metrics {
-            appended: register(
-                &mut r,
-                "events_appended",
-                "Events this process appended to the stream",
-            ),
+            appended: register(&mut r, "events_appended", "Events this process appended to the stream"),
             append_errors: register(&mut r, "append_errors", "Appends that failed"),
-            unknown_events: register(
-                &mut r,
-                "events_unknown",
-                "Events skipped as unreadable by this build",
-            ),
+            unknown_events: register(&mut r, "events_unknown", "Events skipped as unreadable by this build"),
             applied_seq: register(
                 &mut r,
                 "projection_applied_seq",
@@ -85,9 +77,7 @@ impl MeteredStream {
 
     fn count(&self, result: Result<Appended, StreamError>) -> Result<Appended, StreamError> {
         match &result {
-            Ok(Appended {
-                duplicate: false, ..
-            }) => drop(self.metrics.appended.inc()),
+            Ok(Appended { duplicate: false, .. }) => drop(self.metrics.appended.inc()),
             Ok(_) | Err(StreamError::Conflict { .. }) => {}
             Err(_) => drop(self.metrics.append_errors.inc()),
         }
@@ -101,11 +91,7 @@ impl EventStream for MeteredStream {
         self.count(self.inner.append(event).await)
     }
 
-    async fn append_expecting(
-        &self,
-        event: &Outgoing,
-        expected: u64,
-    ) -> Result<Appended, StreamError> {
+    async fn append_expecting(&self, event: &Outgoing, expected: u64) -> Result<Appended, StreamError> {
         self.count(self.inner.append_expecting(event, expected).await)
     }
 
@@ -141,9 +127,7 @@ mod tests {
         let stream = MeteredStream::new(Arc::new(log), metrics.clone());
         let revoke = || {
             Outgoing::new(
-                &Event::KeyRevoked(KeyRevoked {
-                    key_id: "key_1".into(),
-                }),
+                &Event::KeyRevoked(KeyRevoked { key_id: "key_1".into() }),
                 chrono::Utc::now(),
             )
             .unwrap()
@@ -155,11 +139,7 @@ mod tests {
         let conflict = stream.append_expecting(&revoke(), 0).await;
         assert!(matches!(conflict, Err(StreamError::Conflict { .. })));
         assert_eq!(metrics.appended.get(), 1);
-        assert_eq!(
-            metrics.append_errors.get(),
-            0,
-            "a conflict is an answer, not an error"
-        );
+        assert_eq!(metrics.append_errors.get(), 0, "a conflict is an answer, not an error");
         assert!(metrics.encode().contains("nodai_events_appended_total 1"));
     }
 }

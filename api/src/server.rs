@@ -2,14 +2,17 @@
 //! token, so tests bind port 0 and stop it cleanly; [`serve`] binds the
 //! configured address first. One token fans out to every task.
 
-use std::sync::Arc;
+use ledger::Projection;
+use std::sync::{Arc, RwLock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::AdminToken;
 use crate::config::{Backend, Config};
 use crate::datadir::{DataDir, DataDirError};
 use crate::follower::{self, Progress};
+use crate::limiter::Limiter;
 use crate::metrics::{MeteredStream, Metrics};
 use crate::routes::{self, AppState};
 
@@ -22,6 +25,12 @@ pub enum ServeError {
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read or create the admin token at {}: {source}", path.display())]
+    AdminToken {
+        path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
@@ -42,31 +51,43 @@ pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), Se
 
 /// Runs until `shutdown` is cancelled: stops accepting, lets in-flight
 /// requests finish, stops the background tasks, closes the stream.
-pub async fn run(
-    config: Config,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), ServeError> {
+pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationToken) -> Result<(), ServeError> {
     let data_dir = DataDir::open(&config.data_dir)?;
     let metrics = Arc::new(Metrics::new());
     let stream = ingest::open(config.stream_backend()).await?;
-    let stream: Arc<dyn ingest::EventStream> =
-        Arc::new(MeteredStream::new(stream, metrics.clone()));
+    let stream: Arc<dyn ingest::EventStream> = Arc::new(MeteredStream::new(stream, metrics.clone()));
+    let admin_token = AdminToken::load_or_create(config.admin_token.as_ref(), data_dir.path()).map_err(|source| {
+        ServeError::AdminToken {
+            path: data_dir.path().join("admin-token"),
+            source,
+        }
+    })?;
     let target = stream.last_seq().await?;
     let progress = Arc::new(Progress::new(target));
+    let projection = Arc::new(RwLock::new(Projection::default()));
 
     let tasks = TaskTracker::new();
     tasks.spawn(follower::run(
         stream.clone(),
+        projection.clone(),
         progress.clone(),
         metrics.clone(),
         shutdown.child_token(),
     ));
 
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .build()
+        .map_err(|e| ServeError::Http(std::io::Error::other(e)))?;
     let app = routes::router(AppState {
         stream,
+        projection,
         progress,
         metrics,
+        admin_token,
+        limiter: Arc::new(Limiter::default()),
+        http,
+        upstream_timeout: config.upstream_timeout,
     });
     let addr = listener.local_addr().map_err(ServeError::Http)?;
     let backend = match &config.backend {

@@ -70,13 +70,8 @@ impl TestApp {
 }
 
 fn metric(body: &str, name: &str) -> Option<i64> {
-    body.lines().find_map(|line| {
-        line.strip_prefix(name)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
+    body.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 fn event(n: u64) -> Outgoing {
@@ -103,10 +98,7 @@ async fn health_ready_and_metrics(config: Config, preload: impl AsyncFnOnce()) {
     let ready = app.wait_for(|_, status| status == 200, "/readyz").await;
     assert!(ready.contains(r#""applied_seq":300"#), "{ready}");
     let metrics = app
-        .wait_for(
-            |body, _| metric(body, "nodai_stream_lag") == Some(0),
-            "/metrics",
-        )
+        .wait_for(|body, _| metric(body, "nodai_stream_lag") == Some(0), "/metrics")
         .await;
     assert_eq!(metric(&metrics, "nodai_stream_last_seq"), Some(300));
     assert_eq!(metric(&metrics, "nodai_projection_applied_seq"), Some(300));
@@ -218,9 +210,7 @@ impl Process {
 
     async fn exit_code(&mut self) -> Option<i32> {
         // Drain stderr so the child never blocks on a full pipe.
-        while let Ok(Ok(Some(line))) =
-            tokio::time::timeout(Duration::from_secs(30), self.lines.next_line()).await
-        {
+        while let Ok(Ok(Some(line))) = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line()).await {
             self.seen.push(line);
         }
         tokio::time::timeout(Duration::from_secs(30), self.child.wait())
@@ -249,12 +239,7 @@ async fn sigterm_and_ctrl_c_stop_cleanly_with_exit_code_0() {
         let health = reqwest::get(format!("{base}/healthz")).await.unwrap();
         assert_eq!(health.status(), 200);
         nodai.signal(signal);
-        assert_eq!(
-            nodai.exit_code().await,
-            Some(0),
-            "SIG{signal}; log: {:?}",
-            nodai.seen
-        );
+        assert_eq!(nodai.exit_code().await, Some(0), "SIG{signal}; log: {:?}", nodai.seen);
         assert!(
             nodai.seen.iter().any(|l| l.contains("nodai stopped")),
             "{:?}",
@@ -287,10 +272,7 @@ async fn an_unreachable_nats_fails_the_start_with_a_clear_message() {
     let mut nodai = Process::start(&["--nats", &url], dir.path());
     assert_eq!(nodai.exit_code().await, Some(1));
     let said = nodai.seen.join("\n");
-    assert!(
-        said.contains("cannot connect to NATS") && said.contains(&url),
-        "{said}"
-    );
+    assert!(said.contains("cannot connect to NATS") && said.contains(&url), "{said}");
 }
 
 #[tokio::test]
@@ -298,9 +280,5 @@ async fn bad_flags_are_refused_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
     let mut nodai = Process::start(&["--stream", "a.b"], dir.path());
     assert_eq!(nodai.exit_code().await, Some(2));
-    assert!(
-        nodai.seen.join("\n").contains("--stream"),
-        "{:?}",
-        nodai.seen
-    );
+    assert!(nodai.seen.join("\n").contains("--stream"), "{:?}", nodai.seen);
 }

@@ -108,8 +108,7 @@ async fn embedded(rows: &mut Vec<Row>) {
     drop(file);
 
     let dir = tempfile::tempdir().unwrap();
-    let log: Arc<dyn EventStream> =
-        Arc::new(EmbeddedLog::open(Options::new(dir.path())).await.unwrap());
+    let log: Arc<dyn EventStream> = Arc::new(EmbeddedLog::open(Options::new(dir.path())).await.unwrap());
     let secs = append_concurrently(log.clone(), evs.clone()).await;
     rows.push(Row {
         name: format!("embedded append, {APPENDERS} appenders, fsync=interval"),
@@ -214,12 +213,9 @@ async fn nats(rows: &mut Vec<Row>) {
     });
 
     let stream: Arc<dyn EventStream> = Arc::new(
-        NatsStream::connect(ingest::nats::Options::new(
-            server.url(),
-            unique_stream_name(),
-        ))
-        .await
-        .unwrap(),
+        NatsStream::connect(ingest::nats::Options::new(server.url(), unique_stream_name()))
+            .await
+            .unwrap(),
     );
     let secs = append_concurrently(stream.clone(), evs.clone()).await;
     rows.push(Row {
@@ -258,11 +254,7 @@ async fn main() {
             row.rate()
         );
     }
-    let rate = |prefix: &str| {
-        rows.iter()
-            .find(|r| r.name.starts_with(prefix))
-            .map(Row::rate)
-    };
+    let rate = |prefix: &str| rows.iter().find(|r| r.name.starts_with(prefix)).map(Row::rate);
     println!();
     if let (Some(a), Some(b)) = (rate("embedded append, 64"), rate("baseline: one write()")) {
         println!(
@@ -270,13 +262,7 @@ async fn main() {
             a / b
         );
     }
-    if let (Some(a), Some(b)) = (
-        rate("NATS backend append"),
-        rate("baseline: raw async-nats"),
-    ) {
-        println!(
-            "NATS backend append / raw async-nats publish: {:.2}x",
-            a / b
-        );
+    if let (Some(a), Some(b)) = (rate("NATS backend append"), rate("baseline: raw async-nats")) {
+        println!("NATS backend append / raw async-nats publish: {:.2}x", a / b);
     }
 }

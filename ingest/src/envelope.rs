@@ -82,9 +82,7 @@ impl Subject {
     /// Parses a relative subject as stored on the stream (one or more tokens).
     pub fn parse(subject: &str) -> Result<Subject, StreamError> {
         if subject.len() > MAX_SUBJECT_LEN || !subject.split('.').all(is_token) {
-            return Err(StreamError::Invalid(format!(
-                "malformed subject {subject:?}"
-            )));
+            return Err(StreamError::Invalid(format!("malformed subject {subject:?}")));
         }
         Ok(Subject(subject.to_owned()))
     }

@@ -7,9 +7,7 @@ use std::ops::{Add, AddAssign};
 /// An amount of USD in millionths of a dollar (1 USD = 1 000 000 micros).
 ///
 /// Serialised as a bare JSON integer, so events and projections stay exact.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct Micros(i64);
 
@@ -68,10 +66,7 @@ mod tests {
 
     #[test]
     fn addition_saturates_instead_of_wrapping() {
-        assert_eq!(
-            Micros::new(i64::MAX) + Micros::new(1),
-            Micros::new(i64::MAX)
-        );
+        assert_eq!(Micros::new(i64::MAX) + Micros::new(1), Micros::new(i64::MAX));
         assert_eq!(Micros::new(i64::MAX).checked_add(Micros::new(1)), None);
     }
 }

@@ -61,9 +61,8 @@ impl NatsStream {
     /// Connects and creates the stream if it is missing. An unreachable server
     /// is an error within seconds, not a hang.
     pub async fn connect(options: Options) -> Result<NatsStream, StreamError> {
-        let unavailable = |what: &str, e: &dyn std::fmt::Display| {
-            StreamError::Unavailable(format!("{what} ({}): {e}", options.url))
-        };
+        let unavailable =
+            |what: &str, e: &dyn std::fmt::Display| StreamError::Unavailable(format!("{what} ({}): {e}", options.url));
         if options.stream.is_empty()
             || options
                 .stream
@@ -85,25 +84,15 @@ impl NatsStream {
         let client = match tokio::time::timeout(Duration::from_secs(5), client).await {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => return Err(unavailable("cannot connect to NATS", &e)),
-            Err(_) => {
-                return Err(unavailable(
-                    "cannot connect to NATS",
-                    &"no answer within 5s",
-                ))
-            }
+            Err(_) => return Err(unavailable("cannot connect to NATS", &"no answer within 5s")),
         };
         if tokio::time::timeout(Duration::from_secs(5), client.flush())
             .await
             .is_err()
         {
-            return Err(unavailable(
-                "cannot connect to NATS",
-                &"no answer within 5s",
-            ));
+            return Err(unavailable("cannot connect to NATS", &"no answer within 5s"));
         }
-        let context = jetstream::ContextBuilder::new()
-            .timeout(ACK_TIMEOUT)
-            .build(client);
+        let context = jetstream::ContextBuilder::new().timeout(ACK_TIMEOUT).build(client);
         let prefix = format!("{}.", options.stream.to_lowercase());
         let config = stream::Config {
             name: options.stream.clone(),
@@ -127,11 +116,7 @@ impl NatsStream {
         })
     }
 
-    async fn publish(
-        &self,
-        event: &Outgoing,
-        expected: Option<u64>,
-    ) -> Result<Appended, StreamError> {
+    async fn publish(&self, event: &Outgoing, expected: Option<u64>) -> Result<Appended, StreamError> {
         let subject = format!("{}{}", self.prefix, event.subject);
         let deadline = Instant::now() + self.append_timeout;
         let mut backoff = Duration::from_millis(20);
@@ -142,12 +127,7 @@ impl NatsStream {
             if let Some(expected) = expected {
                 publish = publish.expected_last_subject_sequence(expected);
             }
-            let attempt = async {
-                self.context
-                    .send_publish(subject.clone(), publish)
-                    .await?
-                    .await
-            };
+            let attempt = async { self.context.send_publish(subject.clone(), publish).await?.await };
             let error = match attempt.await {
                 Ok(ack) => {
                     return Ok(Appended {
@@ -263,9 +243,7 @@ async fn ordered_messages(
     let consumer = stream
         .create_consumer(consumer::pull::OrderedConfig {
             filter_subject: format!("{prefix}>"),
-            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: from,
-            },
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: from },
             ..Default::default()
         })
         .await?;
@@ -277,12 +255,10 @@ fn to_record(message: &jetstream::Message, prefix: &str) -> Result<Record, Strea
         .info()
         .map_err(|e| StreamError::Invalid(format!("JetStream message without metadata: {e}")))?;
     let seq = info.stream_sequence;
-    let subject = message.subject.strip_prefix(prefix).ok_or_else(|| {
-        StreamError::Invalid(format!(
-            "message {seq} on foreign subject {}",
-            message.subject
-        ))
-    })?;
+    let subject = message
+        .subject
+        .strip_prefix(prefix)
+        .ok_or_else(|| StreamError::Invalid(format!("message {seq} on foreign subject {}", message.subject)))?;
     let id = message_id(message.headers.as_ref())
         .ok_or_else(|| StreamError::Invalid(format!("message {seq} has no valid Nats-Msg-Id")))?;
     Ok(Record {
@@ -303,11 +279,7 @@ impl EventStream for NatsStream {
         self.publish(event, None).await
     }
 
-    async fn append_expecting(
-        &self,
-        event: &Outgoing,
-        expected: u64,
-    ) -> Result<Appended, StreamError> {
+    async fn append_expecting(&self, event: &Outgoing, expected: u64) -> Result<Appended, StreamError> {
         self.publish(event, Some(expected)).await
     }
 

@@ -56,11 +56,7 @@ pub trait EventStream: Send + Sync + 'static {
     /// before the expectation is checked, so retries stay safe.
     ///
     /// [`append`]: EventStream::append
-    async fn append_expecting(
-        &self,
-        event: &Outgoing,
-        expected: u64,
-    ) -> Result<Appended, StreamError>;
+    async fn append_expecting(&self, event: &Outgoing, expected: u64) -> Result<Appended, StreamError>;
 
     /// The sequence of the newest event (0 when empty).
     async fn last_seq(&self) -> Result<u64, StreamError>;

@@ -27,9 +27,7 @@ fn find_binary() -> Option<PathBuf> {
         .unwrap_or_default();
     // Debian installs it in sbin, which is not on every PATH.
     dirs.extend(["/usr/sbin", "/usr/local/sbin", "/usr/local/bin"].map(PathBuf::from));
-    dirs.into_iter()
-        .map(|d| d.join("nats-server"))
-        .find(|p| p.is_file())
+    dirs.into_iter().map(|d| d.join("nats-server")).find(|p| p.is_file())
 }
 
 /// A port nothing listens on right now.
@@ -73,14 +71,7 @@ impl NatsServer {
 
     async fn spawn(&mut self) {
         let child = Command::new(&self.binary)
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string(), "-js", "-sd"])
             .arg(self.store.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -49,11 +49,7 @@ impl Harness {
     async fn reopen(&mut self) {
         self.stream = None;
         self.stream = Some(match &self.backend {
-            Backend::Embedded(dir) => Arc::new(
-                EmbeddedLog::open(embedded::Options::new(dir.path()))
-                    .await
-                    .unwrap(),
-            ),
+            Backend::Embedded(dir) => Arc::new(EmbeddedLog::open(embedded::Options::new(dir.path())).await.unwrap()),
             Backend::Nats(server, name) => Arc::new(
                 NatsStream::connect(nats::Options::new(server.url(), name))
                     .await
@@ -77,12 +73,9 @@ fn event(key: &str, n: u64) -> Outgoing {
 }
 
 async fn collect(stream: ingest::RecordStream) -> Vec<Record> {
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        stream.map(|r| r.unwrap()).collect(),
-    )
-    .await
-    .expect("replay did not end")
+    tokio::time::timeout(Duration::from_secs(30), stream.map(|r| r.unwrap()).collect())
+        .await
+        .expect("replay did not end")
 }
 
 async fn take(stream: &mut ingest::RecordStream, n: usize) -> Vec<Record> {
@@ -118,9 +111,7 @@ async fn order_and_replay(h: &mut Harness) {
         assert_eq!(record.payload, e.payload);
         let envelope = record.envelope().unwrap();
         assert_eq!(envelope.id, e.id);
-        assert!(
-            matches!(envelope.event().unwrap(), Event::QueryRecorded(q) if q.duration_ms == i as u64)
-        );
+        assert!(matches!(envelope.event().unwrap(), Event::QueryRecorded(q) if q.duration_ms == i as u64));
     }
     let tail = collect(s.replay(51).await.unwrap()).await;
     assert_eq!(
@@ -161,16 +152,9 @@ async fn conditional_append_conflict(h: &mut Harness) {
         Err(StreamError::Conflict { .. }) => {}
         other => panic!("expected a conflict, got {other:?}"),
     }
-    let second = s
-        .append_expecting(&event("k1", 5), first.seq)
-        .await
-        .unwrap();
+    let second = s.append_expecting(&event("k1", 5), first.seq).await.unwrap();
     assert_eq!(s.last_subject_seq(&subject).await.unwrap(), second.seq);
-    assert_eq!(
-        s.last_seq().await.unwrap(),
-        3,
-        "refused appends stored nothing"
-    );
+    assert_eq!(s.last_seq().await.unwrap(), 3, "refused appends stored nothing");
 }
 
 async fn follow_sees_later_appends(h: &mut Harness) {
@@ -195,11 +179,9 @@ async fn follow_sees_later_appends(h: &mut Harness) {
     let got = take(&mut from_two, 50).await;
     assert_eq!(got[0].seq, 2);
     // Nothing more until something is appended.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(200), tail.next())
-            .await
-            .is_err()
-    );
+    assert!(tokio::time::timeout(Duration::from_millis(200), tail.next())
+        .await
+        .is_err());
     s.append(&event("k", 99)).await.unwrap();
     assert_eq!(take(&mut tail, 1).await[0].seq, 52);
 }
@@ -227,10 +209,7 @@ async fn persists_across_reopen(h: &mut Harness) {
         s.append_expecting(&event("k0", 21), 18).await,
         Err(StreamError::Conflict { .. })
     ));
-    assert_eq!(
-        s.append_expecting(&event("k0", 22), 19).await.unwrap().seq,
-        21
-    );
+    assert_eq!(s.append_expecting(&event("k0", 22), 19).await.unwrap().seq, 21);
 }
 
 async fn concurrent_appenders_no_gap_no_dup(h: &mut Harness) {

@@ -27,12 +27,9 @@ async fn fill(log: &EmbeddedLog, n: u64) -> Vec<Outgoing> {
 
 async fn replay_ids(log: &EmbeddedLog, from: u64) -> Vec<ingest::EventId> {
     let stream = log.replay(from).await.unwrap();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        stream.map(|r| r.unwrap().id).collect(),
-    )
-    .await
-    .expect("replay did not end")
+    tokio::time::timeout(Duration::from_secs(30), stream.map(|r| r.unwrap().id).collect())
+        .await
+        .expect("replay did not end")
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
@@ -55,25 +52,15 @@ async fn a_torn_tail_is_cut_off_and_every_good_record_kept() {
     let segment = segments(dir.path()).pop().unwrap();
     let good_len = std::fs::metadata(&segment).unwrap().len();
     // A crash mid-write leaves a partial frame: a plausible length, then garbage.
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&segment)
-        .unwrap();
+    let mut file = std::fs::OpenOptions::new().append(true).open(&segment).unwrap();
     file.write_all(&200u32.to_le_bytes()).unwrap();
     file.write_all(&[0xAB; 77]).unwrap();
     drop(file);
 
     let log = EmbeddedLog::open(Options::new(dir.path())).await.unwrap();
     assert_eq!(log.last_seq().await.unwrap(), 100);
-    assert_eq!(
-        replay_ids(&log, 1).await,
-        sent.iter().map(|e| e.id).collect::<Vec<_>>()
-    );
-    assert_eq!(
-        std::fs::metadata(&segment).unwrap().len(),
-        good_len,
-        "garbage removed"
-    );
+    assert_eq!(replay_ids(&log, 1).await, sent.iter().map(|e| e.id).collect::<Vec<_>>());
+    assert_eq!(std::fs::metadata(&segment).unwrap().len(), good_len, "garbage removed");
     assert_eq!(log.append(&event(100)).await.unwrap().seq, 101);
     assert_eq!(replay_ids(&log, 101).await.len(), 1);
 }
@@ -186,10 +173,7 @@ async fn an_oversized_event_is_refused_and_nothing_stored() {
     let log = EmbeddedLog::open(Options::new(dir.path())).await.unwrap();
     let mut big = event(1);
     big.payload = vec![b' '; 9 << 20].into();
-    assert!(matches!(
-        log.append(&big).await,
-        Err(StreamError::TooLarge { .. })
-    ));
+    assert!(matches!(log.append(&big).await, Err(StreamError::TooLarge { .. })));
     assert_eq!(log.last_seq().await.unwrap(), 0);
     assert_eq!(log.append(&event(2)).await.unwrap().seq, 1);
 }

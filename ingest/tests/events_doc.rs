@@ -6,8 +6,7 @@ use ingest::{Envelope, Event};
 use std::collections::HashSet;
 
 fn examples() -> Vec<String> {
-    let doc =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/events.md")).unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/events.md")).unwrap();
     doc.split("```json\n")
         .skip(1)
         .map(|block| block.split("```").next().unwrap().trim().to_owned())
@@ -18,29 +17,19 @@ fn examples() -> Vec<String> {
 fn every_documented_example_round_trips_exactly() {
     let mut documented = HashSet::new();
     for example in examples() {
-        let envelope: Envelope =
-            serde_json::from_str(&example).unwrap_or_else(|e| panic!("{e}: {example}"));
+        let envelope: Envelope = serde_json::from_str(&example).unwrap_or_else(|e| panic!("{e}: {example}"));
         if envelope.data.get() == "{}" {
             continue; // the bare envelope at the top
         }
-        let event = envelope
-            .event()
-            .unwrap_or_else(|e| panic!("{e}: {example}"));
-        assert!(
-            !matches!(event, Event::Unknown(_)),
-            "undocumented type in {example}"
-        );
+        let event = envelope.event().unwrap_or_else(|e| panic!("{e}: {example}"));
+        assert!(!matches!(event, Event::Unknown(_)), "undocumented type in {example}");
         let rebuilt = Envelope {
             data: serde_json::value::to_raw_value(&reencode(&event)).unwrap(),
             ..envelope.clone()
         };
         let original: serde_json::Value = serde_json::from_str(&example).unwrap();
         let again: serde_json::Value = serde_json::to_value(&rebuilt).unwrap();
-        assert_eq!(
-            original, again,
-            "{} does not round-trip",
-            envelope.event_type
-        );
+        assert_eq!(original, again, "{} does not round-trip", envelope.event_type);
         documented.insert((envelope.event_type, envelope.version));
     }
     for (event_type, version) in Event::TYPES {

@@ -42,11 +42,7 @@ async fn a_server_restart_under_load_loses_and_doubles_nothing() {
         return;
     };
     let name = unique_stream_name();
-    let stream = Arc::new(
-        NatsStream::connect(Options::new(server.url(), &name))
-            .await
-            .unwrap(),
-    );
+    let stream = Arc::new(NatsStream::connect(Options::new(server.url(), &name)).await.unwrap());
     let mut follower = stream.follow(1).await.unwrap();
 
     // Appenders keep going while the server is killed and restarted.
@@ -103,9 +99,5 @@ async fn a_server_restart_under_load_loses_and_doubles_nothing() {
         sent,
         "every acknowledged event, once"
     );
-    assert_eq!(
-        stream.last_seq().await.unwrap(),
-        total as u64,
-        "no duplicates stored"
-    );
+    assert_eq!(stream.last_seq().await.unwrap(), total as u64, "no duplicates stored");
 }

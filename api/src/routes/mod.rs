@@ -1,27 +1,116 @@
 //! The HTTP surface, one module per group of endpoints, each with its own
-//! `router()`.
+//! `router()`, and [`AppState`], what every handler may use.
 
 pub mod health;
+pub mod keys;
+pub mod openapi;
+pub mod queries;
+pub mod workflows;
 
+use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use ingest::EventStream;
-use std::sync::Arc;
+use chrono::Utc;
+use ingest::{Event, EventStream, Outgoing, StreamError};
+use ledger::Projection;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
 
+use crate::auth::AdminToken;
 use crate::error::ApiError;
 use crate::follower::Progress;
+use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 
-/// What every handler may use.
+/// Bodies over this are refused with 413.
+pub const BODY_LIMIT: usize = 1 << 20;
+/// How long a handler waits for this replica to apply its own write.
+const APPLY_WAIT: Duration = Duration::from_secs(10);
+
 #[derive(Clone)]
 pub struct AppState {
     pub stream: Arc<dyn EventStream>,
+    pub projection: Arc<RwLock<Projection>>,
     pub progress: Arc<Progress>,
     pub metrics: Arc<Metrics>,
+    pub admin_token: AdminToken,
+    pub limiter: Arc<Limiter>,
+    /// Pooled connections to upstreams.
+    pub http: reqwest::Client,
+    pub upstream_timeout: Duration,
+}
+
+impl AppState {
+    pub fn projection(&self) -> RwLockReadGuard<'_, Projection> {
+        self.projection.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends `event` (only if its subject's last sequence is `expected`,
+    /// when given) and waits until this replica has applied it, so the
+    /// caller reads its own write. Returns the event's sequence.
+    pub async fn write(&self, event: Event, expected: Option<u64>) -> Result<u64, ApiError> {
+        let outgoing = Outgoing::new(&event, Utc::now()).map_err(ApiError::internal)?;
+        let appended = match expected {
+            Some(expected) => self.stream.append_expecting(&outgoing, expected).await,
+            None => self.stream.append(&outgoing).await,
+        };
+        let seq = match appended {
+            Ok(appended) => appended.seq,
+            Err(StreamError::Conflict { .. }) => return Err(ApiError::Conflict),
+            Err(StreamError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "stream unavailable for an admin write");
+                return Err(ApiError::NotReady(
+                    "the event stream is unavailable; nothing was changed, retry later".into(),
+                ));
+            }
+            Err(e) => return Err(ApiError::internal(e)),
+        };
+        self.applied(seq).await?;
+        Ok(seq)
+    }
+
+    /// Waits until this replica has applied `seq`.
+    pub async fn applied(&self, seq: u64) -> Result<(), ApiError> {
+        if self.progress.wait_for(seq, APPLY_WAIT).await {
+            Ok(())
+        } else {
+            Err(ApiError::NotReady(format!(
+                "the change is stored (sequence {seq}) but this replica has not applied it yet; retry"
+            )))
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
+    let admin = Router::new()
+        .merge(keys::router())
+        .merge(workflows::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::require_admin,
+        ));
     Router::new()
         .merge(health::router())
+        .merge(openapi::router())
+        .merge(queries::router())
+        .merge(admin)
         .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+}
+
+/// `{"data":[…],"next_cursor":…}`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    /// Pass as `?cursor=` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `?limit=&cursor=` of list endpoints, as text so that bad values get our 422.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+pub struct PageParams {
+    /// 1 to 1000, default 100.
+    pub limit: Option<String>,
+    pub cursor: Option<String>,
 }

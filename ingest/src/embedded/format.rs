@@ -107,9 +107,7 @@ pub enum Decoded {
 /// Decodes the frame at the start of `buf`.
 pub fn decode(buf: &Bytes) -> Decoded {
     if buf.len() < FRAME_HEADER_LEN {
-        return Decoded::Incomplete {
-            need: FRAME_HEADER_LEN,
-        };
+        return Decoded::Incomplete { need: FRAME_HEADER_LEN };
     }
     let body_len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
     if !(BODY_FIXED_LEN..=MAX_BODY_LEN).contains(&body_len) {
@@ -160,14 +158,7 @@ mod tests {
     fn one_frame() -> (Vec<u8>, EventId) {
         let id = EventId::new();
         let mut buf = Vec::new();
-        encode(
-            &mut buf,
-            7,
-            1_700_000_000_000_000,
-            &id,
-            "key.k1",
-            b"{\"a\":1}",
-        );
+        encode(&mut buf, 7, 1_700_000_000_000_000, &id, "key.k1", b"{\"a\":1}");
         (buf, id)
     }
 
@@ -198,10 +189,7 @@ mod tests {
             let mut flipped = buf.clone();
             flipped[byte] ^= 0x10;
             let decoded = decode(&Bytes::from(flipped));
-            assert!(
-                matches!(decoded, Decoded::Corrupt(_)),
-                "flip at {byte}: {decoded:?}"
-            );
+            assert!(matches!(decoded, Decoded::Corrupt(_)), "flip at {byte}: {decoded:?}");
         }
     }
 

@@ -49,9 +49,7 @@ impl std::str::FromStr for FsyncPolicy {
         match s {
             "always" => Ok(FsyncPolicy::Always),
             "interval" => Ok(FsyncPolicy::Interval(Duration::from_secs(1))),
-            other => Err(format!(
-                "fsync must be `always` or `interval`, not {other:?}"
-            )),
+            other => Err(format!("fsync must be `always` or `interval`, not {other:?}")),
         }
     }
 }
@@ -141,10 +139,7 @@ impl EmbeddedLog {
             committed,
             dirty: AtomicBool::new(false),
             sync_file: Mutex::new(Some(
-                recovered
-                    .file
-                    .try_clone()
-                    .map_err(StreamError::io(&recovered.path))?,
+                recovered.file.try_clone().map_err(StreamError::io(&recovered.path))?,
             )),
             closed: AtomicBool::new(false),
         });
@@ -198,11 +193,7 @@ impl EmbeddedLog {
         Ok(())
     }
 
-    async fn append_inner(
-        &self,
-        event: &Outgoing,
-        expected: Option<u64>,
-    ) -> Result<Appended, StreamError> {
+    async fn append_inner(&self, event: &Outgoing, expected: Option<u64>) -> Result<Appended, StreamError> {
         let (reply, answer) = oneshot::channel();
         self.submit(Request::Append {
             event: event.clone(),
@@ -268,11 +259,7 @@ impl EmbeddedLog {
 
 impl Drop for EmbeddedLog {
     fn drop(&mut self) {
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .closed = true;
+        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
         self.shared.closed.store(true, Ordering::Release);
         self.shared.wake.notify_all();
         // Wake followers so they see `closed` and end.
@@ -290,11 +277,7 @@ impl EventStream for EmbeddedLog {
         self.append_inner(event, None).await
     }
 
-    async fn append_expecting(
-        &self,
-        event: &Outgoing,
-        expected: u64,
-    ) -> Result<Appended, StreamError> {
+    async fn append_expecting(&self, event: &Outgoing, expected: u64) -> Result<Appended, StreamError> {
         self.append_inner(event, Some(expected)).await
     }
 
@@ -328,12 +311,7 @@ fn sync_loop(shared: &Shared, every: Duration) {
     while !shared.closed.load(Ordering::Acquire) {
         std::thread::park_timeout(every);
         if shared.dirty.swap(false, Ordering::AcqRel) {
-            if let Some(file) = shared
-                .sync_file
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
-            {
+            if let Some(file) = shared.sync_file.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
                 if let Err(error) = file.sync_data() {
                     tracing::error!(%error, "background sync of the event log failed");
                     shared.dirty.store(true, Ordering::Release);
@@ -353,9 +331,7 @@ fn lock_dir(dir: &Path) -> Result<File, StreamError> {
         .map_err(StreamError::io(&path))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(StreamError::Locked {
-            path: dir.to_owned(),
-        }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StreamError::Locked { path: dir.to_owned() }),
         Err(std::fs::TryLockError::Error(e)) => Err(StreamError::Io { path, source: e }),
     }
 }
@@ -412,11 +388,9 @@ fn recover(options: &Options) -> Result<Recovered, StreamError> {
             // Crashed while creating the segment: nothing can be in it yet.
             tracing::warn!(path = %path.display(), "rewriting the header of a half-created segment");
             file.set_len(0).map_err(StreamError::io(&path))?;
-            std::io::Write::write_all(&mut &file, &format::header())
-                .map_err(StreamError::io(&path))?;
+            std::io::Write::write_all(&mut &file, &format::header()).map_err(StreamError::io(&path))?;
         } else {
-            format::check_header(&header)
-                .map_err(|e| StreamError::Corrupt(format!("{}: {e}", path.display())))?;
+            format::check_header(&header).map_err(|e| StreamError::Corrupt(format!("{}: {e}", path.display())))?;
         }
         let mut index = Vec::new();
         let mut offset = format::HEADER_LEN;
@@ -482,10 +456,7 @@ fn recover(options: &Options) -> Result<Recovered, StreamError> {
         tail = Some((file, path, first_seq, offset));
     }
     let Some((file, path, segment_first_seq, len)) = tail else {
-        return Err(StreamError::Corrupt(format!(
-            "{} holds no segment",
-            dir.display()
-        )));
+        return Err(StreamError::Corrupt(format!("{} holds no segment", dir.display())));
     };
     Ok(Recovered {
         segments,

@@ -19,12 +19,7 @@ use crate::stream::Record;
 const CHUNK: usize = 1 << 20;
 
 /// Reads `len` bytes at `offset` (fewer at the end of the file).
-pub(super) fn read_chunk(
-    file: &File,
-    path: &Path,
-    offset: u64,
-    len: usize,
-) -> Result<Bytes, StreamError> {
+pub(super) fn read_chunk(file: &File, path: &Path, offset: u64, len: usize) -> Result<Bytes, StreamError> {
     let mut buf = BytesMut::zeroed(len);
     let mut filled = 0;
     while filled < len {
@@ -63,12 +58,7 @@ impl Cursor {
 
     /// Reads up to `max` records with sequence ≤ `upto` (which must be
     /// committed).
-    pub fn read_batch(
-        &mut self,
-        shared: &Shared,
-        upto: u64,
-        max: usize,
-    ) -> Result<Vec<Record>, StreamError> {
+    pub fn read_batch(&mut self, shared: &Shared, upto: u64, max: usize) -> Result<Vec<Record>, StreamError> {
         let mut out = Vec::new();
         while out.len() < max && self.next_seq <= upto {
             let position = match &mut self.position {
@@ -168,14 +158,10 @@ fn locate(shared: &Shared, seq: u64) -> Result<Position, StreamError> {
     let segments = shared.segments.read().unwrap_or_else(|e| e.into_inner());
     let i = segments.partition_point(|s| s.first_seq <= seq);
     let Some(segment) = i.checked_sub(1).and_then(|i| segments.get(i)) else {
-        return Err(StreamError::Corrupt(format!(
-            "no segment holds sequence {seq}"
-        )));
+        return Err(StreamError::Corrupt(format!("no segment holds sequence {seq}")));
     };
     let j = segment.index.partition_point(|&(s, _)| s <= seq);
-    let offset = j
-        .checked_sub(1)
-        .map_or(format::HEADER_LEN, |j| segment.index[j].1);
+    let offset = j.checked_sub(1).map_or(format::HEADER_LEN, |j| segment.index[j].1);
     let file = File::open(&segment.path).map_err(StreamError::io(&segment.path))?;
     Ok(Position {
         segment_first_seq: segment.first_seq,

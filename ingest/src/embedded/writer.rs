@@ -103,11 +103,7 @@ impl Writer {
                 continue;
             }
             queue.writer_asleep = true;
-            queue = self
-                .shared
-                .wake
-                .wait(queue)
-                .unwrap_or_else(|e| e.into_inner());
+            queue = self.shared.wake.wait(queue).unwrap_or_else(|e| e.into_inner());
             queue.writer_asleep = false;
         }
     }
@@ -131,16 +127,9 @@ impl Writer {
                     let seq = self.subjects.get(subject.as_str()).copied().unwrap_or(0);
                     outcomes.push(Outcome::SubjectSeq(reply.take(), seq));
                 }
-                Request::Append {
-                    event,
-                    expected,
-                    reply,
-                } => {
+                Request::Append { event, expected, reply } => {
                     let result = self.encode_one(event, *expected, now, buf, &mut new_index);
-                    if let Ok(Appended {
-                        duplicate: false, ..
-                    }) = &result
-                    {
+                    if let Ok(Appended { duplicate: false, .. }) = &result {
                         undo.push((i, self.previous_subject_seq));
                     }
                     outcomes.push(Outcome::Appended(reply.take(), result));
@@ -188,10 +177,7 @@ impl Writer {
             return Err(StreamError::Unavailable(reason.clone()));
         }
         if let Some(&seq) = self.recent_ids.get(&event.id) {
-            return Ok(Appended {
-                seq,
-                duplicate: true,
-            });
+            return Ok(Appended { seq, duplicate: true });
         }
         let subject = event.subject.as_str();
         let current = self.subjects.get(subject).copied();
@@ -225,10 +211,7 @@ impl Writer {
         }
         self.recent_ids.insert(event.id, seq);
         self.recent_order.push_back((now, event.id));
-        Ok(Appended {
-            seq,
-            duplicate: false,
-        })
+        Ok(Appended { seq, duplicate: false })
     }
 
     fn write(&mut self, buf: &[u8]) -> std::io::Result<()> {
@@ -261,11 +244,7 @@ impl Writer {
             }
         }
         while let Some(&(_, id)) = self.recent_order.back() {
-            if self
-                .recent_ids
-                .get(&id)
-                .is_some_and(|&seq| seq >= first_seq)
-            {
+            if self.recent_ids.get(&id).is_some_and(|&seq| seq >= first_seq) {
                 self.recent_ids.remove(&id);
                 self.recent_order.pop_back();
             } else {
@@ -284,11 +263,7 @@ impl Writer {
     /// Makes a batch visible to readers: index entries first, then the sequence.
     fn publish(&self, new_index: Vec<(u64, u64)>) {
         if !new_index.is_empty() {
-            let mut segments = self
-                .shared
-                .segments
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut segments = self.shared.segments.write().unwrap_or_else(|e| e.into_inner());
             if let Some(segment) = segments.last_mut() {
                 segment.index.extend(new_index);
             }
@@ -320,11 +295,7 @@ impl Writer {
         self.path = path.clone();
         self.segment_first_seq = self.next_seq;
         self.len = format::HEADER_LEN;
-        *self
-            .shared
-            .sync_file
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(sync_clone);
+        *self.shared.sync_file.lock().unwrap_or_else(|e| e.into_inner()) = Some(sync_clone);
         self.shared
             .segments
             .write()
@@ -341,10 +312,7 @@ impl Writer {
 
 /// Creates a segment with its header, durably (file and directory entry).
 pub(super) fn create_segment(path: &std::path::Path) -> std::io::Result<File> {
-    let mut file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .open(path)?;
+    let mut file = OpenOptions::new().create_new(true).append(true).open(path)?;
     file.write_all(&format::header())?;
     file.sync_all()?;
     if let Some(dir) = path.parent() {

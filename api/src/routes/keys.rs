@@ -1,0 +1,359 @@
+//! `/api/v1/api-keys`: create, list, get, update, revoke, rotate. Every
+//! change is an event; every answer is read back from this replica's
+//! projection after it applied that event.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use chrono::{DateTime, Duration, Utc};
+use ingest::events::{KeyCreated, KeyRevoked, KeyRotated, KeySettings, KeyUpdated};
+use ingest::Event;
+use ledger::ApiKey;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use super::{AppState, Page, PageParams};
+use crate::error::ApiError;
+use crate::extract::{present, ApiJson};
+use crate::{usd, validate};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/api-keys", post(create).get(list))
+        .route("/api/v1/api-keys/{key_id}", get(get_one).put(update).delete(revoke))
+        .route("/api/v1/api-keys/{key_id}/rotate", post(rotate))
+}
+
+/// An API key as the API shows it (never with its secret, except in
+/// [`KeyWithSecret`]).
+#[derive(Serialize, ToSchema)]
+pub struct KeyObject {
+    /// `key_…`
+    id: String,
+    /// The first 11 characters of the key: `nk_` and 8 hex.
+    prefix: String,
+    name: String,
+    owner: Option<String>,
+    active: bool,
+    /// Empty: any workflow.
+    workflow_ids: Vec<String>,
+    rate_limit_per_hour: Option<u64>,
+    /// USD.
+    cost_limit_per_month: Option<f64>,
+    alert_thresholds: Vec<u32>,
+    expires_at: Option<DateTime<Utc>>,
+    allowed_origins: Vec<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+    metadata: Option<Value>,
+}
+
+impl From<&ApiKey> for KeyObject {
+    fn from(key: &ApiKey) -> KeyObject {
+        let s = &key.settings;
+        KeyObject {
+            id: key.id.clone(),
+            prefix: key.prefix.clone(),
+            name: s.name.clone(),
+            owner: s.owner.clone(),
+            active: s.active,
+            workflow_ids: s.workflow_ids.clone(),
+            rate_limit_per_hour: s.rate_limit_per_hour,
+            cost_limit_per_month: s.cost_limit_per_month.map(usd::to_json),
+            alert_thresholds: s.alert_thresholds.clone(),
+            expires_at: s.expires_at,
+            allowed_origins: s.allowed_origins.clone(),
+            created_at: key.created_at,
+            updated_at: key.updated_at,
+            last_used_at: key.last_used_at,
+            metadata: s.metadata.clone(),
+        }
+    }
+}
+
+/// The key object plus the plaintext `key`: only from create and rotate.
+#[derive(Serialize, ToSchema)]
+pub struct KeyWithSecret {
+    #[serde(flatten)]
+    object: KeyObject,
+    /// `nk_` + 64 hex. Shown once: store it now.
+    key: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    /// 1 to 128 characters.
+    name: String,
+    owner: Option<String>,
+    #[serde(default)]
+    workflow_ids: Vec<String>,
+    rate_limit_per_hour: Option<i64>,
+    /// USD, at most 6 decimals.
+    cost_limit_per_month: Option<f64>,
+    /// Percents of the cost limit; default `[80, 100]`.
+    alert_thresholds: Option<Vec<i64>>,
+    /// RFC 3339, in the future.
+    expires_at: Option<String>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    metadata: Option<Value>,
+    /// Default true.
+    active: Option<bool>,
+}
+
+/// Fields present change; `null` clears an optional one.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKey {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    owner: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<bool>)]
+    active: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    workflow_ids: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    rate_limit_per_hour: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>)]
+    cost_limit_per_month: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<i64>>)]
+    alert_thresholds: Option<Option<Vec<i64>>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    expires_at: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    allowed_origins: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Option<Value>>,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKey {
+    /// How long the old secret keeps validating; default 0 (stops at once), at most 30 days.
+    #[serde(default)]
+    grace_period_seconds: i64,
+}
+
+/// A fresh secret from the OS CSPRNG, and its hash.
+fn new_secret() -> Result<(String, String), ApiError> {
+    let bytes = crate::auth::random_bytes::<32>().map_err(ApiError::internal)?;
+    let key = format!("nk_{}", hex::encode(bytes));
+    let hash = hex::encode(Sha256::digest(key.as_bytes()));
+    Ok((key, hash))
+}
+
+fn live_key(state: &AppState, key_id: &str) -> Result<ApiKey, ApiError> {
+    state
+        .projection()
+        .keys
+        .get(key_id)
+        .cloned()
+        .ok_or(ApiError::KeyNotFound)
+}
+
+fn with_secret(state: &AppState, key_id: &str, key: String) -> Result<KeyWithSecret, ApiError> {
+    Ok(KeyWithSecret {
+        object: KeyObject::from(&live_key(state, key_id)?),
+        key,
+    })
+}
+
+#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateKey,
+    responses((status = 201, body = KeyWithSecret), (status = 401), (status = 422)), security(("admin" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateKey>,
+) -> Result<impl IntoResponse, ApiError> {
+    let now = Utc::now();
+    let settings = KeySettings {
+        name: validate::name("name", &body.name)?,
+        owner: body.owner.map(|o| validate::name("owner", &o)).transpose()?,
+        active: body.active.unwrap_or(true),
+        workflow_ids: validate::workflow_ids(&body.workflow_ids)?,
+        rate_limit_per_hour: body.rate_limit_per_hour.map(validate::rate_limit).transpose()?,
+        cost_limit_per_month: body
+            .cost_limit_per_month
+            .map(|v| usd::parse("cost_limit_per_month", v))
+            .transpose()?,
+        alert_thresholds: validate::thresholds(&body.alert_thresholds.unwrap_or_else(|| vec![80, 100]))?,
+        expires_at: body.expires_at.map(|v| validate::expires_at(&v, now)).transpose()?,
+        allowed_origins: validate::origins(&body.allowed_origins)?,
+        metadata: body.metadata.as_ref().map(validate::metadata).transpose()?,
+    };
+    let (key, key_hash) = new_secret()?;
+    let key_id = format!("key_{}", uuid::Uuid::now_v7().simple());
+    let prefix = key[..11].to_owned();
+    state
+        .write(
+            Event::KeyCreated(KeyCreated {
+                key_id: key_id.clone(),
+                key_hash,
+                prefix,
+                settings,
+            }),
+            Some(0),
+        )
+        .await?;
+    tracing::info!(key_id, "api key created");
+    Ok((StatusCode::CREATED, Json(with_secret(&state, &key_id, key)?)))
+}
+
+#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", params(PageParams),
+    responses((status = 200, body = Page<KeyObject>), (status = 401), (status = 422)), security(("admin" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<PageParams>,
+) -> Result<Json<Page<KeyObject>>, ApiError> {
+    let limit = validate::page_limit(params.limit.as_deref())?;
+    let projection = state.projection();
+    let (keys, more) = projection.keys.page(params.cursor.as_deref(), limit);
+    let next_cursor = if more { keys.last().map(|k| k.id.clone()) } else { None };
+    Ok(Json(Page {
+        data: keys.into_iter().map(KeyObject::from).collect(),
+        next_cursor,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/api-keys/{key_id}", tag = "api-keys",
+    responses((status = 200, body = KeyObject), (status = 401), (status = 404)), security(("admin" = [])))]
+pub async fn get_one(State(state): State<AppState>, Path(key_id): Path<String>) -> Result<Json<KeyObject>, ApiError> {
+    Ok(Json(KeyObject::from(&live_key(&state, &key_id)?)))
+}
+
+/// Applies a change to the key's current settings with a conditional
+/// append, re-reading and retrying when another change landed first.
+async fn change(
+    state: &AppState,
+    key_id: &str,
+    make: impl Fn(&ApiKey) -> Result<Event, ApiError>,
+) -> Result<(), ApiError> {
+    for attempt in 1..=5u32 {
+        let key = live_key(state, key_id)?;
+        match state.write(make(&key)?, Some(key.seq)).await {
+            Err(ApiError::Conflict) => {
+                // The other change may not be applied here yet.
+                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
+            }
+            other => return other.map(drop),
+        }
+    }
+    Err(ApiError::Conflict)
+}
+
+#[utoipa::path(put, path = "/api/v1/api-keys/{key_id}", tag = "api-keys", request_body = UpdateKey,
+    responses((status = 200, body = KeyObject), (status = 401), (status = 404), (status = 422)), security(("admin" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    Path(key_id): Path<String>,
+    ApiJson(body): ApiJson<UpdateKey>,
+) -> Result<Json<KeyObject>, ApiError> {
+    let now = Utc::now();
+    let required = |field: &str| ApiError::validation(format!("{field} cannot be null"));
+    change(&state, &key_id, |key| {
+        let mut s = key.settings.clone();
+        if let Some(v) = &body.name {
+            s.name = validate::name("name", v.as_deref().ok_or_else(|| required("name"))?)?;
+        }
+        if let Some(v) = &body.owner {
+            s.owner = v.as_deref().map(|o| validate::name("owner", o)).transpose()?;
+        }
+        if let Some(v) = body.active {
+            s.active = v.ok_or_else(|| required("active"))?;
+        }
+        if let Some(v) = &body.workflow_ids {
+            s.workflow_ids = validate::workflow_ids(v.as_deref().unwrap_or_default())?;
+        }
+        if let Some(v) = body.rate_limit_per_hour {
+            s.rate_limit_per_hour = v.map(validate::rate_limit).transpose()?;
+        }
+        if let Some(v) = body.cost_limit_per_month {
+            s.cost_limit_per_month = v.map(|v| usd::parse("cost_limit_per_month", v)).transpose()?;
+        }
+        if let Some(v) = &body.alert_thresholds {
+            s.alert_thresholds = validate::thresholds(v.as_deref().unwrap_or_default())?;
+        }
+        if let Some(v) = &body.expires_at {
+            s.expires_at = v.as_deref().map(|v| validate::expires_at(v, now)).transpose()?;
+        }
+        if let Some(v) = &body.allowed_origins {
+            s.allowed_origins = validate::origins(v.as_deref().unwrap_or_default())?;
+        }
+        if let Some(v) = &body.metadata {
+            s.metadata = v.as_ref().map(validate::metadata).transpose()?;
+        }
+        Ok(Event::KeyUpdated(KeyUpdated {
+            key_id: key.id.clone(),
+            settings: s,
+        }))
+    })
+    .await?;
+    tracing::info!(key_id, "api key updated");
+    Ok(Json(KeyObject::from(&live_key(&state, &key_id)?)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/api-keys/{key_id}", tag = "api-keys",
+    responses((status = 204), (status = 401), (status = 404)), security(("admin" = [])))]
+pub async fn revoke(State(state): State<AppState>, Path(key_id): Path<String>) -> Result<StatusCode, ApiError> {
+    change(&state, &key_id, |key| {
+        Ok(Event::KeyRevoked(KeyRevoked { key_id: key.id.clone() }))
+    })
+    .await?;
+    tracing::info!(key_id, "api key revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/api-keys/{key_id}/rotate", tag = "api-keys", request_body(content = RotateKey, description = "optional"),
+    responses((status = 200, body = KeyWithSecret), (status = 401), (status = 404), (status = 422)), security(("admin" = [])))]
+pub async fn rotate(
+    State(state): State<AppState>,
+    Path(key_id): Path<String>,
+    body: Bytes,
+) -> Result<Json<KeyWithSecret>, ApiError> {
+    // The body is optional, so it is parsed here rather than by ApiJson.
+    let body: RotateKey = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateKey::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ApiError::Validation(e.to_string()),
+            _ => ApiError::BadJson(e.to_string()),
+        })?
+    };
+    if !(0..=30 * 24 * 3600).contains(&body.grace_period_seconds) {
+        return Err(ApiError::validation(
+            "grace_period_seconds must be 0 to 2592000 (30 days)",
+        ));
+    }
+    let (key, key_hash) = new_secret()?;
+    let now = Utc::now();
+    let grace = body.grace_period_seconds;
+    change(&state, &key_id, |current| {
+        Ok(Event::KeyRotated(KeyRotated {
+            key_id: current.id.clone(),
+            key_hash: key_hash.clone(),
+            prefix: key[..11].to_owned(),
+            previous_key_hash: current.hash.to_hex(),
+            previous_valid_until: (grace > 0).then(|| now + Duration::seconds(grace)),
+        }))
+    })
+    .await?;
+    tracing::info!(key_id, grace_period_seconds = grace, "api key rotated");
+    Ok(Json(with_secret(&state, &key_id, key)?))
+}

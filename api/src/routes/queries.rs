@@ -1,0 +1,211 @@
+//! `POST /api/v1/workflows/{workflow_id}/query`: the metered gateway.
+//!
+//! validate the key (projection) → workflow and association → admit under
+//! the limits (a reservation, see [`crate::limiter`]) → call the upstream →
+//! append the usage event → wait until this replica applied it → answer.
+//! No usage event, no answer: if the append fails the client gets 503.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use chrono::Utc;
+use ingest::events::QueryRecorded;
+use ingest::{Event, Micros, Outgoing};
+use ledger::{KeyHash, KeyRejection};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::time::Instant;
+use utoipa::ToSchema;
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+use crate::limiter::{Limits, RateState, Verdict};
+use crate::{upstream, usd};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/workflows/{workflow_id}/query", post(query))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct QueryRequest {
+    /// Anything; passed to the upstream as `input`.
+    #[serde(default)]
+    input: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QueryUsage {
+    /// USD charged for this query.
+    cost: f64,
+    duration_ms: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct QueryResponse {
+    output: Value,
+    usage: QueryUsage,
+    request_id: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/workflows/{workflow_id}/query", tag = "queries", request_body = QueryRequest,
+    params(("X-API-Key" = String, Header, description = "nk_…")),
+    responses(
+        (status = 200, body = QueryResponse),
+        (status = 401, description = "missing_api_key"),
+        (status = 402, description = "cost_limit_exceeded"),
+        (status = 403, description = "invalid_api_key, key_inactive, key_expired, workflow_not_allowed"),
+        (status = 404, description = "workflow_not_found"),
+        (status = 429, description = "rate_limited, with Retry-After"),
+        (status = 502, description = "upstream_error"),
+        (status = 503, description = "metering_unavailable"),
+        (status = 504, description = "upstream_timeout"),
+    ))]
+pub async fn query(
+    State(state): State<AppState>,
+    Path(workflow_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<ApiJson<QueryRequest>, ApiError>,
+) -> Response {
+    let mut rate = None;
+    let result = run(&state, &workflow_id, &headers, body, &mut rate).await;
+    let mut response = match result {
+        Ok(answer) => Json(answer).into_response(),
+        Err(e) => e.into_response(),
+    };
+    if let Some(rate) = rate {
+        let h = response.headers_mut();
+        h.insert("x-ratelimit-limit", HeaderValue::from(rate.limit));
+        h.insert("x-ratelimit-remaining", HeaderValue::from(rate.remaining));
+        h.insert("x-ratelimit-reset", HeaderValue::from(rate.reset));
+    }
+    response
+}
+
+async fn run(
+    state: &AppState,
+    workflow_id: &str,
+    headers: &HeaderMap,
+    body: Result<ApiJson<QueryRequest>, ApiError>,
+    rate: &mut Option<RateState>,
+) -> Result<QueryResponse, ApiError> {
+    let started = Instant::now();
+    let presented = headers.get("x-api-key").ok_or(ApiError::MissingApiKey)?;
+    let hash = KeyHash::from_digest(Sha256::digest(presented.as_bytes()).into());
+    let now = Utc::now();
+    let (key_id, limits, upstream_url, price) = {
+        let projection = state.projection();
+        let key = projection.keys.validate(&hash, now).map_err(|r| match r {
+            KeyRejection::Invalid => ApiError::InvalidApiKey,
+            KeyRejection::Inactive => ApiError::KeyInactive,
+            KeyRejection::Expired => ApiError::KeyExpired,
+        })?;
+        let workflow = projection
+            .workflows
+            .get(workflow_id)
+            .ok_or(ApiError::WorkflowNotFound)?;
+        let s = &key.settings;
+        if !s.workflow_ids.is_empty() && !s.workflow_ids.iter().any(|w| w == workflow_id) {
+            return Err(ApiError::WorkflowNotAllowed);
+        }
+        let limits = Limits {
+            rate_per_hour: s.rate_limit_per_hour,
+            cost_per_month: s.cost_limit_per_month,
+        };
+        (
+            key.id.clone(),
+            limits,
+            workflow.settings.upstream_url.clone(),
+            workflow.settings.price_per_request,
+        )
+    };
+    // Body errors come after key checks: an unauthenticated caller learns nothing from them.
+    let ApiJson(body) = body?;
+
+    let reservation = match state.limiter.admit(&key_id, limits, price, now, || {
+        state.projection().usage.get(&key_id).cloned()
+    }) {
+        Verdict::Admitted(reservation, state) => {
+            *rate = state;
+            reservation
+        }
+        Verdict::RateLimited(state) => {
+            *rate = Some(state);
+            let retry_after_secs = (state.reset - now.timestamp()).max(1) as u64;
+            return Err(ApiError::RateLimited {
+                limit: state.limit,
+                retry_after_secs,
+            });
+        }
+        Verdict::CostExceeded(state) => {
+            *rate = state;
+            return Err(ApiError::CostLimitExceeded);
+        }
+    };
+
+    let request_id = format!("req_{}", uuid::Uuid::now_v7().simple());
+    let outcome = upstream::call(
+        &state.http,
+        &upstream_url,
+        workflow_id,
+        body.input,
+        &request_id,
+        state.upstream_timeout,
+    )
+    .await;
+    let (status_code, cost, answer) = match outcome {
+        upstream::Outcome::Answered { output, cost } => (200, cost.unwrap_or(price), Ok(output)),
+        upstream::Outcome::Failed(reason) => (502, Micros::ZERO, Err(ApiError::UpstreamError(reason))),
+        upstream::Outcome::TimedOut => (504, Micros::ZERO, Err(ApiError::UpstreamTimeout)),
+    };
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let event = Event::QueryRecorded(QueryRecorded {
+        request_id: request_id.clone(),
+        key_id: key_id.clone(),
+        workflow_id: workflow_id.to_owned(),
+        status_code,
+        cost,
+        duration_ms,
+    });
+    let outgoing = Outgoing::new(&event, Utc::now()).map_err(ApiError::internal)?;
+    let seq = match state.stream.append(&outgoing).await {
+        Ok(appended) => appended.seq,
+        Err(error) => {
+            tracing::error!(%error, key_id, request_id, "usage event not recorded; answering 503");
+            return Err(ApiError::MeteringUnavailable);
+        }
+    };
+    // Hold the reservation until the projection counts this query, so the
+    // next admission sees it; then the usage this replica shows includes it.
+    if state.applied(seq).await.is_err() {
+        tracing::warn!(seq, key_id, "usage event stored but not yet applied here");
+    }
+    drop(reservation);
+    if let Some(rate) = rate.as_mut() {
+        // Refresh from the projection now that this query is in it.
+        if let Some(usage) = state.projection().usage.get(&key_id) {
+            rate.remaining = rate.limit.saturating_sub(usage.requests_this_hour(Utc::now()));
+        }
+    }
+    tracing::debug!(
+        key_id,
+        workflow_id,
+        request_id,
+        status_code,
+        cost = cost.get(),
+        duration_ms,
+        "query recorded"
+    );
+    let output = answer?;
+    Ok(QueryResponse {
+        output,
+        usage: QueryUsage {
+            cost: usd::to_json(cost),
+            duration_ms,
+        },
+        request_id,
+    })
+}

@@ -1,0 +1,195 @@
+//! `/api/v1/workflows`: the registry of upstreams that queries go to.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use ingest::events::{WorkflowDeleted, WorkflowRegistered, WorkflowSettings, WorkflowUpdated};
+use ingest::{Event, Micros};
+use ledger::Workflow;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{AppState, Page, PageParams};
+use crate::error::ApiError;
+use crate::extract::{present, ApiJson};
+use crate::{usd, validate};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/workflows", post(create).get(list))
+        .route("/api/v1/workflows/{id}", get(get_one).put(update).delete(delete))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WorkflowObject {
+    /// `[a-z0-9_-]{1,64}`, chosen by the caller.
+    id: String,
+    name: String,
+    /// `http(s)://…` or `builtin:echo`.
+    upstream_url: String,
+    /// USD charged per query when the upstream reports no cost.
+    price_per_request: f64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<&Workflow> for WorkflowObject {
+    fn from(w: &Workflow) -> WorkflowObject {
+        WorkflowObject {
+            id: w.id.clone(),
+            name: w.settings.name.clone(),
+            upstream_url: w.settings.upstream_url.clone(),
+            price_per_request: usd::to_json(w.settings.price_per_request),
+            created_at: w.created_at,
+            updated_at: w.updated_at,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkflow {
+    id: String,
+    name: String,
+    upstream_url: String,
+    /// USD, default 0.
+    price_per_request: Option<f64>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateWorkflow {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    upstream_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>)]
+    price_per_request: Option<Option<f64>>,
+}
+
+fn current(state: &AppState, id: &str) -> Result<(Workflow, u64), ApiError> {
+    let projection = state.projection();
+    let workflow = projection
+        .workflows
+        .get(id)
+        .cloned()
+        .ok_or(ApiError::WorkflowNotFound)?;
+    Ok((workflow, projection.workflows.last_seq(id)))
+}
+
+#[utoipa::path(post, path = "/api/v1/workflows", tag = "workflows", request_body = CreateWorkflow,
+    responses((status = 201, body = WorkflowObject), (status = 401), (status = 409), (status = 422)), security(("admin" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateWorkflow>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = validate::workflow_id(&body.id)?;
+    let settings = WorkflowSettings {
+        name: validate::name("name", &body.name)?,
+        upstream_url: validate::upstream_url(&body.upstream_url)?,
+        price_per_request: body
+            .price_per_request
+            .map(|p| usd::parse("price_per_request", p))
+            .transpose()?
+            .unwrap_or(Micros::ZERO),
+    };
+    let expected = {
+        let projection = state.projection();
+        if projection.workflows.get(&id).is_some() {
+            return Err(ApiError::WorkflowExists);
+        }
+        projection.workflows.last_seq(&id)
+    };
+    let event = Event::WorkflowRegistered(WorkflowRegistered {
+        workflow_id: id.clone(),
+        settings,
+    });
+    match state.write(event, Some(expected)).await {
+        // Another replica registered the same id first.
+        Err(ApiError::Conflict) => return Err(ApiError::WorkflowExists),
+        other => other?,
+    };
+    tracing::info!(workflow_id = id, "workflow registered");
+    let (workflow, _) = current(&state, &id)?;
+    Ok((StatusCode::CREATED, Json(WorkflowObject::from(&workflow))))
+}
+
+#[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows", params(PageParams),
+    responses((status = 200, body = Page<WorkflowObject>), (status = 401)), security(("admin" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<PageParams>,
+) -> Result<Json<Page<WorkflowObject>>, ApiError> {
+    let limit = validate::page_limit(params.limit.as_deref())?;
+    let projection = state.projection();
+    let (workflows, more) = projection.workflows.page(params.cursor.as_deref(), limit);
+    let next_cursor = if more {
+        workflows.last().map(|w| w.id.clone())
+    } else {
+        None
+    };
+    Ok(Json(Page {
+        data: workflows.into_iter().map(WorkflowObject::from).collect(),
+        next_cursor,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/workflows/{id}", tag = "workflows",
+    responses((status = 200, body = WorkflowObject), (status = 401), (status = 404)), security(("admin" = [])))]
+pub async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<WorkflowObject>, ApiError> {
+    Ok(Json(WorkflowObject::from(&current(&state, &id)?.0)))
+}
+
+#[utoipa::path(put, path = "/api/v1/workflows/{id}", tag = "workflows", request_body = UpdateWorkflow,
+    responses((status = 200, body = WorkflowObject), (status = 401), (status = 404), (status = 422)), security(("admin" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateWorkflow>,
+) -> Result<Json<WorkflowObject>, ApiError> {
+    let required = |field: &str| ApiError::validation(format!("{field} cannot be null"));
+    let (workflow, seq) = current(&state, &id)?;
+    let mut s = workflow.settings;
+    if let Some(v) = &body.name {
+        s.name = validate::name("name", v.as_deref().ok_or_else(|| required("name"))?)?;
+    }
+    if let Some(v) = &body.upstream_url {
+        s.upstream_url = validate::upstream_url(v.as_deref().ok_or_else(|| required("upstream_url"))?)?;
+    }
+    if let Some(v) = body.price_per_request {
+        s.price_per_request = usd::parse("price_per_request", v.ok_or_else(|| required("price_per_request"))?)?;
+    }
+    state
+        .write(
+            Event::WorkflowUpdated(WorkflowUpdated {
+                workflow_id: id.clone(),
+                settings: s,
+            }),
+            Some(seq),
+        )
+        .await?;
+    tracing::info!(workflow_id = id, "workflow updated");
+    Ok(Json(WorkflowObject::from(&current(&state, &id)?.0)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/workflows/{id}", tag = "workflows",
+    responses((status = 204), (status = 401), (status = 404)), security(("admin" = [])))]
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let (_, seq) = current(&state, &id)?;
+    state
+        .write(
+            Event::WorkflowDeleted(WorkflowDeleted {
+                workflow_id: id.clone(),
+            }),
+            Some(seq),
+        )
+        .await?;
+    tracing::info!(workflow_id = id, "workflow deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,305 @@
+//! API keys as the stream says they are. Validation looks a key up by the
+//! SHA-256 of the presented secret; the plaintext is never here.
+
+use chrono::{DateTime, Utc};
+use ingest::events::KeySettings;
+use ingest::Event;
+use std::collections::{BTreeMap, HashMap};
+
+/// The SHA-256 of a key's plaintext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHash([u8; 32]);
+
+impl KeyHash {
+    pub fn from_digest(digest: [u8; 32]) -> KeyHash {
+        KeyHash(digest)
+    }
+
+    /// Parses the lowercase hex form events carry.
+    pub fn from_hex(hex: &str) -> Option<KeyHash> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(hex, &mut out).ok()?;
+        Some(KeyHash(out))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    pub id: String,
+    pub prefix: String,
+    pub settings: KeySettings,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub hash: KeyHash,
+    /// A rotated-out secret and the end of its grace period.
+    pub previous: Option<(KeyHash, DateTime<Utc>)>,
+    /// The stream sequence of the key's last event: what a conditional
+    /// append of the next change expects.
+    pub seq: u64,
+}
+
+/// Why a presented secret does not open a key. The order of checks is the
+/// spec's: unknown before inactive before expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRejection {
+    /// Unknown, revoked, or a rotated-out secret past its grace.
+    Invalid,
+    Inactive,
+    Expired,
+}
+
+#[derive(Debug, Default)]
+pub struct Keys {
+    /// Live (not revoked) keys by id; ids are time-ordered, so this is creation order.
+    by_id: BTreeMap<String, ApiKey>,
+    /// Current and in-grace previous secrets, to the key id.
+    by_hash: HashMap<KeyHash, String>,
+}
+
+impl Keys {
+    pub fn get(&self, id: &str) -> Option<&ApiKey> {
+        self.by_id.get(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Up to `limit` keys after `cursor` (a key id), in creation order.
+    pub fn page(&self, after: Option<&str>, limit: usize) -> (Vec<&ApiKey>, bool) {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let start = after.map_or(Unbounded, |id| Excluded(id.to_owned()));
+        let mut iter = self.by_id.range((start, Unbounded)).map(|(_, k)| k);
+        let page: Vec<&ApiKey> = iter.by_ref().take(limit).collect();
+        let more = iter.next().is_some();
+        (page, more)
+    }
+
+    /// The key a presented secret opens at `now`, or why it does not.
+    pub fn validate(&self, hash: &KeyHash, now: DateTime<Utc>) -> Result<&ApiKey, KeyRejection> {
+        let key = self
+            .by_hash
+            .get(hash)
+            .and_then(|id| self.by_id.get(id))
+            .ok_or(KeyRejection::Invalid)?;
+        if key.hash != *hash {
+            match key.previous {
+                Some((previous, until)) if previous == *hash && now < until => {}
+                _ => return Err(KeyRejection::Invalid),
+            }
+        }
+        if !key.settings.active {
+            return Err(KeyRejection::Inactive);
+        }
+        if key.settings.expires_at.is_some_and(|at| now >= at) {
+            return Err(KeyRejection::Expired);
+        }
+        Ok(key)
+    }
+
+    pub(crate) fn apply(&mut self, seq: u64, ts: DateTime<Utc>, event: &Event) {
+        match event {
+            Event::KeyCreated(e) => {
+                let Some(hash) = KeyHash::from_hex(&e.key_hash) else {
+                    return;
+                };
+                self.by_hash.insert(hash, e.key_id.clone());
+                self.by_id.insert(
+                    e.key_id.clone(),
+                    ApiKey {
+                        id: e.key_id.clone(),
+                        prefix: e.prefix.clone(),
+                        settings: e.settings.clone(),
+                        created_at: ts,
+                        updated_at: ts,
+                        last_used_at: None,
+                        hash,
+                        previous: None,
+                        seq,
+                    },
+                );
+            }
+            Event::KeyUpdated(e) => {
+                if let Some(key) = self.by_id.get_mut(&e.key_id) {
+                    key.settings = e.settings.clone();
+                    key.updated_at = ts;
+                    key.seq = seq;
+                }
+            }
+            Event::KeyRevoked(e) => {
+                if let Some(key) = self.by_id.remove(&e.key_id) {
+                    self.by_hash.remove(&key.hash);
+                    if let Some((previous, _)) = key.previous {
+                        self.by_hash.remove(&previous);
+                    }
+                }
+            }
+            Event::KeyRotated(e) => {
+                let Some(key) = self.by_id.get_mut(&e.key_id) else {
+                    return;
+                };
+                let Some(hash) = KeyHash::from_hex(&e.key_hash) else {
+                    return;
+                };
+                // Only one secret is ever in grace: an older one goes now.
+                if let Some((older, _)) = key.previous.take() {
+                    self.by_hash.remove(&older);
+                }
+                let old = std::mem::replace(&mut key.hash, hash);
+                match e.previous_valid_until {
+                    Some(until) if until > ts => key.previous = Some((old, until)),
+                    _ => drop(self.by_hash.remove(&old)),
+                }
+                key.prefix = e.prefix.clone();
+                key.updated_at = ts;
+                key.seq = seq;
+                self.by_hash.insert(hash, e.key_id.clone());
+            }
+            _ => {}
+        }
+    }
+
+    pub(crate) fn touch(&mut self, key_id: &str, ts: DateTime<Utc>) {
+        if let Some(key) = self.by_id.get_mut(key_id) {
+            if key.last_used_at.is_none_or(|at| at < ts) {
+                key.last_used_at = Some(ts);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone};
+    use ingest::events::{KeyCreated, KeyRevoked, KeyRotated, KeyUpdated};
+
+    fn t(minutes: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, 0, 0, 0).unwrap() + Duration::minutes(minutes)
+    }
+
+    fn hash(n: u8) -> KeyHash {
+        KeyHash([n; 32])
+    }
+
+    fn settings() -> KeySettings {
+        KeySettings {
+            name: "k".into(),
+            owner: None,
+            active: true,
+            workflow_ids: vec![],
+            rate_limit_per_hour: None,
+            cost_limit_per_month: None,
+            alert_thresholds: vec![80, 100],
+            expires_at: None,
+            allowed_origins: vec![],
+            metadata: None,
+        }
+    }
+
+    fn given(events: &[(i64, Event)]) -> Keys {
+        let mut keys = Keys::default();
+        for (i, (at, event)) in events.iter().enumerate() {
+            keys.apply(i as u64 + 1, t(*at), event);
+        }
+        keys
+    }
+
+    fn created(id: &str, h: u8, settings: KeySettings) -> Event {
+        Event::KeyCreated(KeyCreated {
+            key_id: id.into(),
+            key_hash: hash(h).to_hex(),
+            prefix: "nk_00000000".into(),
+            settings,
+        })
+    }
+
+    #[test]
+    fn a_created_key_validates_by_hash_and_nothing_else_does() {
+        let keys = given(&[(0, created("key_a", 1, settings()))]);
+        assert_eq!(keys.validate(&hash(1), t(1)).unwrap().id, "key_a");
+        assert_eq!(keys.validate(&hash(2), t(1)), Err(KeyRejection::Invalid));
+    }
+
+    #[test]
+    fn revoked_inactive_and_expired_keys_are_refused_in_that_order() {
+        let mut inactive = settings();
+        inactive.active = false;
+        inactive.expires_at = Some(t(5));
+        let keys = given(&[
+            (0, created("key_a", 1, settings())),
+            (1, Event::KeyRevoked(KeyRevoked { key_id: "key_a".into() })),
+            (2, created("key_b", 2, settings())),
+            (
+                3,
+                Event::KeyUpdated(KeyUpdated {
+                    key_id: "key_b".into(),
+                    settings: inactive.clone(),
+                }),
+            ),
+        ]);
+        assert_eq!(keys.validate(&hash(1), t(4)), Err(KeyRejection::Invalid));
+        assert!(keys.get("key_a").is_none());
+        assert_eq!(keys.validate(&hash(2), t(10)), Err(KeyRejection::Inactive));
+        inactive.active = true;
+        let keys = given(&[(0, created("key_b", 2, inactive))]);
+        assert!(keys.validate(&hash(2), t(4)).is_ok());
+        assert_eq!(keys.validate(&hash(2), t(5)), Err(KeyRejection::Expired));
+    }
+
+    #[test]
+    fn a_rotated_out_secret_works_until_its_grace_ends() {
+        let rotate = |h: u8, prev: u8, until: Option<i64>| {
+            Event::KeyRotated(KeyRotated {
+                key_id: "key_a".into(),
+                key_hash: hash(h).to_hex(),
+                prefix: "nk_11111111".into(),
+                previous_key_hash: hash(prev).to_hex(),
+                previous_valid_until: until.map(t),
+            })
+        };
+        let keys = given(&[(0, created("key_a", 1, settings())), (10, rotate(2, 1, Some(20)))]);
+        assert!(keys.validate(&hash(2), t(11)).is_ok());
+        assert!(keys.validate(&hash(1), t(19)).is_ok());
+        assert_eq!(keys.validate(&hash(1), t(20)), Err(KeyRejection::Invalid));
+        assert_eq!(keys.get("key_a").unwrap().prefix, "nk_11111111");
+        // No grace: the old secret stops at once; a second rotation ends the first grace.
+        let keys = given(&[(0, created("key_a", 1, settings())), (10, rotate(2, 1, None))]);
+        assert_eq!(keys.validate(&hash(1), t(10)), Err(KeyRejection::Invalid));
+        let keys = given(&[
+            (0, created("key_a", 1, settings())),
+            (10, rotate(2, 1, Some(60))),
+            (11, rotate(3, 2, Some(60))),
+        ]);
+        assert_eq!(keys.validate(&hash(1), t(12)), Err(KeyRejection::Invalid));
+        assert!(keys.validate(&hash(2), t(12)).is_ok());
+        assert!(keys.validate(&hash(3), t(12)).is_ok());
+    }
+
+    #[test]
+    fn pages_follow_creation_order() {
+        let keys = given(&[
+            (0, created("key_1", 1, settings())),
+            (1, created("key_2", 2, settings())),
+            (2, created("key_3", 3, settings())),
+        ]);
+        let (page, more) = keys.page(None, 2);
+        assert_eq!(
+            page.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
+            ["key_1", "key_2"]
+        );
+        assert!(more);
+        let (page, more) = keys.page(Some("key_2"), 2);
+        assert_eq!(page.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(), ["key_3"]);
+        assert!(!more);
+    }
+}
