@@ -110,6 +110,10 @@ impl EventStream for MeteredStream {
     async fn follow(&self, from: u64) -> Result<RecordStream, StreamError> {
         self.inner.follow(from).await
     }
+
+    async fn close(&self) {
+        self.inner.close().await
+    }
 }
 
 #[cfg(test)]

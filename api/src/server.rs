@@ -80,7 +80,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         .build()
         .map_err(|e| ServeError::Http(std::io::Error::other(e)))?;
     let app = routes::router(AppState {
-        stream,
+        stream: stream.clone(),
         projection,
         progress,
         metrics,
@@ -103,6 +103,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     shutdown.cancel();
     tasks.close();
     tasks.wait().await;
+    // Connection tasks may still hold the state for a moment; the stream is
+    // closed (synced, unlocked) now regardless.
+    stream.close().await;
     tracing::info!("nodai stopped");
     Ok(())
 }

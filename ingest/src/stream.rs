@@ -71,4 +71,9 @@ pub trait EventStream: Send + Sync + 'static {
     /// Events from `from` on, waiting for new ones as they are appended; the
     /// stream never ends on its own.
     async fn follow(&self, from: u64) -> Result<RecordStream, StreamError>;
+
+    /// Finishes what is queued and releases what the backend holds (the
+    /// embedded log's lock), even while other handles to it live on.
+    /// Appends after it fail with `Unavailable`.
+    async fn close(&self) {}
 }

@@ -35,11 +35,7 @@ impl KeyUsage {
                 self.minutes.insert(at, (minute, 1));
             }
         }
-        while self
-            .minutes
-            .front()
-            .is_some_and(|(m, _)| *m <= minute - WINDOW_MINUTES - 1)
-        {
+        while self.minutes.front().is_some_and(|(m, _)| *m < minute - WINDOW_MINUTES) {
             self.minutes.pop_front();
         }
         let month = (ts.year(), ts.month());

@@ -125,9 +125,11 @@ async fn run(
     // Body errors come after key checks: an unauthenticated caller learns nothing from them.
     let ApiJson(body) = body?;
 
-    let reservation = match state.limiter.admit(&key_id, limits, price, now, || {
-        state.projection().usage.get(&key_id).cloned()
-    }) {
+    let recorded = || {
+        let projection = state.projection();
+        (projection.usage.get(&key_id).cloned(), projection.seq)
+    };
+    let reservation = match state.limiter.admit(&key_id, limits, price, now, recorded).await {
         Verdict::Admitted(reservation, state) => {
             *rate = state;
             reservation
@@ -171,15 +173,17 @@ async fn run(
         duration_ms,
     });
     let outgoing = Outgoing::new(&event, Utc::now()).map_err(ApiError::internal)?;
-    let seq = match state.stream.append(&outgoing).await {
-        Ok(appended) => appended.seq,
+    let seq = match reservation
+        .record(async { state.stream.append(&outgoing).await.map(|a| a.seq) })
+        .await
+    {
+        Ok(seq) => seq,
         Err(error) => {
             tracing::error!(%error, key_id, request_id, "usage event not recorded; answering 503");
             return Err(ApiError::MeteringUnavailable);
         }
     };
-    // Hold the reservation until the projection counts this query, so the
-    // next admission sees it; then the usage this replica shows includes it.
+    // Read-your-writes: the usage this replica shows includes this query.
     if state.applied(seq).await.is_err() {
         tracing::warn!(seq, key_id, "usage event stored but not yet applied here");
     }

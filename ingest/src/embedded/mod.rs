@@ -105,13 +105,13 @@ pub(crate) struct Shared {
     closed: AtomicBool,
 }
 
-/// The embedded event log. Dropping it finishes queued appends, syncs the
-/// file and releases the lock.
+/// The embedded event log. Closing or dropping it finishes queued appends,
+/// syncs the file and releases the lock.
 pub struct EmbeddedLog {
     shared: Arc<Shared>,
-    threads: Vec<JoinHandle<()>>,
-    /// Held, never read: the OS lock keeps other processes out until drop.
-    _lock: File,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The OS lock keeps other processes out until close; `None` once closed.
+    lock: Mutex<Option<File>>,
 }
 
 impl EmbeddedLog {
@@ -175,8 +175,8 @@ impl EmbeddedLog {
         tracing::info!(dir = %dir.display(), last_seq = *shared.committed.borrow(), "embedded event log open");
         Ok(EmbeddedLog {
             shared,
-            threads,
-            _lock: lock,
+            threads: Mutex::new(threads),
+            lock: Mutex::new(Some(lock)),
         })
     }
 
@@ -257,17 +257,27 @@ impl EmbeddedLog {
     }
 }
 
-impl Drop for EmbeddedLog {
-    fn drop(&mut self) {
+impl EmbeddedLog {
+    /// Refuses further appends, finishes the queued ones, syncs, ends the
+    /// followers and releases the lock. Idempotent; blocks briefly.
+    fn shut(&self) {
         self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
         self.shared.closed.store(true, Ordering::Release);
         self.shared.wake.notify_all();
         // Wake followers so they see `closed` and end.
         self.shared.committed.send_modify(|_| {});
-        for thread in self.threads.drain(..) {
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for thread in threads {
             thread.thread().unpark();
             let _ = thread.join();
         }
+        self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+impl Drop for EmbeddedLog {
+    fn drop(&mut self) {
+        self.shut();
     }
 }
 
@@ -303,6 +313,10 @@ impl EventStream for EmbeddedLog {
 
     async fn follow(&self, from: u64) -> Result<RecordStream, StreamError> {
         Ok(self.read_from(from, None))
+    }
+
+    async fn close(&self) {
+        tokio::task::block_in_place(|| self.shut());
     }
 }
 

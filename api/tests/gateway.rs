@@ -1,0 +1,696 @@
+//! Keys, workflows and the query gateway over real HTTP, on both backends:
+//! every row of the spec's error table, rotation, expiry, revocation,
+//! exact limits under concurrency, real upstreams, and no plaintext key
+//! anywhere it should not be.
+
+use api::auth::AdminToken;
+use api::config::{Backend, Config};
+use axum::routing::post;
+use futures::StreamExt;
+use ingest::testkit::{unique_stream_name, NatsServer};
+use ingest::{Event, EventStream};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const TOKEN: &str = "test-admin-token-0123456789";
+
+enum Store {
+    Embedded,
+    Nats(NatsServer, String),
+}
+
+struct App {
+    base: String,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+    server: Option<tokio::task::JoinHandle<Result<(), api::server::ServeError>>>,
+    dir: tempfile::TempDir,
+    store: Store,
+}
+
+impl App {
+    async fn start(nats: bool) -> Option<App> {
+        let store = if nats {
+            let server = NatsServer::start().await?;
+            Store::Nats(server, unique_stream_name())
+        } else {
+            Store::Embedded
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut app = App {
+            base: String::new(),
+            http: reqwest::Client::new(),
+            shutdown: CancellationToken::new(),
+            server: None,
+            dir,
+            store,
+        };
+        app.spawn().await;
+        Some(app)
+    }
+
+    async fn spawn(&mut self) {
+        let mut config = Config::embedded(self.dir.path());
+        config.admin_token = Some(AdminToken::new(TOKEN.into()));
+        config.upstream_timeout = Duration::from_secs(1);
+        if let Store::Nats(server, name) = &self.store {
+            config.backend = Backend::Nats {
+                url: server.url(),
+                stream: name.clone(),
+                replicas: 1,
+            };
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.base = format!("http://{}", listener.local_addr().unwrap());
+        self.shutdown = CancellationToken::new();
+        self.server = Some(tokio::spawn(api::server::run(config, listener, self.shutdown.clone())));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self
+            .http
+            .get(format!("{}/readyz", self.base))
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status())
+            != Some(StatusCode::OK)
+        {
+            assert!(Instant::now() < deadline, "server never became ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            tokio::time::timeout(Duration::from_secs(30), server)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    /// Every event on the stream (the server must be stopped for the embedded log).
+    async fn events(&self) -> Vec<(Event, Vec<u8>)> {
+        let stream: Arc<dyn EventStream> = match &self.store {
+            Store::Embedded => Arc::new(
+                ingest::embedded::EmbeddedLog::open(ingest::embedded::Options::new(self.dir.path().join("stream")))
+                    .await
+                    .unwrap(),
+            ),
+            Store::Nats(server, name) => Arc::new(
+                ingest::nats::NatsStream::connect(ingest::nats::Options::new(server.url(), name))
+                    .await
+                    .unwrap(),
+            ),
+        };
+        let records: Vec<_> = stream.replay(1).await.unwrap().map(|r| r.unwrap()).collect().await;
+        records
+            .into_iter()
+            .map(|r| (r.envelope().unwrap().event().unwrap(), r.payload.to_vec()))
+            .collect()
+    }
+
+    async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.admin(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn create_key(&self, body: Value) -> (String, String) {
+        let (status, key) = self.post("/api/v1/api-keys", body).await;
+        assert_eq!(status, 201, "{key}");
+        (
+            key["id"].as_str().unwrap().to_owned(),
+            key["key"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn workflow(&self, id: &str, upstream: &str, price: f64) {
+        let (status, body) = self
+            .post(
+                "/api/v1/workflows",
+                json!({"id": id, "name": id, "upstream_url": upstream, "price_per_request": price}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    async fn query(&self, workflow: &str, key: Option<&str>, input: Value) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}/api/v1/workflows/{workflow}/query", self.base))
+            .json(&json!({"input": input}));
+        if let Some(key) = key {
+            request = request.header("X-API-Key", key);
+        }
+        request.send().await.unwrap()
+    }
+}
+
+async fn problem(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    (status, body["code"].as_str().unwrap().to_owned())
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn key_management_and_bad_input(app: App) {
+    // Auth: nothing, a wrong token, an API key: all 401.
+    let (_, key) = app.create_key(json!({"name": "first"})).await;
+    for auth in [None, Some("wrong"), Some(key.as_str())] {
+        let mut request = app.http.get(format!("{}/api/v1/api-keys", app.base));
+        if let Some(auth) = auth {
+            request = request.bearer_auth(auth);
+        }
+        assert_eq!(
+            problem(request.send().await.unwrap()).await,
+            (401, "unauthorized".into())
+        );
+    }
+    let (status, created) = app
+        .post("/api/v1/api-keys", json!({"name": "acme", "owner": "acme", "rate_limit_per_hour": 10, "cost_limit_per_month": 12.5, "metadata": {"plan": "pro"}}))
+        .await;
+    assert_eq!(status, 201);
+    let plaintext = created["key"].as_str().unwrap();
+    assert!(
+        plaintext.starts_with("nk_")
+            && plaintext.len() == 67
+            && plaintext[3..]
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    );
+    assert_eq!(created["prefix"], &plaintext[..11]);
+    assert_eq!(created["alert_thresholds"], json!([80, 100]));
+    assert_eq!(created["cost_limit_per_month"], json!(12.5));
+    let id = created["id"].as_str().unwrap();
+    assert!(id.starts_with("key_"));
+    let (status, one) = app
+        .admin(reqwest::Method::GET, &format!("/api/v1/api-keys/{id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(one.get("key").is_none(), "the secret is shown only once");
+    // Partial update: present fields change, null clears.
+    let (status, updated) = app
+        .admin(
+            reqwest::Method::PUT,
+            &format!("/api/v1/api-keys/{id}"),
+            Some(json!({"rate_limit_per_hour": null, "name": "acme 2"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(
+        (
+            updated["rate_limit_per_hour"].clone(),
+            updated["name"].clone(),
+            updated["owner"].clone()
+        ),
+        (Value::Null, json!("acme 2"), json!("acme"))
+    );
+    // Pagination.
+    for i in 0..3 {
+        app.create_key(json!({"name": format!("k{i}")})).await;
+    }
+    let (_, page) = app.admin(reqwest::Method::GET, "/api/v1/api-keys?limit=2", None).await;
+    assert_eq!(page["data"].as_array().unwrap().len(), 2);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (_, rest) = app
+        .admin(
+            reqwest::Method::GET,
+            &format!("/api/v1/api-keys?limit=1000&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(rest["data"].as_array().unwrap().len(), 3);
+    assert_eq!(rest["next_cursor"], Value::Null);
+    // Bad input: 422 for each invalid field, 400 malformed, 413 oversized, never 5xx.
+    for body in [
+        json!({"name": ""}),
+        json!({"name": "x".repeat(129)}),
+        json!({"name": "a", "rate_limit_per_hour": -1}),
+        json!({"name": "a", "cost_limit_per_month": -5}),
+        json!({"name": "a", "cost_limit_per_month": 0.0000001}),
+        json!({"name": "a", "expires_at": "2001-01-01T00:00:00Z"}),
+        json!({"name": "a", "expires_at": "next tuesday"}),
+        json!({"name": "a", "workflow_ids": ["Not Valid"]}),
+        json!({"name": "a", "nonsense": 1}),
+        json!({"name": 5}),
+        json!([1, 2]),
+    ] {
+        let (status, body) = app.post("/api/v1/api-keys", body.clone()).await;
+        assert_eq!(
+            (status.as_u16(), body["code"].as_str().unwrap()),
+            (422, "validation_error"),
+            "{body}"
+        );
+    }
+    for (path, body) in [
+        (
+            "/api/v1/workflows",
+            json!({"id": "UPPER", "name": "a", "upstream_url": "builtin:echo"}),
+        ),
+        (
+            "/api/v1/workflows",
+            json!({"id": "ok", "name": "a", "upstream_url": "ftp://x"}),
+        ),
+    ] {
+        assert_eq!(app.post(path, body).await.0, 422);
+    }
+    let send = |body: Vec<u8>| {
+        app.http
+            .post(format!("{}/api/v1/api-keys", app.base))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        problem(send(b"{\"name\": ".to_vec()).await.unwrap()).await,
+        (400, "invalid_json".into())
+    );
+    assert_eq!(
+        problem(send(vec![b' '; 2 << 20]).await.unwrap()).await,
+        (413, "payload_too_large".into())
+    );
+    let (status, body) = app
+        .admin(
+            reqwest::Method::PUT,
+            &format!("/api/v1/api-keys/{id}"),
+            Some(json!({"name": null})),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["code"].clone()),
+        (422, json!("validation_error"))
+    );
+    // Revoke: 204, then gone.
+    assert_eq!(
+        app.admin(reqwest::Method::DELETE, &format!("/api/v1/api-keys/{id}"), None)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        app.admin(reqwest::Method::GET, &format!("/api/v1/api-keys/{id}"), None)
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        app.admin(reqwest::Method::DELETE, &format!("/api/v1/api-keys/{id}"), None)
+            .await
+            .0,
+        404
+    );
+    // OpenAPI covers every endpoint.
+    let doc: Value = app
+        .http
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/api/v1/api-keys",
+        "/api/v1/api-keys/{key_id}",
+        "/api/v1/api-keys/{key_id}/rotate",
+        "/api/v1/workflows",
+        "/api/v1/workflows/{id}",
+        "/api/v1/workflows/{workflow_id}/query",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} missing from openapi.json");
+    }
+}
+
+async fn the_error_table(app: App) {
+    app.workflow("echo", "builtin:echo", 1.0).await;
+    app.workflow("other", "builtin:echo", 0.0).await;
+    let (_, good) = app
+        .create_key(json!({"name": "good", "workflow_ids": ["echo"], "rate_limit_per_hour": 2}))
+        .await;
+    let response = app.query("echo", Some(&good), json!("hello world")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-ratelimit-limit"], "2");
+    assert_eq!(response.headers()["x-ratelimit-remaining"], "1");
+    assert!(
+        response.headers()["x-ratelimit-reset"]
+            .to_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+            > chrono::Utc::now().timestamp()
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["output"], "hello world");
+    assert_eq!(body["usage"]["cost"], json!(1.0));
+    assert!(body["request_id"].as_str().unwrap().starts_with("req_"));
+
+    assert_eq!(
+        problem(app.query("echo", None, json!(1)).await).await,
+        (401, "missing_api_key".into())
+    );
+    assert_eq!(
+        problem(app.query("echo", Some("nk_nope"), json!(1)).await).await,
+        (403, "invalid_api_key".into())
+    );
+    assert_eq!(
+        problem(app.query("other", Some(&good), json!(1)).await).await,
+        (403, "workflow_not_allowed".into())
+    );
+    assert_eq!(
+        problem(app.query("missing", Some(&good), json!(1)).await).await,
+        (404, "workflow_not_found".into())
+    );
+    assert_eq!(app.query("echo", Some(&good), json!(2)).await.status(), 200);
+    let limited = app.query("echo", Some(&good), json!(3)).await;
+    assert!(
+        limited.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(limited.headers()["x-ratelimit-remaining"], "0");
+    assert_eq!(problem(limited).await, (429, "rate_limited".into()));
+
+    let (inactive_id, inactive) = app.create_key(json!({"name": "off"})).await;
+    app.admin(
+        reqwest::Method::PUT,
+        &format!("/api/v1/api-keys/{inactive_id}"),
+        Some(json!({"active": false})),
+    )
+    .await;
+    assert_eq!(
+        problem(app.query("echo", Some(&inactive), json!(1)).await).await,
+        (403, "key_inactive".into())
+    );
+
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let (_, expiring) = app.create_key(json!({"name": "brief", "expires_at": soon})).await;
+    assert_eq!(app.query("echo", Some(&expiring), json!(1)).await.status(), 200);
+    eventually("the key expires", async || {
+        app.query("echo", Some(&expiring), json!(1)).await.status() == 403
+    })
+    .await;
+    assert_eq!(
+        problem(app.query("echo", Some(&expiring), json!(1)).await).await,
+        (403, "key_expired".into())
+    );
+
+    // Cost: price 1.0, limit 2.5: the query that crosses is allowed, the next is not.
+    let (_, budget) = app
+        .create_key(json!({"name": "budget", "cost_limit_per_month": 2.5}))
+        .await;
+    for _ in 0..3 {
+        assert_eq!(app.query("echo", Some(&budget), json!(1)).await.status(), 200);
+    }
+    assert_eq!(
+        problem(app.query("echo", Some(&budget), json!(1)).await).await,
+        (402, "cost_limit_exceeded".into())
+    );
+
+    let (revoked_id, revoked) = app.create_key(json!({"name": "gone"})).await;
+    assert_eq!(app.query("echo", Some(&revoked), json!(1)).await.status(), 200);
+    app.admin(reqwest::Method::DELETE, &format!("/api/v1/api-keys/{revoked_id}"), None)
+        .await;
+    assert_eq!(
+        problem(app.query("echo", Some(&revoked), json!(1)).await).await,
+        (403, "invalid_api_key".into())
+    );
+}
+
+async fn rotation_with_grace(app: App) {
+    app.workflow("echo", "builtin:echo", 0.0).await;
+    let (id, old) = app.create_key(json!({"name": "r"})).await;
+    let (status, rotated) = app
+        .post(
+            &format!("/api/v1/api-keys/{id}/rotate"),
+            json!({"grace_period_seconds": 2}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(rotated["id"], id.as_str(), "same id");
+    let new = rotated["key"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert_eq!(rotated["prefix"], &new[..11]);
+    assert_eq!(app.query("echo", Some(&new), json!(1)).await.status(), 200);
+    assert_eq!(
+        app.query("echo", Some(&old), json!(1)).await.status(),
+        200,
+        "old secret in grace"
+    );
+    eventually("the grace ends", async || {
+        app.query("echo", Some(&old), json!(1)).await.status() == 403
+    })
+    .await;
+    assert_eq!(app.query("echo", Some(&new), json!(1)).await.status(), 200);
+    // No grace (no body at all): the old secret stops at once.
+    let response = app
+        .http
+        .post(format!("{}/api/v1/api-keys/{id}/rotate", app.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let newest: Value = response.json().await.unwrap();
+    assert_eq!(
+        problem(app.query("echo", Some(&new), json!(1)).await).await,
+        (403, "invalid_api_key".into())
+    );
+    assert_eq!(
+        app.query("echo", Some(newest["key"].as_str().unwrap()), json!(1))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.post(
+            &format!("/api/v1/api-keys/{id}/rotate"),
+            json!({"grace_period_seconds": -1})
+        )
+        .await
+        .0,
+        422
+    );
+}
+
+async fn exact_limits_under_concurrency(app: App) {
+    app.workflow("echo", "builtin:echo", 0.001).await;
+    let (key_id, key) = app.create_key(json!({"name": "hot", "rate_limit_per_hour": 50})).await;
+    let app = Arc::new(app);
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let app = app.clone();
+            let key = key.clone();
+            tokio::spawn(async move { app.query("echo", Some(&key), json!(i)).await.status().as_u16() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 50, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 150);
+    let mut app = Arc::into_inner(app).unwrap();
+    app.stop().await;
+    let recorded = app
+        .events()
+        .await
+        .into_iter()
+        .filter(|(e, _)| matches!(e, Event::QueryRecorded(q) if q.key_id == key_id))
+        .count();
+    assert_eq!(recorded, 50, "usage events agree with the admitted queries");
+}
+
+/// A real upstream: `/priced` reports a cost, `/plain` does not, `/broken` is 500, `/slow` outlives the timeout.
+async fn upstream_server() -> String {
+    let app = axum::Router::new()
+        .route("/priced", post(|axum::Json(body): axum::Json<Value>| async move { axum::Json(json!({"output": {"echo": body["input"], "request_id": body["request_id"]}, "usage": {"cost": 0.25}})) }))
+        .route("/plain", post(|| async { axum::Json(json!({"output": "plain"})) }))
+        .route("/broken", post(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }))
+        .route("/slow", post(|| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            axum::Json(json!({"output": "late"}))
+        }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+async fn real_upstreams(mut app: App) {
+    let upstream = upstream_server().await;
+    for name in ["priced", "plain", "broken", "slow"] {
+        app.workflow(name, &format!("{upstream}/{name}"), 0.5).await;
+    }
+    let (key_id, key) = app.create_key(json!({"name": "u"})).await;
+    let response = app.query("priced", Some(&key), json!({"q": 1})).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["output"]["echo"], json!({"q": 1}));
+    assert_eq!(
+        body["output"]["request_id"], body["request_id"],
+        "the upstream got our request id"
+    );
+    assert_eq!(body["usage"]["cost"], json!(0.25), "the upstream's cost wins");
+    let body: Value = app.query("plain", Some(&key), json!(1)).await.json().await.unwrap();
+    assert_eq!(body["usage"]["cost"], json!(0.5), "else the workflow's price");
+    assert_eq!(
+        problem(app.query("broken", Some(&key), json!(1)).await).await,
+        (502, "upstream_error".into())
+    );
+    assert_eq!(
+        problem(app.query("slow", Some(&key), json!(1)).await).await,
+        (504, "upstream_timeout".into())
+    );
+    app.stop().await;
+    let mut recorded: Vec<(String, u16, i64)> = app
+        .events()
+        .await
+        .into_iter()
+        .filter_map(|(e, _)| match e {
+            Event::QueryRecorded(q) if q.key_id == key_id => Some((q.workflow_id, q.status_code, q.cost.get())),
+            _ => None,
+        })
+        .collect();
+    recorded.sort();
+    assert_eq!(
+        recorded,
+        [
+            ("broken".into(), 502, 0),
+            ("plain".into(), 200, 500_000),
+            ("priced".into(), 200, 250_000),
+            ("slow".into(), 504, 0)
+        ]
+    );
+}
+
+async fn no_plaintext_key_outside_the_responses(mut app: App) {
+    app.workflow("echo", "builtin:echo", 0.0).await;
+    let mut secrets = Vec::new();
+    for i in 0..3 {
+        let (id, key) = app.create_key(json!({"name": format!("s{i}")})).await;
+        assert_eq!(app.query("echo", Some(&key), json!(key.clone())).await.status(), 200);
+        let (_, rotated) = app
+            .post(
+                &format!("/api/v1/api-keys/{id}/rotate"),
+                json!({"grace_period_seconds": 60}),
+            )
+            .await;
+        let new = rotated["key"].as_str().unwrap().to_owned();
+        // A query with the key in its header and its input.
+        assert_eq!(app.query("echo", Some(&new), json!(new.clone())).await.status(), 200);
+        secrets.push(key);
+        secrets.push(new);
+    }
+    app.stop().await;
+    // Query inputs are the customer's data and are not stored either; so
+    // nothing on disk or on the stream may hold a key.
+    let mut haystacks: Vec<(String, Vec<u8>)> = Vec::new();
+    for entry in walk(app.dir.path()) {
+        haystacks.push((entry.display().to_string(), std::fs::read(&entry).unwrap()));
+    }
+    for (i, (_, payload)) in app.events().await.into_iter().enumerate() {
+        haystacks.push((format!("stream event {i}"), payload));
+    }
+    assert!(!haystacks.is_empty());
+    for secret in &secrets {
+        for (place, bytes) in &haystacks {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "a plaintext key is in {place}"
+            );
+        }
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod embedded_log {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::App::start(false).await.unwrap()).await;
+                }
+            )*
+        }
+        mod nats_jetstream {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(app) = super::App::start(true).await else { return };
+                    super::$test(app).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    key_management_and_bad_input,
+    the_error_table,
+    rotation_with_grace,
+    exact_limits_under_concurrency,
+    real_upstreams,
+    no_plaintext_key_outside_the_responses,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_stream_answers_503_and_no_unmetered_200() {
+    let Some(mut app) = App::start(true).await else { return };
+    app.workflow("echo", "builtin:echo", 0.0).await;
+    let (_, key) = app.create_key(json!({"name": "m"})).await;
+    assert_eq!(app.query("echo", Some(&key), json!(1)).await.status(), 200);
+    if let Store::Nats(server, _) = &mut app.store {
+        server.kill();
+    }
+    assert_eq!(
+        problem(app.query("echo", Some(&key), json!(1)).await).await,
+        (503, "metering_unavailable".into())
+    );
+}
