@@ -122,13 +122,15 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// Wraps a typed event with a fresh id.
+    /// Wraps a typed event with a fresh id; `ts` is kept to the microsecond,
+    /// the precision of the archive.
     pub fn new(event: &Event, ts: DateTime<Utc>) -> Result<Envelope, StreamError> {
+        use chrono::SubsecRound;
         Ok(Envelope {
             id: EventId::new(),
             event_type: event.event_type().to_owned(),
             version: event.version(),
-            ts,
+            ts: ts.trunc_subsecs(6),
             data: event.encode_data()?,
         })
     }

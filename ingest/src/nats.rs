@@ -77,10 +77,8 @@ impl NatsStream {
         let client = async_nats::ConnectOptions::new()
             .name("nodai")
             .connection_timeout(Duration::from_secs(5))
-            .retry_on_initial_connect()
             .connect(options.url.as_str());
-        // `retry_on_initial_connect` keeps trying in the background; give it a
-        // few seconds, then say clearly that NATS is not there.
+        // Refused connections fail at once; a silent host gets a few seconds.
         let client = match tokio::time::timeout(Duration::from_secs(5), client).await {
             Ok(Ok(client)) => client,
             Ok(Err(e)) => return Err(unavailable("cannot connect to NATS", &e)),
@@ -192,33 +190,43 @@ impl NatsStream {
                         continue;
                     }
                 };
-                backoff = Duration::from_millis(50);
                 futures::pin_mut!(messages);
-                while let Some(message) = messages.next().await {
+                loop {
+                    let message = tokio::select! {
+                        // The reader went away: stop, and let the consumer go.
+                        _ = tx.closed() => return,
+                        message = messages.next() => message,
+                    };
                     let message = match message {
-                        Ok(message) => message,
-                        Err(error) => {
+                        Some(Ok(message)) => message,
+                        Some(Err(error)) => {
                             tracing::warn!(%error, next, "JetStream consumer error; re-creating it");
                             break;
                         }
+                        None => break,
                     };
-                    let record = match to_record(&message, &prefix) {
-                        Ok(record) => record,
-                        Err(e) => {
-                            let _ = tx.send(Err(e)).await;
-                            return;
-                        }
+                    backoff = Duration::from_millis(50);
+                    let Ok(seq) = message.info().map(|info| info.stream_sequence) else {
+                        tracing::warn!(subject = %message.subject, "skipped a JetStream message without metadata");
+                        continue;
                     };
                     // A re-created consumer may repeat what was already sent.
-                    if record.seq < next {
+                    if seq < next {
                         continue;
                     }
-                    if until.is_some_and(|u| record.seq > u) {
+                    if until.is_some_and(|u| seq > u) {
                         return;
                     }
-                    next = record.seq + 1;
-                    if tx.send(Ok(record)).await.is_err() {
-                        return;
+                    next = seq + 1;
+                    match to_record(&message, &prefix) {
+                        Ok(record) => {
+                            if tx.send(Ok(record)).await.is_err() {
+                                return;
+                            }
+                        }
+                        // Anyone may publish on the stream's subjects; what is
+                        // not one of our events must not stop every reader.
+                        Err(error) => tracing::warn!(seq, %error, "skipped a message that is not a nodai event"),
                     }
                     if until.is_some_and(|u| next > u) {
                         return;
@@ -227,6 +235,8 @@ impl NatsStream {
                 if tx.is_closed() {
                     return;
                 }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         });
         tokio_stream::wrappers::ReceiverStream::new(rx).boxed()

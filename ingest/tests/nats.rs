@@ -101,3 +101,28 @@ async fn a_server_restart_under_load_loses_and_doubles_nothing() {
     );
     assert_eq!(stream.last_seq().await.unwrap(), total as u64, "no duplicates stored");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_message_on_the_subjects_is_skipped_not_fatal() {
+    let Some(server) = NatsServer::start().await else {
+        return;
+    };
+    let name = unique_stream_name();
+    let stream = NatsStream::connect(Options::new(server.url(), &name)).await.unwrap();
+    stream.append(&event(1)).await.unwrap();
+    // Anyone on the server may publish on `<stream>.>`, without our headers.
+    let client = async_nats::connect(server.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.publish(format!("{}.key.intruder", name.to_lowercase()), "not an event".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    stream.append(&event(3)).await.unwrap();
+    let records: Vec<_> = stream.replay(1).await.unwrap().map(|r| r.unwrap().seq).collect().await;
+    assert_eq!(
+        records,
+        [1, 3],
+        "the foreign message (seq 2) is skipped, the rest delivered"
+    );
+}

@@ -220,8 +220,13 @@ impl EmbeddedLog {
                     return;
                 }
                 if next > upto {
-                    if shared.closed.load(Ordering::Acquire) || commits.changed().await.is_err() {
+                    if shared.closed.load(Ordering::Acquire) {
                         return;
+                    }
+                    tokio::select! {
+                        // The reader went away: end now, not at the next commit.
+                        _ = tx.closed() => return,
+                        changed = commits.changed() => if changed.is_err() { return },
                     }
                     continue;
                 }

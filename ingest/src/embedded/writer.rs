@@ -113,9 +113,16 @@ impl Writer {
         buf.clear();
         let now = now_micros();
         self.expire_ids(now);
-        if let Err(error) = self.roll_if_full() {
-            self.failed = Some(format!("cannot start a new segment: {error}"));
-        }
+        // A failed roll (disk full, too many files) refuses this batch only;
+        // the next batch tries again.
+        let roll_failed = self.failed.is_none() && {
+            let result = self.roll_if_full();
+            if let Err(error) = &result {
+                tracing::error!(%error, "cannot start a new log segment; batch refused");
+                self.failed = Some(format!("cannot start a new segment: {error}"));
+            }
+            result.is_err()
+        };
         let first_seq = self.next_seq;
         // For each stored event, the subject's previous sequence, to undo a failed write.
         let mut undo: Vec<(usize, Option<u64>)> = Vec::new();
@@ -160,6 +167,9 @@ impl Writer {
                 Outcome::SubjectSeq(Some(reply), seq) => drop(reply.send(Ok(seq))),
                 _ => {}
             }
+        }
+        if roll_failed {
+            self.failed = None;
         }
         batch.clear();
         batch
@@ -311,12 +321,19 @@ impl Writer {
 }
 
 /// Creates a segment with its header, durably (file and directory entry).
+/// A half-created file is removed, so that a retry can create it again.
 pub(super) fn create_segment(path: &std::path::Path) -> std::io::Result<File> {
     let mut file = OpenOptions::new().create_new(true).append(true).open(path)?;
-    file.write_all(&format::header())?;
-    file.sync_all()?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
+    let written = file
+        .write_all(&format::header())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| match path.parent() {
+            Some(dir) => File::open(dir)?.sync_all(),
+            None => Ok(()),
+        });
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(path);
+        return Err(error);
     }
     Ok(file)
 }
