@@ -168,7 +168,9 @@ impl Process {
             .arg(data_dir)
             .args(args)
             .env_remove("NODAI_NATS_URL")
-            .env("NODAI_LOG", "info")
+            .env_remove("NODAI_ADMIN_TOKEN")
+            // Everything, at the most verbose level, so a leak would show.
+            .env("NODAI_LOG", "trace")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -281,4 +283,72 @@ async fn bad_flags_are_refused_before_anything_starts() {
     let mut nodai = Process::start(&["--stream", "a.b"], dir.path());
     assert_eq!(nodai.exit_code().await, Some(2));
     assert!(nodai.seen.join("\n").contains("--stream"), "{:?}", nodai.seen);
+}
+
+#[tokio::test]
+async fn the_logs_never_hold_a_plaintext_key_nor_the_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodai = Process::start(&[], dir.path());
+    let base = nodai.base_url().await;
+    // The generated token is in the data dir, never in the log.
+    let token = std::fs::read_to_string(dir.path().join("admin-token")).unwrap();
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        http.post(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(
+        post(
+            "/api/v1/workflows",
+            serde_json::json!({"id": "echo", "name": "e", "upstream_url": "builtin:echo"})
+        )
+        .await
+        .unwrap()
+        .status(),
+        201
+    );
+    let mut secrets = vec![token.clone()];
+    for _ in 0..2 {
+        let created: serde_json::Value = post("/api/v1/api-keys", serde_json::json!({"name": "k"}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["id"].as_str().unwrap();
+        let rotated: serde_json::Value = post(
+            &format!("/api/v1/api-keys/{id}/rotate"),
+            serde_json::json!({"grace_period_seconds": 60}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        for key in [created["key"].as_str().unwrap(), rotated["key"].as_str().unwrap()] {
+            let query = http
+                .post(format!("{base}/api/v1/workflows/echo/query"))
+                .header("X-API-Key", key)
+                .json(&serde_json::json!({"input": 1}));
+            assert_eq!(query.send().await.unwrap().status(), 200);
+            secrets.push(key.to_owned());
+        }
+        // A wrong key is not echoed into the log either.
+        let wrong = format!("nk_{}", "f".repeat(64));
+        let query = http
+            .post(format!("{base}/api/v1/workflows/echo/query"))
+            .header("X-API-Key", &wrong)
+            .json(&serde_json::json!({"input": 1}));
+        assert_eq!(query.send().await.unwrap().status(), 403);
+        secrets.push(wrong);
+    }
+    nodai.signal("TERM");
+    assert_eq!(nodai.exit_code().await, Some(0));
+    let log = nodai.seen.join("\n");
+    assert!(log.contains("api key rotated"), "the log is captured: {log}");
+    for secret in &secrets {
+        assert!(!log.contains(secret.as_str()), "a secret is in the log");
+    }
 }
