@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 
 /// How far this process has applied the stream.
@@ -60,6 +61,7 @@ impl Progress {
 pub async fn run(
     stream: Arc<dyn EventStream>,
     projection: Arc<RwLock<Projection>>,
+    limiter: Arc<Limiter>,
     progress: Arc<Progress>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
@@ -100,6 +102,10 @@ pub async fn run(
                 Ok((Ok(event), envelope)) => {
                     let mut projection = projection.write().unwrap_or_else(|e| e.into_inner());
                     projection.apply(record.seq, envelope.ts, &event);
+                    if let Event::QueryRecorded(q) = &event {
+                        // Under the same write lock: counted here, no longer in flight.
+                        limiter.settle(&q.key_id, envelope.id);
+                    }
                 }
                 Ok((Err(error), envelope)) => {
                     metrics.unknown_events.inc();

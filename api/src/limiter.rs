@@ -1,23 +1,23 @@
 //! Exact rate and cost limits on one replica under concurrency.
 //!
 //! The projection counts queries once their usage events are applied; a
-//! query between admission and that moment is *in flight*. Admission checks
-//! `recorded + in flight` against the limits and reserves a place, all
-//! under a lock for that key's shard only (no global lock). A reservation
-//! learns its usage event's sequence once appended; from the moment the
-//! projection has applied that sequence the query counts as recorded and
-//! no longer as in flight (both read under one projection lock), so it is
-//! never counted twice nor not at all. The reservation is dropped when the
-//! handler is done, or when the query failed before being recorded. So at
-//! no instant can two queries both see the last free place, and no place
-//! is wasted.
+//! query between admission and that moment is *in flight*. Admission reads
+//! the key's recorded usage and its in-flight queries together (projection
+//! read lock, then the key's shard lock: 64 shards, no global lock) and
+//! takes a reservation if under the limits. The reservation names its usage
+//! event's id before the append; the follower, while it applies that event
+//! under the projection's write lock, settles the reservation. So a query
+//! is counted as in flight or as recorded, never both and never neither,
+//! and no lock is held across the append or the upstream call. A query that
+//! fails before its event is stored gives its place back when the
+//! reservation drops.
 //!
 //! Across replicas each one only sees the others' queries once it has
 //! applied them from the stream; see ARCHITECTURE.md for the guarantee.
 
 use chrono::{DateTime, Utc};
-use ingest::Micros;
-use ledger::KeyUsage;
+use ingest::{EventId, Micros};
+use ledger::Projection;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -28,8 +28,10 @@ struct Slot {
     id: u64,
     /// What the query will cost at the workflow's price.
     cost: Micros,
-    /// Its usage event's sequence, once appended.
-    seq: Option<u64>,
+    /// Its usage event, once named.
+    event: Option<EventId>,
+    /// The projection has applied that event: it counts the query now.
+    settled: bool,
 }
 
 type Shard = Mutex<HashMap<String, Vec<Slot>>>;
@@ -37,10 +39,6 @@ type Shard = Mutex<HashMap<String, Vec<Slot>>>;
 #[derive(Debug)]
 pub struct Limiter {
     shards: Vec<Shard>,
-    /// Per shard: held by an admission, and by an append until its
-    /// reservation knows its sequence, so no admission ever sees an event
-    /// the projection counts while its reservation still counts it too.
-    gates: Vec<tokio::sync::Mutex<()>>,
     next_id: std::sync::atomic::AtomicU64,
 }
 
@@ -48,7 +46,6 @@ impl Default for Limiter {
     fn default() -> Self {
         Limiter {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            gates: (0..SHARDS).map(|_| tokio::sync::Mutex::new(())).collect(),
             next_id: Default::default(),
         }
     }
@@ -86,79 +83,71 @@ pub struct Reservation {
 }
 
 impl Reservation {
-    /// Runs `append` (of this query's usage event) and notes the sequence
-    /// it got, with admissions of the shard held off meanwhile: once the
-    /// projection has applied that sequence, it counts the query instead.
-    pub async fn record<E>(&self, append: impl std::future::Future<Output = Result<u64, E>>) -> Result<u64, E> {
-        let _gate = self.limiter.gates[shard_index(&self.key_id)].lock().await;
-        let seq = append.await?;
-        self.recorded_at(seq);
-        Ok(seq)
-    }
-
-    fn recorded_at(&self, seq: u64) {
-        let mut shard = self
-            .limiter
-            .shard(&self.key_id)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = shard
-            .get_mut(&self.key_id)
-            .and_then(|slots| slots.iter_mut().find(|s| s.id == self.id))
-        {
-            slot.seq = Some(seq);
-        }
+    /// Names the usage event about to be appended, so that the follower
+    /// can settle this reservation when it applies it.
+    pub fn expect(&self, event: EventId) {
+        self.limiter.with_slot(&self.key_id, |slots| {
+            if let Some(slot) = slots.iter_mut().find(|s| s.id == self.id) {
+                slot.event = Some(event);
+            }
+        });
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        let mut shard = self
-            .limiter
-            .shard(&self.key_id)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(slots) = shard.get_mut(&self.key_id) {
-            slots.retain(|s| s.id != self.id);
-            if slots.is_empty() {
-                shard.remove(&self.key_id);
-            }
-        }
+        self.limiter
+            .with_slot(&self.key_id, |slots| slots.retain(|s| s.id != self.id));
     }
 }
 
 impl Limiter {
-    fn shard(&self, key_id: &str) -> &Shard {
-        &self.shards[shard_index(key_id)]
+    fn with_slot(&self, key_id: &str, f: impl FnOnce(&mut Vec<Slot>)) {
+        let mut shard = self.shards[shard_index(key_id)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(slots) = shard.get_mut(key_id) {
+            f(slots);
+            if slots.is_empty() {
+                shard.remove(key_id);
+            }
+        }
     }
 
-    /// Admits a query of `key_id` or says which limit stops it.
-    /// `recorded` reads the key's recorded usage and the sequence the
-    /// projection has applied, together; it is called under the shard lock
-    /// so that the count and the reservations agree.
-    pub async fn admit(
+    /// Called by the follower as it applies a usage event, under the
+    /// projection's write lock: from now on the projection counts it.
+    pub fn settle(&self, key_id: &str, event: EventId) {
+        self.with_slot(key_id, |slots| {
+            if let Some(slot) = slots.iter_mut().find(|s| s.event == Some(event)) {
+                slot.settled = true;
+            }
+        });
+    }
+
+    /// Admits a query of `key_id` or says which limit stops it, reading the
+    /// key's recorded usage from `projection` (held by the caller, so the
+    /// follower cannot apply anything meanwhile).
+    pub fn admit(
         self: &Arc<Self>,
         key_id: &str,
         limits: Limits,
         price: Micros,
         now: DateTime<Utc>,
-        recorded: impl FnOnce() -> (Option<KeyUsage>, u64),
+        projection: &Projection,
     ) -> Verdict {
-        let _gate = self.gates[shard_index(key_id)].lock().await;
-        let mut shard = self.shard(key_id).lock().unwrap_or_else(|e| e.into_inner());
-        let (usage, applied) = recorded();
-        let usage = usage.unwrap_or_default();
+        let mut shard = self.shards[shard_index(key_id)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let (mut in_flight, mut in_flight_cost) = (0u64, Micros::ZERO);
-        for slot in shard.get(key_id).into_iter().flatten() {
-            if slot.seq.is_none_or(|seq| seq > applied) {
-                in_flight += 1;
-                in_flight_cost += slot.cost;
-            }
+        for slot in shard.get(key_id).into_iter().flatten().filter(|s| !s.settled) {
+            in_flight += 1;
+            in_flight_cost += slot.cost;
         }
-        let used = usage.requests_this_hour(now) + in_flight;
-        let reset = usage
-            .window_reset(now)
-            .unwrap_or(now.timestamp() - now.timestamp().rem_euclid(60) + 3600);
+        let usage = projection.usage.get(key_id);
+        let recorded = usage.map_or(0, |u| u.requests_this_hour(now));
+        let used = recorded + in_flight;
+        let next_hour = now.timestamp() - now.timestamp().rem_euclid(60) + 3600;
+        let reset = usage.and_then(|u| u.window_reset(now)).unwrap_or(next_hour);
         let rate = |taken: u64| {
             limits.rate_per_hour.map(|limit| RateState {
                 limit,
@@ -176,7 +165,8 @@ impl Limiter {
             }
         }
         if let Some(limit) = limits.cost_per_month {
-            if usage.cost_this_month(now) + in_flight_cost >= limit {
+            let month = usage.map_or(Micros::ZERO, |u| u.cost_this_month(now));
+            if month + in_flight_cost >= limit {
                 return Verdict::CostExceeded(rate(used));
             }
         }
@@ -184,7 +174,8 @@ impl Limiter {
         shard.entry(key_id.to_owned()).or_default().push(Slot {
             id,
             cost: price,
-            seq: None,
+            event: None,
+            settled: false,
         });
         Verdict::Admitted(
             Reservation {
@@ -218,16 +209,15 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn in_flight_queries_count_against_the_rate_limit_until_released() {
+    #[test]
+    fn in_flight_queries_count_until_released_or_settled() {
         let limiter = Arc::new(Limiter::default());
+        let empty = Projection::default();
         let now = Utc::now();
+        let admit = |key: &str| limiter.admit(key, limits(Some(3), None), Micros::ZERO, now, &empty);
         let mut held = Vec::new();
         for i in 0..3 {
-            match limiter
-                .admit("key_a", limits(Some(3), None), Micros::ZERO, now, || (None, 0))
-                .await
-            {
+            match admit("key_a") {
                 Verdict::Admitted(r, Some(state)) => {
                     assert_eq!(state.remaining, 2 - i);
                     held.push(r)
@@ -235,62 +225,37 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        assert!(matches!(
-            limiter
-                .admit("key_a", limits(Some(3), None), Micros::ZERO, now, || (None, 0))
-                .await,
-            Verdict::RateLimited(_)
-        ));
-        assert!(
-            matches!(
-                limiter
-                    .admit("key_b", limits(Some(3), None), Micros::ZERO, now, || (None, 0))
-                    .await,
-                Verdict::Admitted(..)
-            ),
-            "keys are independent"
-        );
+        assert!(matches!(admit("key_a"), Verdict::RateLimited(_)));
+        assert!(matches!(admit("key_b"), Verdict::Admitted(..)), "keys are independent");
         held.pop();
-        let admit = |applied: u64| {
-            limiter.admit("key_a", limits(Some(3), None), Micros::ZERO, now, move || {
-                (None, applied)
-            })
-        };
-        let third = admit(0).await;
+        let third = admit("key_a");
         assert!(matches!(third, Verdict::Admitted(..)));
-        assert!(matches!(admit(6).await, Verdict::RateLimited(_)));
-        // A reservation whose event the projection has applied (7 ≤ 7) counts
-        // there, not as in flight; the projection here is empty, so a place frees.
-        held[0].record(async { Ok::<_, ()>(7) }).await.unwrap();
-        assert!(matches!(admit(6).await, Verdict::RateLimited(_)));
-        assert!(matches!(admit(7).await, Verdict::Admitted(..)));
+        assert!(matches!(admit("key_a"), Verdict::RateLimited(_)));
+        // Settled: the projection counts it (here it is empty, so a place frees).
+        let event = EventId::new();
+        held[0].expect(event);
+        limiter.settle("key_a", EventId::new());
+        assert!(
+            matches!(admit("key_a"), Verdict::RateLimited(_)),
+            "another event settles nothing"
+        );
+        limiter.settle("key_a", event);
+        assert!(matches!(admit("key_a"), Verdict::Admitted(..)));
     }
 
-    #[tokio::test]
-    async fn in_flight_cost_counts_against_the_cost_limit() {
+    #[test]
+    fn in_flight_cost_counts_against_the_cost_limit() {
         let limiter = Arc::new(Limiter::default());
+        let empty = Projection::default();
         let now = Utc::now();
-        let first = limiter
-            .admit("key_a", limits(None, Some(10)), Micros::new(6), now, || (None, 0))
-            .await;
+        let admit = || limiter.admit("key_a", limits(None, Some(10)), Micros::new(6), now, &empty);
+        let first = admit();
         assert!(matches!(first, Verdict::Admitted(..)));
         // 6 in flight < 10: the query that crosses the limit is allowed.
-        let second = limiter
-            .admit("key_a", limits(None, Some(10)), Micros::new(6), now, || (None, 0))
-            .await;
+        let second = admit();
         assert!(matches!(second, Verdict::Admitted(..)));
-        assert!(matches!(
-            limiter
-                .admit("key_a", limits(None, Some(10)), Micros::new(6), now, || (None, 0))
-                .await,
-            Verdict::CostExceeded(_)
-        ));
+        assert!(matches!(admit(), Verdict::CostExceeded(_)));
         drop((first, second));
-        assert!(matches!(
-            limiter
-                .admit("key_a", limits(None, Some(10)), Micros::new(6), now, || (None, 0))
-                .await,
-            Verdict::Admitted(..)
-        ));
+        assert!(matches!(admit(), Verdict::Admitted(..)));
     }
 }

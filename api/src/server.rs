@@ -67,9 +67,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let projection = Arc::new(RwLock::new(Projection::default()));
 
     let tasks = TaskTracker::new();
+    let limiter = Arc::new(Limiter::default());
     tasks.spawn(follower::run(
         stream.clone(),
         projection.clone(),
+        limiter.clone(),
         progress.clone(),
         metrics.clone(),
         shutdown.child_token(),
@@ -85,7 +87,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         progress,
         metrics,
         admin_token,
-        limiter: Arc::new(Limiter::default()),
+        limiter,
         http,
         upstream_timeout: config.upstream_timeout,
     });

@@ -125,11 +125,11 @@ async fn run(
     // Body errors come after key checks: an unauthenticated caller learns nothing from them.
     let ApiJson(body) = body?;
 
-    let recorded = || {
+    let verdict = {
         let projection = state.projection();
-        (projection.usage.get(&key_id).cloned(), projection.seq)
+        state.limiter.admit(&key_id, limits, price, now, &projection)
     };
-    let reservation = match state.limiter.admit(&key_id, limits, price, now, recorded).await {
+    let reservation = match verdict {
         Verdict::Admitted(reservation, state) => {
             *rate = state;
             reservation
@@ -173,10 +173,8 @@ async fn run(
         duration_ms,
     });
     let outgoing = Outgoing::new(&event, Utc::now()).map_err(ApiError::internal)?;
-    let seq = match reservation
-        .record(async { state.stream.append(&outgoing).await.map(|a| a.seq) })
-        .await
-    {
+    reservation.expect(outgoing.id);
+    let seq = match state.stream.append(&outgoing).await.map(|a| a.seq) {
         Ok(seq) => seq,
         Err(error) => {
             tracing::error!(%error, key_id, request_id, "usage event not recorded; answering 503");
