@@ -211,11 +211,11 @@ impl EmbeddedLog {
         let (tx, rx) = mpsc::channel::<Result<Vec<Record>, StreamError>>(4);
         tokio::spawn(async move {
             let mut commits = shared.committed.subscribe();
-            let mut cursor = Some(reader::Cursor::new(from));
+            let mut cursor = reader::Cursor::new(from);
             loop {
                 let committed = *commits.borrow_and_update();
                 let upto = until.map_or(committed, |u| u.min(committed));
-                let next = cursor.as_ref().map_or(u64::MAX, |c| c.next_seq);
+                let next = cursor.next_seq;
                 if until.is_some_and(|u| next > u) {
                     return;
                 }
@@ -230,20 +230,10 @@ impl EmbeddedLog {
                     }
                     continue;
                 }
-                let Some(mut c) = cursor.take() else { return };
-                let reader_shared = shared.clone();
-                let read = tokio::task::spawn_blocking(move || {
-                    let batch = c.read_batch(&reader_shared, upto, READ_BATCH);
-                    (c, batch)
-                })
-                .await;
-                let batch = match read {
-                    Ok((c, batch)) => {
-                        cursor = Some(c);
-                        batch
-                    }
-                    Err(e) => Err(StreamError::Unavailable(format!("log reader failed: {e}"))),
-                };
+                // Inline, not on the blocking pool: reads are bounded (at
+                // most 1 MiB from the page cache), and at the tail they are a
+                // few records, where a thread hand-off would cost more.
+                let batch = cursor.read_batch(&shared, upto, READ_BATCH);
                 let failed = batch.is_err();
                 if tx.send(batch).await.is_err() || failed {
                     return;

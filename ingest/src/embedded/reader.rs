@@ -14,9 +14,12 @@ use crate::envelope::Subject;
 use crate::error::StreamError;
 use crate::stream::Record;
 
-/// How much is read per `pread`: large enough that a syscall carries
-/// thousands of ~200-byte records.
+/// The most read per `pread`: enough that a syscall carries thousands of
+/// ~200-byte records while replaying.
 const CHUNK: usize = 1 << 20;
+/// The least: a follower at the tail reads a few records at a time, and
+/// zeroing a large buffer for them would cost more than the read.
+const MIN_CHUNK: usize = 16 << 10;
 
 /// Reads `len` bytes at `offset` (fewer at the end of the file).
 pub(super) fn read_chunk(file: &File, path: &Path, offset: u64, len: usize) -> Result<Bytes, StreamError> {
@@ -46,6 +49,8 @@ struct Position {
 pub(super) struct Cursor {
     pub next_seq: u64,
     position: Option<Position>,
+    /// The next read's size: grows while reads come back full, shrinks when not.
+    chunk: usize,
 }
 
 impl Cursor {
@@ -53,6 +58,7 @@ impl Cursor {
         Cursor {
             next_seq: from.max(1),
             position: None,
+            chunk: MIN_CHUNK,
         }
     }
 
@@ -65,7 +71,13 @@ impl Cursor {
                 Some(p) => p,
                 None => self.position.insert(locate(shared, self.next_seq)?),
             };
-            let mut buf = read_chunk(&position.file, &position.path, position.offset, CHUNK)?;
+            let mut buf = read_chunk(&position.file, &position.path, position.offset, self.chunk)?;
+            let short = buf.len() < self.chunk;
+            self.chunk = if short {
+                (self.chunk / 2).max(MIN_CHUNK)
+            } else {
+                (self.chunk * 4).min(CHUNK)
+            };
             if buf.is_empty() {
                 // This segment is exhausted; the next sequence must open the next one.
                 let exhausted = position.segment_first_seq;
@@ -82,7 +94,6 @@ impl Cursor {
             }
             // Every record up to `upto` is whole on disk, so a short read that
             // ends inside a frame can only mean damage.
-            let short = buf.len() < CHUNK;
             loop {
                 match format::decode(&buf) {
                     Decoded::Frame { frame, len } => {
