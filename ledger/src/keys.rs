@@ -76,12 +76,7 @@ impl Keys {
 
     /// Up to `limit` keys after `cursor` (a key id), in creation order.
     pub fn page(&self, after: Option<&str>, limit: usize) -> (Vec<&ApiKey>, bool) {
-        use std::ops::Bound::{Excluded, Unbounded};
-        let start = after.map_or(Unbounded, |id| Excluded(id.to_owned()));
-        let mut iter = self.by_id.range((start, Unbounded)).map(|(_, k)| k);
-        let page: Vec<&ApiKey> = iter.by_ref().take(limit).collect();
-        let more = iter.next().is_some();
-        (page, more)
+        crate::page(&self.by_id, after, limit)
     }
 
     /// The key a presented secret opens at `now`, or why it does not.

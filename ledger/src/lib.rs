@@ -52,3 +52,18 @@ impl Projection {
         self.seq = seq;
     }
 }
+
+/// Up to `limit` values after the key `after`, in key order, and whether
+/// more follow: cursor pagination over an id-keyed map.
+fn page<'a, V>(
+    map: &'a std::collections::BTreeMap<String, V>,
+    after: Option<&str>,
+    limit: usize,
+) -> (Vec<&'a V>, bool) {
+    use std::ops::Bound::{Excluded, Unbounded};
+    let start = after.map_or(Unbounded, |id| Excluded(id.to_owned()));
+    let mut iter = map.range((start, Unbounded)).map(|(_, v)| v);
+    let page: Vec<&V> = iter.by_ref().take(limit).collect();
+    let more = iter.next().is_some();
+    (page, more)
+}

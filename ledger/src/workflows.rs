@@ -28,12 +28,7 @@ impl Workflows {
 
     /// Up to `limit` workflows after `after` (an id), by id.
     pub fn page(&self, after: Option<&str>, limit: usize) -> (Vec<&Workflow>, bool) {
-        use std::ops::Bound::{Excluded, Unbounded};
-        let start = after.map_or(Unbounded, |id| Excluded(id.to_owned()));
-        let mut iter = self.by_id.range((start, Unbounded)).map(|(_, w)| w);
-        let page: Vec<&Workflow> = iter.by_ref().take(limit).collect();
-        let more = iter.next().is_some();
-        (page, more)
+        crate::page(&self.by_id, after, limit)
     }
 
     /// The sequence of the last event about `id` (0: never seen).
