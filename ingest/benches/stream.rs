@@ -56,13 +56,17 @@ impl Row {
 
 /// `APPENDERS` tasks share the events and append them as fast as acks come back.
 async fn append_concurrently(stream: Arc<dyn EventStream>, events: Arc<Vec<Outgoing>>) -> f64 {
+    append_with(APPENDERS, stream, events).await
+}
+
+async fn append_with(appenders: usize, stream: Arc<dyn EventStream>, events: Arc<Vec<Outgoing>>) -> f64 {
     let start = Instant::now();
-    let tasks: Vec<_> = (0..APPENDERS)
+    let tasks: Vec<_> = (0..appenders)
         .map(|t| {
             let stream = stream.clone();
             let events = events.clone();
             tokio::spawn(async move {
-                for e in events.iter().skip(t).step_by(APPENDERS) {
+                for e in events.iter().skip(t).step_by(appenders) {
                     stream.append(e).await.unwrap();
                 }
             })
@@ -230,6 +234,54 @@ async fn nats(rows: &mut Vec<Row>) {
         events: n,
         secs,
     });
+
+    // A harsher baseline: one task keeping PIPELINE publishes in flight,
+    // against the backend with as many concurrent appenders.
+    const PIPELINE: usize = 1024;
+    let piped_name = unique_stream_name();
+    let piped_prefix = piped_name.to_lowercase();
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: piped_name,
+        subjects: vec![format!("{piped_prefix}.>")],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let start = Instant::now();
+    let mut in_flight = futures::stream::FuturesUnordered::new();
+    for e in evs.iter() {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", e.id.to_string().as_str());
+        let ack = js
+            .publish_with_headers(format!("{piped_prefix}.{}", e.subject), headers, e.payload.clone())
+            .await
+            .unwrap();
+        in_flight.push(std::future::IntoFuture::into_future(ack));
+        if in_flight.len() >= PIPELINE {
+            in_flight.next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(ack) = in_flight.next().await {
+        ack.unwrap();
+    }
+    rows.push(Row {
+        name: format!("baseline: raw async-nats publish, pipelined {PIPELINE} in flight"),
+        events: n,
+        secs: start.elapsed().as_secs_f64(),
+    });
+    let stream: Arc<dyn EventStream> = Arc::new(
+        NatsStream::connect(ingest::nats::Options::new(server.url(), unique_stream_name()))
+            .await
+            .unwrap(),
+    );
+    let secs = append_with(PIPELINE, stream, evs.clone()).await;
+    rows.push(Row {
+        name: format!("NATS backend append, {PIPELINE} appenders"),
+        events: n,
+        secs,
+    });
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -262,7 +314,22 @@ async fn main() {
             a / b
         );
     }
-    if let (Some(a), Some(b)) = (rate("NATS backend append"), rate("baseline: raw async-nats")) {
-        println!("NATS backend append / raw async-nats publish: {:.2}x", a / b);
+    if let (Some(a), Some(b)) = (
+        rate("NATS backend append, 64"),
+        rate("baseline: raw async-nats publish, 64"),
+    ) {
+        println!(
+            "NATS backend append / raw async-nats publish, 64 in flight each: {:.2}x",
+            a / b
+        );
+    }
+    if let (Some(a), Some(b)) = (
+        rate("NATS backend append, 1024"),
+        rate("baseline: raw async-nats publish, pipelined"),
+    ) {
+        println!(
+            "NATS backend append (1024 appenders) / raw pipelined publish (1024 in flight): {:.2}x",
+            a / b
+        );
     }
 }
