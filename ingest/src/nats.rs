@@ -206,7 +206,7 @@ impl NatsStream {
                         None => break,
                     };
                     backoff = Duration::from_millis(50);
-                    let Ok(seq) = message.info().map(|info| info.stream_sequence) else {
+                    let Ok((seq, pending)) = message.info().map(|info| (info.stream_sequence, info.pending)) else {
                         tracing::warn!(subject = %message.subject, "skipped a JetStream message without metadata");
                         continue;
                     };
@@ -228,7 +228,9 @@ impl NatsStream {
                         // not one of our events must not stop every reader.
                         Err(error) => tracing::warn!(seq, %error, "skipped a message that is not a nodai event"),
                     }
-                    if until.is_some_and(|u| next > u) {
+                    // Nothing more on the stream for now: a replay is done, even
+                    // if the sequences it expected up to were deleted.
+                    if until.is_some_and(|u| next > u) || (until.is_some() && pending == 0) {
                         return;
                     }
                 }

@@ -126,3 +126,29 @@ async fn a_foreign_message_on_the_subjects_is_skipped_not_fatal() {
         "the foreign message (seq 2) is skipped, the rest delivered"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_ends_even_when_the_tail_was_deleted() {
+    let Some(server) = NatsServer::start().await else {
+        return;
+    };
+    let name = unique_stream_name();
+    let stream = NatsStream::connect(Options::new(server.url(), &name)).await.unwrap();
+    for n in 0..3 {
+        stream.append(&event(n)).await.unwrap();
+    }
+    // An operator removes the newest message; the stream's last sequence stays 3.
+    let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+    assert!(js.get_stream(&name).await.unwrap().delete_message(3).await.unwrap());
+    assert_eq!(stream.last_seq().await.unwrap(), 3);
+    let replay = stream
+        .replay(1)
+        .await
+        .unwrap()
+        .map(|r| r.unwrap().seq)
+        .collect::<Vec<_>>();
+    let seqs = tokio::time::timeout(Duration::from_secs(30), replay)
+        .await
+        .expect("replay never ended");
+    assert_eq!(seqs, [1, 2]);
+}
