@@ -54,11 +54,7 @@ impl Row {
     }
 }
 
-/// `APPENDERS` tasks share the events and append them as fast as acks come back.
-async fn append_concurrently(stream: Arc<dyn EventStream>, events: Arc<Vec<Outgoing>>) -> f64 {
-    append_with(APPENDERS, stream, events).await
-}
-
+/// `appenders` tasks share the events and append them as fast as acks come back.
 async fn append_with(appenders: usize, stream: Arc<dyn EventStream>, events: Arc<Vec<Outgoing>>) -> f64 {
     let start = Instant::now();
     let tasks: Vec<_> = (0..appenders)
@@ -113,7 +109,7 @@ async fn embedded(rows: &mut Vec<Row>) {
 
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventStream> = Arc::new(EmbeddedLog::open(Options::new(dir.path())).await.unwrap());
-    let secs = append_concurrently(log.clone(), evs.clone()).await;
+    let secs = append_with(APPENDERS, log.clone(), evs.clone()).await;
     rows.push(Row {
         name: format!("embedded append, {APPENDERS} appenders, fsync=interval"),
         events: n,
@@ -156,12 +152,29 @@ async fn embedded(rows: &mut Vec<Row>) {
         ..Options::new(dir.path())
     };
     let log: Arc<dyn EventStream> = Arc::new(EmbeddedLog::open(options).await.unwrap());
-    let secs = append_concurrently(log, Arc::new(evs[..always].to_vec())).await;
+    let secs = append_with(APPENDERS, log, Arc::new(evs[..always].to_vec())).await;
     rows.push(Row {
         name: format!("embedded append, {APPENDERS} appenders, fsync=always"),
         events: always,
         secs,
     });
+}
+
+/// A fresh stream for raw publishes, configured as the backend configures
+/// its own; returns its subject prefix.
+async fn raw_stream(js: &async_nats::jetstream::Context) -> String {
+    let name = unique_stream_name();
+    let prefix = name.to_lowercase();
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name,
+        subjects: vec![format!("{prefix}.>")],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    prefix
 }
 
 async fn nats(rows: &mut Vec<Row>) {
@@ -176,17 +189,7 @@ async fn nats(rows: &mut Vec<Row>) {
     // the same Nats-Msg-Id header, same concurrency, each awaiting its ack.
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = async_nats::jetstream::new(client);
-    let raw_name = unique_stream_name();
-    let raw_prefix = raw_name.to_lowercase();
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: raw_name.clone(),
-        subjects: vec![format!("{raw_prefix}.>")],
-        storage: async_nats::jetstream::stream::StorageType::File,
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let raw_prefix = raw_stream(&js).await;
     let start = Instant::now();
     let tasks: Vec<_> = (0..APPENDERS)
         .map(|t| {
@@ -221,7 +224,7 @@ async fn nats(rows: &mut Vec<Row>) {
             .await
             .unwrap(),
     );
-    let secs = append_concurrently(stream.clone(), evs.clone()).await;
+    let secs = append_with(APPENDERS, stream.clone(), evs.clone()).await;
     rows.push(Row {
         name: format!("NATS backend append, {APPENDERS} appenders"),
         events: n,
@@ -238,17 +241,7 @@ async fn nats(rows: &mut Vec<Row>) {
     // A harsher baseline: one task keeping PIPELINE publishes in flight,
     // against the backend with as many concurrent appenders.
     const PIPELINE: usize = 1024;
-    let piped_name = unique_stream_name();
-    let piped_prefix = piped_name.to_lowercase();
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: piped_name,
-        subjects: vec![format!("{piped_prefix}.>")],
-        storage: async_nats::jetstream::stream::StorageType::File,
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let piped_prefix = raw_stream(&js).await;
     let start = Instant::now();
     let mut in_flight = futures::stream::FuturesUnordered::new();
     for e in evs.iter() {

@@ -66,14 +66,6 @@ impl Keys {
         self.by_id.get(id)
     }
 
-    pub fn len(&self) -> usize {
-        self.by_id.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
-    }
-
     /// Up to `limit` keys after `cursor` (a key id), in creation order.
     pub fn page(&self, after: Option<&str>, limit: usize) -> (Vec<&ApiKey>, bool) {
         crate::page(&self.by_id, after, limit)
