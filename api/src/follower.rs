@@ -9,6 +9,7 @@
 use futures::StreamExt;
 use ingest::{Event, EventStream};
 use ledger::Projection;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -23,6 +24,8 @@ pub struct Progress {
     applied: watch::Sender<u64>,
     /// The stream's last sequence at start: caught up once applied reaches it.
     target: u64,
+    /// The highest sequence this process appended: reads wait for it.
+    own: AtomicU64,
 }
 
 impl Progress {
@@ -30,7 +33,18 @@ impl Progress {
         Progress {
             applied: watch::channel(0).0,
             target,
+            own: AtomicU64::new(0),
         }
+    }
+
+    /// This process appended an event at `seq`.
+    pub fn appended(&self, seq: u64) {
+        self.own.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    /// The highest sequence this process appended so far.
+    pub fn own(&self) -> u64 {
+        self.own.load(Ordering::Relaxed)
     }
 
     pub fn applied(&self) -> u64 {
@@ -39,6 +53,9 @@ impl Progress {
 
     /// Waits until `seq` has been applied; false if `timeout` passed first.
     pub async fn wait_for(&self, seq: u64, timeout: Duration) -> bool {
+        if self.applied() >= seq {
+            return true;
+        }
         let mut applied = self.applied.subscribe();
         let reached = tokio::time::timeout(timeout, applied.wait_for(|a| *a >= seq)).await;
         matches!(reached, Ok(Ok(_)))

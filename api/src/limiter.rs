@@ -10,7 +10,9 @@
 //! is counted as in flight or as recorded, never both and never neither,
 //! and no lock is held across the append or the upstream call. A query that
 //! fails before its event is stored gives its place back when the
-//! reservation drops.
+//! reservation drops; one whose event is stored keeps its place until the
+//! follower settles it, so the handler answers without waiting for the
+//! follower.
 //!
 //! Across replicas each one only sees the others' queries once it has
 //! applied them from the stream; see ARCHITECTURE.md for the guarantee.
@@ -32,6 +34,8 @@ struct Slot {
     event: Option<EventId>,
     /// The projection has applied that event: it counts the query now.
     settled: bool,
+    /// The event is on the stream: the slot stays until settled.
+    stored: bool,
 }
 
 type Shard = Mutex<HashMap<String, Vec<Slot>>>;
@@ -80,6 +84,7 @@ pub struct Reservation {
     limiter: Arc<Limiter>,
     key_id: String,
     id: u64,
+    stored: bool,
 }
 
 impl Reservation {
@@ -92,12 +97,30 @@ impl Reservation {
             }
         });
     }
+
+    /// The usage event is on the stream. The query stays counted as in
+    /// flight until the follower applies the event (at once, if it already
+    /// has).
+    pub fn stored(mut self) {
+        self.stored = true;
+        self.limiter.with_slot(&self.key_id, |slots| {
+            if let Some(at) = slots.iter().position(|s| s.id == self.id) {
+                if slots[at].settled {
+                    slots.swap_remove(at);
+                } else {
+                    slots[at].stored = true;
+                }
+            }
+        });
+    }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.limiter
-            .with_slot(&self.key_id, |slots| slots.retain(|s| s.id != self.id));
+        if !self.stored {
+            self.limiter
+                .with_slot(&self.key_id, |slots| slots.retain(|s| s.id != self.id));
+        }
     }
 }
 
@@ -118,8 +141,12 @@ impl Limiter {
     /// projection's write lock: from now on the projection counts it.
     pub fn settle(&self, key_id: &str, event: EventId) {
         self.with_slot(key_id, |slots| {
-            if let Some(slot) = slots.iter_mut().find(|s| s.event == Some(event)) {
-                slot.settled = true;
+            if let Some(at) = slots.iter().position(|s| s.event == Some(event)) {
+                if slots[at].stored {
+                    slots.swap_remove(at);
+                } else {
+                    slots[at].settled = true;
+                }
             }
         });
     }
@@ -176,12 +203,14 @@ impl Limiter {
             cost: price,
             event: None,
             settled: false,
+            stored: false,
         });
         Verdict::Admitted(
             Reservation {
                 limiter: self.clone(),
                 key_id: key_id.to_owned(),
                 id,
+                stored: false,
             },
             rate(used + 1),
         )
@@ -241,6 +270,29 @@ mod tests {
         );
         limiter.settle("key_a", event);
         assert!(matches!(admit("key_a"), Verdict::Admitted(..)));
+    }
+
+    #[test]
+    fn a_stored_query_stays_in_flight_until_settled_in_either_order() {
+        let limiter = Arc::new(Limiter::default());
+        let empty = Projection::default();
+        let now = Utc::now();
+        let admit = || limiter.admit("key_a", limits(Some(2), None), Micros::ZERO, now, &empty);
+        let (Verdict::Admitted(first, _), Verdict::Admitted(second, _)) = (admit(), admit()) else {
+            panic!("two places under a limit of 2");
+        };
+        let (one, two) = (EventId::new(), EventId::new());
+        first.expect(one);
+        second.expect(two);
+        // Stored, then settled: the place is held across the gap.
+        first.stored();
+        assert!(matches!(admit(), Verdict::RateLimited(_)), "stored but not applied: still counted");
+        limiter.settle("key_a", one);
+        // Settled before the handler saw its append succeed.
+        limiter.settle("key_a", two);
+        second.stored();
+        assert!(limiter.shards.iter().all(|s| s.lock().unwrap().is_empty()), "no slot left behind");
+        assert!(matches!(admit(), Verdict::Admitted(..)));
     }
 
     #[test]

@@ -531,6 +531,12 @@ async fn exact_limits_under_concurrency(app: App) {
     }
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 50, "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 150);
+    // Answers do not wait for the projection: the queries it has not applied
+    // yet still count, and a read right after sees them all.
+    assert_eq!(app.query("echo", Some(&key), json!("one more")).await.status(), 429);
+    let (status, body) = app.admin(reqwest::Method::GET, &format!("/api/v1/api-keys/{key_id}"), None).await;
+    assert_eq!(status, 200);
+    assert!(body["last_used_at"].is_string(), "{body}");
     let mut app = Arc::into_inner(app).unwrap();
     app.stop().await;
     let recorded = app

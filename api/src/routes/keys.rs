@@ -223,6 +223,7 @@ pub async fn list(
     Query(params): Query<PageParams>,
 ) -> Result<Json<Page<KeyObject>>, ApiError> {
     let limit = validate::page_limit(params.limit.as_deref())?;
+    state.read_own_writes().await?;
     let projection = state.projection();
     let (keys, more) = projection.keys.page(params.cursor.as_deref(), limit);
     let next_cursor = if more { keys.last().map(|k| k.id.clone()) } else { None };
@@ -235,6 +236,7 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/v1/api-keys/{key_id}", tag = "api-keys",
     responses((status = 200, body = KeyObject), (status = 401), (status = 404)), security(("admin" = [])))]
 pub async fn get_one(State(state): State<AppState>, Path(key_id): Path<String>) -> Result<Json<KeyObject>, ApiError> {
+    state.read_own_writes().await?;
     Ok(Json(KeyObject::from(&live_key(&state, &key_id)?)))
 }
 
@@ -306,6 +308,7 @@ pub async fn update(
     })
     .await?;
     tracing::info!(key_id, "api key updated");
+    state.read_own_writes().await?;
     Ok(Json(KeyObject::from(&live_key(&state, &key_id)?)))
 }
 

@@ -64,8 +64,20 @@ impl AppState {
             }
             Err(e) => return Err(ApiError::internal(e)),
         };
+        self.appended(seq);
         self.applied(seq).await?;
         Ok(seq)
+    }
+
+    /// Notes that this process appended `seq`, for [`Self::read_own_writes`].
+    pub fn appended(&self, seq: u64) {
+        self.progress.appended(seq);
+    }
+
+    /// Waits until this replica has applied everything it appended itself,
+    /// so that a read after a write (a query, say) sees it.
+    pub async fn read_own_writes(&self) -> Result<(), ApiError> {
+        self.applied(self.progress.own()).await
     }
 
     /// Waits until this replica has applied `seq`.

@@ -2,7 +2,7 @@
 //!
 //! validate the key (projection) → workflow and association → admit under
 //! the limits (a reservation, see [`crate::limiter`]) → call the upstream →
-//! append the usage event → wait until this replica applied it → answer.
+//! append the usage event → answer.
 //! No usage event, no answer: if the append fails the client gets 503.
 
 use axum::extract::{Path, State};
@@ -174,24 +174,17 @@ async fn run(
     });
     let outgoing = Outgoing::new(&event, Utc::now()).map_err(ApiError::internal)?;
     reservation.expect(outgoing.id);
-    let seq = match state.stream.append(&outgoing).await.map(|a| a.seq) {
-        Ok(seq) => seq,
+    match state.stream.append(&outgoing).await {
+        Ok(appended) => state.appended(appended.seq),
         Err(error) => {
             tracing::error!(%error, key_id, request_id, "usage event not recorded; answering 503");
             return Err(ApiError::MeteringUnavailable);
         }
     };
-    // Read-your-writes: the usage this replica shows includes this query.
-    if state.applied(seq).await.is_err() {
-        tracing::warn!(seq, key_id, "usage event stored but not yet applied here");
-    }
-    drop(reservation);
-    if let Some(rate) = rate.as_mut() {
-        // Refresh from the projection now that this query is in it.
-        if let Some(usage) = state.projection().usage.get(&key_id) {
-            rate.remaining = rate.limit.saturating_sub(usage.requests_this_hour(Utc::now()));
-        }
-    }
+    // No wait for the follower: the limiter counts this query as in flight
+    // until the projection has it, and reads of usage wait for this
+    // replica's own appends (read-your-writes).
+    reservation.stored();
     tracing::debug!(
         key_id,
         workflow_id,
