@@ -286,12 +286,18 @@ mod tests {
         second.expect(two);
         // Stored, then settled: the place is held across the gap.
         first.stored();
-        assert!(matches!(admit(), Verdict::RateLimited(_)), "stored but not applied: still counted");
+        assert!(
+            matches!(admit(), Verdict::RateLimited(_)),
+            "stored but not applied: still counted"
+        );
         limiter.settle("key_a", one);
         // Settled before the handler saw its append succeed.
         limiter.settle("key_a", two);
         second.stored();
-        assert!(limiter.shards.iter().all(|s| s.lock().unwrap().is_empty()), "no slot left behind");
+        assert!(
+            limiter.shards.iter().all(|s| s.lock().unwrap().is_empty()),
+            "no slot left behind"
+        );
         assert!(matches!(admit(), Verdict::Admitted(..)));
     }
 

@@ -534,7 +534,9 @@ async fn exact_limits_under_concurrency(app: App) {
     // Answers do not wait for the projection: the queries it has not applied
     // yet still count, and a read right after sees them all.
     assert_eq!(app.query("echo", Some(&key), json!("one more")).await.status(), 429);
-    let (status, body) = app.admin(reqwest::Method::GET, &format!("/api/v1/api-keys/{key_id}"), None).await;
+    let (status, body) = app
+        .admin(reqwest::Method::GET, &format!("/api/v1/api-keys/{key_id}"), None)
+        .await;
     assert_eq!(status, 200);
     assert!(body["last_used_at"].is_string(), "{body}");
     let mut app = Arc::into_inner(app).unwrap();

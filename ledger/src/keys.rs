@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use ingest::events::KeySettings;
 use ingest::Event;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// The SHA-256 of a key's plaintext.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,15 +30,17 @@ impl KeyHash {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiKey {
-    pub id: String,
+    /// Shared with both indexes: one allocation per key id.
+    pub id: Arc<str>,
     pub prefix: String,
     pub settings: KeySettings,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub hash: KeyHash,
-    /// A rotated-out secret and the end of its grace period.
-    pub previous: Option<(KeyHash, DateTime<Utc>)>,
+    /// A rotated-out secret and the end of its grace period (boxed: rare,
+    /// and a million keys should not each carry its room).
+    pub previous: Option<Box<(KeyHash, DateTime<Utc>)>>,
     /// The stream sequence of the key's last event: what a conditional
     /// append of the next change expects.
     pub seq: u64,
@@ -55,20 +58,24 @@ pub enum KeyRejection {
 
 #[derive(Debug, Default)]
 pub struct Keys {
-    /// Live (not revoked) keys by id; ids are time-ordered, so this is creation order.
-    by_id: BTreeMap<String, ApiKey>,
+    /// Live (not revoked) keys by id; ids are time-ordered, so this is
+    /// creation order. Boxed, because B-tree nodes filled in ascending
+    /// order stay about half empty, and an empty slot should cost a
+    /// pointer, not a whole key.
+    by_id: BTreeMap<Arc<str>, Box<ApiKey>>,
     /// Current and in-grace previous secrets, to the key id.
-    by_hash: HashMap<KeyHash, String>,
+    by_hash: HashMap<KeyHash, Arc<str>>,
 }
 
 impl Keys {
     pub fn get(&self, id: &str) -> Option<&ApiKey> {
-        self.by_id.get(id)
+        self.by_id.get(id).map(|k| &**k)
     }
 
     /// Up to `limit` keys after `cursor` (a key id), in creation order.
     pub fn page(&self, after: Option<&str>, limit: usize) -> (Vec<&ApiKey>, bool) {
-        crate::page(&self.by_id, after, limit)
+        let (keys, more) = crate::page(&self.by_id, after, limit);
+        (keys.into_iter().map(|k| &**k).collect(), more)
     }
 
     /// The key a presented secret opens at `now`, or why it does not.
@@ -79,8 +86,8 @@ impl Keys {
             .and_then(|id| self.by_id.get(id))
             .ok_or(KeyRejection::Invalid)?;
         if key.hash != *hash {
-            match key.previous {
-                Some((previous, until)) if previous == *hash && now < until => {}
+            match key.previous.as_deref() {
+                Some(&(previous, until)) if previous == *hash && now < until => {}
                 _ => return Err(KeyRejection::Invalid),
             }
         }
@@ -99,11 +106,12 @@ impl Keys {
                 let Some(hash) = KeyHash::from_hex(&e.key_hash) else {
                     return;
                 };
-                self.by_hash.insert(hash, e.key_id.clone());
+                let id: Arc<str> = e.key_id.as_str().into();
+                self.by_hash.insert(hash, id.clone());
                 self.by_id.insert(
-                    e.key_id.clone(),
-                    ApiKey {
-                        id: e.key_id.clone(),
+                    id.clone(),
+                    Box::new(ApiKey {
+                        id,
                         prefix: e.prefix.clone(),
                         settings: e.settings.clone(),
                         created_at: ts,
@@ -112,44 +120,44 @@ impl Keys {
                         hash,
                         previous: None,
                         seq,
-                    },
+                    }),
                 );
             }
             Event::KeyUpdated(e) => {
-                if let Some(key) = self.by_id.get_mut(&e.key_id) {
+                if let Some(key) = self.by_id.get_mut(e.key_id.as_str()) {
                     key.settings = e.settings.clone();
                     key.updated_at = ts;
                     key.seq = seq;
                 }
             }
             Event::KeyRevoked(e) => {
-                if let Some(key) = self.by_id.remove(&e.key_id) {
+                if let Some(key) = self.by_id.remove(e.key_id.as_str()) {
                     self.by_hash.remove(&key.hash);
-                    if let Some((previous, _)) = key.previous {
+                    if let Some(&(previous, _)) = key.previous.as_deref() {
                         self.by_hash.remove(&previous);
                     }
                 }
             }
             Event::KeyRotated(e) => {
-                let Some(key) = self.by_id.get_mut(&e.key_id) else {
+                let Some(key) = self.by_id.get_mut(e.key_id.as_str()) else {
                     return;
                 };
                 let Some(hash) = KeyHash::from_hex(&e.key_hash) else {
                     return;
                 };
                 // Only one secret is ever in grace: an older one goes now.
-                if let Some((older, _)) = key.previous.take() {
+                if let Some(&(older, _)) = key.previous.take().as_deref() {
                     self.by_hash.remove(&older);
                 }
                 let old = std::mem::replace(&mut key.hash, hash);
                 match e.previous_valid_until {
-                    Some(until) if until > ts => key.previous = Some((old, until)),
+                    Some(until) if until > ts => key.previous = Some(Box::new((old, until))),
                     _ => drop(self.by_hash.remove(&old)),
                 }
                 key.prefix = e.prefix.clone();
                 key.updated_at = ts;
                 key.seq = seq;
-                self.by_hash.insert(hash, e.key_id.clone());
+                self.by_hash.insert(hash, key.id.clone());
             }
             _ => {}
         }
@@ -213,7 +221,7 @@ mod tests {
     #[test]
     fn a_created_key_validates_by_hash_and_nothing_else_does() {
         let keys = given(&[(0, created("key_a", 1, settings()))]);
-        assert_eq!(keys.validate(&hash(1), t(1)).unwrap().id, "key_a");
+        assert_eq!(keys.validate(&hash(1), t(1)).unwrap().id.as_ref(), "key_a");
         assert_eq!(keys.validate(&hash(2), t(1)), Err(KeyRejection::Invalid));
     }
 
@@ -280,13 +288,10 @@ mod tests {
             (2, created("key_3", 3, settings())),
         ]);
         let (page, more) = keys.page(None, 2);
-        assert_eq!(
-            page.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
-            ["key_1", "key_2"]
-        );
+        assert_eq!(page.iter().map(|k| &*k.id).collect::<Vec<_>>(), ["key_1", "key_2"]);
         assert!(more);
         let (page, more) = keys.page(Some("key_2"), 2);
-        assert_eq!(page.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(), ["key_3"]);
+        assert_eq!(page.iter().map(|k| &*k.id).collect::<Vec<_>>(), ["key_3"]);
         assert!(!more);
     }
 }

@@ -55,14 +55,13 @@ impl Projection {
 
 /// Up to `limit` values after the key `after`, in key order, and whether
 /// more follow: cursor pagination over an id-keyed map.
-fn page<'a, V>(
-    map: &'a std::collections::BTreeMap<String, V>,
-    after: Option<&str>,
-    limit: usize,
-) -> (Vec<&'a V>, bool) {
+fn page<'a, K, V>(map: &'a std::collections::BTreeMap<K, V>, after: Option<&str>, limit: usize) -> (Vec<&'a V>, bool)
+where
+    K: std::borrow::Borrow<str> + Ord,
+{
     use std::ops::Bound::{Excluded, Unbounded};
-    let start = after.map_or(Unbounded, |id| Excluded(id.to_owned()));
-    let mut iter = map.range((start, Unbounded)).map(|(_, v)| v);
+    let start = after.map_or(Unbounded, Excluded);
+    let mut iter = map.range::<str, _>((start, Unbounded)).map(|(_, v)| v);
     let page: Vec<&V> = iter.by_ref().take(limit).collect();
     let more = iter.next().is_some();
     (page, more)

@@ -58,7 +58,7 @@ impl From<&ApiKey> for KeyObject {
     fn from(key: &ApiKey) -> KeyObject {
         let s = &key.settings;
         KeyObject {
-            id: key.id.clone(),
+            id: key.id.to_string(),
             prefix: key.prefix.clone(),
             name: s.name.clone(),
             owner: s.owner.clone(),
@@ -226,7 +226,11 @@ pub async fn list(
     state.read_own_writes().await?;
     let projection = state.projection();
     let (keys, more) = projection.keys.page(params.cursor.as_deref(), limit);
-    let next_cursor = if more { keys.last().map(|k| k.id.clone()) } else { None };
+    let next_cursor = if more {
+        keys.last().map(|k| k.id.to_string())
+    } else {
+        None
+    };
     Ok(Json(Page {
         data: keys.into_iter().map(KeyObject::from).collect(),
         next_cursor,
@@ -302,7 +306,7 @@ pub async fn update(
             s.metadata = v.as_ref().map(validate::metadata).transpose()?;
         }
         Ok(Event::KeyUpdated(KeyUpdated {
-            key_id: key.id.clone(),
+            key_id: key.id.to_string(),
             settings: s,
         }))
     })
@@ -316,7 +320,9 @@ pub async fn update(
     responses((status = 204), (status = 401), (status = 404)), security(("admin" = [])))]
 pub async fn revoke(State(state): State<AppState>, Path(key_id): Path<String>) -> Result<StatusCode, ApiError> {
     change(&state, &key_id, |key| {
-        Ok(Event::KeyRevoked(KeyRevoked { key_id: key.id.clone() }))
+        Ok(Event::KeyRevoked(KeyRevoked {
+            key_id: key.id.to_string(),
+        }))
     })
     .await?;
     tracing::info!(key_id, "api key revoked");
@@ -349,7 +355,7 @@ pub async fn rotate(
     let grace = body.grace_period_seconds;
     change(&state, &key_id, |current| {
         Ok(Event::KeyRotated(KeyRotated {
-            key_id: current.id.clone(),
+            key_id: current.id.to_string(),
             key_hash: key_hash.clone(),
             prefix: key[..11].to_owned(),
             previous_key_hash: current.hash.to_hex(),

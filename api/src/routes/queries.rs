@@ -116,7 +116,7 @@ async fn run(
             cost_per_month: s.cost_limit_per_month,
         };
         (
-            key.id.clone(),
+            key.id.to_string(),
             limits,
             workflow.settings.upstream_url.clone(),
             workflow.settings.price_per_request,

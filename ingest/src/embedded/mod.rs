@@ -345,6 +345,27 @@ fn lock_dir(dir: &Path) -> Result<File, StreamError> {
     }
 }
 
+/// A subject as the writer's map of last sequences knows it: 128 bits of
+/// hash instead of the string, because that map holds every subject ever
+/// written (a million keys are a million subjects). Two subjects would have
+/// to collide in 128 bits to share an entry; the map is rebuilt at each open,
+/// so the hash need not be stable across builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct SubjectKey(u128);
+
+impl SubjectKey {
+    pub(crate) fn of(subject: &str) -> SubjectKey {
+        use std::hash::{Hash, Hasher};
+        let half = |salt: u8| {
+            let mut hasher = std::hash::DefaultHasher::new();
+            salt.hash(&mut hasher);
+            subject.hash(&mut hasher);
+            hasher.finish() as u128
+        };
+        SubjectKey(half(1) << 64 | half(2))
+    }
+}
+
 /// The state rebuilt by scanning the log on open.
 struct Recovered {
     segments: Vec<Segment>,
@@ -353,7 +374,7 @@ struct Recovered {
     segment_first_seq: u64,
     len: u64,
     next_seq: u64,
-    subjects: HashMap<String, u64>,
+    subjects: HashMap<SubjectKey, u64>,
     recent_ids: HashMap<crate::envelope::EventId, u64>,
     recent_order: VecDeque<(i64, crate::envelope::EventId)>,
 }
@@ -417,12 +438,7 @@ fn recover(options: &Options) -> Result<Recovered, StreamError> {
                         recent_ids.insert(frame.id, frame.seq);
                         recent_order.push_back((frame.appended_at_micros, frame.id));
                     }
-                    match subjects.get_mut(frame.subject.as_str()) {
-                        Some(seq) => *seq = frame.seq,
-                        None => {
-                            subjects.insert(frame.subject, frame.seq);
-                        }
-                    }
+                    subjects.insert(SubjectKey::of(&frame.subject), frame.seq);
                     next_seq += 1;
                     offset += len as u64;
                     let _ = buf.split_to(len);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use super::format;
-use super::{FsyncPolicy, Segment, Shared, INDEX_EVERY};
+use super::{FsyncPolicy, Segment, Shared, SubjectKey, INDEX_EVERY};
 use crate::envelope::{EventId, Outgoing};
 use crate::error::StreamError;
 use crate::stream::Appended;
@@ -44,7 +44,7 @@ pub(super) struct Writer {
     pub segment_bytes: u64,
     pub fsync: FsyncPolicy,
     /// The last sequence on each subject, for conditional appends.
-    pub subjects: HashMap<String, u64>,
+    pub subjects: HashMap<SubjectKey, u64>,
     /// Ids appended within the duplicate window, with their sequences.
     pub recent_ids: HashMap<EventId, u64>,
     /// The same ids in append order with their append time (µs), to expire them.
@@ -131,7 +131,7 @@ impl Writer {
         for (i, request) in batch.iter_mut().enumerate() {
             match request {
                 Request::LastSubjectSeq { subject, reply } => {
-                    let seq = self.subjects.get(subject.as_str()).copied().unwrap_or(0);
+                    let seq = self.subjects.get(&SubjectKey::of(subject)).copied().unwrap_or(0);
                     outcomes.push(Outcome::SubjectSeq(reply.take(), seq));
                 }
                 Request::Append { event, expected, reply } => {
@@ -190,7 +190,8 @@ impl Writer {
             return Ok(Appended { seq, duplicate: true });
         }
         let subject = event.subject.as_str();
-        let current = self.subjects.get(subject).copied();
+        let subject_key = SubjectKey::of(subject);
+        let current = self.subjects.get(&subject_key).copied();
         if let Some(expected) = expected {
             if current.unwrap_or(0) != expected {
                 return Err(StreamError::Conflict {
@@ -213,12 +214,7 @@ impl Writer {
         }
         format::encode(buf, seq, now, &event.id, subject, &event.payload);
         self.previous_subject_seq = current;
-        match self.subjects.get_mut(subject) {
-            Some(last) => *last = seq,
-            None => {
-                self.subjects.insert(subject.to_owned(), seq);
-            }
-        }
+        self.subjects.insert(subject_key, seq);
         self.recent_ids.insert(event.id, seq);
         self.recent_order.push_back((now, event.id));
         Ok(Appended { seq, duplicate: false })
@@ -247,10 +243,10 @@ impl Writer {
             let Request::Append { event, .. } = &batch[i] else {
                 continue;
             };
-            let subject = event.subject.as_str();
+            let subject = SubjectKey::of(event.subject.as_str());
             match previous {
-                Some(seq) => drop(self.subjects.insert(subject.to_owned(), seq)),
-                None => drop(self.subjects.remove(subject)),
+                Some(seq) => drop(self.subjects.insert(subject, seq)),
+                None => drop(self.subjects.remove(&subject)),
             }
         }
         while let Some(&(_, id)) = self.recent_order.back() {
