@@ -118,7 +118,7 @@ pub async fn run(
                 }
                 Ok((Ok(event), envelope)) => {
                     let mut projection = projection.write().unwrap_or_else(|e| e.into_inner());
-                    projection.apply(record.seq, envelope.ts, &event);
+                    projection.apply(record.seq, envelope.id, envelope.ts, &event);
                     if let Event::QueryRecorded(q) = &event {
                         // Under the same write lock: counted here, no longer in flight.
                         limiter.settle(&q.key_id, envelope.id);

@@ -115,6 +115,35 @@ impl App {
             .collect()
     }
 
+    /// Stores an event's exact bytes once more, bypassing the stream's own
+    /// duplicate window (the server must be stopped for the embedded log).
+    async fn store_again(&self, key_id: &str, payload: Vec<u8>) {
+        match &self.store {
+            Store::Embedded => {
+                let mut options = ingest::embedded::Options::new(self.dir.path().join("stream"));
+                options.duplicate_window = Duration::ZERO;
+                let log = ingest::embedded::EmbeddedLog::open(options).await.unwrap();
+                let envelope = ingest::Envelope::from_json(&payload).unwrap();
+                let outgoing = ingest::Outgoing {
+                    id: envelope.id,
+                    subject: ingest::Subject::new("usage", key_id).unwrap(),
+                    payload: payload.into(),
+                };
+                assert!(!log.append(&outgoing).await.unwrap().duplicate);
+                log.close().await;
+            }
+            Store::Nats(server, name) => {
+                let client = async_nats::connect(server.url()).await.unwrap();
+                let js = async_nats::jetstream::new(client);
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", ingest::EventId::new().to_string().as_str());
+                let subject = format!("{}.usage.{key_id}", name.to_lowercase());
+                let ack = js.publish_with_headers(subject, headers, payload.into()).await.unwrap();
+                assert!(!ack.await.unwrap().duplicate);
+            }
+        }
+    }
+
     async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let mut request = self
             .http
@@ -665,6 +694,113 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+async fn usage_statistics(mut app: App) {
+    app.workflow("echo", "builtin:echo", 0.25).await;
+    app.workflow("down", "http://127.0.0.1:1/", 0.25).await;
+    let (key_id, key) = app.create_key(json!({"name": "u"})).await;
+    let usage_path = format!("/api/v1/api-keys/{key_id}/usage");
+    let (status, empty) = app.admin(reqwest::Method::GET, &usage_path, None).await;
+    assert_eq!(status, 200, "{empty}");
+    assert_eq!(
+        (empty["total_requests"].clone(), empty["last_used_at"].clone()),
+        (json!(0), Value::Null)
+    );
+    for i in 0..3 {
+        assert_eq!(app.query("echo", Some(&key), json!(i)).await.status(), 200);
+    }
+    assert_eq!(app.query("down", Some(&key), json!(3)).await.status(), 502);
+    // Rejected queries are not usage.
+    assert_eq!(app.query("echo", None, json!(4)).await.status(), 401);
+
+    // Read-your-writes: asked at once, the same replica shows all four.
+    let (status, u) = app.admin(reqwest::Method::GET, &usage_path, None).await;
+    assert_eq!(status, 200, "{u}");
+    assert_eq!(u["key_id"], json!(key_id));
+    for (field, want) in [
+        ("total_requests", json!(4)),
+        ("total_cost", json!(0.75)),
+        ("requests_today", json!(4)),
+        ("cost_today", json!(0.75)),
+        ("requests_this_hour", json!(4)),
+        ("cost_this_month", json!(0.75)),
+    ] {
+        assert_eq!(u[field], want, "{field} in {u}");
+    }
+    assert!(u["last_used_at"].is_string(), "{u}");
+    let hourly = u["hourly"].as_array().unwrap();
+    assert_eq!(hourly.len(), 49, "48 hours back and the current one");
+    let now = hourly.last().unwrap();
+    assert_eq!(
+        (now["requests"].clone(), now["cost"].clone(), now["errors"].clone()),
+        (json!(4), json!(0.75), json!(1))
+    );
+    assert!(hourly[..48].iter().all(|h| h["requests"] == json!(0)));
+    let this_hour = chrono::Utc::now().format("%Y-%m-%dT%H:00:00Z").to_string();
+    assert_eq!(now["hour"], json!(this_hour));
+    let daily = u["daily"].as_array().unwrap();
+    assert_eq!(daily.len(), 31);
+    assert_eq!(
+        daily.last().unwrap()["date"],
+        json!(chrono::Utc::now().format("%Y-%m-%d").to_string())
+    );
+    assert_eq!(daily.last().unwrap()["requests"], json!(4));
+
+    // A chosen range: the current hour alone.
+    let (status, ranged) = app
+        .admin(reqwest::Method::GET, &format!("{usage_path}?from={this_hour}"), None)
+        .await;
+    assert_eq!(status, 200, "{ranged}");
+    assert_eq!(ranged["hourly"].as_array().unwrap().len(), 1, "{ranged}");
+    assert_eq!(ranged["daily"].as_array().unwrap().len(), 1, "{ranged}");
+    for bad in [
+        "from=yesterday",
+        "from=2026-11-25T02:00:00Z&to=2026-11-25T01:00:00Z",
+        "from=2020-01-01T00:00:00Z",
+    ] {
+        let (status, body) = app
+            .admin(reqwest::Method::GET, &format!("{usage_path}?{bad}"), None)
+            .await;
+        assert_eq!(
+            (status.as_u16(), body["code"].clone()),
+            (422, json!("validation_error")),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        app.admin(reqwest::Method::GET, "/api/v1/api-keys/key_nope/usage", None)
+            .await
+            .0,
+        404
+    );
+    let anonymous = app.http.get(format!("{}{usage_path}", app.base)).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    // The same usage event stored twice, past the stream's own duplicate
+    // window, is counted once, also after a restart.
+    app.stop().await;
+    let (_, usage_event) = app
+        .events()
+        .await
+        .into_iter()
+        .find(|(e, _)| matches!(e, Event::QueryRecorded(q) if q.key_id == key_id))
+        .unwrap();
+    app.store_again(&key_id, usage_event).await;
+    let stored = app
+        .events()
+        .await
+        .into_iter()
+        .filter(|(e, _)| matches!(e, Event::QueryRecorded(q) if q.key_id == key_id))
+        .count();
+    assert_eq!(stored, 5, "the duplicate is on the stream");
+    app.spawn().await;
+    let (_, u) = app.admin(reqwest::Method::GET, &usage_path, None).await;
+    assert_eq!(
+        (u["total_requests"].clone(), u["total_cost"].clone()),
+        (json!(4), json!(0.75)),
+        "{u}"
+    );
+}
+
 macro_rules! on_both_backends {
     ($($test:ident),* $(,)?) => {
         mod embedded_log {
@@ -694,6 +830,7 @@ on_both_backends!(
     exact_limits_under_concurrency,
     real_upstreams,
     no_plaintext_key_outside_the_responses,
+    usage_statistics,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// The SHA-256 of a key's plaintext.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct KeyHash([u8; 32]);
 
 impl KeyHash {
@@ -28,7 +28,7 @@ impl KeyHash {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ApiKey {
     /// Shared with both indexes: one allocation per key id.
     pub id: Arc<str>,
@@ -56,7 +56,7 @@ pub enum KeyRejection {
     Expired,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Keys {
     /// Live (not revoked) keys by id; ids are time-ordered, so this is
     /// creation order. Boxed, because B-tree nodes filled in ascending
@@ -169,6 +169,27 @@ impl Keys {
                 key.last_used_at = Some(ts);
             }
         }
+    }
+}
+
+/// In snapshots: the live keys in id order; the hash index is rebuilt.
+impl serde::Serialize for Keys {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.by_id.values())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Keys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut keys = Keys::default();
+        for key in Vec::<Box<ApiKey>>::deserialize(d)? {
+            keys.by_hash.insert(key.hash, key.id.clone());
+            if let Some(&(previous, _)) = key.previous.as_deref() {
+                keys.by_hash.insert(previous, key.id.clone());
+            }
+            keys.by_id.insert(key.id.clone(), key);
+        }
+        Ok(keys)
     }
 }
 

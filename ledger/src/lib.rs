@@ -6,36 +6,46 @@
 //!   the UTC month the cost limit reads, totals, last use.
 //! - [`Projection`]: all of them, folded together from one stream.
 //!
-//! Everything here is a pure fold, `apply(seq, ts, event)`, with no I/O and
-//! no clock: questions that depend on the time take `now` as a parameter.
-//! Rebuilding from sequence 1 gives the same state. Snapshots, the
-//! long-horizon de-duplication set and the Parquet archive arrive with
-//! issue 4; only this crate will know Parquet.
+//! - [`dedup`]: the ids of events applied in the last 35 days, so that an
+//!   event stored twice is applied once.
+//!
+//! Everything here is a pure fold, `apply(seq, id, ts, event)`, with no I/O
+//! and no clock: questions that depend on the time take `now` as a
+//! parameter. Rebuilding from sequence 1 gives the same state.
 
+pub mod dedup;
 pub mod keys;
 pub mod usage;
 pub mod workflows;
 
 use chrono::{DateTime, Utc};
-use ingest::Event;
+use ingest::{Event, EventId};
 
+pub use dedup::Dedup;
 pub use keys::{ApiKey, KeyHash, KeyRejection, Keys};
-pub use usage::{KeyUsage, Usage};
+pub use usage::{Bucket, KeyUsage, Usage};
 pub use workflows::{Workflow, Workflows};
 
 /// Everything the API validates and answers from.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Projection {
     pub keys: Keys,
     pub workflows: Workflows,
     pub usage: Usage,
+    pub dedup: Dedup,
     /// The last stream sequence folded in.
     pub seq: u64,
 }
 
 impl Projection {
     /// Folds one event, which the stream stored at `seq`, made at `ts`.
-    pub fn apply(&mut self, seq: u64, ts: DateTime<Utc>, event: &Event) {
+    /// False if its id was applied before (a duplicate): nothing changes
+    /// but the sequence.
+    pub fn apply(&mut self, seq: u64, id: EventId, ts: DateTime<Utc>, event: &Event) -> bool {
+        self.seq = seq;
+        if !self.dedup.first_time(id, ts) {
+            return false;
+        }
         match event {
             Event::KeyCreated(_) | Event::KeyUpdated(_) | Event::KeyRevoked(_) | Event::KeyRotated(_) => {
                 self.keys.apply(seq, ts, event)
@@ -49,7 +59,7 @@ impl Projection {
             }
             _ => {}
         }
-        self.seq = seq;
+        true
     }
 }
 

@@ -1,85 +1,174 @@
-//! Per-key usage, as the limits read it: admitted queries in the rolling 60
-//! minutes (minute buckets) and cost in the current UTC calendar month, plus
-//! totals and last use. Hourly and daily series arrive with issue 4.
+//! Per-key usage, folded from `query.recorded` events: the rolling 60
+//! minutes the rate limit reads (minute buckets), hourly buckets (90 days),
+//! daily buckets (400 days), UTC calendar months (all of them), all-time
+//! totals and last use. Money is integer micro-dollars throughout.
+//!
+//! Retention is measured from the newest event of the key, never from a
+//! clock, so the fold stays pure: the same events give the same state.
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use ingest::events::QueryRecorded;
 use ingest::Micros;
-use std::collections::{HashMap, VecDeque};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 
 /// Minutes in the rate limit's window.
 pub const WINDOW_MINUTES: i64 = 60;
+/// Hourly buckets kept, in hours.
+pub const HOURS_KEPT: i64 = 90 * 24;
+/// Daily buckets kept, in days.
+pub const DAYS_KEPT: i64 = 400;
 
-#[derive(Debug, Default, Clone)]
-pub struct KeyUsage {
-    /// (minute since the epoch, admitted queries in it), oldest first, only
-    /// minutes that had queries, pruned as the window moves.
-    minutes: VecDeque<(i64, u64)>,
-    /// (year, month) the month-to-date cost belongs to.
-    month: (i32, u32),
-    month_cost: Micros,
-    pub total_requests: u64,
-    pub total_cost: Micros,
+/// What a period of usage comes to.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    pub requests: u64,
+    pub cost: Micros,
+    /// Queries whose upstream failed or timed out (status ≥ 500).
     pub errors: u64,
+}
+
+impl Bucket {
+    fn add(&mut self, q: &QueryRecorded) {
+        self.requests += 1;
+        self.cost += q.cost;
+        if q.status_code >= 500 {
+            self.errors += 1;
+        }
+    }
+}
+
+/// Buckets by period number (minutes, hours or days since the epoch, or
+/// months since year 0), oldest first, only periods that had queries. A
+/// sorted vector: events arrive in time order but for clock skew between
+/// replicas, so inserts are appends, and a key used once costs one entry.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Series(Vec<(i64, Bucket)>);
+
+impl Series {
+    fn add(&mut self, period: i64, q: &QueryRecorded) {
+        match self.0.last_mut() {
+            Some((last, bucket)) if *last == period => bucket.add(q),
+            Some((last, _)) if *last > period => {
+                let at = self.0.partition_point(|(p, _)| *p < period);
+                match self.0.get_mut(at) {
+                    Some((p, bucket)) if *p == period => bucket.add(q),
+                    _ => {
+                        let mut bucket = Bucket::default();
+                        bucket.add(q);
+                        self.0.insert(at, (period, bucket));
+                    }
+                }
+            }
+            _ => {
+                let mut bucket = Bucket::default();
+                bucket.add(q);
+                self.0.push((period, bucket));
+            }
+        }
+    }
+
+    /// Drops periods before `oldest`.
+    fn keep_from(&mut self, oldest: i64) {
+        let stale = self.0.partition_point(|(p, _)| *p < oldest);
+        self.0.drain(..stale);
+    }
+
+    pub fn get(&self, period: i64) -> Bucket {
+        match self.0.binary_search_by_key(&period, |(p, _)| *p) {
+            Ok(i) => self.0[i].1,
+            Err(_) => Bucket::default(),
+        }
+    }
+
+    /// Periods in `from..to` that had queries.
+    pub fn range(&self, from: i64, to: i64) -> impl Iterator<Item = (i64, Bucket)> + '_ {
+        let start = self.0.partition_point(|(p, _)| *p < from);
+        self.0[start..].iter().take_while(move |(p, _)| *p < to).copied()
+    }
+
+    fn sum_from(&self, from: i64) -> Bucket {
+        self.range(from, i64::MAX).fold(Bucket::default(), |mut acc, (_, b)| {
+            acc.requests += b.requests;
+            acc.cost += b.cost;
+            acc.errors += b.errors;
+            acc
+        })
+    }
+}
+
+/// Period numbers of a moment.
+pub fn minute_of(ts: DateTime<Utc>) -> i64 {
+    ts.timestamp().div_euclid(60)
+}
+
+pub fn hour_of(ts: DateTime<Utc>) -> i64 {
+    ts.timestamp().div_euclid(3600)
+}
+
+pub fn day_of(ts: DateTime<Utc>) -> i64 {
+    ts.timestamp().div_euclid(86_400)
+}
+
+pub fn month_of(ts: DateTime<Utc>) -> i64 {
+    ts.year() as i64 * 12 + ts.month0() as i64
+}
+
+/// The UTC date of a day number.
+pub fn date_of_day(day: i64) -> Option<NaiveDate> {
+    DateTime::from_timestamp(day.checked_mul(86_400)?, 0).map(|t| t.date_naive())
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyUsage {
+    minutes: Series,
+    pub hours: Series,
+    pub days: Series,
+    pub months: Series,
+    pub total: Bucket,
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 impl KeyUsage {
     fn record(&mut self, ts: DateTime<Utc>, q: &QueryRecorded) {
-        let minute = ts.timestamp().div_euclid(60);
-        match self.minutes.iter_mut().rev().find(|(m, _)| *m == minute) {
-            Some((_, n)) => *n += 1,
-            None => {
-                // Events arrive in stream order, which is time order but for
-                // clock skew between replicas: keep the deque sorted anyway.
-                let at = self.minutes.partition_point(|(m, _)| *m < minute);
-                self.minutes.insert(at, (minute, 1));
-            }
-        }
-        while self.minutes.front().is_some_and(|(m, _)| *m < minute - WINDOW_MINUTES) {
-            self.minutes.pop_front();
-        }
-        let month = (ts.year(), ts.month());
-        if month > self.month {
-            self.month = month;
-            self.month_cost = Micros::ZERO;
-        }
-        if month == self.month {
-            self.month_cost += q.cost;
-        }
-        self.total_requests += 1;
-        self.total_cost += q.cost;
-        if q.status_code >= 500 {
-            self.errors += 1;
-        }
+        let newest = self.last_used_at.map_or(ts, |at| at.max(ts));
+        self.minutes.add(minute_of(ts), q);
+        self.minutes.keep_from(minute_of(newest) - WINDOW_MINUTES);
+        self.hours.add(hour_of(ts), q);
+        self.hours.keep_from(hour_of(newest) - HOURS_KEPT + 1);
+        self.days.add(day_of(ts), q);
+        self.days.keep_from(day_of(newest) - DAYS_KEPT + 1);
+        self.months.add(month_of(ts), q);
+        self.total.add(q);
+        self.last_used_at = Some(newest);
     }
 
     /// Admitted queries in the 60 minutes before `now` (minute granularity:
     /// a query counts until the end of the 60th minute after its minute).
     pub fn requests_this_hour(&self, now: DateTime<Utc>) -> u64 {
-        let oldest = now.timestamp().div_euclid(60) - WINDOW_MINUTES + 1;
-        self.minutes.iter().filter(|(m, _)| *m >= oldest).map(|(_, n)| n).sum()
+        self.minutes.sum_from(minute_of(now) - WINDOW_MINUTES + 1).requests
     }
 
     /// When the oldest query in the window leaves it (epoch seconds), if any.
     pub fn window_reset(&self, now: DateTime<Utc>) -> Option<i64> {
-        let oldest = now.timestamp().div_euclid(60) - WINDOW_MINUTES + 1;
         self.minutes
-            .iter()
-            .find(|(m, _)| *m >= oldest)
+            .range(minute_of(now) - WINDOW_MINUTES + 1, i64::MAX)
+            .next()
             .map(|(m, _)| (m + WINDOW_MINUTES) * 60)
     }
 
-    /// Cost in the UTC calendar month of `now`.
+    /// Cost in the UTC calendar month of `now`: what the cost limit reads.
     pub fn cost_this_month(&self, now: DateTime<Utc>) -> Micros {
-        if self.month == (now.year(), now.month()) {
-            self.month_cost
-        } else {
-            Micros::ZERO
-        }
+        self.months.get(month_of(now)).cost
+    }
+
+    /// The UTC day of `now`.
+    pub fn today(&self, now: DateTime<Utc>) -> Bucket {
+        self.days.get(day_of(now))
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     by_key: HashMap<String, KeyUsage>,
 }
@@ -90,7 +179,10 @@ impl Usage {
     }
 
     pub(crate) fn apply(&mut self, ts: DateTime<Utc>, q: &QueryRecorded) {
-        self.by_key.entry(q.key_id.clone()).or_default().record(ts, q);
+        match self.by_key.get_mut(q.key_id.as_str()) {
+            Some(usage) => usage.record(ts, q),
+            None => self.by_key.entry(q.key_id.clone()).or_default().record(ts, q),
+        }
     }
 }
 
@@ -114,12 +206,21 @@ mod tests {
         }
     }
 
+    fn given(events: &[(DateTime<Utc>, QueryRecorded)]) -> Usage {
+        let mut u = Usage::default();
+        for (ts, q) in events {
+            u.apply(*ts, q);
+        }
+        u
+    }
+
     #[test]
     fn the_rolling_hour_counts_by_minute_and_slides() {
-        let mut u = Usage::default();
-        u.apply(at(25, 10, 0, 30), &query(1, 200));
-        u.apply(at(25, 10, 0, 59), &query(1, 200));
-        u.apply(at(25, 10, 30, 0), &query(1, 502));
+        let u = given(&[
+            (at(25, 10, 0, 30), query(1, 200)),
+            (at(25, 10, 0, 59), query(1, 200)),
+            (at(25, 10, 30, 0), query(1, 502)),
+        ]);
         let k = u.get("key_a").unwrap();
         assert_eq!(k.requests_this_hour(at(25, 10, 30, 1)), 3);
         assert_eq!(k.requests_this_hour(at(25, 10, 59, 59)), 3);
@@ -132,22 +233,78 @@ mod tests {
         assert_eq!(k.window_reset(at(25, 11, 0, 0)), Some(at(25, 11, 30, 0).timestamp()));
         assert_eq!(k.requests_this_hour(at(25, 11, 30, 0)), 0);
         assert_eq!(k.window_reset(at(25, 11, 30, 0)), None);
-        assert_eq!((k.total_requests, k.errors), (3, 1));
+        assert_eq!((k.total.requests, k.total.errors), (3, 1));
     }
 
     #[test]
     fn month_to_date_cost_resets_on_the_utc_month() {
-        let mut u = Usage::default();
-        u.apply(at(30, 23, 59, 59), &query(2_000_000, 200));
         let dec = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+        let u = given(&[(at(30, 23, 59, 59), query(2_000_000, 200))]);
         assert_eq!(
             u.get("key_a").unwrap().cost_this_month(at(30, 23, 59, 59)),
             Micros::new(2_000_000)
         );
         assert_eq!(u.get("key_a").unwrap().cost_this_month(dec), Micros::ZERO);
-        u.apply(dec + Duration::seconds(1), &query(500_000, 200));
+        let u = given(&[
+            (at(30, 23, 59, 59), query(2_000_000, 200)),
+            (dec + Duration::seconds(1), query(500_000, 200)),
+        ]);
         let k = u.get("key_a").unwrap();
         assert_eq!(k.cost_this_month(dec + Duration::seconds(2)), Micros::new(500_000));
-        assert_eq!(k.total_cost, Micros::new(2_500_000));
+        assert_eq!(k.total.cost, Micros::new(2_500_000));
+    }
+
+    #[test]
+    fn hours_and_days_split_on_utc_boundaries() {
+        let u = given(&[
+            (at(24, 23, 59, 59), query(100, 200)),
+            (at(25, 0, 0, 0), query(200, 504)),
+            (at(25, 0, 59, 59), query(300, 200)),
+            (at(25, 1, 0, 0), query(400, 200)),
+        ]);
+        let k = u.get("key_a").unwrap();
+        let hours: Vec<_> = k.hours.range(i64::MIN, i64::MAX).collect();
+        assert_eq!(
+            hours
+                .iter()
+                .map(|(h, b)| (*h, b.requests, b.cost.get(), b.errors))
+                .collect::<Vec<_>>(),
+            [
+                (hour_of(at(24, 23, 0, 0)), 1, 100, 0),
+                (hour_of(at(25, 0, 0, 0)), 2, 500, 1),
+                (hour_of(at(25, 1, 0, 0)), 1, 400, 0),
+            ]
+        );
+        assert_eq!(k.today(at(25, 12, 0, 0)).requests, 3);
+        assert_eq!(k.today(at(24, 12, 0, 0)).cost, Micros::new(100));
+        assert_eq!(date_of_day(day_of(at(25, 0, 0, 0))).unwrap().to_string(), "2026-11-25");
+        assert_eq!(k.last_used_at, Some(at(25, 1, 0, 0)));
+    }
+
+    #[test]
+    fn a_late_event_lands_in_its_own_period_and_old_periods_are_pruned() {
+        let start = at(1, 0, 0, 0);
+        let mut events = vec![(start, query(1, 200))];
+        events.push((start + Duration::days(100), query(1, 200)));
+        // Late (clock skew): earlier than the newest, still inside retention.
+        events.push((start + Duration::days(99), query(1, 200)));
+        let u = given(&events);
+        let k = u.get("key_a").unwrap();
+        let hours: Vec<_> = k.hours.range(i64::MIN, i64::MAX).map(|(h, _)| h).collect();
+        assert_eq!(
+            hours,
+            [
+                hour_of(start + Duration::days(99)),
+                hour_of(start + Duration::days(100))
+            ],
+            "the first hour is past 90 days and pruned; the late one is in order"
+        );
+        assert_eq!(k.days.range(i64::MIN, i64::MAX).count(), 3, "days are kept 400 days");
+        assert_eq!(
+            k.last_used_at,
+            Some(start + Duration::days(100)),
+            "the late event does not move it back"
+        );
+        assert_eq!(k.total.requests, 3);
     }
 }

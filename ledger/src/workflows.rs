@@ -5,7 +5,7 @@ use ingest::events::WorkflowSettings;
 use ingest::Event;
 use std::collections::{BTreeMap, HashMap};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Workflow {
     pub id: String,
     pub settings: WorkflowSettings,
@@ -13,7 +13,7 @@ pub struct Workflow {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Workflows {
     by_id: BTreeMap<String, Workflow>,
     /// The sequence of each id's last event, deleted ids included: what a

@@ -5,6 +5,7 @@ pub mod health;
 pub mod keys;
 pub mod openapi;
 pub mod queries;
+pub mod usage;
 pub mod workflows;
 
 use axum::extract::DefaultBodyLimit;
@@ -96,6 +97,7 @@ pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .merge(keys::router())
         .merge(workflows::router())
+        .merge(usage::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::require_admin,

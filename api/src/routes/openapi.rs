@@ -6,13 +6,14 @@ use axum::{Json, Router};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{health, keys, queries, workflows, AppState, Page};
+use super::{health, keys, queries, usage, workflows, AppState, Page};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "nodai", description = "API keys, usage metering and webhooks"),
     paths(
         keys::create, keys::list, keys::get_one, keys::update, keys::revoke, keys::rotate,
+        usage::key_usage,
         workflows::create, workflows::list, workflows::get_one, workflows::update, workflows::delete,
         queries::query,
         health::healthz, health::readyz, health::metrics,
@@ -21,6 +22,7 @@ use super::{health, keys, queries, workflows, AppState, Page};
         keys::KeyObject, keys::KeyWithSecret, keys::CreateKey, keys::UpdateKey, keys::RotateKey,
         workflows::WorkflowObject, workflows::CreateWorkflow, workflows::UpdateWorkflow,
         queries::QueryRequest, queries::QueryResponse, queries::QueryUsage,
+        usage::UsageObject, usage::Hourly, usage::Daily,
         Page<keys::KeyObject>, Page<workflows::WorkflowObject>, Problem,
     )),
     modifiers(&Security),

@@ -1,0 +1,237 @@
+//! `GET /api/v1/api-keys/{key_id}/usage`: a key's usage, read from the same
+//! projection the limiter enforces, after this replica applied its own
+//! appends (a query answered here is in it).
+
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use ledger::usage::{self, Bucket, Series};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::usd;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/v1/api-keys/{key_id}/usage", get(key_usage))
+}
+
+/// Hourly series shown by default, in hours.
+const DEFAULT_HOURS: i64 = 48;
+/// Daily series shown by default, in days.
+const DEFAULT_DAYS: i64 = 31;
+
+#[derive(Deserialize, IntoParams)]
+pub struct UsageParams {
+    /// RFC 3339; start of the series (default: `to` minus 48 hours).
+    from: Option<String>,
+    /// RFC 3339; end of the series, exclusive (default: now).
+    to: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Hourly {
+    /// Start of the UTC hour.
+    hour: DateTime<Utc>,
+    requests: u64,
+    /// USD.
+    cost: f64,
+    errors: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Daily {
+    /// The UTC date, `YYYY-MM-DD`.
+    #[schema(value_type = String)]
+    date: NaiveDate,
+    requests: u64,
+    /// USD.
+    cost: f64,
+    errors: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UsageObject {
+    key_id: String,
+    total_requests: u64,
+    /// USD.
+    total_cost: f64,
+    requests_today: u64,
+    /// USD.
+    cost_today: f64,
+    /// Rolling 60 minutes: what the rate limit sees.
+    requests_this_hour: u64,
+    /// USD, UTC calendar month to date: what the cost limit sees.
+    cost_this_month: f64,
+    last_used_at: Option<DateTime<Utc>>,
+    /// Every UTC hour of the range, oldest first, zeros included.
+    hourly: Vec<Hourly>,
+    /// Every UTC day of the range (default: the last 31 days), oldest first.
+    daily: Vec<Daily>,
+}
+
+#[utoipa::path(get, path = "/api/v1/api-keys/{key_id}/usage", tag = "api-keys", params(UsageParams),
+    responses((status = 200, body = UsageObject), (status = 401), (status = 404), (status = 422)),
+    security(("admin" = [])))]
+pub async fn key_usage(
+    State(state): State<AppState>,
+    Path(key_id): Path<String>,
+    Query(params): Query<UsageParams>,
+) -> Result<Json<UsageObject>, ApiError> {
+    let now = Utc::now();
+    let range = Range::parse(&params, now)?;
+    state.read_own_writes().await?;
+    let projection = state.projection();
+    if projection.keys.get(&key_id).is_none() {
+        return Err(ApiError::KeyNotFound);
+    }
+    let empty = ledger::KeyUsage::default();
+    let u = projection.usage.get(&key_id).unwrap_or(&empty);
+    let today = u.today(now);
+    Ok(Json(UsageObject {
+        total_requests: u.total.requests,
+        total_cost: usd::to_json(u.total.cost),
+        requests_today: today.requests,
+        cost_today: usd::to_json(today.cost),
+        requests_this_hour: u.requests_this_hour(now),
+        cost_this_month: usd::to_json(u.cost_this_month(now)),
+        last_used_at: u.last_used_at,
+        hourly: dense(&u.hours, range.hours.0, range.hours.1)
+            .map(|(hour, b)| Hourly {
+                hour: DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default(),
+                requests: b.requests,
+                cost: usd::to_json(b.cost),
+                errors: b.errors,
+            })
+            .collect(),
+        daily: dense(&u.days, range.days.0, range.days.1)
+            .map(|(day, b)| Daily {
+                date: usage::date_of_day(day).unwrap_or_default(),
+                requests: b.requests,
+                cost: usd::to_json(b.cost),
+                errors: b.errors,
+            })
+            .collect(),
+        key_id,
+    }))
+}
+
+/// Hour and day numbers to show, each `from..to`.
+struct Range {
+    hours: (i64, i64),
+    days: (i64, i64),
+}
+
+impl Range {
+    fn parse(params: &UsageParams, now: DateTime<Utc>) -> Result<Range, ApiError> {
+        let time = |field: &str, value: &Option<String>| -> Result<Option<DateTime<Utc>>, ApiError> {
+            value
+                .as_deref()
+                .map(|v| {
+                    DateTime::parse_from_rfc3339(v)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|_| ApiError::Validation(format!("{field} must be an RFC 3339 time, got {v:?}")))
+                })
+                .transpose()
+        };
+        let (from, to) = (time("from", &params.from)?, time("to", &params.to)?);
+        let chosen = from.is_some() || to.is_some();
+        let to = to.unwrap_or(now);
+        let from = from.unwrap_or(to - Duration::hours(DEFAULT_HOURS));
+        if from >= to {
+            return Err(ApiError::Validation("from must be before to".into()));
+        }
+        // An hour or day counts if any of it is in [from, to).
+        let ceil = |t: DateTime<Utc>, period: i64| (t.timestamp() + period - 1).div_euclid(period);
+        let hours = (usage::hour_of(from), ceil(to, 3600));
+        if hours.1 - hours.0 > usage::HOURS_KEPT {
+            return Err(ApiError::Validation(format!(
+                "from and to may span at most {} days (hourly buckets are kept that long)",
+                usage::HOURS_KEPT / 24
+            )));
+        }
+        let days = if chosen {
+            (usage::day_of(from), ceil(to, 86_400))
+        } else {
+            let today = usage::day_of(now);
+            (today - DEFAULT_DAYS + 1, today + 1)
+        };
+        Ok(Range { hours, days })
+    }
+}
+
+/// Every period of `from..to`, with the buckets that had queries and zeros
+/// between them.
+fn dense(series: &Series, from: i64, to: i64) -> impl Iterator<Item = (i64, Bucket)> + '_ {
+    let mut recorded = series.range(from, to).peekable();
+    (from..to).map(move |period| match recorded.peek() {
+        Some(&(p, bucket)) if p == period => {
+            recorded.next();
+            (period, bucket)
+        }
+        _ => (period, Bucket::default()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn params(from: Option<&str>, to: Option<&str>) -> UsageParams {
+        UsageParams {
+            from: from.map(Into::into),
+            to: to.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn default_range_is_the_last_48_hours_and_31_days() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 30, 0).unwrap();
+        let r = Range::parse(&params(None, None), now).unwrap();
+        assert_eq!(r.hours.1 - r.hours.0, 49, "the current, partial hour is included");
+        assert_eq!(r.hours.1, usage::hour_of(now) + 1);
+        assert_eq!(r.days, (usage::day_of(now) - 30, usage::day_of(now) + 1));
+    }
+
+    #[test]
+    fn chosen_ranges_cover_every_touched_period_and_bad_ones_are_422() {
+        let now = Utc::now();
+        let r = Range::parse(&params(Some("2026-11-24T23:30:00Z"), Some("2026-11-25T01:00:00Z")), now).unwrap();
+        let hour = |h| usage::hour_of(Utc.with_ymd_and_hms(2026, 11, 25, h, 0, 0).unwrap());
+        assert_eq!(r.hours, (hour(0) - 1, hour(1)));
+        assert_eq!(r.days.1 - r.days.0, 2);
+        for (from, to) in [
+            (Some("yesterday"), None),
+            (Some("2026-11-25T00:00:00Z"), Some("2026-11-25T00:00:00Z")),
+            (Some("2026-01-01T00:00:00Z"), Some("2026-11-25T00:00:00Z")),
+        ] {
+            assert!(
+                matches!(Range::parse(&params(from, to), now), Err(ApiError::Validation(_))),
+                "{from:?} {to:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn dense_fills_the_gaps_with_zeros() {
+        let q = |key| ingest::events::QueryRecorded {
+            request_id: "r".into(),
+            key_id: key,
+            workflow_id: "w".into(),
+            status_code: 200,
+            cost: ingest::Micros::new(5),
+            duration_ms: 1,
+        };
+        let mut p = ledger::Projection::default();
+        let t = Utc.with_ymd_and_hms(2026, 11, 25, 3, 0, 0).unwrap();
+        let event = ingest::Event::QueryRecorded(q("key_a".into()));
+        p.apply(1, ingest::EventId::new(), t, &event);
+        let hours = &p.usage.get("key_a").unwrap().hours;
+        let h = usage::hour_of(t);
+        let got: Vec<(i64, u64)> = dense(hours, h - 1, h + 2).map(|(p, b)| (p, b.requests)).collect();
+        assert_eq!(got, [(h - 1, 0), (h, 1), (h + 1, 0)]);
+    }
+}
