@@ -9,9 +9,10 @@
 use futures::StreamExt;
 use ingest::{Event, EventStream};
 use ledger::Projection;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -29,9 +30,10 @@ pub struct Progress {
 }
 
 impl Progress {
-    pub fn new(target: u64) -> Progress {
+    /// `start`: the sequence already applied (from a snapshot), 0 if none.
+    pub fn new(target: u64, start: u64) -> Progress {
         Progress {
-            applied: watch::channel(0).0,
+            applied: watch::channel(start).0,
             target,
             own: AtomicU64::new(0),
         }
@@ -74,67 +76,164 @@ impl Progress {
     }
 }
 
-/// Follows the stream until `shutdown`, re-subscribing after errors.
+/// When and where the follower writes snapshots of the projection.
+#[derive(Debug, Clone)]
+pub struct Snapshots {
+    pub dir: PathBuf,
+    /// Which stream (`embedded`, `nats:NODAI`): a snapshot of another is not loaded.
+    pub stream: String,
+    /// After this many applied events…
+    pub every_events: u64,
+    /// …or this long, if anything was applied.
+    pub every: Duration,
+}
+
+impl Snapshots {
+    /// Writes one of `projection` if it is newer than `last`; returns the
+    /// sequence the newest snapshot reflects. The follower waits for it,
+    /// holding the read lock only: queries are answered meanwhile, and the
+    /// limiter counts theirs as in flight until the follower applies them.
+    async fn write(&self, projection: &Arc<RwLock<Projection>>, last: u64) -> u64 {
+        let (this, projection) = (self.clone(), projection.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let projection = projection.read().unwrap_or_else(|e| e.into_inner());
+            if projection.seq <= last {
+                return Ok(last);
+            }
+            let bytes = ledger::snapshot::write(&this.dir, &projection, &this.stream)?;
+            tracing::info!(
+                seq = projection.seq,
+                bytes,
+                ms = started.elapsed().as_millis() as u64,
+                "snapshot written"
+            );
+            Ok::<_, ledger::snapshot::SnapshotError>(projection.seq)
+        })
+        .await;
+        match written {
+            Ok(Ok(seq)) => seq,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "cannot write a snapshot; the next start replays more of the stream");
+                last
+            }
+            Err(error) => {
+                tracing::error!(%error, "snapshot task failed");
+                last
+            }
+        }
+    }
+}
+
+/// Follows the stream until `shutdown`, re-subscribing after errors, and
+/// writes snapshots on the way and a last one at the end.
 pub async fn run(
     stream: Arc<dyn EventStream>,
     projection: Arc<RwLock<Projection>>,
     limiter: Arc<Limiter>,
     progress: Arc<Progress>,
     metrics: Arc<Metrics>,
+    snapshots: Snapshots,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(100);
-    while !shutdown.is_cancelled() {
-        let from = progress.applied() + 1;
-        let mut records = match stream.follow(from).await {
-            Ok(records) => records,
-            Err(error) => {
-                tracing::warn!(%error, from, "cannot follow the stream; retrying");
-                sleep_or_stop(backoff, &shutdown).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        loop {
-            let next = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                next = records.next() => next,
-            };
-            let record = match next {
-                Some(Ok(record)) => record,
-                Some(Err(error)) => {
-                    tracing::error!(%error, applied = progress.applied(), "reading the stream failed; re-following");
-                    sleep_or_stop(backoff, &shutdown).await;
+    let mut follower = Follower {
+        stream,
+        projection,
+        limiter,
+        progress,
+        metrics,
+        snapshot_seq: 0,
+        snapshot_at: Instant::now(),
+        snapshots,
+    };
+    follower.snapshot_seq = follower.progress.applied();
+    follower.follow(&shutdown).await;
+    follower
+        .snapshots
+        .write(&follower.projection, follower.snapshot_seq)
+        .await;
+}
+
+struct Follower {
+    stream: Arc<dyn EventStream>,
+    projection: Arc<RwLock<Projection>>,
+    limiter: Arc<Limiter>,
+    progress: Arc<Progress>,
+    metrics: Arc<Metrics>,
+    snapshots: Snapshots,
+    /// The sequence the newest snapshot reflects, and when it was taken.
+    snapshot_seq: u64,
+    snapshot_at: Instant,
+}
+
+impl Follower {
+    async fn follow(&mut self, shutdown: &CancellationToken) {
+        let (stream, projection, limiter, progress, metrics) = (
+            self.stream.clone(),
+            self.projection.clone(),
+            self.limiter.clone(),
+            self.progress.clone(),
+            self.metrics.clone(),
+        );
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            let from = progress.applied() + 1;
+            let mut records = match stream.follow(from).await {
+                Ok(records) => records,
+                Err(error) => {
+                    tracing::warn!(%error, from, "cannot follow the stream; retrying");
+                    sleep_or_stop(backoff, shutdown).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
-                    break;
+                    continue;
                 }
-                None => break,
             };
-            backoff = Duration::from_millis(100);
-            match record.envelope().map(|e| (e.event(), e)) {
-                Ok((Ok(Event::Unknown(unknown)), _)) => {
-                    metrics.unknown_events.inc();
-                    tracing::debug!(seq = record.seq, event_type = %unknown.event_type, version = unknown.version, "skipped an event type this build does not know");
-                }
-                Ok((Ok(event), envelope)) => {
-                    let mut projection = projection.write().unwrap_or_else(|e| e.into_inner());
-                    projection.apply(record.seq, envelope.id, envelope.ts, &event);
-                    if let Event::QueryRecorded(q) = &event {
-                        // Under the same write lock: counted here, no longer in flight.
-                        limiter.settle(&q.key_id, envelope.id);
+            loop {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    next = records.next() => next,
+                };
+                let record = match next {
+                    Some(Ok(record)) => record,
+                    Some(Err(error)) => {
+                        tracing::error!(%error, applied = progress.applied(), "reading the stream failed; re-following");
+                        sleep_or_stop(backoff, shutdown).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        break;
+                    }
+                    None => break,
+                };
+                backoff = Duration::from_millis(100);
+                match record.envelope().map(|e| (e.event(), e)) {
+                    Ok((Ok(Event::Unknown(unknown)), _)) => {
+                        metrics.unknown_events.inc();
+                        tracing::debug!(seq = record.seq, event_type = %unknown.event_type, version = unknown.version, "skipped an event type this build does not know");
+                    }
+                    Ok((Ok(event), envelope)) => {
+                        let mut projection = projection.write().unwrap_or_else(|e| e.into_inner());
+                        projection.apply(record.seq, envelope.id, envelope.ts, &event);
+                        if let Event::QueryRecorded(q) = &event {
+                            // Under the same write lock: counted here, no longer in flight.
+                            limiter.settle(&q.key_id, envelope.id);
+                        }
+                    }
+                    Ok((Err(error), envelope)) => {
+                        metrics.unknown_events.inc();
+                        tracing::warn!(seq = record.seq, event_type = %envelope.event_type, %error, "skipped an event whose data does not decode");
+                    }
+                    Err(error) => {
+                        metrics.unknown_events.inc();
+                        tracing::warn!(seq = record.seq, %error, "skipped a record that is not an event envelope");
                     }
                 }
-                Ok((Err(error), envelope)) => {
-                    metrics.unknown_events.inc();
-                    tracing::warn!(seq = record.seq, event_type = %envelope.event_type, %error, "skipped an event whose data does not decode");
-                }
-                Err(error) => {
-                    metrics.unknown_events.inc();
-                    tracing::warn!(seq = record.seq, %error, "skipped a record that is not an event envelope");
+                progress.advance(record.seq);
+                metrics.applied_seq.set(record.seq as i64);
+                if record.seq - self.snapshot_seq >= self.snapshots.every_events
+                    || self.snapshot_at.elapsed() >= self.snapshots.every
+                {
+                    self.snapshot_seq = self.snapshots.write(&projection, self.snapshot_seq).await;
+                    self.snapshot_at = Instant::now();
                 }
             }
-            progress.advance(record.seq);
-            metrics.applied_seq.set(record.seq as i64);
         }
     }
 }
@@ -152,12 +251,16 @@ mod tests {
 
     #[test]
     fn ready_once_applied_reaches_the_start_target() {
-        let progress = Progress::new(3);
+        let progress = Progress::new(3, 0);
         assert!(!progress.is_ready());
         progress.advance(2);
         assert!(!progress.is_ready());
         progress.advance(3);
         assert!(progress.is_ready());
-        assert!(Progress::new(0).is_ready(), "an empty stream is caught up at once");
+        assert!(Progress::new(0, 0).is_ready(), "an empty stream is caught up at once");
+        assert!(
+            Progress::new(7, 7).is_ready(),
+            "a snapshot at the stream's end is caught up"
+        );
     }
 }

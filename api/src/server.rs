@@ -2,7 +2,6 @@
 //! token, so tests bind port 0 and stop it cleanly; [`serve`] binds the
 //! configured address first. One token fans out to every task.
 
-use ledger::Projection;
 use std::sync::{Arc, RwLock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -11,7 +10,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::AdminToken;
 use crate::config::{Backend, Config};
 use crate::datadir::{DataDir, DataDirError};
-use crate::follower::{self, Progress};
+use crate::follower::{self, Progress, Snapshots};
 use crate::limiter::Limiter;
 use crate::metrics::{MeteredStream, Metrics};
 use crate::routes::{self, AppState};
@@ -38,6 +37,11 @@ pub enum ServeError {
     Http(#[source] std::io::Error),
 }
 
+/// A snapshot after this many applied events…
+const SNAPSHOT_EVERY_EVENTS: u64 = 1_000_000;
+/// …or this long, whichever comes first (and one at shutdown).
+const SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Binds the configured address, then [`run`]s.
 pub async fn serve(config: Config, shutdown: CancellationToken) -> Result<(), ServeError> {
     let listener = TcpListener::bind(config.listen)
@@ -63,8 +67,31 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         }
     })?;
     let target = stream.last_seq().await?;
-    let progress = Arc::new(Progress::new(target));
-    let projection = Arc::new(RwLock::new(Projection::default()));
+    let snapshots = Snapshots {
+        dir: data_dir.path().join("snapshots"),
+        stream: match &config.backend {
+            Backend::Embedded { .. } => "embedded".to_owned(),
+            Backend::Nats { stream, .. } => format!("nats:{stream}"),
+        },
+        every_events: SNAPSHOT_EVERY_EVENTS,
+        every: SNAPSHOT_EVERY,
+    };
+    let loading = snapshots.clone();
+    let started = std::time::Instant::now();
+    let projection =
+        tokio::task::spawn_blocking(move || ledger::snapshot::load_newest(&loading.dir, &loading.stream, target))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+    tracing::info!(
+        snapshot_seq = projection.seq,
+        stream_last_seq = target,
+        ms = started.elapsed().as_millis() as u64,
+        "projection loaded; replaying the rest of the stream"
+    );
+    let progress = Arc::new(Progress::new(target, projection.seq));
+    let projection = Arc::new(RwLock::new(projection));
 
     let tasks = TaskTracker::new();
     let limiter = Arc::new(Limiter::default());
@@ -74,6 +101,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         limiter.clone(),
         progress.clone(),
         metrics.clone(),
+        snapshots,
         shutdown.child_token(),
     ));
 

@@ -6,15 +6,18 @@
 //!   the UTC month the cost limit reads, totals, last use.
 //! - [`Projection`]: all of them, folded together from one stream.
 //!
+//! - [`snapshot`]: the projection on disk, to start without replaying it all.
 //! - [`dedup`]: the ids of events applied in the last 35 days, so that an
 //!   event stored twice is applied once.
 //!
-//! Everything here is a pure fold, `apply(seq, id, ts, event)`, with no I/O
+//! The projection is a pure fold, `apply(seq, id, ts, event)`, with no I/O
 //! and no clock: questions that depend on the time take `now` as a
-//! parameter. Rebuilding from sequence 1 gives the same state.
+//! parameter. Rebuilding from sequence 1 gives the same state, and so does
+//! loading a snapshot and folding the rest. Only [`snapshot`] touches files.
 
 pub mod dedup;
 pub mod keys;
+pub mod snapshot;
 pub mod usage;
 pub mod workflows;
 

@@ -1,0 +1,266 @@
+//! Snapshots of the [`Projection`], so that a start loads the newest good
+//! one and replays only the stream after it.
+//!
+//! A snapshot is one file, `snapshot-<seq, 20 digits>.bin` in its directory:
+//! a 24-byte header (magic `NODAISNP`, format version, CRC32C of the body,
+//! body length) and a MessagePack body holding the stream it was taken from
+//! and the projection. It is written to a temporary file, synced, renamed
+//! into place and the directory synced, so a crash leaves either the whole
+//! snapshot or none. The newest [`KEEP`] are kept. A snapshot that does not
+//! check out (damaged, another stream, ahead of the stream) is skipped with
+//! a warning and the next older one is tried; with none, the stream is
+//! replayed from the start. See ADR 0003.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::Projection;
+
+const MAGIC: &[u8; 8] = b"NODAISNP";
+const VERSION: u32 = 1;
+const HEADER_LEN: usize = 24;
+/// Snapshots kept; the older ones are deleted after a new one is in place.
+pub const KEEP: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot encode the snapshot: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+    #[error("not a usable snapshot: {0}")]
+    Invalid(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
+    move |source| SnapshotError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Body<P> {
+    /// Which stream the projection was folded from (`embedded`, `nats:NODAI`).
+    stream: String,
+    projection: P,
+}
+
+/// The snapshot of `projection` as bytes.
+pub fn encode(projection: &Projection, stream: &str) -> Result<Vec<u8>, SnapshotError> {
+    let mut out = vec![0u8; HEADER_LEN];
+    rmp_serde::encode::write(
+        &mut out,
+        &Body {
+            stream: stream.to_owned(),
+            projection,
+        },
+    )?;
+    let body_len = (out.len() - HEADER_LEN) as u64;
+    let crc = crc32c::crc32c(&out[HEADER_LEN..]);
+    out[..8].copy_from_slice(MAGIC);
+    out[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    out[12..16].copy_from_slice(&crc.to_le_bytes());
+    out[16..24].copy_from_slice(&body_len.to_le_bytes());
+    Ok(out)
+}
+
+/// Reads a snapshot back, checking that it is whole and from `stream`.
+pub fn decode(bytes: &[u8], stream: &str) -> Result<Projection, SnapshotError> {
+    let invalid = |why: &str| SnapshotError::Invalid(why.to_owned());
+    if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
+        return Err(invalid("no snapshot header"));
+    }
+    let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default());
+    if word(8) != VERSION {
+        return Err(SnapshotError::Invalid(format!(
+            "format version {} is not {VERSION}",
+            word(8)
+        )));
+    }
+    let body_len = u64::from_le_bytes(bytes[16..24].try_into().unwrap_or_default());
+    let body = &bytes[HEADER_LEN..];
+    if body.len() as u64 != body_len {
+        return Err(invalid("truncated"));
+    }
+    if crc32c::crc32c(body) != word(12) {
+        return Err(invalid("checksum mismatch"));
+    }
+    let body: Body<Projection> =
+        rmp_serde::from_slice(body).map_err(|e| SnapshotError::Invalid(format!("undecodable: {e}")))?;
+    if body.stream != stream {
+        return Err(SnapshotError::Invalid(format!(
+            "taken from stream {:?}, not {stream:?}",
+            body.stream
+        )));
+    }
+    Ok(body.projection)
+}
+
+fn file_name(seq: u64) -> String {
+    format!("snapshot-{seq:020}.bin")
+}
+
+/// Snapshot files in `dir`, newest first, with their sequences.
+fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(io(dir))?.path();
+        let seq = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("snapshot-")?.strip_suffix(".bin")?.parse::<u64>().ok());
+        if let Some(seq) = seq {
+            found.push((seq, path));
+        }
+    }
+    found.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
+    Ok(found)
+}
+
+/// Writes `projection` as the newest snapshot in `dir`, durably, and drops
+/// all but the newest [`KEEP`]. Returns the file's size.
+pub fn write(dir: &Path, projection: &Projection, stream: &str) -> Result<u64, SnapshotError> {
+    let bytes = encode(projection, stream)?;
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let path = dir.join(file_name(projection.seq));
+    let temp = dir.join(format!(".{}.tmp", file_name(projection.seq)));
+    let mut file = File::create(&temp).map_err(io(&temp))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io(&temp))?;
+    fs::rename(&temp, &path).map_err(io(&path))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+    for (_, old) in list(dir)?.into_iter().skip(KEEP) {
+        if let Err(error) = fs::remove_file(&old) {
+            tracing::warn!(%error, path = %old.display(), "cannot remove an old snapshot");
+        }
+    }
+    Ok(bytes.len() as u64)
+}
+
+/// The newest snapshot in `dir` that checks out, is from `stream` and is
+/// not ahead of it (`last_seq`); `None` means replay from the start.
+/// Leftover temporary files of an interrupted write are removed.
+pub fn load_newest(dir: &Path, stream: &str, last_seq: u64) -> Option<Projection> {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_str().is_some_and(|n| n.ends_with(".tmp")) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    let candidates = match list(dir) {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::warn!(%error, "cannot list snapshots; replaying the whole stream");
+            return None;
+        }
+    };
+    for (seq, path) in candidates {
+        if seq > last_seq {
+            tracing::warn!(path = %path.display(), seq, last_seq, "snapshot is ahead of the stream (was the stream reset?); skipped");
+            continue;
+        }
+        let loaded = fs::read(&path)
+            .map_err(io(&path))
+            .and_then(|bytes| decode(&bytes, stream));
+        match loaded {
+            Ok(projection) if projection.seq == seq => return Some(projection),
+            Ok(projection) => {
+                tracing::warn!(path = %path.display(), inside = projection.seq, "snapshot name and content disagree; skipped")
+            }
+            Err(error) => tracing::warn!(path = %path.display(), %error, "snapshot skipped"),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use ingest::events::{KeyCreated, KeySettings, QueryRecorded};
+    use ingest::{Event, EventId, Micros};
+
+    fn projection(queries: u64) -> Projection {
+        let t = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+        let mut p = Projection::default();
+        let created = Event::KeyCreated(KeyCreated {
+            key_id: "key_a".into(),
+            key_hash: "ab".repeat(32),
+            prefix: "nk_abababab".into(),
+            settings: KeySettings {
+                name: "a".into(),
+                owner: Some("org".into()),
+                active: true,
+                workflow_ids: vec![],
+                rate_limit_per_hour: Some(10),
+                cost_limit_per_month: None,
+                alert_thresholds: vec![80, 100],
+                expires_at: None,
+                allowed_origins: vec![],
+                metadata: Some(serde_json::json!({"plan": "pro", "n": [1, 2.5, null]})),
+            },
+        });
+        p.apply(1, EventId::new(), t, &created);
+        for i in 0..queries {
+            let q = Event::QueryRecorded(QueryRecorded {
+                request_id: format!("req_{i}"),
+                key_id: "key_a".into(),
+                workflow_id: "echo".into(),
+                status_code: 200,
+                cost: Micros::new(1500),
+                duration_ms: 3,
+            });
+            p.apply(i + 2, EventId::new(), t + chrono::Duration::minutes(i as i64 * 7), &q);
+        }
+        p
+    }
+
+    #[test]
+    fn a_snapshot_round_trips_exactly() {
+        let p = projection(500);
+        assert_eq!(decode(&encode(&p, "embedded").unwrap(), "embedded").unwrap(), p);
+    }
+
+    #[test]
+    fn damaged_foreign_or_future_snapshots_fall_back_to_older_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (projection(3), projection(9));
+        write(dir.path(), &old, "embedded").unwrap();
+        write(dir.path(), &new, "embedded").unwrap();
+        assert_eq!(load_newest(dir.path(), "embedded", 100), Some(new.clone()));
+        assert_eq!(
+            load_newest(dir.path(), "embedded", 5),
+            Some(old.clone()),
+            "newest is ahead of the stream"
+        );
+        assert_eq!(load_newest(dir.path(), "nats:NODAI", 100), None, "another stream's");
+
+        // Flip one byte of the newest: it is skipped for the older one.
+        let newest = dir.path().join(file_name(new.seq));
+        let mut bytes = fs::read(&newest).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x40;
+        fs::write(&newest, &bytes).unwrap();
+        assert_eq!(load_newest(dir.path(), "embedded", 100), Some(old.clone()));
+        fs::write(&newest, &bytes[..100]).unwrap();
+        assert_eq!(load_newest(dir.path(), "embedded", 100), Some(old));
+
+        // Only KEEP are kept.
+        write(dir.path(), &projection(20), "embedded").unwrap();
+        write(dir.path(), &projection(30), "embedded").unwrap();
+        assert_eq!(list(dir.path()).unwrap().len(), KEEP);
+    }
+}
