@@ -108,7 +108,7 @@ impl Snapshots {
                 ms = started.elapsed().as_millis() as u64,
                 "snapshot written"
             );
-            Ok::<_, ledger::snapshot::SnapshotError>(projection.seq)
+            Ok::<_, ledger::Error>(projection.seq)
         })
         .await;
         match written {

@@ -4,7 +4,8 @@
 //! - [`server`]: [`server::run`] takes a bound listener and a shutdown token
 //!   and runs everything until the token is cancelled.
 //! - [`datadir`]: the data directory and the lock that keeps a second process out.
-//! - [`follower`]: tails the stream and tracks how far this process has applied it.
+//! - [`follower`]: tails the stream into the projection, tracks how far it got, writes snapshots.
+//! - [`archiver`]: the worker's Parquet archive writer.
 //! - [`metrics`]: Prometheus metrics, and a stream wrapper that counts appends.
 //! - [`routes`]: one module per group of endpoints, each exporting `router()`.
 //! - [`auth`]: the admin token and the middleware that requires it.
@@ -15,6 +16,7 @@
 //!
 //! Only this crate knows axum and HTTP status codes.
 
+pub mod archiver;
 pub mod auth;
 pub mod config;
 pub mod datadir;

@@ -18,6 +18,10 @@ pub struct Metrics {
     pub applied_seq: Gauge,
     pub last_seq: Gauge,
     pub lag: Gauge,
+    /// Rows the archiver wrote to Parquet.
+    pub archive_rows: Counter,
+    /// The last stream sequence the archive holds.
+    pub archive_watermark: Gauge,
 }
 
 impl Default for Metrics {
@@ -43,6 +47,12 @@ impl Metrics {
                 &mut r,
                 "stream_lag",
                 "Events on the stream not yet applied by this process",
+            ),
+            archive_rows: register(&mut r, "archive_rows", "Rows written to the Parquet archive"),
+            archive_watermark: register(
+                &mut r,
+                "archive_watermark_seq",
+                "Last stream sequence the Parquet archive holds",
             ),
             registry: r,
         }

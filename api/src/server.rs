@@ -7,8 +7,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::archiver::Archiver;
 use crate::auth::AdminToken;
-use crate::config::{Backend, Config};
+use crate::config::{Backend, Config, Role};
 use crate::datadir::{DataDir, DataDirError};
 use crate::follower::{self, Progress, Snapshots};
 use crate::limiter::Limiter;
@@ -33,6 +34,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot open the archive: {0}")]
+    Archive(#[from] ledger::Error),
     #[error("http server failed: {0}")]
     Http(#[source] std::io::Error),
 }
@@ -93,8 +96,16 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let progress = Arc::new(Progress::new(target, projection.seq));
     let projection = Arc::new(RwLock::new(projection));
 
+    // Background work stops after the HTTP server has finished its
+    // in-flight requests, so the last snapshot and the last archive flush
+    // hold everything those requests appended.
+    let background = CancellationToken::new();
     let tasks = TaskTracker::new();
     let limiter = Arc::new(Limiter::default());
+    if matches!(config.role, Role::All | Role::Worker) {
+        let archiver = Archiver::open(data_dir.path().join("archive"), metrics.clone()).await?;
+        tasks.spawn(archiver.run(stream.clone(), config.archive_flush, background.clone()));
+    }
     tasks.spawn(follower::run(
         stream.clone(),
         projection.clone(),
@@ -102,7 +113,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         progress.clone(),
         metrics.clone(),
         snapshots,
-        shutdown.child_token(),
+        background.clone(),
     ));
 
     let http = reqwest::Client::builder()
@@ -125,19 +136,20 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         Backend::Nats { .. } => "nats",
     };
     tracing::info!(%addr, backend, role = ?config.role, data_dir = %data_dir.path().display(), stream_last_seq = target, "nodai listening");
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
-        .map_err(ServeError::Http)?;
+        .map_err(ServeError::Http);
 
     shutdown.cancel();
+    background.cancel();
     tasks.close();
     tasks.wait().await;
     // Connection tasks may still hold the state for a moment; the stream is
     // closed (synced, unlocked) now regardless.
     stream.close().await;
     tracing::info!("nodai stopped");
-    Ok(())
+    served
 }
 
 /// Cancels `token` on SIGTERM or Ctrl-C.

@@ -808,6 +808,13 @@ async fn usage_statistics(mut app: App) {
         (json!(4), json!(0.75)),
         "{u}"
     );
+    // The archive holds each query once, the late duplicate included.
+    app.stop().await;
+    let mut rows = ledger::archive::read_ids(&app.dir.path().join("archive")).unwrap();
+    rows.sort();
+    assert_eq!(rows.len(), 4, "{rows:?}");
+    rows.dedup_by(|a, b| a.0 == b.0);
+    assert_eq!(rows.len(), 4, "no event_id twice");
 }
 
 async fn snapshots_restore_the_same_state(mut app: App) {

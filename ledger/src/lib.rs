@@ -6,6 +6,7 @@
 //!   the UTC month the cost limit reads, totals, last use.
 //! - [`Projection`]: all of them, folded together from one stream.
 //!
+//! - [`archive`]: every admitted query as a Parquet row, exactly once.
 //! - [`snapshot`]: the projection on disk, to start without replaying it all.
 //! - [`dedup`]: the ids of events applied in the last 35 days, so that an
 //!   event stored twice is applied once.
@@ -13,9 +14,11 @@
 //! The projection is a pure fold, `apply(seq, id, ts, event)`, with no I/O
 //! and no clock: questions that depend on the time take `now` as a
 //! parameter. Rebuilding from sequence 1 gives the same state, and so does
-//! loading a snapshot and folding the rest. Only [`snapshot`] touches files.
+//! loading a snapshot and folding the rest. Only [`snapshot`] and [`archive`] touch files.
 
+pub mod archive;
 pub mod dedup;
+mod error;
 pub mod keys;
 pub mod snapshot;
 pub mod usage;
@@ -25,6 +28,7 @@ use chrono::{DateTime, Utc};
 use ingest::{Event, EventId};
 
 pub use dedup::Dedup;
+pub use error::Error;
 pub use keys::{ApiKey, KeyHash, KeyRejection, Keys};
 pub use usage::{Bucket, KeyUsage, Usage};
 pub use workflows::{Workflow, Workflows};

@@ -15,6 +15,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::error::{io, Error};
 use crate::Projection;
 
 const MAGIC: &[u8; 8] = b"NODAISNP";
@@ -22,27 +23,6 @@ const VERSION: u32 = 1;
 const HEADER_LEN: usize = 24;
 /// Snapshots kept; the older ones are deleted after a new one is in place.
 pub const KEEP: usize = 2;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot encode the snapshot: {0}")]
-    Encode(#[from] rmp_serde::encode::Error),
-    #[error("not a usable snapshot: {0}")]
-    Invalid(String),
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotError + '_ {
-    move |source| SnapshotError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Body<P> {
@@ -52,7 +32,7 @@ struct Body<P> {
 }
 
 /// The snapshot of `projection` as bytes.
-pub fn encode(projection: &Projection, stream: &str) -> Result<Vec<u8>, SnapshotError> {
+pub fn encode(projection: &Projection, stream: &str) -> Result<Vec<u8>, Error> {
     let mut out = vec![0u8; HEADER_LEN];
     rmp_serde::encode::write(
         &mut out,
@@ -71,14 +51,14 @@ pub fn encode(projection: &Projection, stream: &str) -> Result<Vec<u8>, Snapshot
 }
 
 /// Reads a snapshot back, checking that it is whole and from `stream`.
-pub fn decode(bytes: &[u8], stream: &str) -> Result<Projection, SnapshotError> {
-    let invalid = |why: &str| SnapshotError::Invalid(why.to_owned());
+pub fn decode(bytes: &[u8], stream: &str) -> Result<Projection, Error> {
+    let invalid = |why: &str| Error::InvalidSnapshot(why.to_owned());
     if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
         return Err(invalid("no snapshot header"));
     }
     let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default());
     if word(8) != VERSION {
-        return Err(SnapshotError::Invalid(format!(
+        return Err(Error::InvalidSnapshot(format!(
             "format version {} is not {VERSION}",
             word(8)
         )));
@@ -92,9 +72,9 @@ pub fn decode(bytes: &[u8], stream: &str) -> Result<Projection, SnapshotError> {
         return Err(invalid("checksum mismatch"));
     }
     let body: Body<Projection> =
-        rmp_serde::from_slice(body).map_err(|e| SnapshotError::Invalid(format!("undecodable: {e}")))?;
+        rmp_serde::from_slice(body).map_err(|e| Error::InvalidSnapshot(format!("undecodable: {e}")))?;
     if body.stream != stream {
-        return Err(SnapshotError::Invalid(format!(
+        return Err(Error::InvalidSnapshot(format!(
             "taken from stream {:?}, not {stream:?}",
             body.stream
         )));
@@ -107,7 +87,7 @@ fn file_name(seq: u64) -> String {
 }
 
 /// Snapshot files in `dir`, newest first, with their sequences.
-fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
+fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -130,7 +110,7 @@ fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SnapshotError> {
 
 /// Writes `projection` as the newest snapshot in `dir`, durably, and drops
 /// all but the newest [`KEEP`]. Returns the file's size.
-pub fn write(dir: &Path, projection: &Projection, stream: &str) -> Result<u64, SnapshotError> {
+pub fn write(dir: &Path, projection: &Projection, stream: &str) -> Result<u64, Error> {
     let bytes = encode(projection, stream)?;
     fs::create_dir_all(dir).map_err(io(dir))?;
     let path = dir.join(file_name(projection.seq));

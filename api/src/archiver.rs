@@ -1,0 +1,195 @@
+//! The worker's archiver: follows the stream from the archive's watermark
+//! and writes every `query.recorded` as a Parquet row (see
+//! [`ledger::archive`] for how that stays exactly once through crashes).
+//! It flushes every `--archive-flush-secs`, when a million rows are
+//! pending, and at shutdown after catching up with the stream; closed hours
+//! are compacted after each flush.
+
+use futures::StreamExt;
+use ingest::{Event, EventStream};
+use ledger::archive::{Archive, Row};
+use ledger::Dedup;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// Rows held before a flush regardless of the interval.
+const MAX_PENDING: usize = 1_000_000;
+/// Events may arrive this late for an hour before it is compacted.
+const COMPACT_GRACE: chrono::Duration = chrono::Duration::minutes(10);
+/// How long the final flush waits to catch up with the stream.
+const FINAL_CATCH_UP: Duration = Duration::from_secs(10);
+
+pub struct Archiver {
+    archive: Option<Archive>,
+    pending: Vec<Row>,
+    /// The last sequence read: the next flush covers up to here.
+    through: u64,
+    /// Duplicates of an event (stored twice past the stream's own window)
+    /// are archived once.
+    seen: Dedup,
+    metrics: Arc<Metrics>,
+}
+
+impl Archiver {
+    pub async fn open(dir: PathBuf, metrics: Arc<Metrics>) -> Result<Archiver, ledger::Error> {
+        let (archive, seen) = tokio::task::spawn_blocking(move || {
+            let archive = Archive::open(&dir)?;
+            // The ids archived within the de-duplication horizon, so that a
+            // late duplicate is not archived a second time after a restart.
+            let since = chrono::Utc::now() - chrono::Duration::days(ledger::dedup::DAYS_KEPT);
+            let mut seen = Dedup::default();
+            for (id, ts) in ledger::archive::ids_since(&dir, since)? {
+                seen.first_time(id, ts);
+            }
+            Ok::<_, ledger::Error>((archive, seen))
+        })
+        .await
+        .map_err(|e| ledger::Error::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other(e),
+        })??;
+        tracing::info!(watermark = archive.watermark(), known_ids = seen.len(), "archive open");
+        Ok(Archiver {
+            through: archive.watermark(),
+            archive: Some(archive),
+            pending: Vec::new(),
+            seen,
+            metrics,
+        })
+    }
+
+    /// Runs until `shutdown`, then catches up with the stream and flushes.
+    pub async fn run(mut self, stream: Arc<dyn EventStream>, every: Duration, shutdown: CancellationToken) {
+        let mut next_flush = Instant::now() + every;
+        let mut backoff = Duration::from_millis(100);
+        'follow: while !shutdown.is_cancelled() {
+            let mut records = match stream.follow(self.through + 1).await {
+                Ok(records) => records,
+                Err(error) => {
+                    tracing::warn!(%error, "archiver cannot follow the stream; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break 'follow,
+                    _ = tokio::time::sleep_until(next_flush) => {
+                        self.flush().await;
+                        next_flush = Instant::now() + every;
+                    }
+                    next = records.next() => match next {
+                        Some(Ok(record)) => {
+                            backoff = Duration::from_millis(100);
+                            self.take(&record);
+                            if self.pending.len() >= MAX_PENDING {
+                                self.flush().await;
+                            }
+                        }
+                        Some(Err(error)) => {
+                            tracing::error!(%error, through = self.through, "archiver lost the stream; re-following");
+                            continue 'follow;
+                        }
+                        None => continue 'follow,
+                    }
+                }
+            }
+        }
+        self.catch_up(&stream).await;
+        self.flush().await;
+    }
+
+    /// Reads on to the stream's last sequence at shutdown, so the final
+    /// flush holds every query answered before it.
+    async fn catch_up(&mut self, stream: &Arc<dyn EventStream>) {
+        let Ok(last) = stream.last_seq().await else { return };
+        if last <= self.through {
+            return;
+        }
+        let Ok(mut records) = stream.replay(self.through + 1).await else {
+            return;
+        };
+        let deadline = Instant::now() + FINAL_CATCH_UP;
+        while self.through < last {
+            match tokio::time::timeout_at(deadline, records.next()).await {
+                Ok(Some(Ok(record))) => self.take(&record),
+                _ => break,
+            }
+        }
+    }
+
+    fn take(&mut self, record: &ingest::Record) {
+        self.through = record.seq;
+        let Ok(envelope) = record.envelope() else { return };
+        if let Ok(Event::QueryRecorded(q)) = envelope.event() {
+            if self.seen.first_time(envelope.id, envelope.ts) {
+                self.pending.push(Row {
+                    seq: record.seq,
+                    event_id: envelope.id,
+                    ts: envelope.ts,
+                    key_id: q.key_id,
+                    workflow_id: q.workflow_id,
+                    status_code: q.status_code,
+                    cost: q.cost,
+                    duration_ms: q.duration_ms,
+                });
+            }
+        }
+    }
+
+    /// Writes what is pending and compacts closed hours. On failure the rows
+    /// stay pending and the next flush tries again.
+    async fn flush(&mut self) {
+        let Some(mut archive) = self.archive.take() else { return };
+        if self.through <= archive.watermark() {
+            self.archive = Some(archive);
+            return;
+        }
+        let (rows, through) = (std::mem::take(&mut self.pending), self.through);
+        let started = std::time::Instant::now();
+        let flushed = tokio::task::spawn_blocking(move || {
+            let result = archive.write(&rows, through).and_then(|written| {
+                let compacted = archive.compact(chrono::Utc::now() - COMPACT_GRACE)?;
+                Ok((written, compacted))
+            });
+            (archive, rows, result)
+        })
+        .await;
+        let (archive, rows, result) = match flushed {
+            Ok(flushed) => flushed,
+            Err(error) => {
+                tracing::error!(%error, "archive flush task failed; archiving stops until a restart");
+                return;
+            }
+        };
+        match result {
+            Ok((written, compacted)) => {
+                self.metrics.archive_rows.inc_by(written.rows as u64);
+                self.metrics.archive_watermark.set(through as i64);
+                tracing::info!(
+                    through,
+                    rows = written.rows,
+                    files = written.files,
+                    bytes = written.bytes,
+                    compacted_hours = compacted.files,
+                    ms = started.elapsed().as_millis() as u64,
+                    "archive flushed"
+                );
+            }
+            Err(error) => {
+                tracing::error!(%error, through, "archive flush failed; retrying at the next flush");
+                self.pending = rows;
+            }
+        }
+        self.archive = Some(archive);
+    }
+}

@@ -1,0 +1,511 @@
+//! The Parquet archive: one row per admitted query, exactly once across all
+//! files, in a Hive layout DuckDB, Polars and pyarrow read as it is:
+//!
+//! ```text
+//! <root>/watermark                          last stream sequence archived
+//! <root>/usage/date=2026-11-25/hour=03/part-<first seq>-<last seq>.parquet
+//! ```
+//!
+//! Exactly once, through any crash:
+//! - A flush covers a range of stream sequences, `watermark+1 ..= through`.
+//!   Each hour it touches gets one file named by that range, written to a
+//!   hidden temporary file, synced and renamed into place.
+//! - Only then does the watermark move to `through` (temp, sync, rename).
+//! - At open, a file whose range ends beyond the watermark belongs to a
+//!   flush that did not finish: it is deleted and the range archived again.
+//! - Compaction merges a closed hour's files into one in a staging
+//!   directory and swaps the two directories with one atomic
+//!   `renameat2(RENAME_EXCHANGE)`: a reader sees the old files or the new
+//!   one, never both, never neither. Leftover staging is deleted at open.
+
+use arrow_array::{
+    Array, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, Timelike, Utc};
+use ingest::{EventId, Micros};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{io, Error};
+
+/// One admitted query, as archived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub seq: u64,
+    pub event_id: EventId,
+    pub ts: DateTime<Utc>,
+    pub key_id: String,
+    pub workflow_id: String,
+    pub status_code: u16,
+    pub cost: Micros,
+    pub duration_ms: u64,
+}
+
+/// What a flush or a compaction did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub files: usize,
+    pub rows: usize,
+    pub bytes: u64,
+}
+
+/// The archive directory, opened (and recovered) by one process at a time.
+#[derive(Debug)]
+pub struct Archive {
+    root: PathBuf,
+    watermark: u64,
+}
+
+/// The archive's schema: the spec's columns and the stream sequence.
+pub fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("key_id", DataType::Utf8, false),
+        Field::new("workflow_id", DataType::Utf8, false),
+        Field::new("status_code", DataType::Int32, false),
+        Field::new("cost", DataType::Decimal128(18, 6), false),
+        Field::new("duration_ms", DataType::Int64, false),
+        Field::new("seq", DataType::Int64, false),
+    ]))
+}
+
+impl Archive {
+    /// Opens the archive at `root`, finishing what a crash interrupted:
+    /// temporary files and staging directories go, and files beyond the
+    /// watermark (an unfinished flush) are deleted to be written again.
+    pub fn open(root: &Path) -> Result<Archive, Error> {
+        let usage = root.join("usage");
+        fs::create_dir_all(&usage).map_err(io(&usage))?;
+        let staging = root.join(".staging");
+        if staging.exists() {
+            fs::remove_dir_all(&staging).map_err(io(&staging))?;
+        }
+        let watermark = match fs::read_to_string(root.join("watermark")) {
+            Ok(text) => text.trim().parse::<u64>().map_err(|_| Error::Io {
+                path: root.join("watermark"),
+                source: std::io::Error::other(format!("not a sequence number: {text:?}")),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(io(&root.join("watermark"))(e)),
+        };
+        let mut removed = 0;
+        for (path, range) in files(&usage)? {
+            let unfinished = range.is_none_or(|(_, last)| last > watermark);
+            if unfinished {
+                fs::remove_file(&path).map_err(io(&path))?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::warn!(
+                removed,
+                watermark,
+                "removed archive files of a flush that did not finish; archiving that range again"
+            );
+        }
+        Ok(Archive {
+            root: root.to_owned(),
+            watermark,
+        })
+    }
+
+    /// The last stream sequence whose rows are all in the archive.
+    pub fn watermark(&self) -> u64 {
+        self.watermark
+    }
+
+    /// Archives `rows` (the admitted queries among sequences
+    /// `watermark+1 ..= through`, in sequence order) and moves the
+    /// watermark to `through`.
+    pub fn write(&mut self, rows: &[Row], through: u64) -> Result<Written, Error> {
+        if through <= self.watermark {
+            return Ok(Written::default());
+        }
+        let first = self.watermark + 1;
+        let mut by_hour: BTreeMap<(String, u32), Vec<&Row>> = BTreeMap::new();
+        for row in rows.iter().filter(|r| r.seq >= first && r.seq <= through) {
+            let key = (row.ts.format("%Y-%m-%d").to_string(), row.ts.hour());
+            by_hour.entry(key).or_default().push(row);
+        }
+        let mut written = Written::default();
+        let mut paths = Vec::new();
+        let name = part_name(first, through);
+        let files = by_hour.into_iter().try_for_each(|((date, hour), rows)| {
+            let dir = self.hour_dir(&date, hour);
+            fs::create_dir_all(&dir).map_err(io(&dir))?;
+            paths.push(dir.join(&name));
+            written.bytes += write_file(&dir, &name, &rows)?;
+            sync_dir(&dir)?;
+            written.files += 1;
+            written.rows += rows.len();
+            Ok::<_, Error>(())
+        });
+        if let Err(error) = files.and_then(|()| self.move_watermark(through)) {
+            // Leave nothing beyond the watermark: a retry writes this range again.
+            for path in paths {
+                let _ = fs::remove_file(path);
+            }
+            return Err(error);
+        }
+        self.watermark = through;
+        Ok(written)
+    }
+
+    fn move_watermark(&self, through: u64) -> Result<(), Error> {
+        let mark = self.root.join("watermark");
+        let temp = self.root.join(".watermark.tmp");
+        let mut file = File::create(&temp).map_err(io(&temp))?;
+        file.write_all(format!("{through}\n").as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(io(&temp))?;
+        fs::rename(&temp, &mark).map_err(io(&mark))?;
+        // The watermark has moved: from here on an error must not make the
+        // caller delete the files it covers.
+        if let Err(error) = sync_dir(&self.root) {
+            tracing::warn!(%error, "cannot sync the archive directory after moving the watermark");
+        }
+        Ok(())
+    }
+
+    fn hour_dir(&self, date: &str, hour: u32) -> PathBuf {
+        self.root
+            .join("usage")
+            .join(format!("date={date}"))
+            .join(format!("hour={hour:02}"))
+    }
+
+    /// Merges the files of every hour that ended before `closed_before`
+    /// into one per hour.
+    pub fn compact(&self, closed_before: DateTime<Utc>) -> Result<Written, Error> {
+        let mut done = Written::default();
+        let usage = self.root.join("usage");
+        let mut hours: BTreeMap<PathBuf, Vec<(PathBuf, (u64, u64))>> = BTreeMap::new();
+        for (path, range) in files(&usage)? {
+            if let (Some(range), Some(dir)) = (range, path.parent()) {
+                hours.entry(dir.to_owned()).or_default().push((path, range));
+            }
+        }
+        for (dir, mut parts) in hours {
+            let Some(end) = hour_end(&dir) else { continue };
+            if parts.len() < 2 || end > closed_before {
+                continue;
+            }
+            parts.sort_by_key(|(_, range)| *range);
+            let first = parts.iter().map(|(_, (f, _))| *f).min().unwrap_or_default();
+            let last = parts.iter().map(|(_, (_, l))| *l).max().unwrap_or_default();
+            let staging = self.root.join(".staging");
+            fs::create_dir_all(&staging).map_err(io(&staging))?;
+            let merged = staging.join(dir.file_name().unwrap_or_default());
+            fs::create_dir_all(&merged).map_err(io(&merged))?;
+            let name = part_name(first, last);
+            let mut batches = Vec::new();
+            for (path, _) in &parts {
+                let file = File::open(path).map_err(io(path))?;
+                for batch in ParquetRecordBatchReaderBuilder::try_new(file)?.build()? {
+                    batches.push(batch?);
+                }
+            }
+            let bytes = write_batches(&merged, &name, &batches)?;
+            sync_dir(&merged)?;
+            exchange(&merged, &dir)?;
+            sync_dir(dir.parent().unwrap_or(&usage))?;
+            // `merged` now holds the old small files.
+            fs::remove_dir_all(&staging).map_err(io(&staging))?;
+            done.files += 1;
+            done.rows += batches.iter().map(RecordBatch::num_rows).sum::<usize>();
+            done.bytes += bytes;
+            tracing::info!(dir = %dir.display(), merged = parts.len(), "archive hour compacted");
+        }
+        Ok(done)
+    }
+}
+
+fn part_name(first: u64, last: u64) -> String {
+    format!("part-{first:020}-{last:020}.parquet")
+}
+
+/// `(first, last)` of a `part-<first>-<last>.parquet` name.
+fn parse_part(name: &str) -> Option<(u64, u64)> {
+    let (first, last) = name.strip_prefix("part-")?.strip_suffix(".parquet")?.split_once('-')?;
+    Some((first.parse().ok()?, last.parse().ok()?))
+}
+
+/// When the hour of a `…/date=YYYY-MM-DD/hour=HH` directory ends.
+fn hour_end(dir: &Path) -> Option<DateTime<Utc>> {
+    let hour: u32 = dir.file_name()?.to_str()?.strip_prefix("hour=")?.parse().ok()?;
+    let date = dir.parent()?.file_name()?.to_str()?.strip_prefix("date=")?;
+    let date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+    Some(date.and_hms_opt(hour, 0, 0)?.and_utc() + chrono::Duration::hours(1))
+}
+
+/// Every file under `usage/date=*/hour=*/`, with its range if it is a part
+/// file (temporary files and strays have none).
+fn files(usage: &Path) -> Result<Vec<(PathBuf, Option<(u64, u64)>)>, Error> {
+    let mut out = Vec::new();
+    for date in read_dir(usage)? {
+        for hour in read_dir(&date)? {
+            for file in read_dir(&hour)? {
+                if file.is_file() {
+                    let range = file.file_name().and_then(|n| n.to_str()).and_then(parse_part);
+                    out.push((file, range));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io(dir))? {
+        out.push(entry.map_err(io(dir))?.path());
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+fn write_file(dir: &Path, name: &str, rows: &[&Row]) -> Result<u64, Error> {
+    let schema = schema();
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.event_id.to_string()),
+            )),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.ts.timestamp_micros()))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.key_id.as_str()))),
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r.workflow_id.as_str()),
+            )),
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.status_code as i32))),
+            Arc::new(
+                Decimal128Array::from_iter_values(rows.iter().map(|r| r.cost.get() as i128))
+                    .with_precision_and_scale(18, 6)?,
+            ),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.duration_ms as i64))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.seq as i64))),
+        ],
+    )?;
+    write_batches(dir, name, &[batch])
+}
+
+/// Writes `batches` to `dir/name` through a hidden temporary file; returns
+/// the file's size.
+fn write_batches(dir: &Path, name: &str, batches: &[RecordBatch]) -> Result<u64, Error> {
+    let temp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    let file = File::create(&temp).map_err(io(&temp))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .build();
+    let mut writer = ArrowWriter::try_new(file, schema(), Some(props))?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    let file = writer.into_inner()?;
+    file.sync_all().map_err(io(&temp))?;
+    let bytes = file.metadata().map_err(io(&temp))?.len();
+    fs::rename(&temp, &path).map_err(io(&path))?;
+    Ok(bytes)
+}
+
+/// Swaps two directories in one step (Linux `renameat2(RENAME_EXCHANGE)`).
+fn exchange(a: &Path, b: &Path) -> Result<(), Error> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|e| io(p)(std::io::Error::other(e)));
+    let (ca, cb) = (c(a)?, c(b)?);
+    // SAFETY: both are valid NUL-terminated paths that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io(b)(std::io::Error::last_os_error()))
+    }
+}
+
+/// The `(event_id, ts)` of every row in the date partitions from `since`'s
+/// day on: what a restarted archiver must know to archive a late duplicate
+/// of an event only once.
+pub fn ids_since(root: &Path, since: DateTime<Utc>) -> Result<Vec<(EventId, DateTime<Utc>)>, Error> {
+    let first_day = format!("date={}", since.format("%Y-%m-%d"));
+    let mut out = Vec::new();
+    for (path, range) in files(&root.join("usage"))? {
+        let date = path.parent().and_then(Path::parent).and_then(Path::file_name);
+        if range.is_none() || date.and_then(|d| d.to_str()).is_none_or(|d| d < first_day.as_str()) {
+            continue;
+        }
+        let file = File::open(&path).map_err(io(&path))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [0, 1]);
+        for batch in builder.with_projection(mask).build()? {
+            let batch = batch?;
+            let ids = batch.column(0).as_any().downcast_ref::<StringArray>();
+            let ts = batch.column(1).as_any().downcast_ref::<TimestampMicrosecondArray>();
+            let (Some(ids), Some(ts)) = (ids, ts) else { continue };
+            for i in 0..ids.len() {
+                if let (Ok(id), Some(at)) = (ids.value(i).parse(), DateTime::from_timestamp_micros(ts.value(i))) {
+                    out.push((id, at));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every row in the archive (for tests and checks): `(event_id, seq)`.
+pub fn read_ids(root: &Path) -> Result<Vec<(String, i64)>, Error> {
+    let mut out = Vec::new();
+    for (path, range) in files(&root.join("usage"))? {
+        if range.is_none() {
+            continue;
+        }
+        let file = File::open(&path).map_err(io(&path))?;
+        for batch in ParquetRecordBatchReaderBuilder::try_new(file)?.build()? {
+            let batch = batch?;
+            let ids = batch.column(0).as_any().downcast_ref::<StringArray>();
+            let seqs = batch.column(7).as_any().downcast_ref::<Int64Array>();
+            if let (Some(ids), Some(seqs)) = (ids, seqs) {
+                for i in 0..ids.len() {
+                    out.push((ids.value(i).to_owned(), seqs.value(i)));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn row(seq: u64, ts: DateTime<Utc>) -> Row {
+        Row {
+            seq,
+            event_id: EventId::new(),
+            ts,
+            key_id: "key_a".into(),
+            workflow_id: "echo".into(),
+            status_code: 200,
+            cost: Micros::new(1_500_000),
+            duration_ms: 3,
+        }
+    }
+
+    fn t(h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn flushes_name_their_range_and_move_the_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path()).unwrap();
+        let rows = [row(2, t(3, 59)), row(3, t(4, 0)), row(5, t(4, 1))];
+        let written = archive.write(&rows, 6).unwrap();
+        assert_eq!((written.files, written.rows), (2, 3));
+        assert_eq!(archive.watermark(), 6);
+        assert!(dir
+            .path()
+            .join("usage/date=2026-11-25/hour=04")
+            .join(part_name(1, 6))
+            .exists());
+        // Nothing but non-query events: the watermark still moves.
+        assert_eq!(archive.write(&[], 9).unwrap().files, 0);
+        assert_eq!(Archive::open(dir.path()).unwrap().watermark(), 9);
+        let mut ids = read_ids(dir.path()).unwrap();
+        ids.sort_by_key(|(_, seq)| *seq);
+        assert_eq!(ids.iter().map(|(_, s)| *s).collect::<Vec<_>>(), [2, 3, 5]);
+        let mut recent: Vec<_> = ids_since(dir.path(), t(0, 0))
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        recent.sort();
+        let mut want: Vec<_> = rows.iter().map(|r| r.event_id).collect();
+        want.sort();
+        assert_eq!(recent, want);
+        assert!(ids_since(dir.path(), t(0, 0) + chrono::Duration::days(1))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn an_unfinished_flush_is_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path()).unwrap();
+        archive.write(&[row(1, t(3, 0))], 1).unwrap();
+        // A crash after a file was renamed into place but before the watermark moved.
+        let hour = dir.path().join("usage/date=2026-11-25/hour=05");
+        fs::create_dir_all(&hour).unwrap();
+        write_file(&hour, &part_name(2, 4), &[&row(3, t(5, 0))]).unwrap();
+        fs::write(hour.join(".part-x.tmp"), b"half").unwrap();
+        let archive = Archive::open(dir.path()).unwrap();
+        assert_eq!(archive.watermark(), 1);
+        assert_eq!(read_ids(dir.path()).unwrap().len(), 1);
+        assert_eq!(fs::read_dir(&hour).unwrap().count(), 0, "both leftovers are gone");
+    }
+
+    #[test]
+    fn compaction_merges_closed_hours_into_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path()).unwrap();
+        archive.write(&[row(1, t(3, 0)), row(2, t(4, 0))], 2).unwrap();
+        archive.write(&[row(3, t(3, 30)), row(4, t(4, 30))], 4).unwrap();
+        archive.write(&[row(5, t(3, 59))], 5).unwrap();
+        let before = read_ids(dir.path()).unwrap();
+        let done = archive.compact(t(4, 10)).unwrap();
+        assert_eq!((done.files, done.rows), (1, 3), "03:00 closed, 04:00 not");
+        let three = dir.path().join("usage/date=2026-11-25/hour=03");
+        let names: Vec<_> = fs::read_dir(&three).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, [std::ffi::OsString::from(part_name(1, 5))]);
+        assert_eq!(
+            fs::read_dir(dir.path().join("usage/date=2026-11-25/hour=04"))
+                .unwrap()
+                .count(),
+            2
+        );
+        let mut after = read_ids(dir.path()).unwrap();
+        let mut before = before;
+        before.sort();
+        after.sort();
+        assert_eq!(after, before, "same rows, once each");
+        assert!(!dir.path().join(".staging").exists());
+        assert_eq!(
+            Archive::open(dir.path()).unwrap().watermark(),
+            5,
+            "compaction keeps the watermark"
+        );
+    }
+}
