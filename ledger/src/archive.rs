@@ -192,7 +192,7 @@ impl Archive {
     pub fn compact(&self, closed_before: DateTime<Utc>) -> Result<Written, Error> {
         let mut done = Written::default();
         let usage = self.root.join("usage");
-        let mut hours: BTreeMap<PathBuf, Vec<(PathBuf, (u64, u64))>> = BTreeMap::new();
+        let mut hours: BTreeMap<PathBuf, Vec<(PathBuf, SeqRange)>> = BTreeMap::new();
         for (path, range) in files(&usage)? {
             if let (Some(range), Some(dir)) = (range, path.parent()) {
                 hours.entry(dir.to_owned()).or_default().push((path, range));
@@ -233,6 +233,9 @@ impl Archive {
     }
 }
 
+/// The first and last stream sequence a part file covers.
+type SeqRange = (u64, u64);
+
 fn part_name(first: u64, last: u64) -> String {
     format!("part-{first:020}-{last:020}.parquet")
 }
@@ -253,7 +256,7 @@ fn hour_end(dir: &Path) -> Option<DateTime<Utc>> {
 
 /// Every file under `usage/date=*/hour=*/`, with its range if it is a part
 /// file (temporary files and strays have none).
-fn files(usage: &Path) -> Result<Vec<(PathBuf, Option<(u64, u64)>)>, Error> {
+fn files(usage: &Path) -> Result<Vec<(PathBuf, Option<SeqRange>)>, Error> {
     let mut out = Vec::new();
     for date in read_dir(usage)? {
         for hour in read_dir(&date)? {
