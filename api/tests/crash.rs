@@ -1,0 +1,322 @@
+//! `kill -9` of the real binary at random moments under load, on both
+//! backends: after every crash and restart, the usage the API reports
+//! counts every answered query (and at most the ones in flight at a kill),
+//! the Parquet archive holds every recorded query exactly once, and DuckDB
+//! reading the archive agrees with the usage API to the micro-dollar.
+
+use futures::StreamExt;
+use ingest::testkit::{unique_stream_name, NatsServer};
+use ingest::{Event, EventStream};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+const TOKEN: &str = "crash-admin-token-0123456789";
+const ROUNDS: usize = 4;
+const CLIENTS: usize = 16;
+
+struct Node {
+    child: tokio::process::Child,
+    base: String,
+}
+
+impl Node {
+    /// Starts `nodai serve` and waits until it is ready.
+    async fn start(data_dir: &Path, extra: &[String]) -> Node {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.with_extension("log"))
+            .unwrap();
+        let port = ingest::testkit::free_port();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_nodai"))
+            .arg("serve")
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--archive-flush-secs",
+                "1",
+                "--data-dir",
+            ])
+            .arg(data_dir)
+            .args(extra)
+            .env_remove("NODAI_NATS_URL")
+            .env("NODAI_ADMIN_TOKEN", TOKEN)
+            .env("NODAI_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let node = Node {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = reqwest::get(format!("{}/readyz", node.base)).await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return node;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never ready; see {}",
+                data_dir.with_extension("log").display()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn kill_9(&mut self) {
+        self.child.start_kill().unwrap();
+    }
+
+    async fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().unwrap().to_string();
+        std::process::Command::new("kill")
+            .args(["-s", "TERM", &pid])
+            .status()
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("no exit after SIGTERM")
+            .unwrap()
+            .code()
+    }
+
+    async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        response.json().await.unwrap_or(Value::Null)
+    }
+}
+
+/// A small, seeded generator: the kill moments vary per run and the seed
+/// is printed, so a failure can be replayed.
+fn kill_moments(seed: u64) -> Vec<Duration> {
+    let mut x = seed | 1;
+    (0..ROUNDS)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            Duration::from_millis(300 + x % 1200)
+        })
+        .collect()
+}
+
+/// Where the stream lives: the embedded log in the data dir, or NATS.
+enum Store {
+    Embedded,
+    Nats { url: String, stream: String },
+}
+
+impl Store {
+    fn args(&self) -> Vec<String> {
+        match self {
+            Store::Embedded => vec![],
+            Store::Nats { url, stream } => vec!["--nats".into(), url.clone(), "--stream".into(), stream.clone()],
+        }
+    }
+
+    async fn open(&self, data_dir: &Path) -> Arc<dyn EventStream> {
+        match self {
+            Store::Embedded => Arc::new(
+                ingest::embedded::EmbeddedLog::open(ingest::embedded::Options::new(data_dir.join("stream")))
+                    .await
+                    .unwrap(),
+            ),
+            Store::Nats { url, stream } => Arc::new(
+                ingest::nats::NatsStream::connect(ingest::nats::Options::new(url, stream))
+                    .await
+                    .unwrap(),
+            ),
+        }
+    }
+}
+
+async fn crash_and_restart(store: Store) {
+    let extra = store.args();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("kill moments seed: {seed}");
+    let root = tempfile::tempdir().unwrap();
+    let dir: PathBuf = root.path().join("data");
+    let node = Node::start(&dir, &extra).await;
+    node.admin(
+        reqwest::Method::POST,
+        "/api/v1/workflows",
+        Some(json!({"id": "echo", "name": "echo", "upstream_url": "builtin:echo", "price_per_request": 0.001234})),
+    )
+    .await;
+    let key = node
+        .admin(
+            reqwest::Method::POST,
+            "/api/v1/api-keys",
+            Some(json!({"name": "crash"})),
+        )
+        .await;
+    let (key_id, secret) = (
+        key["id"].as_str().unwrap().to_owned(),
+        key["key"].as_str().unwrap().to_owned(),
+    );
+
+    let answered = Arc::new(AtomicU64::new(0));
+    let unknown = Arc::new(AtomicU64::new(0));
+    let mut node = Some(node);
+    for (round, pause) in kill_moments(seed).into_iter().enumerate() {
+        let mut current = match node.take() {
+            Some(node) => node,
+            None => Node::start(&dir, &extra).await,
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let (base, secret) = (current.base.clone(), secret.clone());
+                let (stop, answered, unknown) = (stop.clone(), answered.clone(), unknown.clone());
+                tokio::spawn(async move {
+                    let http = reqwest::Client::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let sent = http
+                            .post(format!("{base}/api/v1/workflows/echo/query"))
+                            .header("X-API-Key", &secret)
+                            .json(&json!({"input": "x"}))
+                            .send()
+                            .await;
+                        match sent {
+                            Ok(r) if r.status() == 200 => drop(answered.fetch_add(1, Ordering::Relaxed)),
+                            Ok(r) => panic!("unexpected {} before the kill", r.status()),
+                            // The kill: this query's outcome is unknown.
+                            Err(_) => {
+                                unknown.fetch_add(1, Ordering::Relaxed);
+                                return;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(pause).await;
+        current.kill_9();
+        current.child.wait().await.unwrap();
+        stop.store(true, Ordering::Relaxed);
+        for client in clients {
+            client.await.unwrap();
+        }
+        eprintln!(
+            "round {round}: killed after {pause:?}; answered so far {}",
+            answered.load(Ordering::Relaxed)
+        );
+    }
+
+    let node = Node::start(&dir, &extra).await;
+    let usage = node
+        .admin(reqwest::Method::GET, &format!("/api/v1/api-keys/{key_id}/usage"), None)
+        .await;
+    let total = usage["total_requests"].as_u64().unwrap();
+    let (answered, unknown) = (answered.load(Ordering::Relaxed), unknown.load(Ordering::Relaxed));
+    assert!(answered > 0);
+    assert!(
+        total >= answered && total <= answered + unknown,
+        "usage {total}, answered {answered}, in flight at the kills {unknown}"
+    );
+    assert_eq!(node.terminate().await, Some(0), "SIGTERM flushes and exits 0");
+
+    // The stream holds `total` usage events; the archive one row for each.
+    let stream = store.open(&dir).await;
+    let records: Vec<_> = stream.replay(1).await.unwrap().map(|r| r.unwrap()).collect().await;
+    stream.close().await;
+    let recorded: Vec<String> = records
+        .iter()
+        .filter_map(|r| {
+            let envelope = r.envelope().unwrap();
+            matches!(envelope.event(), Ok(Event::QueryRecorded(_))).then(|| envelope.id.to_string())
+        })
+        .collect();
+    assert_eq!(recorded.len() as u64, total);
+    let mut archived: Vec<String> = ledger::archive::read_ids(&dir.join("archive"))
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    archived.sort();
+    let rows = archived.len();
+    archived.dedup();
+    assert_eq!(archived.len(), rows, "an event_id archived twice");
+    let mut recorded = recorded;
+    recorded.sort();
+    assert_eq!(archived, recorded, "archive rows and usage events differ");
+
+    duckdb_agrees(&dir.join("archive"), total, usage["total_cost"].as_f64().unwrap());
+}
+
+/// DuckDB reads the archive as it is, and its count and sum match the usage
+/// API to the micro-dollar. Skipped without Python's duckdb unless
+/// `NODAI_REQUIRE_PYTHON=1` (CI installs it).
+fn duckdb_agrees(archive: &Path, requests: u64, cost: f64) {
+    let script = r#"
+import sys, duckdb
+rows = duckdb.sql(f"SELECT count(*), sum(cost)::VARCHAR, count(DISTINCT event_id) FROM read_parquet('{sys.argv[1]}/usage/*/*/*.parquet', hive_partitioning = true)").fetchall()
+print(rows[0][0], rows[0][1], rows[0][2])
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(archive)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("No module named 'duckdb'") && std::env::var("NODAI_REQUIRE_PYTHON").as_deref() != Ok("1") {
+            eprintln!("skipping the DuckDB check: pip install duckdb (or set NODAI_REQUIRE_PYTHON=1 to fail)");
+            return;
+        }
+        panic!("duckdb failed: {stderr}");
+    }
+    let text = String::from_utf8(out.stdout).unwrap();
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(fields[0].parse::<u64>().unwrap(), requests, "{text}");
+    assert_eq!(
+        fields[2].parse::<u64>().unwrap(),
+        requests,
+        "distinct event ids: {text}"
+    );
+    let micros = |usd: &str| {
+        let (whole, frac) = usd.split_once('.').unwrap_or((usd, ""));
+        whole.parse::<i64>().unwrap() * 1_000_000 + format!("{frac:0<6}")[..6].parse::<i64>().unwrap()
+    };
+    assert_eq!(
+        micros(fields[1]),
+        (cost * 1e6).round() as i64,
+        "DuckDB sum {} vs API {cost}",
+        fields[1]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_and_duplicates_nothing_on_the_embedded_log() {
+    crash_and_restart(Store::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_and_duplicates_nothing_on_nats() {
+    let Some(server) = NatsServer::start().await else {
+        return;
+    };
+    crash_and_restart(Store::Nats {
+        url: server.url(),
+        stream: unique_stream_name(),
+    })
+    .await;
+}
