@@ -34,6 +34,11 @@ impl EventId {
     pub fn from_bytes(bytes: [u8; 16]) -> Self {
         EventId(uuid::Uuid::from_bytes(bytes))
     }
+
+    /// The hyphenated lowercase form, written into `buf` without allocating.
+    pub fn encode<'a>(&self, buf: &'a mut [u8; 36]) -> &'a str {
+        self.0.hyphenated().encode_lower(buf)
+    }
 }
 
 impl Default for EventId {

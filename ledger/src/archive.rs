@@ -135,16 +135,15 @@ impl Archive {
             return Ok(Written::default());
         }
         let first = self.watermark + 1;
-        let mut by_hour: BTreeMap<(String, u32), Vec<&Row>> = BTreeMap::new();
+        let mut by_hour: BTreeMap<i64, Vec<&Row>> = BTreeMap::new();
         for row in rows.iter().filter(|r| r.seq >= first && r.seq <= through) {
-            let key = (row.ts.format("%Y-%m-%d").to_string(), row.ts.hour());
-            by_hour.entry(key).or_default().push(row);
+            by_hour.entry(crate::usage::hour_of(row.ts)).or_default().push(row);
         }
         let mut written = Written::default();
         let mut paths = Vec::new();
         let name = part_name(first, through);
-        let files = by_hour.into_iter().try_for_each(|((date, hour), rows)| {
-            let dir = self.hour_dir(&date, hour);
+        let files = by_hour.into_iter().try_for_each(|(hour, rows)| {
+            let dir = self.hour_dir(hour);
             fs::create_dir_all(&dir).map_err(io(&dir))?;
             paths.push(dir.join(&name));
             written.bytes += write_file(&dir, &name, &rows)?;
@@ -180,11 +179,13 @@ impl Archive {
         Ok(())
     }
 
-    fn hour_dir(&self, date: &str, hour: u32) -> PathBuf {
+    /// `usage/date=YYYY-MM-DD/hour=HH` of an hour number (hours since the epoch).
+    fn hour_dir(&self, hour: i64) -> PathBuf {
+        let start = DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default();
         self.root
             .join("usage")
-            .join(format!("date={date}"))
-            .join(format!("hour={hour:02}"))
+            .join(format!("date={}", start.format("%Y-%m-%d")))
+            .join(format!("hour={:02}", start.hour()))
     }
 
     /// Merges the files of every hour that ended before `closed_before`
@@ -292,9 +293,7 @@ fn write_file(dir: &Path, name: &str, rows: &[&Row]) -> Result<u64, Error> {
     let batch = RecordBatch::try_new(
         schema,
         vec![
-            Arc::new(StringArray::from_iter_values(
-                rows.iter().map(|r| r.event_id.to_string()),
-            )),
+            Arc::new(event_ids(rows)),
             Arc::new(
                 TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.ts.timestamp_micros()))
                     .with_timezone("UTC"),
@@ -315,14 +314,30 @@ fn write_file(dir: &Path, name: &str, rows: &[&Row]) -> Result<u64, Error> {
     write_batches(dir, name, &[batch])
 }
 
+fn event_ids(rows: &[&Row]) -> StringArray {
+    let mut ids = arrow_array::builder::StringBuilder::with_capacity(rows.len(), rows.len() * 36);
+    let mut buf = [0u8; 36];
+    for row in rows {
+        ids.append_value(row.event_id.encode(&mut buf));
+    }
+    ids.finish()
+}
+
 /// Writes `batches` to `dir/name` through a hidden temporary file; returns
 /// the file's size.
 fn write_batches(dir: &Path, name: &str, batches: &[RecordBatch]) -> Result<u64, Error> {
     let temp = dir.join(format!(".{name}.tmp"));
     let path = dir.join(name);
     let file = File::create(&temp).map_err(io(&temp))?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+    // Dictionaries pay off for the repetitive columns (keys, workflows,
+    // statuses, prices); unique or ever-increasing ones only pay for them.
+    let plain = ["event_id", "ts", "seq", "duration_ms"];
+    let props = plain
+        .into_iter()
+        .fold(WriterProperties::builder(), |b, column| {
+            b.set_column_dictionary_enabled(column.into(), false)
+        })
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
         .build();
     let mut writer = ArrowWriter::try_new(file, schema(), Some(props))?;
     for batch in batches {

@@ -13,14 +13,16 @@ use chrono::{DateTime, Utc};
 use ingest::EventId;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{BTreeMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
+
+use crate::hash::FastHasher;
 
 /// Days of applied ids kept.
 pub const DAYS_KEPT: i64 = 35;
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Dedup {
-    by_day: BTreeMap<i64, HashSet<u128, BuildHasherDefault<IdHasher>>>,
+    by_day: BTreeMap<i64, HashSet<u128, BuildHasherDefault<FastHasher>>>,
     newest_day: i64,
 }
 
@@ -38,10 +40,14 @@ impl Dedup {
         if day <= self.newest_day - DAYS_KEPT {
             return true;
         }
-        self.by_day
-            .entry(day)
-            .or_default()
-            .insert(u128::from_be_bytes(*id.as_bytes()))
+        let id = u128::from_be_bytes(*id.as_bytes());
+        // Nearly every event is of the newest day: skip the tree walk.
+        if let Some(mut newest) = self.by_day.last_entry() {
+            if *newest.key() == day {
+                return newest.get_mut().insert(id);
+            }
+        }
+        self.by_day.entry(day).or_default().insert(id)
     }
 
     /// Ids remembered.
@@ -51,30 +57,6 @@ impl Dedup {
 
     pub fn is_empty(&self) -> bool {
         self.by_day.is_empty()
-    }
-}
-
-/// Event ids are UUIDv7: 74 random bits, so folding the halves together is
-/// as good a hash as any and much cheaper than SipHash. They come from our
-/// own producers through the stream, not from HTTP input.
-#[derive(Default)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-
-    fn write_u128(&mut self, v: u128) {
-        self.0 = ((v as u64) ^ ((v >> 64) as u64).rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 

@@ -36,7 +36,6 @@ pub struct ApiKey {
     pub settings: KeySettings,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    pub last_used_at: Option<DateTime<Utc>>,
     pub hash: KeyHash,
     /// A rotated-out secret and the end of its grace period (boxed: rare,
     /// and a million keys should not each carry its room).
@@ -116,7 +115,6 @@ impl Keys {
                         settings: e.settings.clone(),
                         created_at: ts,
                         updated_at: ts,
-                        last_used_at: None,
                         hash,
                         previous: None,
                         seq,
@@ -160,14 +158,6 @@ impl Keys {
                 self.by_hash.insert(hash, key.id.clone());
             }
             _ => {}
-        }
-    }
-
-    pub(crate) fn touch(&mut self, key_id: &str, ts: DateTime<Utc>) {
-        if let Some(key) = self.by_id.get_mut(key_id) {
-            if key.last_used_at.is_none_or(|at| at < ts) {
-                key.last_used_at = Some(ts);
-            }
         }
     }
 }

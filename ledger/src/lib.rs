@@ -19,6 +19,7 @@
 pub mod archive;
 pub mod dedup;
 mod error;
+mod hash;
 pub mod keys;
 pub mod snapshot;
 pub mod usage;
@@ -60,10 +61,7 @@ impl Projection {
             Event::WorkflowRegistered(_) | Event::WorkflowUpdated(_) | Event::WorkflowDeleted(_) => {
                 self.workflows.apply(seq, ts, event)
             }
-            Event::QueryRecorded(q) => {
-                self.usage.apply(ts, q);
-                self.keys.touch(&q.key_id, ts);
-            }
+            Event::QueryRecorded(q) => self.usage.apply(ts, q),
             _ => {}
         }
         true

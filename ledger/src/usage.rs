@@ -10,7 +10,9 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use ingest::events::QueryRecorded;
 use ingest::Micros;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::VecDeque;
+
+use crate::hash::FastMap;
 
 /// Minutes in the rate limit's window.
 pub const WINDOW_MINUTES: i64 = 60;
@@ -40,15 +42,20 @@ impl Bucket {
 
 /// Buckets by period number (minutes, hours or days since the epoch, or
 /// months since year 0), oldest first, only periods that had queries. A
-/// sorted vector: events arrive in time order but for clock skew between
-/// replicas, so inserts are appends, and a key used once costs one entry.
+/// sorted ring buffer: events arrive in time order but for clock skew
+/// between replicas, so inserts are at the back and pruning at the front,
+/// both O(1), and a key used once costs one entry.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Series(Vec<(i64, Bucket)>);
+pub struct Series(VecDeque<(i64, Bucket)>);
 
 impl Series {
-    fn add(&mut self, period: i64, q: &QueryRecorded) {
-        match self.0.last_mut() {
-            Some((last, bucket)) if *last == period => bucket.add(q),
+    /// Adds `q` to `period`; true if that period is new to the series.
+    fn add(&mut self, period: i64, q: &QueryRecorded) -> bool {
+        match self.0.back_mut() {
+            Some((last, bucket)) if *last == period => {
+                bucket.add(q);
+                return false;
+            }
             Some((last, _)) if *last > period => {
                 let at = self.0.partition_point(|(p, _)| *p < period);
                 match self.0.get_mut(at) {
@@ -63,9 +70,10 @@ impl Series {
             _ => {
                 let mut bucket = Bucket::default();
                 bucket.add(q);
-                self.0.push((period, bucket));
+                self.0.push_back((period, bucket));
             }
         }
+        true
     }
 
     /// Drops periods before `oldest`.
@@ -84,7 +92,7 @@ impl Series {
     /// Periods in `from..to` that had queries.
     pub fn range(&self, from: i64, to: i64) -> impl Iterator<Item = (i64, Bucket)> + '_ {
         let start = self.0.partition_point(|(p, _)| *p < from);
-        self.0[start..].iter().take_while(move |(p, _)| *p < to).copied()
+        self.0.range(start..).take_while(move |(p, _)| *p < to).copied()
     }
 
     fn sum_from(&self, from: i64) -> Bucket {
@@ -132,12 +140,16 @@ pub struct KeyUsage {
 impl KeyUsage {
     fn record(&mut self, ts: DateTime<Utc>, q: &QueryRecorded) {
         let newest = self.last_used_at.map_or(ts, |at| at.max(ts));
-        self.minutes.add(minute_of(ts), q);
-        self.minutes.keep_from(minute_of(newest) - WINDOW_MINUTES);
-        self.hours.add(hour_of(ts), q);
-        self.hours.keep_from(hour_of(newest) - HOURS_KEPT + 1);
-        self.days.add(day_of(ts), q);
-        self.days.keep_from(day_of(newest) - DAYS_KEPT + 1);
+        // Old periods can only fall out when a new one starts.
+        if self.minutes.add(minute_of(ts), q) {
+            self.minutes.keep_from(minute_of(newest) - WINDOW_MINUTES);
+        }
+        if self.hours.add(hour_of(ts), q) {
+            self.hours.keep_from(hour_of(newest) - HOURS_KEPT + 1);
+        }
+        if self.days.add(day_of(ts), q) {
+            self.days.keep_from(day_of(newest) - DAYS_KEPT + 1);
+        }
         self.months.add(month_of(ts), q);
         self.total.add(q);
         self.last_used_at = Some(newest);
@@ -170,7 +182,7 @@ impl KeyUsage {
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
-    by_key: HashMap<String, KeyUsage>,
+    by_key: FastMap<String, KeyUsage>,
 }
 
 impl Usage {

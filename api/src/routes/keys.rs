@@ -11,7 +11,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use ingest::events::{KeyCreated, KeyRevoked, KeyRotated, KeySettings, KeyUpdated};
 use ingest::Event;
-use ledger::ApiKey;
+use ledger::{ApiKey, Projection};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -54,8 +54,9 @@ pub struct KeyObject {
     metadata: Option<Value>,
 }
 
-impl From<&ApiKey> for KeyObject {
-    fn from(key: &ApiKey) -> KeyObject {
+impl KeyObject {
+    /// `key` as shown, with its last use from the projection's usage.
+    fn new(key: &ApiKey, projection: &Projection) -> KeyObject {
         let s = &key.settings;
         KeyObject {
             id: key.id.to_string(),
@@ -71,7 +72,7 @@ impl From<&ApiKey> for KeyObject {
             allowed_origins: s.allowed_origins.clone(),
             created_at: key.created_at,
             updated_at: key.updated_at,
-            last_used_at: key.last_used_at,
+            last_used_at: projection.usage.get(&key.id).and_then(|u| u.last_used_at),
             metadata: s.metadata.clone(),
         }
     }
@@ -169,9 +170,16 @@ fn live_key(state: &AppState, key_id: &str) -> Result<ApiKey, ApiError> {
         .ok_or(ApiError::KeyNotFound)
 }
 
+/// The live key `key_id` as shown.
+fn key_object(state: &AppState, key_id: &str) -> Result<KeyObject, ApiError> {
+    let projection = state.projection();
+    let key = projection.keys.get(key_id).ok_or(ApiError::KeyNotFound)?;
+    Ok(KeyObject::new(key, &projection))
+}
+
 fn with_secret(state: &AppState, key_id: &str, key: String) -> Result<KeyWithSecret, ApiError> {
     Ok(KeyWithSecret {
-        object: KeyObject::from(&live_key(state, key_id)?),
+        object: key_object(state, key_id)?,
         key,
     })
 }
@@ -232,7 +240,7 @@ pub async fn list(
         None
     };
     Ok(Json(Page {
-        data: keys.into_iter().map(KeyObject::from).collect(),
+        data: keys.into_iter().map(|k| KeyObject::new(k, &projection)).collect(),
         next_cursor,
     }))
 }
@@ -241,7 +249,7 @@ pub async fn list(
     responses((status = 200, body = KeyObject), (status = 401), (status = 404)), security(("admin" = [])))]
 pub async fn get_one(State(state): State<AppState>, Path(key_id): Path<String>) -> Result<Json<KeyObject>, ApiError> {
     state.read_own_writes().await?;
-    Ok(Json(KeyObject::from(&live_key(&state, &key_id)?)))
+    Ok(Json(key_object(&state, &key_id)?))
 }
 
 /// Applies a change to the key's current settings with a conditional
@@ -313,7 +321,7 @@ pub async fn update(
     .await?;
     tracing::info!(key_id, "api key updated");
     state.read_own_writes().await?;
-    Ok(Json(KeyObject::from(&live_key(&state, &key_id)?)))
+    Ok(Json(key_object(&state, &key_id)?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/api-keys/{key_id}", tag = "api-keys",
