@@ -8,7 +8,10 @@
 use futures::StreamExt;
 use ingest::{Event, EventStream};
 use ledger::archive::{Archive, Row};
-use ledger::Dedup;
+use ledger::Projection;
+use std::sync::RwLock;
+
+use crate::follower::Progress;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,36 +32,34 @@ pub struct Archiver {
     pending: Vec<Row>,
     /// The last sequence read: the next flush covers up to here.
     through: u64,
-    /// Duplicates of an event (stored twice past the stream's own window)
-    /// are archived once.
-    seen: Dedup,
+    /// The projection decides what is a duplicate of an earlier event
+    /// (stored twice past the stream's own window): the archiver skips the
+    /// sequences it marked, once it has applied them.
+    projection: Arc<RwLock<Projection>>,
+    progress: Arc<Progress>,
     metrics: Arc<Metrics>,
 }
 
 impl Archiver {
-    pub async fn open(dir: PathBuf, metrics: Arc<Metrics>) -> Result<Archiver, ledger::Error> {
-        let (archive, seen) = tokio::task::spawn_blocking(move || {
-            let archive = Archive::open(&dir)?;
-            // The ids archived within the de-duplication horizon, so that a
-            // late duplicate is not archived a second time after a restart.
-            let since = chrono::Utc::now() - chrono::Duration::days(ledger::dedup::DAYS_KEPT);
-            let mut seen = Dedup::default();
-            for (id, ts) in ledger::archive::ids_since(&dir, since)? {
-                seen.first_time(id, ts);
-            }
-            Ok::<_, ledger::Error>((archive, seen))
-        })
-        .await
-        .map_err(|e| ledger::Error::Io {
-            path: PathBuf::new(),
-            source: std::io::Error::other(e),
-        })??;
-        tracing::info!(watermark = archive.watermark(), known_ids = seen.len(), "archive open");
+    pub async fn open(
+        dir: PathBuf,
+        projection: Arc<RwLock<Projection>>,
+        progress: Arc<Progress>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Archiver, ledger::Error> {
+        let archive = tokio::task::spawn_blocking(move || Archive::open(&dir))
+            .await
+            .map_err(|e| ledger::Error::Io {
+                path: PathBuf::new(),
+                source: std::io::Error::other(e),
+            })??;
+        tracing::info!(watermark = archive.watermark(), "archive open");
         Ok(Archiver {
             through: archive.watermark(),
             archive: Some(archive),
             pending: Vec::new(),
-            seen,
+            projection,
+            progress,
             metrics,
         })
     }
@@ -90,7 +91,12 @@ impl Archiver {
                     next = records.next() => match next {
                         Some(Ok(record)) => {
                             backoff = Duration::from_millis(100);
-                            self.take(&record);
+                            while !self.take(&record).await {
+                                tracing::warn!(seq = record.seq, "archiver waiting for the projection to apply this event");
+                                if shutdown.is_cancelled() {
+                                    break 'follow;
+                                }
+                            }
                             if self.pending.len() >= MAX_PENDING {
                                 self.flush().await;
                             }
@@ -121,17 +127,32 @@ impl Archiver {
         let deadline = Instant::now() + FINAL_CATCH_UP;
         while self.through < last {
             match tokio::time::timeout_at(deadline, records.next()).await {
-                Ok(Some(Ok(record))) => self.take(&record),
+                Ok(Some(Ok(record))) if self.take(&record).await => {}
                 _ => break,
             }
         }
     }
 
-    fn take(&mut self, record: &ingest::Record) {
-        self.through = record.seq;
-        let Ok(envelope) = record.envelope() else { return };
+    /// Takes one record; false if the projection has not applied it within
+    /// a few seconds (nothing is taken then).
+    async fn take(&mut self, record: &ingest::Record) -> bool {
+        let Ok(envelope) = record.envelope() else {
+            self.through = record.seq;
+            return true;
+        };
         if let Ok(Event::QueryRecorded(q)) = envelope.event() {
-            if self.seen.first_time(envelope.id, envelope.ts) {
+            // Wait for the projection's verdict on this sequence (it is
+            // normally far ahead: the archiver flushes once a minute).
+            if !self.progress.wait_for(record.seq, Duration::from_secs(5)).await {
+                return false;
+            }
+            let duplicate = self
+                .projection
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .duplicates
+                .contains(&record.seq);
+            if !duplicate {
                 self.pending.push(Row {
                     seq: record.seq,
                     event_id: envelope.id,
@@ -144,6 +165,8 @@ impl Archiver {
                 });
             }
         }
+        self.through = record.seq;
+        true
     }
 
     /// Writes what is pending and compacts closed hours. On failure the rows

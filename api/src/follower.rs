@@ -148,6 +148,7 @@ pub async fn run(
     };
     follower.snapshot_seq = follower.progress.applied();
     follower.follow(&shutdown).await;
+    follower.catch_up().await;
     follower
         .snapshots
         .write(&follower.projection, follower.snapshot_seq)
@@ -167,14 +168,56 @@ struct Follower {
 }
 
 impl Follower {
+    /// Folds one record into the projection and moves `applied` past it.
+    fn apply(&self, record: &ingest::Record) {
+        match record.envelope().map(|e| (e.event(), e)) {
+            Ok((Ok(Event::Unknown(unknown)), _)) => {
+                self.metrics.unknown_events.inc();
+                tracing::debug!(seq = record.seq, event_type = %unknown.event_type, version = unknown.version, "skipped an event type this build does not know");
+            }
+            Ok((Ok(event), envelope)) => {
+                let mut projection = self.projection.write().unwrap_or_else(|e| e.into_inner());
+                projection.apply(record.seq, envelope.id, envelope.ts, &event);
+                if let Event::QueryRecorded(q) = &event {
+                    // Under the same write lock: counted here, no longer in flight.
+                    self.limiter.settle(&q.key_id, envelope.id);
+                }
+            }
+            Ok((Err(error), envelope)) => {
+                self.metrics.unknown_events.inc();
+                tracing::warn!(seq = record.seq, event_type = %envelope.event_type, %error, "skipped an event whose data does not decode");
+            }
+            Err(error) => {
+                self.metrics.unknown_events.inc();
+                tracing::warn!(seq = record.seq, %error, "skipped a record that is not an event envelope");
+            }
+        }
+        self.progress.advance(record.seq);
+        self.metrics.applied_seq.set(record.seq as i64);
+    }
+
+    /// At shutdown: applies what is on the stream up to its last sequence
+    /// (appended by requests that finished meanwhile), so that the last
+    /// snapshot and the archiver see all of it.
+    async fn catch_up(&self) {
+        let Ok(last) = self.stream.last_seq().await else { return };
+        if last <= self.progress.applied() {
+            return;
+        }
+        let Ok(mut records) = self.stream.replay(self.progress.applied() + 1).await else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.progress.applied() < last {
+            match tokio::time::timeout_at(deadline, records.next()).await {
+                Ok(Some(Ok(record))) => self.apply(&record),
+                _ => break,
+            }
+        }
+    }
+
     async fn follow(&mut self, shutdown: &CancellationToken) {
-        let (stream, projection, limiter, progress, metrics) = (
-            self.stream.clone(),
-            self.projection.clone(),
-            self.limiter.clone(),
-            self.progress.clone(),
-            self.metrics.clone(),
-        );
+        let (stream, projection, progress) = (self.stream.clone(), self.projection.clone(), self.progress.clone());
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             let from = progress.applied() + 1;
@@ -203,30 +246,7 @@ impl Follower {
                     None => break,
                 };
                 backoff = Duration::from_millis(100);
-                match record.envelope().map(|e| (e.event(), e)) {
-                    Ok((Ok(Event::Unknown(unknown)), _)) => {
-                        metrics.unknown_events.inc();
-                        tracing::debug!(seq = record.seq, event_type = %unknown.event_type, version = unknown.version, "skipped an event type this build does not know");
-                    }
-                    Ok((Ok(event), envelope)) => {
-                        let mut projection = projection.write().unwrap_or_else(|e| e.into_inner());
-                        projection.apply(record.seq, envelope.id, envelope.ts, &event);
-                        if let Event::QueryRecorded(q) = &event {
-                            // Under the same write lock: counted here, no longer in flight.
-                            limiter.settle(&q.key_id, envelope.id);
-                        }
-                    }
-                    Ok((Err(error), envelope)) => {
-                        metrics.unknown_events.inc();
-                        tracing::warn!(seq = record.seq, event_type = %envelope.event_type, %error, "skipped an event whose data does not decode");
-                    }
-                    Err(error) => {
-                        metrics.unknown_events.inc();
-                        tracing::warn!(seq = record.seq, %error, "skipped a record that is not an event envelope");
-                    }
-                }
-                progress.advance(record.seq);
-                metrics.applied_seq.set(record.seq as i64);
+                self.apply(&record);
                 if record.seq - self.snapshot_seq >= self.snapshots.every_events
                     || self.snapshot_at.elapsed() >= self.snapshots.every
                 {

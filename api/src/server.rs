@@ -103,7 +103,13 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let tasks = TaskTracker::new();
     let limiter = Arc::new(Limiter::default());
     if matches!(config.role, Role::All | Role::Worker) {
-        let archiver = Archiver::open(data_dir.path().join("archive"), metrics.clone()).await?;
+        let archiver = Archiver::open(
+            data_dir.path().join("archive"),
+            projection.clone(),
+            progress.clone(),
+            metrics.clone(),
+        )
+        .await?;
         tasks.spawn(archiver.run(stream.clone(), config.archive_flush, background.clone()));
     }
     tasks.spawn(follower::run(

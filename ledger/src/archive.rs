@@ -373,35 +373,6 @@ fn exchange(a: &Path, b: &Path) -> Result<(), Error> {
     }
 }
 
-/// The `(event_id, ts)` of every row in the date partitions from `since`'s
-/// day on: what a restarted archiver must know to archive a late duplicate
-/// of an event only once.
-pub fn ids_since(root: &Path, since: DateTime<Utc>) -> Result<Vec<(EventId, DateTime<Utc>)>, Error> {
-    let first_day = format!("date={}", since.format("%Y-%m-%d"));
-    let mut out = Vec::new();
-    for (path, range) in files(&root.join("usage"))? {
-        let date = path.parent().and_then(Path::parent).and_then(Path::file_name);
-        if range.is_none() || date.and_then(|d| d.to_str()).is_none_or(|d| d < first_day.as_str()) {
-            continue;
-        }
-        let file = File::open(&path).map_err(io(&path))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
-        let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [0, 1]);
-        for batch in builder.with_projection(mask).build()? {
-            let batch = batch?;
-            let ids = batch.column(0).as_any().downcast_ref::<StringArray>();
-            let ts = batch.column(1).as_any().downcast_ref::<TimestampMicrosecondArray>();
-            let (Some(ids), Some(ts)) = (ids, ts) else { continue };
-            for i in 0..ids.len() {
-                if let (Ok(id), Some(at)) = (ids.value(i).parse(), DateTime::from_timestamp_micros(ts.value(i))) {
-                    out.push((id, at));
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// Every row in the archive (for tests and checks): `(event_id, seq)`.
 pub fn read_ids(root: &Path) -> Result<Vec<(String, i64)>, Error> {
     let mut out = Vec::new();
@@ -465,18 +436,6 @@ mod tests {
         let mut ids = read_ids(dir.path()).unwrap();
         ids.sort_by_key(|(_, seq)| *seq);
         assert_eq!(ids.iter().map(|(_, s)| *s).collect::<Vec<_>>(), [2, 3, 5]);
-        let mut recent: Vec<_> = ids_since(dir.path(), t(0, 0))
-            .unwrap()
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        recent.sort();
-        let mut want: Vec<_> = rows.iter().map(|r| r.event_id).collect();
-        want.sort();
-        assert_eq!(recent, want);
-        assert!(ids_since(dir.path(), t(0, 0) + chrono::Duration::days(1))
-            .unwrap()
-            .is_empty());
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub struct Projection {
     pub workflows: Workflows,
     pub usage: Usage,
     pub dedup: Dedup,
+    /// Sequences that held a duplicate of an earlier event (rare), so that
+    /// the archiver, which reads the same stream, skips them too.
+    pub duplicates: std::collections::BTreeSet<u64>,
     /// The last stream sequence folded in.
     pub seq: u64,
 }
@@ -52,6 +55,7 @@ impl Projection {
     pub fn apply(&mut self, seq: u64, id: EventId, ts: DateTime<Utc>, event: &Event) -> bool {
         self.seq = seq;
         if !self.dedup.first_time(id, ts) {
+            self.duplicates.insert(seq);
             return false;
         }
         match event {
