@@ -177,3 +177,77 @@ async fn an_oversized_event_is_refused_and_nothing_stored() {
     assert_eq!(log.last_seq().await.unwrap(), 0);
     assert_eq!(log.append(&event(2)).await.unwrap().seq, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_segments_are_summarised_and_opened_without_a_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        segment_bytes: 1024,
+        // Every id is outside the window, so every summary may be used.
+        duplicate_window: Duration::ZERO,
+        ..Options::new(dir.path())
+    };
+    let sent = {
+        let log = EmbeddedLog::open(options.clone()).await.unwrap();
+        fill(&log, 200).await;
+        log.close().await;
+        replay_ids(&EmbeddedLog::open(options.clone()).await.unwrap(), 1).await
+    };
+    let sealed = segments(dir.path()).len() - 1;
+    assert!(sealed > 5, "segments rolled");
+    let summaries = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "sum"))
+        .count();
+    assert_eq!(summaries, sealed, "one summary per sealed segment");
+
+    for round in 0..2 {
+        let log = EmbeddedLog::open(options.clone()).await.unwrap();
+        assert_eq!(log.last_seq().await.unwrap(), 200 + round);
+        // The subject's last sequence lives in an old segment's summary.
+        let subject = ingest::Subject::new("key", "key_3").unwrap();
+        let last = log.last_subject_seq(&subject).await.unwrap();
+        assert_eq!(last, if round == 0 { 4 } else { 201 });
+        let mut ids = replay_ids(&log, 1).await;
+        ids.truncate(200);
+        assert_eq!(ids, sent);
+        if round == 0 {
+            assert!(log.append_expecting(&event(3), last).await.is_ok());
+            assert!(matches!(
+                log.append_expecting(&event(3), last).await,
+                Err(StreamError::Conflict { .. })
+            ));
+            log.close().await;
+            // A damaged summary costs a scan, nothing else.
+            let first = segments(dir.path()).remove(0);
+            std::fs::write(first.with_extension("sum"), b"NODAISUM garbage").unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_summary_the_open_skips_the_scan_and_reads_still_check_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        segment_bytes: 1024,
+        duplicate_window: Duration::ZERO,
+        ..Options::new(dir.path())
+    };
+    let log = EmbeddedLog::open(options.clone()).await.unwrap();
+    fill(&log, 100).await;
+    log.close().await;
+    EmbeddedLog::open(options.clone()).await.unwrap().close().await; // writes the summaries
+    let first = segments(dir.path()).remove(0);
+    let mut bytes = std::fs::read(&first).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xFF;
+    std::fs::write(&first, &bytes).unwrap();
+    // A scan would refuse this log (see damage_in_an_older_segment_refuses_to_open).
+    let log = EmbeddedLog::open(options).await.expect("opened from the summary");
+    assert_eq!(log.last_seq().await.unwrap(), 100);
+    let read: Vec<_> = log.replay(1).await.unwrap().collect().await;
+    assert!(
+        read.iter().any(|r| matches!(r, Err(StreamError::Corrupt(_)))),
+        "reading the damaged record reports it"
+    );
+}

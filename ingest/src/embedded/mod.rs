@@ -9,6 +9,7 @@
 
 mod format;
 mod reader;
+mod summary;
 mod writer;
 
 use async_trait::async_trait;
@@ -408,6 +409,19 @@ fn recover(options: &Options) -> Result<Recovered, StreamError> {
                 path.display()
             )));
         }
+        if !is_last {
+            let summary = summary::read(&path, first_seq).filter(|s| s.newest_micros < oldest_kept);
+            if let Some(summary) = summary {
+                subjects.extend(summary.subjects.iter().map(|&(key, seq)| (SubjectKey(key), seq)));
+                next_seq = summary.next_seq;
+                segments.push(Segment {
+                    first_seq,
+                    path,
+                    index: summary.index,
+                });
+                continue;
+            }
+        }
         let file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -425,6 +439,8 @@ fn recover(options: &Options) -> Result<Recovered, StreamError> {
         let mut index = Vec::new();
         let mut offset = format::HEADER_LEN;
         let mut buf = bytes::Bytes::new();
+        let mut segment_subjects = HashMap::new();
+        let mut newest_micros = i64::MIN;
         let damage = loop {
             match format::decode(&buf) {
                 Decoded::Frame { frame, len } => {
@@ -438,7 +454,8 @@ fn recover(options: &Options) -> Result<Recovered, StreamError> {
                         recent_ids.insert(frame.id, frame.seq);
                         recent_order.push_back((frame.appended_at_micros, frame.id));
                     }
-                    subjects.insert(SubjectKey::of(&frame.subject), frame.seq);
+                    segment_subjects.insert(SubjectKey::of(&frame.subject), frame.seq);
+                    newest_micros = newest_micros.max(frame.appended_at_micros);
                     next_seq += 1;
                     offset += len as u64;
                     let _ = buf.split_to(len);
@@ -473,6 +490,19 @@ fn recover(options: &Options) -> Result<Recovered, StreamError> {
             file.set_len(offset).map_err(StreamError::io(&path))?;
             file.sync_all().map_err(StreamError::io(&path))?;
         }
+        if !is_last {
+            // Sealed and whole: the next open need not scan it again.
+            let summary = summary::Summary {
+                first_seq,
+                next_seq,
+                len: file_len,
+                newest_micros,
+                index: index.clone(),
+                subjects: segment_subjects.iter().map(|(key, seq)| (key.0, *seq)).collect(),
+            };
+            summary::write(&path, &summary);
+        }
+        subjects.extend(segment_subjects);
         segments.push(Segment {
             first_seq,
             path: path.clone(),
