@@ -247,9 +247,12 @@ impl Follower {
                 };
                 backoff = Duration::from_millis(100);
                 self.apply(&record);
-                if record.seq - self.snapshot_seq >= self.snapshots.every_events
-                    || self.snapshot_at.elapsed() >= self.snapshots.every
-                {
+                // While catching up at start, one snapshot at the end rather
+                // than one per million events: each costs a pause.
+                let due = record.seq - self.snapshot_seq >= self.snapshots.every_events
+                    || self.snapshot_at.elapsed() >= self.snapshots.every;
+                let caught_up = record.seq == progress.target();
+                if due && (progress.is_ready() || caught_up) {
                     self.snapshot_seq = self.snapshots.write(&projection, self.snapshot_seq).await;
                     self.snapshot_at = Instant::now();
                 }
