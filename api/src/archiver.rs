@@ -91,12 +91,7 @@ impl Archiver {
                     next = records.next() => match next {
                         Some(Ok(record)) => {
                             backoff = Duration::from_millis(100);
-                            while !self.take(&record).await {
-                                tracing::warn!(seq = record.seq, "archiver waiting for the projection to apply this event");
-                                if shutdown.is_cancelled() {
-                                    break 'follow;
-                                }
-                            }
+                            self.take(&record);
                             if self.pending.len() >= MAX_PENDING {
                                 self.flush().await;
                             }
@@ -127,51 +122,57 @@ impl Archiver {
         let deadline = Instant::now() + FINAL_CATCH_UP;
         while self.through < last {
             match tokio::time::timeout_at(deadline, records.next()).await {
-                Ok(Some(Ok(record))) if self.take(&record).await => {}
+                Ok(Some(Ok(record))) => self.take(&record),
                 _ => break,
             }
         }
     }
 
-    /// Takes one record; false if the projection has not applied it within
-    /// a few seconds (nothing is taken then).
-    async fn take(&mut self, record: &ingest::Record) -> bool {
-        let Ok(envelope) = record.envelope() else {
-            self.through = record.seq;
+    fn take(&mut self, record: &ingest::Record) {
+        self.through = record.seq;
+        let Ok(envelope) = record.envelope() else { return };
+        if let Ok(Event::QueryRecorded(q)) = envelope.event() {
+            self.pending.push(Row {
+                seq: record.seq,
+                event_id: envelope.id,
+                ts: envelope.ts,
+                key_id: q.key_id,
+                workflow_id: q.workflow_id,
+                status_code: q.status_code,
+                cost: q.cost,
+                duration_ms: q.duration_ms,
+            });
+        }
+    }
+
+    /// Drops the pending rows the projection found to be duplicates, once
+    /// it has applied everything pending; false if it has not within a few
+    /// seconds (the flush waits for the next turn then).
+    async fn drop_duplicates(&mut self) -> bool {
+        if !self.progress.wait_for(self.through, Duration::from_secs(5)).await {
+            tracing::warn!(
+                through = self.through,
+                applied = self.progress.applied(),
+                "archive flush waits for the projection to catch up"
+            );
+            return false;
+        }
+        let projection = self.projection.read().unwrap_or_else(|e| e.into_inner());
+        let Some(first) = self.pending.first().map(|r| r.seq) else {
             return true;
         };
-        if let Ok(Event::QueryRecorded(q)) = envelope.event() {
-            // Wait for the projection's verdict on this sequence (it is
-            // normally far ahead: the archiver flushes once a minute).
-            if !self.progress.wait_for(record.seq, Duration::from_secs(5)).await {
-                return false;
-            }
-            let duplicate = self
-                .projection
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .duplicates
-                .contains(&record.seq);
-            if !duplicate {
-                self.pending.push(Row {
-                    seq: record.seq,
-                    event_id: envelope.id,
-                    ts: envelope.ts,
-                    key_id: q.key_id,
-                    workflow_id: q.workflow_id,
-                    status_code: q.status_code,
-                    cost: q.cost,
-                    duration_ms: q.duration_ms,
-                });
-            }
+        if projection.duplicates.range(first..=self.through).next().is_some() {
+            self.pending.retain(|r| !projection.duplicates.contains(&r.seq));
         }
-        self.through = record.seq;
         true
     }
 
     /// Writes what is pending and compacts closed hours. On failure the rows
     /// stay pending and the next flush tries again.
     async fn flush(&mut self) {
+        if !self.drop_duplicates().await {
+            return;
+        }
         let Some(mut archive) = self.archive.take() else { return };
         if self.through <= archive.watermark() {
             self.archive = Some(archive);
