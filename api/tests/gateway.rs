@@ -737,13 +737,13 @@ async fn usage_statistics(mut app: App) {
     }
     assert!(u["last_used_at"].is_string(), "{u}");
     let hourly = u["hourly"].as_array().unwrap();
-    assert_eq!(hourly.len(), 49, "48 hours back and the current one");
+    assert_eq!(hourly.len(), 48, "the current hour and 47 before it");
     let now = hourly.last().unwrap();
     assert_eq!(
         (now["requests"].clone(), now["cost"].clone(), now["errors"].clone()),
         (json!(4), json!(0.75), json!(1))
     );
-    assert!(hourly[..48].iter().all(|h| h["requests"] == json!(0)));
+    assert!(hourly[..47].iter().all(|h| h["requests"] == json!(0)));
     let this_hour = chrono::Utc::now().format("%Y-%m-%dT%H:00:00Z").to_string();
     assert_eq!(now["hour"], json!(this_hour));
     let daily = u["daily"].as_array().unwrap();

@@ -25,7 +25,8 @@ const DEFAULT_DAYS: i64 = 31;
 
 #[derive(Deserialize, IntoParams)]
 pub struct UsageParams {
-    /// RFC 3339; start of the series (default: `to` minus 48 hours).
+    /// RFC 3339; start of the series (default: the last 48 hours, the
+    /// current one included, and the last 31 days).
     from: Option<String>,
     /// RFC 3339; end of the series, exclusive (default: now).
     to: Option<String>,
@@ -145,7 +146,13 @@ impl Range {
         }
         // An hour or day counts if any of it is in [from, to).
         let ceil = |t: DateTime<Utc>, period: i64| (t.timestamp() + period - 1).div_euclid(period);
-        let hours = (usage::hour_of(from), ceil(to, 3600));
+        let hours = if chosen {
+            (usage::hour_of(from), ceil(to, 3600))
+        } else {
+            // The last 48 hours: the current, partial one and 47 before it.
+            let this_hour = usage::hour_of(now);
+            (this_hour - DEFAULT_HOURS + 1, this_hour + 1)
+        };
         if hours.1 - hours.0 > usage::HOURS_KEPT {
             return Err(ApiError::Validation(format!(
                 "from and to may span at most {} days (hourly buckets are kept that long)",
@@ -191,7 +198,7 @@ mod tests {
     fn default_range_is_the_last_48_hours_and_31_days() {
         let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 30, 0).unwrap();
         let r = Range::parse(&params(None, None), now).unwrap();
-        assert_eq!(r.hours.1 - r.hours.0, 49, "the current, partial hour is included");
+        assert_eq!(r.hours.1 - r.hours.0, 48, "the current, partial hour and 47 before it");
         assert_eq!(r.hours.1, usage::hour_of(now) + 1);
         assert_eq!(r.days, (usage::day_of(now) - 30, usage::day_of(now) + 1));
     }
