@@ -140,13 +140,12 @@ pub async fn run(
         stream,
         projection,
         limiter,
-        progress,
+        progress: progress.clone(),
         metrics,
-        snapshot_seq: 0,
+        snapshot_seq: progress.applied(),
         snapshot_at: Instant::now(),
         snapshots,
     };
-    follower.snapshot_seq = follower.progress.applied();
     follower.follow(&shutdown).await;
     follower.catch_up().await;
     follower

@@ -4,9 +4,10 @@
 //! the Parquet archive holds every recorded query exactly once, and DuckDB
 //! reading the archive agrees with the usage API to the micro-dollar.
 
-use futures::StreamExt;
+mod common;
+
 use ingest::testkit::{unique_stream_name, NatsServer};
-use ingest::{Event, EventStream};
+use ingest::Event;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -129,18 +130,10 @@ impl Store {
         }
     }
 
-    async fn open(&self, data_dir: &Path) -> Arc<dyn EventStream> {
+    fn nats(&self) -> Option<(String, &str)> {
         match self {
-            Store::Embedded => Arc::new(
-                ingest::embedded::EmbeddedLog::open(ingest::embedded::Options::new(data_dir.join("stream")))
-                    .await
-                    .unwrap(),
-            ),
-            Store::Nats { url, stream } => Arc::new(
-                ingest::nats::NatsStream::connect(ingest::nats::Options::new(url, stream))
-                    .await
-                    .unwrap(),
-            ),
+            Store::Embedded => None,
+            Store::Nats { url, stream } => Some((url.clone(), stream.as_str())),
         }
     }
 }
@@ -235,9 +228,7 @@ async fn crash_and_restart(store: Store) {
     assert_eq!(node.terminate().await, Some(0), "SIGTERM flushes and exits 0");
 
     // The stream holds `total` usage events; the archive one row for each.
-    let stream = store.open(&dir).await;
-    let records: Vec<_> = stream.replay(1).await.unwrap().map(|r| r.unwrap()).collect().await;
-    stream.close().await;
+    let records = common::records(&dir, store.nats()).await;
     let recorded: Vec<String> = records
         .iter()
         .filter_map(|r| {

@@ -3,10 +3,11 @@
 //! exact limits under concurrency, real upstreams, and no plaintext key
 //! anywhere it should not be.
 
+mod common;
+
 use api::auth::AdminToken;
 use api::config::{Backend, Config};
 use axum::routing::post;
-use futures::StreamExt;
 use ingest::testkit::{unique_stream_name, NatsServer};
 use ingest::{Event, EventStream};
 use reqwest::StatusCode;
@@ -107,21 +108,11 @@ impl App {
     /// Every record on the stream as (sequence, envelope) (the server must
     /// be stopped for the embedded log).
     async fn records(&self) -> Vec<ingest::Record> {
-        let stream: Arc<dyn EventStream> = match &self.store {
-            Store::Embedded => Arc::new(
-                ingest::embedded::EmbeddedLog::open(ingest::embedded::Options::new(self.dir.path().join("stream")))
-                    .await
-                    .unwrap(),
-            ),
-            Store::Nats(server, name) => Arc::new(
-                ingest::nats::NatsStream::connect(ingest::nats::Options::new(server.url(), name))
-                    .await
-                    .unwrap(),
-            ),
+        let nats = match &self.store {
+            Store::Embedded => None,
+            Store::Nats(server, name) => Some((server.url(), name.as_str())),
         };
-        let records: Vec<_> = stream.replay(1).await.unwrap().map(|r| r.unwrap()).collect().await;
-        stream.close().await;
-        records
+        common::records(self.dir.path(), nats).await
     }
 
     /// Stores an event's exact bytes once more, bypassing the stream's own
