@@ -8,21 +8,25 @@
 //! up in that day alone; whole days are dropped once they are older than the
 //! horizon, measured from the newest event seen (no clock: the fold stays
 //! pure). An event older than the horizon cannot be checked and is applied.
+//!
+//! A day's ids are one sorted `Vec`: UUIDv7s begin with their producer's
+//! clock, so they arrive nearly in order and nearly every insert is a push
+//! at the end, which a hash set's random writes and rehashing cannot match.
+//! Out-of-order ids (several producers in the same millisecond) are found by
+//! searching back from the end, where they belong.
 
 use chrono::{DateTime, Utc};
 use ingest::EventId;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::collections::{BTreeMap, HashSet};
-use std::hash::BuildHasherDefault;
-
-use crate::hash::FastHasher;
+use std::collections::BTreeMap;
 
 /// Days of applied ids kept.
 pub const DAYS_KEPT: i64 = 35;
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Dedup {
-    by_day: BTreeMap<i64, HashSet<u128, BuildHasherDefault<FastHasher>>>,
+    /// Per UTC day, the ids applied, sorted.
+    by_day: BTreeMap<i64, Vec<u128>>,
     newest_day: i64,
 }
 
@@ -44,15 +48,15 @@ impl Dedup {
         // Nearly every event is of the newest day: skip the tree walk.
         if let Some(mut newest) = self.by_day.last_entry() {
             if *newest.key() == day {
-                return newest.get_mut().insert(id);
+                return insert_sorted(newest.get_mut(), id);
             }
         }
-        self.by_day.entry(day).or_default().insert(id)
+        insert_sorted(self.by_day.entry(day).or_default(), id)
     }
 
     /// Ids remembered.
     pub fn len(&self) -> usize {
-        self.by_day.values().map(HashSet::len).sum()
+        self.by_day.values().map(Vec::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -60,7 +64,29 @@ impl Dedup {
     }
 }
 
-/// In snapshots: per day, the ids as one byte string (16 bytes each).
+/// Inserts `id` into the sorted `ids`; false if it is there already.
+fn insert_sorted(ids: &mut Vec<u128>, id: u128) -> bool {
+    let len = ids.len();
+    if ids.last().is_none_or(|&last| last < id) {
+        ids.push(id);
+        return true;
+    }
+    // Gallop back from the end to the stretch that holds `id`'s place.
+    let mut step = 1;
+    while step < len && ids[len - step] > id {
+        step *= 2;
+    }
+    let from = len.saturating_sub(step);
+    match ids[from..].binary_search(&id) {
+        Ok(_) => false,
+        Err(at) => {
+            ids.insert(from + at, id);
+            true
+        }
+    }
+}
+
+/// In snapshots: per day, the ids as one byte string (16 bytes each), sorted.
 impl Serialize for Dedup {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let days: Vec<(i64, serde_bytes::ByteBuf)> = self
@@ -86,11 +112,12 @@ impl<'de> Deserialize<'de> for Dedup {
             if bytes.len() % 16 != 0 {
                 return Err(serde::de::Error::custom("dedup ids are not 16-byte aligned"));
             }
-            let mut ids = HashSet::with_capacity_and_hasher(bytes.len() / 16, BuildHasherDefault::default());
-            for chunk in bytes.chunks_exact(16) {
-                let mut id = [0u8; 16];
-                id.copy_from_slice(chunk);
-                ids.insert(u128::from_be_bytes(id));
+            let ids: Vec<u128> = bytes
+                .chunks_exact(16)
+                .map(|chunk| u128::from_be_bytes(chunk.try_into().expect("16-byte chunks")))
+                .collect();
+            if !ids.is_sorted_by(|a, b| a < b) {
+                return Err(serde::de::Error::custom("dedup ids are not sorted"));
             }
             by_day.insert(day, ids);
         }
@@ -119,5 +146,25 @@ mod tests {
         assert_eq!(dedup.len(), 2);
         assert!(dedup.first_time(a, t0), "beyond the horizon: cannot tell, applied");
         assert_eq!(dedup.len(), 2, "and not remembered");
+    }
+
+    #[test]
+    fn ids_out_of_order_are_kept_sorted_and_found() {
+        let t0 = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
+        let mut dedup = Dedup::default();
+        // Ids in a scrambled order, as several producers in one millisecond make them.
+        let ids: Vec<EventId> = (0..200).map(|_| EventId::new()).collect();
+        let scrambled: Vec<EventId> = (0..200).map(|i| ids[(i * 67) % 200]).collect();
+        for id in &scrambled {
+            assert!(dedup.first_time(*id, t0));
+        }
+        for id in ids.iter().rev() {
+            assert!(!dedup.first_time(*id, t0), "every id is found again");
+        }
+        assert_eq!(dedup.len(), 200);
+        let day = dedup.by_day.values().next().unwrap();
+        assert!(day.is_sorted_by(|a, b| a < b));
+        let bytes = rmp_serde::to_vec(&dedup).unwrap();
+        assert_eq!(rmp_serde::from_slice::<Dedup>(&bytes).unwrap(), dedup);
     }
 }

@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// A fast, unkeyed hash for the fold's maps. Their keys (event ids, key
-/// ids) are made by nodai itself, UUIDv7s with 74 random bits, and reach the
-/// fold through the stream, not from HTTP input, so SipHash's protection
-/// against chosen keys buys nothing here and costs a third of the fold.
+/// A fast, unkeyed hash for the fold's maps. Their keys (key ids) are made
+/// by nodai itself, UUIDv7s with 74 random bits, and reach the fold through
+/// the stream, not from HTTP input, so SipHash's protection against chosen
+/// keys buys nothing here and costs a third of the fold.
 #[derive(Default)]
 pub struct FastHasher(u64);
 
@@ -21,10 +21,6 @@ impl Hasher for FastHasher {
             word[..chunk.len()].copy_from_slice(chunk);
             self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
         }
-    }
-
-    fn write_u128(&mut self, v: u128) {
-        self.0 = ((v as u64) ^ ((v >> 64) as u64).rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 

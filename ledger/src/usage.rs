@@ -16,7 +16,8 @@ use crate::hash::FastMap;
 
 /// Minutes in the rate limit's window.
 pub const WINDOW_MINUTES: i64 = 60;
-/// Hourly buckets kept, in hours.
+/// Hourly buckets kept, in hours (at least: they are pruned when a new day
+/// starts, so up to a day more may linger).
 pub const HOURS_KEPT: i64 = 90 * 24;
 /// Daily buckets kept, in days.
 pub const DAYS_KEPT: i64 = 400;
@@ -41,58 +42,83 @@ impl Bucket {
 }
 
 /// Buckets by period number (minutes, hours or days since the epoch, or
-/// months since year 0), oldest first, only periods that had queries. A
-/// sorted ring buffer: events arrive in time order but for clock skew
-/// between replicas, so inserts are at the back and pruning at the front,
-/// both O(1), and a key used once costs one entry.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Series(VecDeque<(i64, Bucket)>);
+/// months since year 0), oldest first, only periods that had queries. Events
+/// arrive in time order but for clock skew between replicas, so the newest
+/// period takes nearly every query: it is kept inline, where adding to it
+/// touches no memory beyond the key's own entry. Older periods are a ring
+/// buffer, pushed at the back and pruned at the front, both O(1); a key used
+/// once costs no allocation.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Series {
+    past: VecDeque<(i64, Bucket)>,
+    newest: Option<(i64, Bucket)>,
+}
 
 impl Series {
     /// Adds `q` to `period`; true if that period is new to the series.
     fn add(&mut self, period: i64, q: &QueryRecorded) -> bool {
-        match self.0.back_mut() {
-            Some((last, bucket)) if *last == period => {
-                bucket.add(q);
-                return false;
+        let mut bucket = Bucket::default();
+        bucket.add(q);
+        match &mut self.newest {
+            Some((newest, b)) if *newest == period => {
+                b.add(q);
+                false
             }
-            Some((last, _)) if *last > period => {
-                let at = self.0.partition_point(|(p, _)| *p < period);
-                match self.0.get_mut(at) {
-                    Some((p, bucket)) if *p == period => bucket.add(q),
+            Some((newest, _)) if *newest < period => {
+                self.past.extend(self.newest.replace((period, bucket)));
+                true
+            }
+            Some(_) => {
+                let at = self.past.partition_point(|(p, _)| *p < period);
+                match self.past.get_mut(at) {
+                    Some((p, b)) if *p == period => {
+                        b.add(q);
+                        false
+                    }
                     _ => {
-                        let mut bucket = Bucket::default();
-                        bucket.add(q);
-                        self.0.insert(at, (period, bucket));
+                        self.past.insert(at, (period, bucket));
+                        true
                     }
                 }
             }
-            _ => {
-                let mut bucket = Bucket::default();
-                bucket.add(q);
-                self.0.push_back((period, bucket));
+            None => {
+                self.newest = Some((period, bucket));
+                true
             }
         }
-        true
     }
 
     /// Drops periods before `oldest`.
     fn keep_from(&mut self, oldest: i64) {
-        let stale = self.0.partition_point(|(p, _)| *p < oldest);
-        self.0.drain(..stale);
+        // Usually nothing is stale: look at the front before searching.
+        if self.past.front().is_some_and(|(p, _)| *p < oldest) {
+            let stale = self.past.partition_point(|(p, _)| *p < oldest);
+            self.past.drain(..stale);
+        }
+        if self.newest.is_some_and(|(p, _)| p < oldest) {
+            self.newest = None;
+        }
     }
 
     pub fn get(&self, period: i64) -> Bucket {
-        match self.0.binary_search_by_key(&period, |(p, _)| *p) {
-            Ok(i) => self.0[i].1,
-            Err(_) => Bucket::default(),
+        match self.newest {
+            Some((p, bucket)) if p == period => bucket,
+            _ => match self.past.binary_search_by_key(&period, |(p, _)| *p) {
+                Ok(i) => self.past[i].1,
+                Err(_) => Bucket::default(),
+            },
         }
     }
 
     /// Periods in `from..to` that had queries.
     pub fn range(&self, from: i64, to: i64) -> impl Iterator<Item = (i64, Bucket)> + '_ {
-        let start = self.0.partition_point(|(p, _)| *p < from);
-        self.0.range(start..).take_while(move |(p, _)| *p < to).copied()
+        let start = self.past.partition_point(|(p, _)| *p < from);
+        self.past
+            .range(start..)
+            .copied()
+            .chain(self.newest)
+            .skip_while(move |(p, _)| *p < from)
+            .take_while(move |(p, _)| *p < to)
     }
 
     fn sum_from(&self, from: i64) -> Bucket {
@@ -102,6 +128,24 @@ impl Series {
             acc.errors += b.errors;
             acc
         })
+    }
+}
+
+/// In snapshots: one list of periods, oldest first.
+impl Serialize for Series {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.past.iter().chain(self.newest.as_ref()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Series {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut past = VecDeque::<(i64, Bucket)>::deserialize(d)?;
+        if !past.iter().is_sorted_by(|a, b| a.0 < b.0) {
+            return Err(serde::de::Error::custom("usage periods are not in order"));
+        }
+        let newest = past.pop_back();
+        Ok(Series { past, newest })
     }
 }
 
@@ -144,10 +188,11 @@ impl KeyUsage {
         if self.minutes.add(minute_of(ts), q) {
             self.minutes.keep_from(minute_of(newest) - WINDOW_MINUTES);
         }
-        if self.hours.add(hour_of(ts), q) {
-            self.hours.keep_from(hour_of(newest) - HOURS_KEPT + 1);
-        }
+        self.hours.add(hour_of(ts), q);
+        // Hours and days are read by range, so pruning them once a day
+        // is enough, and spares a look at the far end of the hours.
         if self.days.add(day_of(ts), q) {
+            self.hours.keep_from(hour_of(newest) - HOURS_KEPT + 1);
             self.days.keep_from(day_of(newest) - DAYS_KEPT + 1);
         }
         self.months.add(month_of(ts), q);
