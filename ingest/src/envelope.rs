@@ -122,8 +122,51 @@ pub struct Envelope {
     #[serde(rename = "type")]
     pub event_type: String,
     pub version: u32,
+    #[serde(deserialize_with = "ts::deserialize")]
     pub ts: DateTime<Utc>,
     pub data: Box<RawValue>,
+}
+
+/// Reading `ts`: the form nodai writes (`2026-11-25T09:56:41.240227Z`) is
+/// parsed by hand, since chrono's general RFC 3339 parser was a twentieth of
+/// a replay; anything else goes to chrono.
+mod ts {
+    use chrono::{DateTime, NaiveDate, Utc};
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        match parse_utc(&text) {
+            Some(ts) => Ok(ts),
+            None => DateTime::parse_from_rfc3339(&text)
+                .map(|ts| ts.with_timezone(&Utc))
+                .map_err(serde::de::Error::custom),
+        }
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS[.fraction]Z`, or None.
+    pub(super) fn parse_utc(text: &str) -> Option<DateTime<Utc>> {
+        let b = text.as_bytes();
+        let num = |range: std::ops::Range<usize>| -> Option<u32> {
+            b.get(range)?
+                .iter()
+                .try_fold(0u32, |n, &c| c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0')))
+        };
+        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        let nanos = match (b.get(19), b.last()) {
+            (Some(b'Z'), _) if b.len() == 20 => 0,
+            (Some(b'.'), Some(b'Z')) if (22..=30).contains(&b.len()) => {
+                let digits = b.len() - 21;
+                num(20..b.len() - 1)? * 10u32.pow(9 - digits as u32)
+            }
+            _ => return None,
+        };
+        NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?
+            .and_hms_nano_opt(num(11..13)?, num(14..16)?, num(17..19)?, nanos)
+            .map(|t| t.and_utc())
+    }
 }
 
 impl Envelope {
@@ -182,6 +225,40 @@ impl Outgoing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_parse_as_chrono_parses_them() {
+        for text in [
+            "2026-11-25T09:56:41.240227Z",
+            "2026-11-25T09:56:41Z",
+            "2026-11-25T09:56:41.2Z",
+            "2026-11-25T09:56:41.123456789Z",
+            "2024-02-29T23:59:59.999999Z",
+            "1970-01-01T00:00:00Z",
+        ] {
+            let expected = DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc);
+            assert_eq!(ts::parse_utc(text), Some(expected), "{text}");
+        }
+        // Not the written form: left to chrono, which reads the offset.
+        for text in [
+            "2026-11-25T09:56:41+01:00",
+            "2026-11-25 09:56:41Z",
+            "2026-11-25T09:56:41.Z",
+            "2026-13-25T09:56:41Z",
+            "2023-02-29T00:00:00Z",
+            "2026-11-25T24:00:00Z",
+            "2026-11-25T09:56:41.1234567890Z",
+            "2026-11-2ST09:56:41Z",
+            "",
+        ] {
+            assert_eq!(ts::parse_utc(text), None, "{text}");
+        }
+        let envelope: Envelope = serde_json::from_str(
+            r#"{"id":"01a21222-d098-76ca-a149-428dc9b656c4","type":"t","version":1,"ts":"2026-11-25T10:56:41.5+01:00","data":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(envelope.ts, ts::parse_utc("2026-11-25T09:56:41.5Z").unwrap());
+    }
 
     #[test]
     fn subjects_are_single_tokens() {
