@@ -1,5 +1,7 @@
 //! Shared by the integration tests that read what a server wrote.
 
+pub mod app;
+
 use futures::StreamExt;
 use ingest::EventStream;
 use std::path::Path;
