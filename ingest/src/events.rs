@@ -136,6 +136,25 @@ pub struct WebhookUpdated {
     /// A new signing secret, present only when the secret was rotated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// On rotation: until when the previous secret signs too (both
+    /// signatures are sent), so receivers can switch without a gap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_secret_valid_until: Option<DateTime<Utc>>,
+}
+
+/// The worker stopped delivering to an endpoint that failed every attempt
+/// for days; an update with `active: true` turns it on again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookDisabled {
+    pub webhook_id: String,
+    pub reason: String,
+}
+
+/// A `webhook.test` message was asked for, to this endpoint only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookTested {
+    pub webhook_id: String,
+    pub message_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,10 +184,10 @@ pub enum DeliveryOutcome {
     Failed,
 }
 
-/// One attempt to deliver a webhook message to one endpoint.
+/// One attempt to deliver a webhook message to one endpoint. A delivery is
+/// one message to one endpoint, named by the message's id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryAttempted {
-    pub delivery_id: String,
     pub webhook_id: String,
     /// The `webhook-id` header: the same on every attempt of one message.
     pub message_id: String,
@@ -180,6 +199,14 @@ pub struct DeliveryAttempted {
     pub outcome: DeliveryOutcome,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
+}
+
+/// An operator asked for a delivery to be attempted again now, with a
+/// fresh retry schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryRetryRequested {
+    pub webhook_id: String,
+    pub message_id: String,
 }
 
 /// An event whose type (or version of a known type) this build cannot read.
@@ -261,6 +288,9 @@ events! {
     WebhookCreated => ("webhook.created", 1) on "webhook".webhook_id,
     WebhookUpdated => ("webhook.updated", 1) on "webhook".webhook_id,
     WebhookDeleted => ("webhook.deleted", 1) on "webhook".webhook_id,
+    WebhookDisabled => ("webhook.disabled", 1) on "webhook".webhook_id,
+    WebhookTested => ("webhook.tested", 1) on "webhook".webhook_id,
     AlertFired => ("alert.fired", 1) on "alert".key_id,
     DeliveryAttempted => ("delivery.attempted", 1) on "delivery".webhook_id,
+    DeliveryRetryRequested => ("delivery.retry_requested", 1) on "delivery".webhook_id,
 }
