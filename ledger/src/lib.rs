@@ -16,6 +16,7 @@
 //! parameter. Rebuilding from sequence 1 gives the same state, and so does
 //! loading a snapshot and folding the rest. Only [`snapshot`] and [`archive`] touch files.
 
+pub mod alerts;
 pub mod archive;
 pub mod dedup;
 mod error;
@@ -23,15 +24,18 @@ mod hash;
 pub mod keys;
 pub mod snapshot;
 pub mod usage;
+pub mod webhooks;
 pub mod workflows;
 
 use chrono::{DateTime, Utc};
 use ingest::{Event, EventId};
 
+pub use alerts::Alerts;
 pub use dedup::Dedup;
 pub use error::Error;
 pub use keys::{ApiKey, KeyHash, KeyRejection, Keys};
 pub use usage::{Bucket, KeyUsage, Usage};
+pub use webhooks::{Delivery, DeliveryStatus, Webhook, Webhooks};
 pub use workflows::{Workflow, Workflows};
 
 /// Everything the API validates and answers from.
@@ -46,6 +50,11 @@ pub struct Projection {
     pub duplicates: std::collections::BTreeSet<u64>,
     /// The last stream sequence folded in.
     pub seq: u64,
+    /// Last, and defaulted: snapshots written before webhooks still load.
+    #[serde(default)]
+    pub webhooks: Webhooks,
+    #[serde(default)]
+    pub alerts: Alerts,
 }
 
 impl Projection {
@@ -60,13 +69,33 @@ impl Projection {
         }
         match event {
             Event::KeyCreated(_) | Event::KeyUpdated(_) | Event::KeyRevoked(_) | Event::KeyRotated(_) => {
-                self.keys.apply(seq, ts, event)
+                self.keys.apply(seq, ts, event);
+                if let Some((event_type, message_id, data)) = alerts::key_message(id, event, &self.keys) {
+                    self.webhooks.message(ts, &message_id, event_type, &data, None);
+                }
             }
             Event::WorkflowRegistered(_) | Event::WorkflowUpdated(_) | Event::WorkflowDeleted(_) => {
                 self.workflows.apply(seq, ts, event)
             }
-            Event::QueryRecorded(q) => self.usage.apply(ts, q),
-            _ => {}
+            Event::QueryRecorded(q) => {
+                self.usage.apply(ts, q);
+                self.alerts.query(ts, q, &self.keys, &self.usage);
+            }
+            Event::AlertFired(alert) => {
+                if self.alerts.fired(ts, alert) {
+                    let message_id = alerts::message_id(&alert.alert_id);
+                    self.webhooks
+                        .message(ts, &message_id, &alert.alert_type, &alert.data, None);
+                }
+            }
+            Event::WebhookCreated(e) => self.webhooks.created(seq, ts, e),
+            Event::WebhookUpdated(e) => self.webhooks.updated(seq, ts, e),
+            Event::WebhookDeleted(e) => self.webhooks.deleted(seq, &e.webhook_id),
+            Event::WebhookDisabled(e) => self.webhooks.disabled(seq, ts, &e.webhook_id, &e.reason),
+            Event::WebhookTested(e) => self.webhooks.tested(seq, ts, e),
+            Event::DeliveryAttempted(e) => self.webhooks.attempted(ts, e),
+            Event::DeliveryRetryRequested(e) => self.webhooks.retry_requested(ts, &e.webhook_id, &e.message_id),
+            Event::Unknown(_) => {}
         }
         true
     }

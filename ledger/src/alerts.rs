@@ -1,0 +1,162 @@
+//! Alert rules, evaluated as events are folded (never on a timer), and the
+//! messages subscribers get.
+//!
+//! - `usage.threshold`: a query took a key's month-to-date cost to one of
+//!   its `alert_thresholds` percents of its cost limit. Once per key, UTC
+//!   month and threshold.
+//! - `usage.rate_limited`: the first 429 of a key in a clock hour. Rejected
+//!   queries are not on the stream, so the replica that answered the 429
+//!   fires it ([`rate_limited`]).
+//! - `key.created`, `key.updated`, `key.revoked`, `key.rotated`: every change
+//!   ([`key_message`]).
+//!
+//! An alert's id is derived from what makes it unique, and `alert.fired` is
+//! folded once per id: a replay, a restart or two workers firing the same
+//! alert deliver it once. A rule that matches puts the alert in
+//! [`Alerts::due`]; the worker appends it, and folding the `alert.fired`
+//! moves it to the fired set.
+
+use chrono::{DateTime, Duration, Utc};
+use ingest::events::{AlertFired, QueryRecorded};
+use ingest::{Event, EventId, Micros};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+use crate::keys::Keys;
+use crate::usage::{day_of, Usage};
+
+/// Fired alert ids are remembered this long (from the newest event), longer
+/// than the longest period an id names (a month).
+const FIRED_KEPT_DAYS: i64 = 40;
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alerts {
+    /// Alert ids folded from `alert.fired`, with their time.
+    fired: BTreeMap<String, DateTime<Utc>>,
+    /// Matched by a rule, not yet on the stream.
+    due: BTreeMap<String, AlertFired>,
+    /// The day `fired` was last pruned.
+    pruned_day: i64,
+}
+
+impl Alerts {
+    pub fn is_fired(&self, alert_id: &str) -> bool {
+        self.fired.contains_key(alert_id)
+    }
+
+    /// Alerts a rule matched that are not on the stream yet: the worker
+    /// appends them.
+    pub fn due(&self) -> impl Iterator<Item = &AlertFired> {
+        self.due.values()
+    }
+
+    /// Folds `alert.fired`; false if this alert was fired before.
+    pub(crate) fn fired(&mut self, ts: DateTime<Utc>, alert: &AlertFired) -> bool {
+        self.due.remove(&alert.alert_id);
+        if self.fired.contains_key(&alert.alert_id) {
+            return false;
+        }
+        self.fired.insert(alert.alert_id.clone(), ts);
+        let today = day_of(ts);
+        if today > self.pruned_day {
+            self.pruned_day = today;
+            let oldest = ts - Duration::days(FIRED_KEPT_DAYS);
+            self.fired.retain(|_, at| *at >= oldest);
+        }
+        true
+    }
+
+    /// After `q` was folded into `usage`: the thresholds it crossed.
+    pub(crate) fn query(&mut self, ts: DateTime<Utc>, q: &QueryRecorded, keys: &Keys, usage: &Usage) {
+        let Some(key) = keys.get(&q.key_id) else { return };
+        let Some(limit) = key.settings.cost_limit_per_month.filter(|l| l.get() > 0) else {
+            return;
+        };
+        let Some(cost) = usage.get(&q.key_id).map(|u| u.cost_this_month(ts)) else {
+            return;
+        };
+        let month = ts.format("%Y-%m").to_string();
+        for &percent in &key.settings.alert_thresholds {
+            let boundary = i128::from(limit.get()) * i128::from(percent) / 100;
+            if i128::from(cost.get()) < boundary {
+                continue;
+            }
+            let alert_id = format!("threshold:{}:{month}:{percent}", q.key_id);
+            if self.fired.contains_key(&alert_id) || self.due.contains_key(&alert_id) {
+                continue;
+            }
+            let data = json!({
+                "key_id": q.key_id,
+                "threshold_percent": percent,
+                "cost_this_month": usd(cost),
+                "cost_limit_per_month": usd(limit),
+                "month": month,
+            });
+            self.due.insert(
+                alert_id.clone(),
+                AlertFired {
+                    alert_id,
+                    alert_type: "usage.threshold".into(),
+                    key_id: q.key_id.clone(),
+                    data,
+                },
+            );
+        }
+    }
+}
+
+/// The `usage.rate_limited` alert for a 429 of `key_id` at `now`.
+pub fn rate_limited(key_id: &str, limit: u64, now: DateTime<Utc>) -> AlertFired {
+    let hour = now.format("%Y-%m-%dT%H:00:00Z").to_string();
+    AlertFired {
+        alert_id: format!("rate_limited:{key_id}:{hour}"),
+        alert_type: "usage.rate_limited".into(),
+        key_id: key_id.to_owned(),
+        data: json!({"key_id": key_id, "rate_limit_per_hour": limit, "hour": hour}),
+    }
+}
+
+/// The message id (`webhook-id`) of an alert.
+pub fn message_id(alert_id: &str) -> String {
+    format!("msg_{}", alert_id.replace(':', "_"))
+}
+
+/// The subscriber message for a key change: type, message id and data.
+/// Never the secret: only its display prefix, as the API shows it. Called
+/// after the event was folded into `keys`.
+pub fn key_message(id: EventId, event: &Event, keys: &Keys) -> Option<(&'static str, String, serde_json::Value)> {
+    let settings = |key_id: &str, s: &ingest::events::KeySettings| {
+        let prefix = keys.get(key_id).map(|k| k.prefix.as_str());
+        json!({
+            "key_id": key_id,
+            "prefix": prefix,
+            "name": s.name,
+            "owner": s.owner,
+            "active": s.active,
+            "workflow_ids": s.workflow_ids,
+            "rate_limit_per_hour": s.rate_limit_per_hour,
+            "cost_limit_per_month": s.cost_limit_per_month.map(usd),
+            "alert_thresholds": s.alert_thresholds,
+            "expires_at": s.expires_at,
+            "metadata": s.metadata,
+        })
+    };
+    let (event_type, data) = match event {
+        Event::KeyCreated(e) => ("key.created", settings(&e.key_id, &e.settings)),
+        Event::KeyUpdated(e) => ("key.updated", settings(&e.key_id, &e.settings)),
+        Event::KeyRevoked(e) => ("key.revoked", json!({"key_id": e.key_id})),
+        Event::KeyRotated(e) => (
+            "key.rotated",
+            json!({"key_id": e.key_id, "prefix": e.prefix, "previous_valid_until": e.previous_valid_until}),
+        ),
+        _ => return None,
+    };
+    let hex: String = id.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    Some((event_type, format!("msg_{hex}"), data))
+}
+
+/// USD as a JSON number, as the API shows money.
+fn usd(amount: Micros) -> f64 {
+    amount.get() as f64 / Micros::PER_DOLLAR as f64
+}
