@@ -1,11 +1,19 @@
-//! Webhooks: subscriptions, alert rules and signed delivery.
+//! Webhooks: Standard Webhooks v1 signatures, the SSRF guard on endpoint
+//! URLs, the retry schedule, and the worker that delivers.
 //!
-//! Its job: evaluate alert rules as usage events are folded
-//! (`usage.threshold`, `usage.rate_limited`, key changes), and deliver each
-//! alert to the matching subscriptions as Standard Webhooks v1 (HMAC-SHA256
-//! signatures, the same `webhook-id` on every retry), retried on the
-//! configured schedule, with every attempt recorded as an event.
-//!
-//! Status: the crate is laid out but holds no code yet; it arrives with the
-//! webhooks issue (5). The event types it will write (`alert.fired`,
-//! `delivery.attempted`, `webhook.*`) are already defined in `ingest`.
+//! Subscriptions, alert rules and delivery state are folded from the stream
+//! in `ledger` (`ledger::webhooks`, `ledger::alerts`); this crate is what
+//! touches the network. The worker reads the projection for what is due,
+//! sends it, and records every attempt as a `delivery.attempted` event, so a
+//! restart (or another worker) picks up exactly where it stopped.
+
+mod error;
+pub mod guard;
+pub mod schedule;
+pub mod signature;
+pub mod worker;
+
+pub use error::Error;
+pub use guard::Guard;
+pub use schedule::Schedule;
+pub use worker::Worker;
