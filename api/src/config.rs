@@ -78,6 +78,18 @@ pub struct ServeArgs {
     /// When the embedded log reaches the disk.
     #[arg(long, env = "NODAI_FSYNC", value_enum, default_value = "interval")]
     pub fsync: Fsync,
+    /// Allow webhook URLs that resolve to loopback, private or link-local
+    /// addresses (development and tests only).
+    #[arg(long = "webhook-allow-private", env = "NODAI_WEBHOOK_ALLOW_PRIVATE", value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", hide = true)]
+    pub webhook_allow_private: bool,
+    /// Delays before each retry of a failed webhook delivery.
+    #[arg(
+        long = "webhook-retry-schedule",
+        env = "NODAI_WEBHOOK_RETRY_SCHEDULE",
+        default_value = "5s,5m,30m,2h,5h,10h,10h",
+        hide = true
+    )]
+    pub webhook_retry_schedule: String,
 }
 
 /// Everything `nodai serve` needs, validated.
@@ -91,6 +103,8 @@ pub struct Config {
     pub upstream_timeout: Duration,
     pub admin_token: Option<crate::auth::AdminToken>,
     pub log_filter: String,
+    pub webhook_guard: webhooks::Guard,
+    pub webhook_retry_schedule: webhooks::Schedule,
 }
 
 #[derive(Debug, Clone)]
@@ -117,6 +131,8 @@ pub enum ConfigError {
     UpstreamTimeout,
     #[error("NODAI_ADMIN_TOKEN must be at least 16 characters")]
     AdminToken,
+    #[error("NODAI_WEBHOOK_RETRY_SCHEDULE: {0}")]
+    RetrySchedule(#[from] webhooks::Error),
 }
 
 impl Config {
@@ -165,6 +181,10 @@ impl Config {
                 .admin_token
                 .map(|t| crate::auth::AdminToken::new(t.trim().to_owned())),
             log_filter: std::env::var("NODAI_LOG").unwrap_or_else(|_| "info".into()),
+            webhook_guard: webhooks::Guard {
+                allow_private: args.webhook_allow_private,
+            },
+            webhook_retry_schedule: args.webhook_retry_schedule.parse()?,
         })
     }
 
@@ -181,6 +201,8 @@ impl Config {
             upstream_timeout: Duration::from_secs(30),
             admin_token: None,
             log_filter: "info".into(),
+            webhook_guard: webhooks::Guard::default(),
+            webhook_retry_schedule: webhooks::Schedule::default(),
         }
     }
 
@@ -250,5 +272,8 @@ mod tests {
         assert!(parse(&["--role", "boss"]).is_err());
         assert!(parse(&["--listen", "nowhere"]).is_err());
         assert!(parse(&["--fsync", "sometimes"]).is_err());
+        assert!(parse(&["--webhook-retry-schedule", "5s,soon"])
+            .unwrap_err()
+            .contains("NODAI_WEBHOOK_RETRY_SCHEDULE"));
     }
 }

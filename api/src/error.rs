@@ -18,6 +18,13 @@ pub enum ApiError {
     WorkflowNotFound,
     #[error("a workflow with this id exists already")]
     WorkflowExists,
+    #[error("no webhook with this id")]
+    WebhookNotFound,
+    #[error("no delivery with this id for this webhook")]
+    DeliveryNotFound,
+    /// The URL reaches, or resolves to, an address webhooks may not call.
+    #[error("url: {0}")]
+    WebhookUrlForbidden(String),
     #[error("another change to this object landed first; retry")]
     Conflict,
     #[error("{0}")]
@@ -89,6 +96,13 @@ impl ApiError {
             KeyNotFound => (StatusCode::NOT_FOUND, "key_not_found", "Not Found"),
             WorkflowNotFound => (StatusCode::NOT_FOUND, "workflow_not_found", "Not Found"),
             WorkflowExists => (StatusCode::CONFLICT, "workflow_exists", "Conflict"),
+            WebhookNotFound => (StatusCode::NOT_FOUND, "webhook_not_found", "Not Found"),
+            DeliveryNotFound => (StatusCode::NOT_FOUND, "delivery_not_found", "Not Found"),
+            WebhookUrlForbidden(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "webhook_url_forbidden",
+                "Unprocessable Entity",
+            ),
             Conflict => (StatusCode::CONFLICT, "conflict", "Conflict"),
             NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready", "Not Ready"),
             BadJson(_) => (StatusCode::BAD_REQUEST, "invalid_json", "Bad Request"),

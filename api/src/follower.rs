@@ -63,6 +63,11 @@ impl Progress {
         matches!(reached, Ok(Ok(_)))
     }
 
+    /// Changes whenever the applied sequence moves.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
     pub fn target(&self) -> u64 {
         self.target
     }

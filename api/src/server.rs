@@ -111,6 +111,16 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         )
         .await?;
         tasks.spawn(archiver.run(stream.clone(), config.archive_flush, background.clone()));
+        let deliveries = webhooks::Worker::new(
+            stream.clone(),
+            projection.clone(),
+            progress.subscribe(),
+            target,
+            config.webhook_retry_schedule.clone(),
+            config.webhook_guard,
+        )
+        .map_err(|e| ServeError::Http(std::io::Error::other(e)))?;
+        tasks.spawn(deliveries.run(background.clone()));
     }
     tasks.spawn(follower::run(
         stream.clone(),
@@ -135,6 +145,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         limiter,
         http,
         upstream_timeout: config.upstream_timeout,
+        webhook_guard: config.webhook_guard,
+        rate_alerts: Arc::default(),
     });
     let addr = listener.local_addr().map_err(ServeError::Http)?;
     let backend = match &config.backend {

@@ -6,6 +6,7 @@ pub mod keys;
 pub mod openapi;
 pub mod queries;
 pub mod usage;
+pub mod webhooks;
 pub mod workflows;
 
 use axum::extract::DefaultBodyLimit;
@@ -38,6 +39,11 @@ pub struct AppState {
     /// Pooled connections to upstreams.
     pub http: reqwest::Client,
     pub upstream_timeout: Duration,
+    /// Which webhook URLs are allowed.
+    pub webhook_guard: ::webhooks::Guard,
+    /// `usage.rate_limited` alerts this replica has appended, so that a
+    /// storm of 429s appends each once (the fold de-duplicates the rest).
+    pub rate_alerts: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl AppState {
@@ -98,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::router())
         .merge(workflows::router())
         .merge(usage::router())
+        .merge(webhooks::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::require_admin,

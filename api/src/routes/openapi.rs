@@ -6,7 +6,7 @@ use axum::{Json, Router};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{health, keys, queries, usage, workflows, AppState, Page};
+use super::{health, keys, queries, usage, webhooks, workflows, AppState, Page};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,8 @@ use super::{health, keys, queries, usage, workflows, AppState, Page};
         usage::key_usage,
         workflows::create, workflows::list, workflows::get_one, workflows::update, workflows::delete,
         queries::query,
+        webhooks::create, webhooks::list, webhooks::get_one, webhooks::update, webhooks::delete,
+        webhooks::deliveries, webhooks::retry, webhooks::test,
         health::healthz, health::readyz, health::metrics,
     ),
     components(schemas(
@@ -23,7 +25,9 @@ use super::{health, keys, queries, usage, workflows, AppState, Page};
         workflows::WorkflowObject, workflows::CreateWorkflow, workflows::UpdateWorkflow,
         queries::QueryRequest, queries::QueryResponse, queries::QueryUsage,
         usage::UsageObject, usage::Hourly, usage::Daily,
-        Page<keys::KeyObject>, Page<workflows::WorkflowObject>, Problem,
+        webhooks::WebhookObject, webhooks::CreateWebhook, webhooks::UpdateWebhook,
+        webhooks::DeliveryObject, webhooks::DeliveryList, webhooks::TestSent,
+        Page<keys::KeyObject>, Page<workflows::WorkflowObject>, Page<webhooks::WebhookObject>, Problem,
     )),
     modifiers(&Security),
 )]

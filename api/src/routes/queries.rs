@@ -134,11 +134,12 @@ async fn run(
             *rate = state;
             reservation
         }
-        Verdict::RateLimited(state) => {
-            *rate = Some(state);
-            let retry_after_secs = (state.reset - now.timestamp()).max(1) as u64;
+        Verdict::RateLimited(limited) => {
+            *rate = Some(limited);
+            fire_rate_limited(state, &key_id, limited.limit, now);
+            let retry_after_secs = (limited.reset - now.timestamp()).max(1) as u64;
             return Err(ApiError::RateLimited {
-                limit: state.limit,
+                limit: limited.limit,
                 retry_after_secs,
             });
         }
@@ -203,4 +204,30 @@ async fn run(
         },
         request_id,
     })
+}
+
+/// The first 429 of a key in a clock hour fires `usage.rate_limited`.
+/// Appended in the background: the 429 does not wait for it.
+fn fire_rate_limited(state: &AppState, key_id: &str, limit: u64, now: chrono::DateTime<Utc>) {
+    let alert = ledger::alerts::rate_limited(key_id, limit, now);
+    if state.projection().alerts.is_fired(&alert.alert_id) {
+        return;
+    }
+    {
+        let mut sent = state.rate_alerts.lock().unwrap_or_else(|e| e.into_inner());
+        if sent.len() > 10_000 {
+            sent.clear();
+        }
+        if !sent.insert(alert.alert_id.clone()) {
+            return;
+        }
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        let id = alert.alert_id.clone();
+        if let Err(error) = state.write(Event::AlertFired(alert), None).await {
+            tracing::warn!(alert_id = id, %error, "cannot record a rate-limit alert");
+            state.rate_alerts.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        }
+    });
 }
