@@ -32,9 +32,10 @@ impl Received {
 }
 
 /// Endpoints: `/ok` answers 200; `/flaky` 503 (Retry-After: 0) to the first
-/// attempt of each message, then 200; `/down` always 500.
+/// attempt of each message, then 200; `/down` always 500; `/slow` 200 after
+/// five seconds.
 #[derive(Clone, Default)]
-struct Receiver(Arc<Mutex<Vec<Received>>>);
+struct Receiver(Arc<Mutex<Vec<Received>>>, Arc<std::sync::atomic::AtomicUsize>);
 
 impl Receiver {
     async fn start(self, listener: tokio::net::TcpListener) -> String {
@@ -78,9 +79,16 @@ async fn receive(
         signature: header("webhook-signature"),
         body,
     };
-    let mut all = receiver.0.lock().unwrap();
-    let first = !all.iter().any(|r| r.endpoint == endpoint && r.id == received.id);
-    all.push(received);
+    let first = {
+        let mut all = receiver.0.lock().unwrap();
+        let first = !all.iter().any(|r| r.endpoint == endpoint && r.id == received.id);
+        all.push(received);
+        first
+    };
+    if endpoint == "slow" {
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        receiver.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
     match endpoint.as_str() {
         "flaky" if first => (AxumStatus::SERVICE_UNAVAILABLE, [("retry-after", "0")]).into_response(),
         "down" => AxumStatus::INTERNAL_SERVER_ERROR.into_response(),
@@ -402,6 +410,66 @@ async fn pending_deliveries_survive_a_restart(mut app: App) {
     assert_eq!(deliveries(&app, &id).await[0]["attempts"], 2);
 }
 
+async fn a_slow_endpoint_delays_no_other(app: App) {
+    let receiver = Receiver::default();
+    let base = receiver
+        .clone()
+        .start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+        .await;
+    let (slow, _) = create_webhook(&app, format!("{base}/slow"), json!([])).await;
+    let (ok, _) = create_webhook(&app, format!("{base}/ok"), json!([])).await;
+    for _ in 0..6 {
+        app.post(&format!("/api/v1/webhooks/{slow}/test"), json!({})).await;
+    }
+    eventually("the slow endpoint is busy", async || !receiver.got("slow").is_empty()).await;
+    app.post(&format!("/api/v1/webhooks/{ok}/test"), json!({})).await;
+    eventually("the other endpoint got its message", async || {
+        !receiver.got("ok").is_empty()
+    })
+    .await;
+    assert_eq!(
+        receiver.1.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "delivered while the slow endpoint still held its first requests"
+    );
+    assert!(
+        receiver.got("slow").len() <= 4,
+        "at most four attempts in flight to one endpoint"
+    );
+}
+
+async fn addresses_are_checked_again_at_delivery(mut app: App) {
+    // Saved while private addresses were allowed…
+    let receiver = Receiver::default();
+    let base = receiver
+        .clone()
+        .start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+        .await;
+    let (id, _) = create_webhook(&app, format!("{base}/ok"), json!([])).await;
+    let localhost = base.replace("127.0.0.1", "localhost");
+    let (by_name, _) = create_webhook(&app, format!("{localhost}/ok"), json!([])).await;
+    app.stop().await;
+    // …then the guard is back: neither the address nor the name may be called.
+    app.configure = |config| config.webhook_retry_schedule = "200ms".parse().unwrap();
+    app.spawn().await;
+    for webhook in [&id, &by_name] {
+        app.post(&format!("/api/v1/webhooks/{webhook}/test"), json!({})).await;
+    }
+    for webhook in [&id, &by_name] {
+        eventually("refused at delivery", async || {
+            deliveries(&app, webhook)
+                .await
+                .first()
+                .is_some_and(|d| d["status"] == "failed")
+        })
+        .await;
+        let d = &deliveries(&app, webhook).await[0];
+        assert!(d["last_status_code"].is_null(), "{d}");
+        assert!(d["last_error"].as_str().unwrap().contains("loopback, private"), "{d}");
+    }
+    assert!(receiver.got("ok").is_empty(), "nothing reached the private address");
+}
+
 async fn the_ssrf_guard(app: App) {
     for url in [
         "http://127.0.0.1:9/hook",
@@ -455,3 +523,13 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(alerts_signed_retried_and_once, pending_deliveries_survive_a_restart);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_slow_endpoint_delays_no_other() {
+    a_slow_endpoint_delays_no_other(App::start_with(false, fast_retries).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_guard_applies_at_delivery_too() {
+    addresses_are_checked_again_at_delivery(App::start_with(false, fast_retries).await.unwrap()).await;
+}

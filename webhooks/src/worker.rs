@@ -328,7 +328,9 @@ impl Shared {
             let bare = host.trim_start_matches('[').trim_end_matches(']');
             if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
                 if !self.guard.allow_private && crate::guard::forbidden(ip) {
-                    return Err(crate::Error::Forbidden(format!("{ip} is not a public address")));
+                    return Err(crate::Error::Forbidden(format!(
+                        "{ip} is a loopback, private, link-local, multicast or unspecified address"
+                    )));
                 }
             }
         }
