@@ -160,3 +160,124 @@ pub fn key_message(id: EventId, event: &Event, keys: &Keys) -> Option<(&'static 
 fn usd(amount: Micros) -> f64 {
     amount.get() as f64 / Micros::PER_DOLLAR as f64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Projection;
+    use chrono::TimeZone;
+    use ingest::events::{KeyCreated, KeySettings, WebhookCreated};
+
+    fn at(day: u32, hour: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, day, hour, 0, 0).unwrap()
+    }
+
+    /// A key with a $10 monthly limit and the default thresholds, and a
+    /// subscription to thresholds.
+    fn given() -> (Projection, u64) {
+        let mut p = Projection::default();
+        let key = Event::KeyCreated(KeyCreated {
+            key_id: "key_a".into(),
+            key_hash: "00".repeat(32),
+            prefix: "nk_00000000".into(),
+            settings: KeySettings {
+                name: "a".into(),
+                owner: None,
+                active: true,
+                workflow_ids: vec![],
+                rate_limit_per_hour: None,
+                cost_limit_per_month: Some(Micros::new(10_000_000)),
+                alert_thresholds: vec![80, 100],
+                expires_at: None,
+                allowed_origins: vec![],
+                metadata: None,
+            },
+        });
+        let hook = Event::WebhookCreated(WebhookCreated {
+            webhook_id: "wh_1".into(),
+            url: "https://example.com/hook".into(),
+            events: vec!["usage.threshold".into()],
+            description: None,
+            secret: "whsec_x".into(),
+            active: true,
+        });
+        p.apply(1, EventId::new(), at(1, 0), &key);
+        p.apply(2, EventId::new(), at(1, 0), &hook);
+        (p, 3)
+    }
+
+    fn spend(p: &mut Projection, seq: &mut u64, ts: DateTime<Utc>, dollars: i64) {
+        let q = Event::QueryRecorded(QueryRecorded {
+            request_id: "r".into(),
+            key_id: "key_a".into(),
+            workflow_id: "wf".into(),
+            status_code: 200,
+            cost: Micros::new(dollars * 1_000_000),
+            duration_ms: 1,
+        });
+        p.apply(*seq, EventId::new(), ts, &q);
+        *seq += 1;
+    }
+
+    fn due_ids(p: &Projection) -> Vec<String> {
+        p.alerts.due().map(|a| a.alert_id.clone()).collect()
+    }
+
+    #[test]
+    fn a_threshold_is_due_once_crossed_and_fires_once() {
+        let (mut p, mut seq) = given();
+        spend(&mut p, &mut seq, at(2, 0), 7);
+        assert!(due_ids(&p).is_empty(), "70% crosses nothing");
+        spend(&mut p, &mut seq, at(2, 1), 1);
+        assert_eq!(due_ids(&p), ["threshold:key_a:2026-11:80"]);
+        let alert = p.alerts.due().next().unwrap().clone();
+        assert_eq!(alert.data["cost_this_month"], 8.0);
+        assert_eq!(alert.data["cost_limit_per_month"], 10.0);
+
+        // Fired twice (two workers, or a retried append): one delivery.
+        for _ in 0..2 {
+            p.apply(seq, EventId::new(), at(2, 1), &Event::AlertFired(alert.clone()));
+            seq += 1;
+        }
+        assert!(due_ids(&p).is_empty());
+        let hook = p.webhooks.get("wh_1").unwrap();
+        assert_eq!(hook.deliveries.len(), 1);
+        let delivery = hook.deliveries.values().next().unwrap();
+        assert_eq!(delivery.id, "msg_threshold_key_a_2026-11_80");
+        let body: serde_json::Value = serde_json::from_str(&delivery.body).unwrap();
+        assert_eq!(body["type"], "usage.threshold");
+        assert_eq!(body["data"]["threshold_percent"], 80);
+
+        // More spending this month: 80 stays fired, 100 comes due.
+        spend(&mut p, &mut seq, at(3, 0), 1);
+        assert!(due_ids(&p).is_empty());
+        spend(&mut p, &mut seq, at(3, 1), 2);
+        assert_eq!(due_ids(&p), ["threshold:key_a:2026-11:100"]);
+    }
+
+    #[test]
+    fn a_new_month_starts_over() {
+        let (mut p, mut seq) = given();
+        spend(&mut p, &mut seq, at(30, 23), 9);
+        let fired: Vec<AlertFired> = p.alerts.due().cloned().collect();
+        for alert in fired {
+            p.apply(seq, EventId::new(), at(30, 23), &Event::AlertFired(alert));
+            seq += 1;
+        }
+        let december = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 1).unwrap();
+        spend(&mut p, &mut seq, december, 1);
+        assert!(due_ids(&p).is_empty(), "$1 of $10 in December");
+        spend(&mut p, &mut seq, december, 7);
+        assert_eq!(due_ids(&p), ["threshold:key_a:2026-12:80"]);
+    }
+
+    #[test]
+    fn a_rate_limit_alert_is_named_by_key_and_clock_hour() {
+        let a = rate_limited("key_a", 5, Utc.with_ymd_and_hms(2026, 11, 25, 10, 59, 59).unwrap());
+        let b = rate_limited("key_a", 5, Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap());
+        let c = rate_limited("key_a", 5, Utc.with_ymd_and_hms(2026, 11, 25, 11, 0, 0).unwrap());
+        assert_eq!(a.alert_id, b.alert_id);
+        assert_ne!(a.alert_id, c.alert_id);
+        assert_eq!(a.data["hour"], "2026-11-25T10:00:00Z");
+    }
+}

@@ -277,3 +277,148 @@ fn prune(deliveries: &mut BTreeMap<String, Delivery>) {
         deliveries.remove(&id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap() + chrono::Duration::seconds(secs)
+    }
+
+    fn created(id: &str, events: &[&str]) -> WebhookCreated {
+        WebhookCreated {
+            webhook_id: id.into(),
+            url: "https://example.com/hook".into(),
+            events: events.iter().map(|e| e.to_string()).collect(),
+            description: None,
+            secret: format!("whsec_{id}"),
+            active: true,
+        }
+    }
+
+    fn attempt(n: u32, outcome: DeliveryOutcome, status: Option<u16>) -> DeliveryAttempted {
+        DeliveryAttempted {
+            webhook_id: "wh_all".into(),
+            message_id: "msg_1".into(),
+            event_type: "key.created".into(),
+            attempt: n,
+            status_code: status,
+            outcome,
+            next_attempt_at: (outcome == DeliveryOutcome::Retrying).then(|| t(60)),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn messages_go_to_the_subscriptions_that_want_them() {
+        let mut w = Webhooks::default();
+        w.created(1, t(0), &created("wh_all", &[]));
+        w.created(2, t(0), &created("wh_keys", &["key.created"]));
+        w.created(3, t(0), &created("wh_alerts", &["usage.threshold"]));
+        let data = serde_json::json!({"key_id": "key_a"});
+        w.message(t(1), "msg_1", "key.created", &data, None);
+        w.message(t(1), "msg_1", "key.created", &data, None);
+        let count = |w: &Webhooks, id: &str| w.get(id).unwrap().deliveries.len();
+        assert_eq!(
+            (count(&w, "wh_all"), count(&w, "wh_keys"), count(&w, "wh_alerts")),
+            (1, 1, 0)
+        );
+        w.message(t(2), "msg_2", "webhook.test", &data, Some("wh_alerts"));
+        assert_eq!(
+            (count(&w, "wh_all"), count(&w, "wh_alerts")),
+            (1, 1),
+            "a test goes to its endpoint only"
+        );
+    }
+
+    #[test]
+    fn attempts_move_a_delivery_and_a_retry_starts_the_schedule_again() {
+        let mut w = Webhooks::default();
+        w.created(1, t(0), &created("wh_all", &[]));
+        w.message(t(1), "msg_1", "key.created", &serde_json::json!({}), None);
+        let d = |w: &Webhooks| w.get("wh_all").unwrap().deliveries["msg_1"].clone();
+        assert_eq!(
+            (d(&w).status, d(&w).next_attempt_at),
+            (DeliveryStatus::Pending, Some(t(1)))
+        );
+
+        w.attempted(t(2), &attempt(1, DeliveryOutcome::Retrying, Some(503)));
+        w.attempted(t(2), &attempt(1, DeliveryOutcome::Retrying, Some(503)));
+        assert_eq!(
+            (d(&w).attempts, d(&w).last_status_code),
+            (1, Some(503)),
+            "recorded twice, counted once"
+        );
+        assert_eq!(w.get("wh_all").unwrap().failing_since, Some(t(2)));
+        w.attempted(t(62), &attempt(2, DeliveryOutcome::Failed, None));
+        assert_eq!(d(&w).status, DeliveryStatus::Failed);
+        assert_eq!(
+            w.get("wh_all").unwrap().failing_since,
+            Some(t(2)),
+            "still failing since the first"
+        );
+
+        w.retry_requested(t(100), "wh_all", "msg_1");
+        assert_eq!(
+            (d(&w).status, d(&w).schedule_from, d(&w).next_attempt_at),
+            (DeliveryStatus::Pending, 2, Some(t(100)))
+        );
+        w.attempted(t(101), &attempt(3, DeliveryOutcome::Succeeded, Some(200)));
+        assert_eq!(d(&w).status, DeliveryStatus::Succeeded);
+        assert_eq!(
+            w.get("wh_all").unwrap().failing_since,
+            None,
+            "a success ends the streak"
+        );
+    }
+
+    #[test]
+    fn a_rotation_signs_with_both_secrets_until_the_grace_ends() {
+        let mut w = Webhooks::default();
+        w.created(1, t(0), &created("wh_all", &[]));
+        w.updated(
+            2,
+            t(10),
+            &WebhookUpdated {
+                webhook_id: "wh_all".into(),
+                url: "https://example.com/v2".into(),
+                events: vec![],
+                description: None,
+                active: true,
+                secret: Some("whsec_new".into()),
+                previous_secret_valid_until: Some(t(70)),
+            },
+        );
+        let hook = w.get("wh_all").unwrap();
+        assert_eq!(hook.signing_secrets(t(69)), ["whsec_new", "whsec_wh_all"]);
+        assert_eq!(hook.signing_secrets(t(70)), ["whsec_new"]);
+        assert_eq!(w.last_seq("wh_all"), 2);
+    }
+
+    #[test]
+    fn finished_deliveries_are_pruned_pending_ones_kept() {
+        let mut w = Webhooks::default();
+        w.created(1, t(0), &created("wh_all", &[]));
+        w.message(t(0), "msg_pending", "key.created", &serde_json::json!({}), None);
+        for i in 0..FINISHED_KEPT * 2 + 10 {
+            let id = format!("msg_{i:05}");
+            w.message(t(i as i64 + 1), &id, "key.created", &serde_json::json!({}), None);
+            w.attempted(
+                t(i as i64 + 1),
+                &DeliveryAttempted {
+                    message_id: id,
+                    ..attempt(1, DeliveryOutcome::Succeeded, Some(200))
+                },
+            );
+        }
+        let deliveries = &w.get("wh_all").unwrap().deliveries;
+        assert!(deliveries.len() <= FINISHED_KEPT * 2 + 1);
+        assert!(deliveries.contains_key("msg_pending"));
+        assert!(
+            deliveries.contains_key(&format!("msg_{:05}", FINISHED_KEPT * 2 + 9)),
+            "the newest are kept"
+        );
+    }
+}
