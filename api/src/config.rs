@@ -264,6 +264,16 @@ mod tests {
     }
 
     #[test]
+    fn webhook_settings() {
+        let config = parse(&[]).unwrap();
+        assert!(!config.webhook_guard.allow_private);
+        assert_eq!(config.webhook_retry_schedule, webhooks::Schedule::default());
+        let config = parse(&["--webhook-allow-private", "--webhook-retry-schedule", "1s,2m"]).unwrap();
+        assert!(config.webhook_guard.allow_private);
+        assert_eq!(config.webhook_retry_schedule, "1s,2m".parse().unwrap());
+    }
+
+    #[test]
     fn bad_values_are_refused_with_the_reason() {
         assert!(parse(&["--stream", "a.b"]).unwrap_err().contains("--stream"));
         assert!(parse(&["--archive-flush-secs", "0"])

@@ -311,3 +311,169 @@ async fn kill_9_under_load_loses_and_duplicates_nothing_on_nats() {
     })
     .await;
 }
+
+/// Counts what a webhook endpoint receives, per `webhook-id`, and answers
+/// 503 to the first two attempts of each message.
+#[derive(Clone, Default)]
+struct FlakyReceiver(Arc<std::sync::Mutex<Vec<(String, Value)>>>);
+
+impl FlakyReceiver {
+    async fn start(self) -> String {
+        use axum::http::{HeaderMap, StatusCode};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let app =
+            axum::Router::new()
+                .route(
+                    "/hook",
+                    axum::routing::post(
+                        |axum::extract::State(r): axum::extract::State<FlakyReceiver>,
+                         headers: HeaderMap,
+                         body: String| async move {
+                            let id = headers["webhook-id"].to_str().unwrap().to_owned();
+                            let mut got = r.0.lock().unwrap();
+                            let earlier = got.iter().filter(|(i, _)| *i == id).count();
+                            got.push((id, serde_json::from_str(&body).unwrap()));
+                            if earlier < 2 {
+                                StatusCode::SERVICE_UNAVAILABLE
+                            } else {
+                                StatusCode::OK
+                            }
+                        },
+                    ),
+                )
+                .with_state(self);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    /// Attempts per message id.
+    fn attempts(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut per_id = std::collections::BTreeMap::new();
+        for (id, _) in self.0.lock().unwrap().iter() {
+            *per_id.entry(id.clone()).or_default() += 1;
+        }
+        per_id
+    }
+}
+
+/// Crossing 50% and 100% of a cost limit yields one alert each, also when
+/// the server is killed while their deliveries are being retried.
+async fn alerts_once_across_kill_9_mid_retry(store: Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let receiver = FlakyReceiver::default();
+    let url = receiver.clone().start().await;
+    let mut args = store.args();
+    args.extend(["--webhook-allow-private", "--webhook-retry-schedule", "1s,1s,1s"].map(String::from));
+    let mut node = Node::start(&data_dir, &args).await;
+    node.admin(
+        reqwest::Method::POST,
+        "/api/v1/webhooks",
+        Some(json!({"url": url, "events": ["usage.threshold"]})),
+    )
+    .await;
+    node.admin(
+        reqwest::Method::POST,
+        "/api/v1/workflows",
+        Some(json!({"id": "echo", "name": "echo", "upstream_url": "builtin:echo", "price_per_request": 0.003})),
+    )
+    .await;
+    let key = node
+        .admin(
+            reqwest::Method::POST,
+            "/api/v1/api-keys",
+            Some(json!({"name": "budget", "cost_limit_per_month": 0.01, "alert_thresholds": [50, 100]})),
+        )
+        .await;
+    let client = reqwest::Client::new();
+    for _ in 0..4 {
+        let response = client
+            .post(format!("{}/api/v1/workflows/echo/query", node.base))
+            .header("X-API-Key", key["key"].as_str().unwrap())
+            .json(&json!({"input": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    // Both alerts have failed a first attempt and wait for their retry: kill.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while receiver.attempts().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no first attempts: {:?}",
+            receiver.attempts()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.kill_9();
+    let _ = node.child.wait().await;
+
+    let node = Node::start(&data_dir, &args).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while receiver.attempts().values().filter(|n| **n >= 3).count() < 2 {
+        assert!(Instant::now() < deadline, "not delivered: {:?}", receiver.attempts());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let webhooks = node.admin(reqwest::Method::GET, "/api/v1/webhooks", None).await;
+    let webhook_id = webhooks["data"][0]["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = node
+            .admin(
+                reqwest::Method::GET,
+                &format!("/api/v1/webhooks/{webhook_id}/deliveries"),
+                None,
+            )
+            .await;
+        let data = log["data"].as_array().unwrap();
+        if data.len() == 2 && data.iter().all(|d| d["status"] == "succeeded") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(node.terminate().await, Some(0));
+
+    let attempts = receiver.attempts();
+    assert_eq!(attempts.len(), 2, "two alert messages: {attempts:?}");
+    let mut percents: Vec<u64> = receiver
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, body)| body["data"]["threshold_percent"].as_u64().unwrap())
+        .collect();
+    percents.dedup();
+    percents.sort();
+    percents.dedup();
+    assert_eq!(percents, [50, 100]);
+    let fired: Vec<String> = common::records(&data_dir, store.nats())
+        .await
+        .iter()
+        .filter_map(|r| match r.envelope().unwrap().event().unwrap() {
+            Event::AlertFired(a) => Some(a.alert_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fired.len(), 2, "one alert.fired each: {fired:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_once_across_kill_9_on_the_embedded_log() {
+    alerts_once_across_kill_9_mid_retry(Store::Embedded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_once_across_kill_9_on_nats() {
+    let Some(server) = NatsServer::start().await else {
+        return;
+    };
+    alerts_once_across_kill_9_mid_retry(Store::Nats {
+        url: server.url(),
+        stream: unique_stream_name(),
+    })
+    .await;
+}

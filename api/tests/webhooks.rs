@@ -32,7 +32,7 @@ impl Received {
 }
 
 /// Endpoints: `/ok` answers 200; `/flaky` 503 (Retry-After: 0) to the first
-/// attempt of each message, then 200; `/down` always 500; `/slow` 200 after
+/// two attempts of each message, then 200; `/redirect` 307 to `/ok`; `/down` always 500; `/slow` 200 after
 /// five seconds.
 #[derive(Clone, Default)]
 struct Receiver(Arc<Mutex<Vec<Received>>>, Arc<std::sync::atomic::AtomicUsize>);
@@ -79,18 +79,22 @@ async fn receive(
         signature: header("webhook-signature"),
         body,
     };
-    let first = {
+    let earlier = {
         let mut all = receiver.0.lock().unwrap();
-        let first = !all.iter().any(|r| r.endpoint == endpoint && r.id == received.id);
+        let earlier = all
+            .iter()
+            .filter(|r| r.endpoint == endpoint && r.id == received.id)
+            .count();
         all.push(received);
-        first
+        earlier
     };
     if endpoint == "slow" {
         tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         receiver.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
     match endpoint.as_str() {
-        "flaky" if first => (AxumStatus::SERVICE_UNAVAILABLE, [("retry-after", "0")]).into_response(),
+        "flaky" if earlier < 2 => (AxumStatus::SERVICE_UNAVAILABLE, [("retry-after", "0")]).into_response(),
+        "redirect" => (AxumStatus::TEMPORARY_REDIRECT, [("location", "/ok")]).into_response(),
         "down" => AxumStatus::INTERNAL_SERVER_ERROR.into_response(),
         _ => AxumStatus::OK.into_response(),
     }
@@ -101,8 +105,82 @@ fn fast_retries(config: &mut api::config::Config) {
     config.webhook_retry_schedule = "200ms,200ms".parse().unwrap();
 }
 
+/// Standard Webhooks verification written from the specification, sharing
+/// nothing with the crate under test: HMAC-SHA256 (RFC 2104) over
+/// `id.timestamp.body`, keyed by the base64-decoded part of `whsec_…`,
+/// base64 encoded, any of the space-separated `v1,` signatures.
 fn verifies(secret: &str, r: &Received) -> bool {
-    webhooks::signature::verify(secret, &r.id, r.timestamp, r.body.as_bytes(), &r.signature)
+    let key = base64_decode(secret.strip_prefix("whsec_").unwrap());
+    let message = format!("{}.{}.{}", r.id, r.timestamp, r.body);
+    let expected = format!("v1,{}", base64_encode(&hmac_sha256(&key, message.as_bytes())));
+    r.signature.split(' ').any(|s| s == expected)
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
+    Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize()
+        .to_vec()
+}
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(BASE64[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let digits: Vec<u32> = text
+        .bytes()
+        .filter(|b| *b != b'=')
+        .map(|b| BASE64.iter().position(|c| *c == b).unwrap() as u32)
+        .collect();
+    let mut out = Vec::new();
+    for chunk in digits.chunks(4) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, d)| n | d << (18 - 6 * i));
+        for i in 0..chunk.len() - 1 {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_independent_verifier_matches_the_reference_vector() {
+    // From the Standard Webhooks specification.
+    let r = Received {
+        endpoint: String::new(),
+        id: "msg_p5jXN8AQM9LWM0D4loKWxJek".into(),
+        timestamp: 1614265330,
+        signature: "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=".into(),
+        body: r#"{"test": 2432232314}"#.into(),
+    };
+    assert!(verifies("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", &r));
+    assert!(!verifies("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSx", &r));
 }
 
 async fn create_webhook(app: &App, url: String, events: Value) -> (String, String) {
@@ -186,11 +264,11 @@ async fn alerts_signed_retried_and_once(mut app: App) {
         assert!((r.timestamp - chrono::Utc::now().timestamp()).abs() < 60);
     }
 
-    // /flaky wants everything: key.created and both thresholds, each refused once and retried with the same id.
+    // /flaky wants everything: key.created and both thresholds, each refused twice and retried with the same id.
     eventually("three messages delivered to /flaky", async || {
         let got = receiver.got("flaky");
         let ids: std::collections::HashSet<_> = got.iter().map(|r| r.id.clone()).collect();
-        ids.len() >= 3 && got.len() >= 6
+        ids.len() >= 3 && got.len() >= 9
     })
     .await;
     let got = receiver.got("flaky");
@@ -200,8 +278,11 @@ async fn alerts_signed_retried_and_once(mut app: App) {
         by_id.entry(r.id.clone()).or_default().push(r);
     }
     for (id, attempts) in &by_id {
-        assert_eq!(attempts.len(), 2, "{id}: a 503 and a 200");
-        assert_eq!(attempts[0].body, attempts[1].body, "the same message on every attempt");
+        assert_eq!(attempts.len(), 3, "{id}: two 503s and a 200");
+        assert!(
+            attempts.iter().all(|a| a.body == attempts[0].body),
+            "the same message on every attempt"
+        );
     }
     let types: Vec<String> = by_id
         .values()
@@ -220,7 +301,7 @@ async fn alerts_signed_retried_and_once(mut app: App) {
     for d in deliveries(&app, &flaky).await {
         assert_eq!(
             (d["attempts"].as_u64(), d["last_status_code"].as_u64()),
-            (Some(2), Some(200)),
+            (Some(3), Some(200)),
             "{d}"
         );
         assert!(d["next_attempt_at"].is_null());
@@ -239,9 +320,14 @@ async fn alerts_signed_retried_and_once(mut app: App) {
         assert_eq!(app.query("echo", Some(&limited), json!(1)).await.status(), 429);
     }
     eventually("a rate-limit alert at /flaky", async || {
-        receiver.of_type("flaky", "usage.rate_limited").len() >= 2
+        receiver.of_type("flaky", "usage.rate_limited").len() >= 3
     })
     .await;
+    let limited_alerts = receiver.of_type("flaky", "usage.rate_limited");
+    assert!(
+        limited_alerts.iter().all(|r| r.id == limited_alerts[0].id),
+        "one alert for the hour"
+    );
 
     // An endpoint that always fails: three attempts (two retries), then failed; a manual retry starts again.
     let (status, sent) = app.post(&format!("/api/v1/webhooks/{down}/test"), json!({})).await;
@@ -470,6 +556,26 @@ async fn addresses_are_checked_again_at_delivery(mut app: App) {
     assert!(receiver.got("ok").is_empty(), "nothing reached the private address");
 }
 
+async fn redirects_are_not_followed(app: App) {
+    let receiver = Receiver::default();
+    let base = receiver
+        .clone()
+        .start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+        .await;
+    let (id, _) = create_webhook(&app, format!("{base}/redirect"), json!([])).await;
+    app.post(&format!("/api/v1/webhooks/{id}/test"), json!({})).await;
+    eventually("the redirected delivery fails", async || {
+        deliveries(&app, &id)
+            .await
+            .first()
+            .is_some_and(|d| d["status"] == "failed")
+    })
+    .await;
+    assert_eq!(deliveries(&app, &id).await[0]["last_status_code"], 307);
+    assert_eq!(receiver.got("redirect").len(), 3);
+    assert!(receiver.got("ok").is_empty(), "the redirect was not followed");
+}
+
 async fn the_ssrf_guard(app: App) {
     for url in [
         "http://127.0.0.1:9/hook",
@@ -527,6 +633,11 @@ on_both_backends!(alerts_signed_retried_and_once, pending_deliveries_survive_a_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_slow_endpoint_delays_no_other() {
     a_slow_endpoint_delays_no_other(App::start_with(false, fast_retries).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_a_failure_not_followed() {
+    redirects_are_not_followed(App::start_with(false, fast_retries).await.unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
