@@ -27,8 +27,8 @@ use crate::signature;
 /// 2xx within this long is success.
 pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Attempts in flight to one endpoint at once: a slow endpoint ties up
-/// only its own.
-pub const PER_ENDPOINT: usize = 4;
+/// only its own slots, and a fast one is not held to one at a time.
+pub const PER_ENDPOINT: usize = 16;
 /// An endpoint failing every attempt this long is disabled.
 pub const DISABLE_AFTER: Duration = Duration::days(5);
 /// Longest sleep between looks at the projection when nothing is due.
@@ -68,6 +68,7 @@ impl Worker {
             http,
             guard,
             in_flight: Mutex::default(),
+            done: tokio::sync::Notify::new(),
         });
         Ok(Worker {
             projection,
@@ -105,21 +106,30 @@ impl Worker {
                 this.in_flight
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert((send.webhook_id.clone(), send.delivery.id.clone()));
+                    .entry(send.webhook_id.clone())
+                    .or_default()
+                    .insert(send.delivery.id.clone());
                 let shared = this.clone();
                 attempts.spawn(async move { shared.attempt(send).await });
             }
             let sleep = (wake - Utc::now()).to_std().unwrap_or_default().min(IDLE);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                changed = self.applied.changed() => if changed.is_err() { break },
+                // An attempt finished: its endpoint has room for the next.
+                _ = this.done.notified() => {}
+                changed = self.applied.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    // Under a stream of queries the fold moves constantly:
+                    // for that, look at most fifty times a second.
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = this.done.notified() => {}
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
+                    }
+                }
                 _ = tokio::time::sleep(sleep) => {}
-            }
-            // Under a stream of queries the fold moves constantly: look at
-            // most fifty times a second.
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
             }
             // Forget appended alerts once the fold has them (no longer due).
             if !alerts_appended.is_empty() {
@@ -160,10 +170,7 @@ impl Worker {
                 .cloned()
                 .collect()
         };
-        let mut busy: HashMap<&str, usize> = HashMap::new();
-        for (webhook_id, _) in in_flight.iter() {
-            *busy.entry(webhook_id.as_str()).or_default() += 1;
-        }
+        let no_attempts = HashSet::new();
         let mut sends = Vec::new();
         let mut disables = Vec::new();
         let mut wake = now + Duration::from_std(IDLE).unwrap_or_default();
@@ -177,24 +184,23 @@ impl Worker {
                     continue;
                 }
             }
+            let flying = in_flight.get(&webhook.id).unwrap_or(&no_attempts);
+            let room = PER_ENDPOINT.saturating_sub(flying.len());
+            if room == 0 {
+                continue; // looked at again when one of its attempts ends
+            }
             let mut pending: Vec<&Delivery> = webhook
                 .deliveries
                 .values()
-                .filter(|d| d.status == ledger::DeliveryStatus::Pending)
-                .filter(|d| !in_flight.contains(&(webhook.id.clone(), d.id.clone())))
+                .filter(|d| d.status == ledger::DeliveryStatus::Pending && !flying.contains(&d.id))
                 .collect();
             pending.sort_by_key(|d| d.next_attempt_at);
-            let busy = busy.entry(webhook.id.as_str()).or_default();
-            for delivery in pending {
+            for delivery in pending.into_iter().take(room) {
                 let at = delivery.next_attempt_at.unwrap_or(now);
                 if at > now {
                     wake = wake.min(at);
                     break;
                 }
-                if *busy >= PER_ENDPOINT {
-                    break; // woken again when one of its attempts is folded
-                }
-                *busy += 1;
                 sends.push(Send {
                     webhook_id: webhook.id.clone(),
                     url: webhook.url.clone(),
@@ -228,8 +234,10 @@ struct Shared {
     schedule: Schedule,
     http: reqwest::Client,
     guard: Guard,
-    /// (webhook id, message id) of attempts in flight.
-    in_flight: Mutex<HashSet<(String, String)>>,
+    /// Message ids of the attempts in flight, per webhook id.
+    in_flight: Mutex<HashMap<String, HashSet<String>>>,
+    /// Signalled when an attempt ends.
+    done: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -278,10 +286,16 @@ impl Shared {
             error,
         });
         self.record(event).await;
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(webhook_id, delivery.id));
+        {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(flying) = in_flight.get_mut(&webhook_id) {
+                flying.remove(&delivery.id);
+                if flying.is_empty() {
+                    in_flight.remove(&webhook_id);
+                }
+            }
+        }
+        self.done.notify_one();
     }
 
     /// Sends the delivery once: the status code, what went wrong, and how
