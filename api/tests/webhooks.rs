@@ -644,3 +644,45 @@ async fn a_redirect_is_a_failure_not_followed() {
 async fn the_guard_applies_at_delivery_too() {
     addresses_are_checked_again_at_delivery(App::start_with(false, fast_retries).await.unwrap()).await;
 }
+
+/// The README's Python verifier, run for real on a delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_verifier_accepts_a_real_delivery() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme.find("```python\nimport base64").expect("the README's verifier") + "```python\n".len();
+    let verifier = &readme[start..start + readme[start..].find("```").unwrap()];
+
+    let app = App::start_with(false, fast_retries).await.unwrap();
+    let receiver = Receiver::default();
+    let base = receiver
+        .clone()
+        .start(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap())
+        .await;
+    let (id, secret) = create_webhook(&app, format!("{base}/ok"), json!([])).await;
+    app.post(&format!("/api/v1/webhooks/{id}/test"), json!({})).await;
+    eventually("a test message", async || !receiver.got("ok").is_empty()).await;
+    let got = receiver.got("ok")[0].clone();
+
+    let script = format!(
+        "{verifier}\nimport sys\nh = {{'webhook-id': sys.argv[2], 'webhook-timestamp': sys.argv[3], 'webhook-signature': sys.argv[4]}}\n\
+         print(verify(sys.argv[1], h, sys.argv[5].encode()), verify(sys.argv[1], h, sys.argv[5].encode() + b' '))"
+    );
+    let output = std::process::Command::new("python3")
+        .args([
+            "-c",
+            &script,
+            &secret,
+            &got.id,
+            &got.timestamp.to_string(),
+            &got.signature,
+            &got.body,
+        ])
+        .output();
+    match output {
+        Ok(out) if out.status.success() => {
+            assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "True False");
+        }
+        _ if std::env::var("NODAI_REQUIRE_PYTHON").is_err() => eprintln!("python3 not available: skipped"),
+        other => panic!("python3 failed: {other:?}"),
+    }
+}
