@@ -31,6 +31,8 @@ pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 pub const PER_ENDPOINT: usize = 16;
 /// An endpoint failing every attempt this long is disabled.
 pub const DISABLE_AFTER: Duration = Duration::days(5);
+/// An alert or disable appended but not seen folded is appended again after this.
+const APPEND_AGAIN: std::time::Duration = std::time::Duration::from_secs(60);
 /// Longest sleep between looks at the projection when nothing is due.
 const IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -83,17 +85,22 @@ impl Worker {
     pub async fn run(mut self, shutdown: CancellationToken) {
         let attempts = TaskTracker::new();
         let this = self.shared.clone();
-        let mut alerts_appended: HashSet<String> = HashSet::new();
+        // Alerts and disables appended and not yet seen folded, with when:
+        // not appended again meanwhile, and again if a minute passes (the
+        // append may have failed; the fold keeps one of each anyway).
+        let mut appending: HashMap<String, std::time::Instant> = HashMap::new();
         loop {
             let ready = *self.applied.borrow() >= self.ready_at;
             let now = Utc::now();
-            let (alerts, sends, disables, wake) = self.plan(now, ready, &alerts_appended);
+            appending.retain(|_, at| at.elapsed() < APPEND_AGAIN);
+            let (alerts, sends, disables, wake) = self.plan(now, ready, &appending);
             for alert in alerts {
-                alerts_appended.insert(alert.alert_id.clone());
+                appending.insert(alert.alert_id.clone(), std::time::Instant::now());
                 let shared = this.clone();
                 attempts.spawn(async move { shared.record(Event::AlertFired(alert)).await });
             }
             for (webhook_id, reason) in disables {
+                appending.insert(webhook_id.clone(), std::time::Instant::now());
                 tracing::warn!(webhook_id, %reason, "webhook endpoint disabled");
                 let shared = this.clone();
                 attempts.spawn(async move {
@@ -131,11 +138,6 @@ impl Worker {
                 }
                 _ = tokio::time::sleep(sleep) => {}
             }
-            // Forget appended alerts once the fold has them (no longer due).
-            if !alerts_appended.is_empty() {
-                let projection = self.projection.read().unwrap_or_else(|e| e.into_inner());
-                alerts_appended.retain(|id| !projection.alerts.is_fired(id));
-            }
         }
         attempts.close();
         attempts.wait().await;
@@ -148,7 +150,7 @@ impl Worker {
         &self,
         now: DateTime<Utc>,
         ready: bool,
-        alerts_appended: &HashSet<String>,
+        appending: &HashMap<String, std::time::Instant>,
     ) -> (Vec<AlertFired>, Vec<Send>, Vec<(String, String)>, DateTime<Utc>) {
         let projection = self.projection.read().unwrap_or_else(|e| e.into_inner());
         let in_flight = self.shared.in_flight.lock().unwrap_or_else(|e| e.into_inner());
@@ -166,7 +168,7 @@ impl Worker {
             projection
                 .alerts
                 .due()
-                .filter(|a| !alerts_appended.contains(&a.alert_id))
+                .filter(|a| !appending.contains_key(&a.alert_id))
                 .cloned()
                 .collect()
         };
@@ -177,10 +179,12 @@ impl Worker {
         for webhook in projection.webhooks.iter().filter(|w| w.active) {
             if let Some(since) = webhook.failing_since {
                 if should_disable(since, now) {
-                    disables.push((
-                        webhook.id.clone(),
-                        format!("every attempt failed since {}", since.to_rfc3339()),
-                    ));
+                    if !appending.contains_key(&webhook.id) {
+                        disables.push((
+                            webhook.id.clone(),
+                            format!("every attempt failed since {}", since.to_rfc3339()),
+                        ));
+                    }
                     continue;
                 }
             }
