@@ -118,9 +118,10 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
             target,
             config.webhook_retry_schedule.clone(),
             config.webhook_guard,
+            background.clone(),
         )
         .map_err(|e| ServeError::Http(std::io::Error::other(e)))?;
-        tasks.spawn(deliveries.run(background.clone()));
+        tasks.spawn(deliveries.run());
     }
     tasks.spawn(follower::run(
         stream.clone(),

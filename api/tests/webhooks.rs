@@ -441,9 +441,10 @@ async fn alerts_signed_retried_and_once(mut app: App) {
         receiver.of_type("ok", "webhook.test").len() >= 2
     })
     .await;
-    // The test message went out after the replay's pending deliveries would have.
-    assert_eq!((count("ok") - 1, count("flaky")), before, "nothing delivered twice");
+    // A stop lets attempts in flight finish: anything sent again after the
+    // replay has arrived by the time it returns.
     app.stop().await;
+    assert_eq!((count("ok") - 1, count("flaky")), before, "nothing delivered twice");
     let fired: Vec<String> = app
         .events()
         .await
@@ -493,7 +494,10 @@ async fn pending_deliveries_survive_a_restart(mut app: App) {
         deliveries(&app, &id).await[0]["status"] == "succeeded"
     })
     .await;
-    assert_eq!(deliveries(&app, &id).await[0]["attempts"], 2);
+    // Two or more attempts: the retry schedule may have run once more
+    // against the closed port while the server stopped.
+    assert!(deliveries(&app, &id).await[0]["attempts"].as_u64().unwrap() >= 2);
+    assert_eq!(receiver.got("ok").len(), 1, "one successful attempt");
 }
 
 async fn a_slow_endpoint_delays_no_other(app: App) {

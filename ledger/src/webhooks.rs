@@ -35,9 +35,11 @@ pub struct Webhook {
     pub previous_secret: Option<(String, DateTime<Utc>)>,
     /// Why and when the worker disabled it, if it did.
     pub disabled: Option<(DateTime<Utc>, String)>,
-    /// The first failed attempt since the last success: five days of
-    /// failures disable the endpoint.
+    /// The first failed attempt since the last success, and the latest:
+    /// failures spanning five days disable the endpoint.
     pub failing_since: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_failure_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// By message id.
@@ -129,6 +131,7 @@ impl Webhooks {
                 previous_secret: None,
                 disabled: None,
                 failing_since: None,
+                last_failure_at: None,
                 created_at: ts,
                 updated_at: ts,
                 deliveries: BTreeMap::new(),
@@ -148,6 +151,7 @@ impl Webhooks {
             // Turned on again: a fresh start, not the old failure streak.
             w.disabled = None;
             w.failing_since = None;
+            w.last_failure_at = None;
         }
         w.active = e.active;
         if let Some(secret) = &e.secret {
@@ -168,6 +172,17 @@ impl Webhooks {
             w.active = false;
             w.disabled = Some((ts, reason.to_owned()));
             w.updated_at = ts;
+            // What was still pending will not be sent: failed, and can be
+            // retried by hand once the endpoint is turned on again.
+            for d in w
+                .deliveries
+                .values_mut()
+                .filter(|d| d.status == DeliveryStatus::Pending)
+            {
+                d.status = DeliveryStatus::Failed;
+                d.next_attempt_at = None;
+                d.last_error = Some("the endpoint was disabled".into());
+            }
         }
     }
 
@@ -242,8 +257,10 @@ impl Webhooks {
         };
         if e.outcome == DeliveryOutcome::Succeeded {
             w.failing_since = None;
+            w.last_failure_at = None;
         } else {
             w.failing_since.get_or_insert(ts);
+            w.last_failure_at = Some(ts);
         }
     }
 
@@ -372,6 +389,21 @@ mod tests {
             None,
             "a success ends the streak"
         );
+        assert_eq!(w.get("wh_all").unwrap().last_failure_at, None);
+    }
+
+    #[test]
+    fn a_disabled_endpoint_fails_what_was_pending() {
+        let mut w = Webhooks::default();
+        w.created(1, t(0), &created("wh_all", &[]));
+        w.message(t(1), "msg_1", "key.created", &serde_json::json!({}), None);
+        w.disabled(2, t(5), "wh_all", "every attempt failed");
+        let hook = w.get("wh_all").unwrap();
+        assert!(!hook.active && !hook.wants("key.created"));
+        assert_eq!(hook.deliveries["msg_1"].status, DeliveryStatus::Failed);
+        w.retry_requested(t(6), "wh_all", "msg_1");
+        let retried = &w.get("wh_all").unwrap().deliveries["msg_1"];
+        assert_eq!(retried.status, DeliveryStatus::Pending, "retried by hand");
     }
 
     #[test]

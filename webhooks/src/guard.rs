@@ -39,13 +39,18 @@ impl Guard {
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => tokio::net::lookup_host((bare, port))
-                .await
-                .map_err(|source| Error::Resolve {
-                    host: host.to_owned(),
-                    source,
-                })?
-                .collect(),
+            Err(_) => {
+                let lookup = tokio::net::lookup_host((bare, port));
+                let resolved = tokio::time::timeout(std::time::Duration::from_secs(5), lookup)
+                    .await
+                    .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 5 s")));
+                resolved
+                    .map_err(|source| Error::Resolve {
+                        host: host.to_owned(),
+                        source,
+                    })?
+                    .collect()
+            }
         };
         if self.allow_private {
             return Ok(addrs);
@@ -100,11 +105,24 @@ fn forbidden_v4(ip: Ipv4Addr) -> bool {
         || ip.is_broadcast()
         || a == 0 // "this network"
         || (a == 100 && (64..128).contains(&b)) // shared address space (carrier NAT)
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking networks
+        || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments
 }
 
 fn forbidden_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    ip.is_loopback()
+    let s = ip.segments();
+    let first = s[0];
+    // IPv4 carried inside IPv6: NAT64 (64:ff9b::/96) and 6to4 (2002::/16).
+    let embedded = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return forbidden_v4(embedded(s[6], s[7]));
+    }
+    if first == 0x2002 {
+        return forbidden_v4(embedded(s[1], s[2]));
+    }
+    (first == 0x64 && s[1] == 0xff9b && s[2] == 1) // local-use NAT64 (64:ff9b:1::/48)
+        || (first & 0xffc0) == 0xfec0 // site-local (deprecated, still private)
+        || ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00 // unique local (private)
@@ -161,6 +179,14 @@ mod tests {
             "::ffff:169.254.169.254",
             "::ffff:10.0.0.1",
             "::127.0.0.1",
+            "64:ff9b::a00:5",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::1",
+            "2002:a00:5::",
+            "2002:a9fe:a9fe::1",
+            "fec0::1",
+            "198.18.0.1",
+            "192.0.0.8",
         ] {
             assert!(forbidden(ip.parse().unwrap()), "{ip}");
         }
@@ -170,6 +196,8 @@ mod tests {
             "100.128.0.1",
             "2606:4700::1111",
             "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
         ] {
             assert!(!forbidden(ip.parse().unwrap()), "{ip}");
         }

@@ -56,9 +56,12 @@ impl Worker {
         ready_at: u64,
         schedule: Schedule,
         guard: Guard,
+        shutdown: CancellationToken,
     ) -> Result<Worker, reqwest::Error> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve the host itself, past the guard.
+            .no_proxy()
             .timeout(ATTEMPT_TIMEOUT)
             .dns_resolver(GuardedResolver::shared(guard))
             .user_agent(concat!("nodai-webhooks/", env!("CARGO_PKG_VERSION")))
@@ -71,6 +74,7 @@ impl Worker {
             guard,
             in_flight: Mutex::default(),
             done: tokio::sync::Notify::new(),
+            shutdown,
         });
         Ok(Worker {
             projection,
@@ -82,9 +86,10 @@ impl Worker {
 
     /// Delivers until `shutdown`; attempts in flight then finish and are
     /// recorded (they are bounded by the attempt timeout).
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    pub async fn run(mut self) {
         let attempts = TaskTracker::new();
         let this = self.shared.clone();
+        let shutdown = this.shutdown.clone();
         // Alerts and disables appended and not yet seen folded, with when:
         // not appended again meanwhile, and again if a minute passes (the
         // append may have failed; the fold keeps one of each anyway).
@@ -177,8 +182,8 @@ impl Worker {
         let mut disables = Vec::new();
         let mut wake = now + Duration::from_std(IDLE).unwrap_or_default();
         for webhook in projection.webhooks.iter().filter(|w| w.active) {
-            if let Some(since) = webhook.failing_since {
-                if should_disable(since, now) {
+            if let (Some(since), Some(last)) = (webhook.failing_since, webhook.last_failure_at) {
+                if should_disable(since, last) {
                     if !appending.contains_key(&webhook.id) {
                         disables.push((
                             webhook.id.clone(),
@@ -217,9 +222,11 @@ impl Worker {
     }
 }
 
-/// True once an endpoint has failed every attempt for [`DISABLE_AFTER`].
-pub fn should_disable(failing_since: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-    now - failing_since >= DISABLE_AFTER
+/// True once an endpoint's unbroken run of failed attempts, from the first
+/// to the latest, spans [`DISABLE_AFTER`]: days without any attempt do not
+/// count against it.
+pub fn should_disable(failing_since: DateTime<Utc>, last_failure_at: DateTime<Utc>) -> bool {
+    last_failure_at - failing_since >= DISABLE_AFTER
 }
 
 /// One attempt to make.
@@ -242,6 +249,7 @@ struct Shared {
     in_flight: Mutex<HashMap<String, HashSet<String>>>,
     /// Signalled when an attempt ends.
     done: tokio::sync::Notify,
+    shutdown: CancellationToken,
 }
 
 impl Shared {
@@ -289,7 +297,14 @@ impl Shared {
             next_attempt_at: next,
             error,
         });
-        self.record(event).await;
+        if !self.record(event).await {
+            // Not recorded, so still due in the projection: hold its slot a
+            // while rather than sending it again at once.
+            tokio::select! {
+                _ = self.shutdown.cancelled() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+            }
+        }
         {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(flying) = in_flight.get_mut(&webhook_id) {
@@ -359,12 +374,12 @@ impl Shared {
     /// and waits until this process has folded it. Given up, an attempt is
     /// made again later (at least once); an alert or a disable is derived
     /// again from the projection.
-    async fn record(&self, event: Event) {
+    async fn record(&self, event: Event) -> bool {
         let outgoing = match Outgoing::new(&event, Utc::now()) {
             Ok(outgoing) => outgoing,
             Err(error) => {
                 tracing::error!(%error, "cannot encode a webhook event");
-                return;
+                return false;
             }
         };
         let mut backoff = std::time::Duration::from_millis(100);
@@ -372,9 +387,9 @@ impl Shared {
         let seq = loop {
             match self.stream.append(&outgoing).await {
                 Ok(appended) => break appended.seq,
-                Err(error) if tokio::time::Instant::now() >= give_up => {
+                Err(error) if tokio::time::Instant::now() >= give_up || self.shutdown.is_cancelled() => {
                     tracing::error!(%error, "cannot record a webhook event; giving up for now");
-                    return;
+                    return false;
                 }
                 Err(error) => {
                     tracing::warn!(%error, "cannot record a webhook event; retrying");
@@ -383,8 +398,14 @@ impl Shared {
                 }
             }
         };
+        // At shutdown the fold stops too: the record is stored, enough.
         let mut applied = self.applied.clone();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), applied.wait_for(|a| *a >= seq)).await;
+        tokio::select! {
+            folded = tokio::time::timeout(std::time::Duration::from_secs(30), applied.wait_for(|a| *a >= seq)) => {
+                matches!(folded, Ok(Ok(_)))
+            }
+            _ = self.shutdown.cancelled() => true,
+        }
     }
 }
 

@@ -256,7 +256,7 @@ pub async fn update(
         None => webhook.url,
     };
     let events = match body.events {
-        Some(events) => checked_events(events.unwrap_or_default())?,
+        Some(events) => checked_events(events.ok_or_else(|| required("events"))?)?,
         None => webhook.events,
     };
     let description = match body.description {
