@@ -194,11 +194,19 @@ pub struct DeliveryAttempted {
     pub event_type: String,
     /// 1 for the first attempt.
     pub attempt: u32,
+    /// Attempts made before the retry schedule this one follows began
+    /// (a manual retry starts a new one); absent means 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub schedule_from: u32,
     /// The endpoint's HTTP status; null when no response came.
     pub status_code: Option<u16>,
     pub outcome: DeliveryOutcome,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// An operator asked for a delivery to be attempted again now, with a

@@ -255,6 +255,13 @@ impl Webhooks {
             DeliveryOutcome::Retrying => DeliveryStatus::Pending,
             DeliveryOutcome::Failed => DeliveryStatus::Failed,
         };
+        if e.outcome != DeliveryOutcome::Succeeded && e.schedule_from < d.schedule_from {
+            // A manual retry was asked for while this attempt was on its
+            // way: the retry stands, with a whole schedule after it.
+            d.status = DeliveryStatus::Pending;
+            d.next_attempt_at = Some(ts);
+            d.schedule_from = e.attempt;
+        }
         if e.outcome == DeliveryOutcome::Succeeded {
             w.failing_since = None;
             w.last_failure_at = None;
@@ -321,6 +328,7 @@ mod tests {
             message_id: "msg_1".into(),
             event_type: "key.created".into(),
             attempt: n,
+            schedule_from: 0,
             status_code: status,
             outcome,
             next_attempt_at: (outcome == DeliveryOutcome::Retrying).then(|| t(60)),
@@ -377,12 +385,39 @@ mod tests {
             "still failing since the first"
         );
 
+        // A retry asked for while attempt 3 is on its way, which then fails
+        // for good by the old schedule: the retry stands.
+        w.retry_requested(t(90), "wh_all", "msg_1");
+        w.attempted(t(91), &attempt(3, DeliveryOutcome::Failed, Some(500)));
+        assert_eq!(
+            (d(&w).status, d(&w).schedule_from, d(&w).next_attempt_at),
+            (DeliveryStatus::Pending, 3, Some(t(91)))
+        );
+        w.attempted(
+            t(95),
+            &DeliveryAttempted {
+                schedule_from: 3,
+                ..attempt(4, DeliveryOutcome::Failed, None)
+            },
+        );
+        assert_eq!(
+            d(&w).status,
+            DeliveryStatus::Failed,
+            "the new schedule runs out on its own"
+        );
+
         w.retry_requested(t(100), "wh_all", "msg_1");
         assert_eq!(
             (d(&w).status, d(&w).schedule_from, d(&w).next_attempt_at),
-            (DeliveryStatus::Pending, 2, Some(t(100)))
+            (DeliveryStatus::Pending, 4, Some(t(100)))
         );
-        w.attempted(t(101), &attempt(3, DeliveryOutcome::Succeeded, Some(200)));
+        w.attempted(
+            t(101),
+            &DeliveryAttempted {
+                schedule_from: 4,
+                ..attempt(5, DeliveryOutcome::Succeeded, Some(200))
+            },
+        );
         assert_eq!(d(&w).status, DeliveryStatus::Succeeded);
         assert_eq!(
             w.get("wh_all").unwrap().failing_since,

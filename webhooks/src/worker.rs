@@ -292,6 +292,7 @@ impl Shared {
             message_id: delivery.id.clone(),
             event_type: delivery.event_type.clone(),
             attempt,
+            schedule_from: delivery.schedule_from,
             status_code,
             outcome,
             next_attempt_at: next,
