@@ -65,13 +65,40 @@ fn main() {
     );
     std::hint::black_box(&counts);
 
-    let started = Instant::now();
+    // The keys exist, with a $1 monthly limit each crosses: the alert
+    // rules run on every query, as in a real replay.
     let mut projection = Projection::default();
+    for k in 0..10_000u64 {
+        let key = Event::KeyCreated(ingest::events::KeyCreated {
+            key_id: format!("key_{k:032x}"),
+            key_hash: format!("{k:064x}"),
+            prefix: "nk_00000000".into(),
+            settings: ingest::events::KeySettings {
+                name: "bench".into(),
+                owner: None,
+                active: true,
+                workflow_ids: vec![],
+                rate_limit_per_hour: None,
+                cost_limit_per_month: Some(Micros::new(1_000_000)),
+                alert_thresholds: vec![80, 100],
+                expires_at: None,
+                allowed_origins: vec![],
+                metadata: None,
+            },
+        });
+        projection.apply(
+            0,
+            EventId::new(),
+            Utc.with_ymd_and_hms(2026, 10, 31, 0, 0, 0).unwrap(),
+            &key,
+        );
+    }
+    let started = Instant::now();
     for (seq, id, ts, event) in &events {
         projection.apply(*seq, *id, *ts, event);
     }
     row(
-        "projection fold (usage series + dedup), 1 core",
+        "projection fold (usage series, dedup, alert rules), 1 core",
         n,
         started.elapsed().as_secs_f64(),
         "",

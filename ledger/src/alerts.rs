@@ -23,8 +23,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
 
+use crate::hash::FastMap;
 use crate::keys::Keys;
-use crate::usage::{day_of, Usage};
+use crate::usage::{day_of, month_of};
 
 /// Fired alert ids are remembered this long (from the newest event), longer
 /// than the longest period an id names (a month).
@@ -38,6 +39,11 @@ pub struct Alerts {
     due: BTreeMap<String, AlertFired>,
     /// The day `fired` was last pruned.
     pruned_day: i64,
+    /// Per key: a month, and the month-to-date cost at which the key's next
+    /// threshold is crossed in it (`i64::MAX`: none), so that a query below
+    /// it needs neither the key's settings nor an alert id.
+    #[serde(default)]
+    next: FastMap<String, (i64, i64)>,
 }
 
 impl Alerts {
@@ -67,42 +73,58 @@ impl Alerts {
         true
     }
 
-    /// After `q` was folded into `usage`: the thresholds it crossed.
-    pub(crate) fn query(&mut self, ts: DateTime<Utc>, q: &QueryRecorded, keys: &Keys, usage: &Usage) {
-        let Some(key) = keys.get(&q.key_id) else { return };
-        let Some(limit) = key.settings.cost_limit_per_month.filter(|l| l.get() > 0) else {
-            return;
-        };
-        let Some(cost) = usage.get(&q.key_id).map(|u| u.cost_this_month(ts)) else {
-            return;
-        };
-        let month = ts.format("%Y-%m").to_string();
-        for &percent in &key.settings.alert_thresholds {
-            let boundary = i128::from(limit.get()) * i128::from(percent) / 100;
-            if i128::from(cost.get()) < boundary {
-                continue;
+    /// A key's settings changed: its next threshold is looked up again.
+    pub(crate) fn key_changed(&mut self, key_id: &str) {
+        self.next.remove(key_id);
+    }
+
+    /// After `q` was folded into the usage: the thresholds it crossed.
+    /// `cost` is the key's month-to-date cost with `q`.
+    pub(crate) fn query(&mut self, ts: DateTime<Utc>, q: &QueryRecorded, cost: Micros, keys: &Keys) {
+        let cost = cost.get();
+        let month = month_of(ts);
+        // Nearly every query crosses nothing: known without the key's settings.
+        if let Some(&(m, next)) = self.next.get(q.key_id.as_str()) {
+            if m == month && cost < next {
+                return;
             }
-            let alert_id = format!("threshold:{}:{month}:{percent}", q.key_id);
-            if self.fired.contains_key(&alert_id) || self.due.contains_key(&alert_id) {
-                continue;
-            }
-            let data = json!({
-                "key_id": q.key_id,
-                "threshold_percent": percent,
-                "cost_this_month": usd(cost),
-                "cost_limit_per_month": usd(limit),
-                "month": month,
-            });
-            self.due.insert(
-                alert_id.clone(),
-                AlertFired {
-                    alert_id,
-                    alert_type: "usage.threshold".into(),
-                    key_id: q.key_id.clone(),
-                    data,
-                },
-            );
         }
+        let mut next = i64::MAX;
+        let limit = keys
+            .get(&q.key_id)
+            .and_then(|key| Some(key).zip(key.settings.cost_limit_per_month.filter(|l| l.get() > 0)));
+        if let Some((key, limit)) = limit {
+            for &percent in &key.settings.alert_thresholds {
+                let boundary = i128::from(limit.get()) * i128::from(percent) / 100;
+                let boundary = i64::try_from(boundary).unwrap_or(i64::MAX);
+                if cost < boundary {
+                    next = next.min(boundary);
+                    continue;
+                }
+                let month = ts.format("%Y-%m").to_string();
+                let alert_id = format!("threshold:{}:{month}:{percent}", q.key_id);
+                if self.fired.contains_key(&alert_id) || self.due.contains_key(&alert_id) {
+                    continue;
+                }
+                let data = json!({
+                    "key_id": q.key_id,
+                    "threshold_percent": percent,
+                    "cost_this_month": usd(Micros::new(cost)),
+                    "cost_limit_per_month": usd(limit),
+                    "month": month,
+                });
+                self.due.insert(
+                    alert_id.clone(),
+                    AlertFired {
+                        alert_id,
+                        alert_type: "usage.threshold".into(),
+                        key_id: q.key_id.clone(),
+                        data,
+                    },
+                );
+            }
+        }
+        self.next.insert(q.key_id.clone(), (month, next));
     }
 }
 

@@ -70,6 +70,9 @@ impl Projection {
         match event {
             Event::KeyCreated(_) | Event::KeyUpdated(_) | Event::KeyRevoked(_) | Event::KeyRotated(_) => {
                 self.keys.apply(seq, ts, event);
+                if let Some(key_id) = changed_key(event) {
+                    self.alerts.key_changed(key_id);
+                }
                 if let Some((event_type, message_id, data)) = alerts::key_message(id, event, &self.keys) {
                     self.webhooks.message(ts, &message_id, event_type, &data, None);
                 }
@@ -78,8 +81,8 @@ impl Projection {
                 self.workflows.apply(seq, ts, event)
             }
             Event::QueryRecorded(q) => {
-                self.usage.apply(ts, q);
-                self.alerts.query(ts, q, &self.keys, &self.usage);
+                let cost = self.usage.apply(ts, q);
+                self.alerts.query(ts, q, cost, &self.keys);
             }
             Event::AlertFired(alert) => {
                 if self.alerts.fired(ts, alert) {
@@ -98,6 +101,17 @@ impl Projection {
             Event::Unknown(_) => {}
         }
         true
+    }
+}
+
+/// The key a key event is about.
+fn changed_key(event: &Event) -> Option<&str> {
+    match event {
+        Event::KeyCreated(e) => Some(&e.key_id),
+        Event::KeyUpdated(e) => Some(&e.key_id),
+        Event::KeyRevoked(e) => Some(&e.key_id),
+        Event::KeyRotated(e) => Some(&e.key_id),
+        _ => None,
     }
 }
 

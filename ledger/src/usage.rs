@@ -235,11 +235,15 @@ impl Usage {
         self.by_key.get(key_id)
     }
 
-    pub(crate) fn apply(&mut self, ts: DateTime<Utc>, q: &QueryRecorded) {
-        match self.by_key.get_mut(q.key_id.as_str()) {
-            Some(usage) => usage.record(ts, q),
-            None => self.by_key.entry(q.key_id.clone()).or_default().record(ts, q),
-        }
+    /// Folds `q`; returns the key's cost in the month of `ts`, for the
+    /// alert rules.
+    pub(crate) fn apply(&mut self, ts: DateTime<Utc>, q: &QueryRecorded) -> Micros {
+        let usage = match self.by_key.get_mut(q.key_id.as_str()) {
+            Some(usage) => usage,
+            None => self.by_key.entry(q.key_id.clone()).or_default(),
+        };
+        usage.record(ts, q);
+        usage.cost_this_month(ts)
     }
 }
 
