@@ -207,7 +207,16 @@ pub struct Outgoing {
 impl Outgoing {
     /// Envelopes `event` with a fresh id and time `ts`, on the event's own subject.
     pub fn new(event: &Event, ts: DateTime<Utc>) -> Result<Outgoing, StreamError> {
-        let envelope = Envelope::new(event, ts)?;
+        Outgoing::with_id(EventId::new(), event, ts)
+    }
+
+    /// As [`Outgoing::new`], with an id chosen earlier (so that another
+    /// event could name it).
+    pub fn with_id(id: EventId, event: &Event, ts: DateTime<Utc>) -> Result<Outgoing, StreamError> {
+        let envelope = Envelope {
+            id,
+            ..Envelope::new(event, ts)?
+        };
         Outgoing::from_envelope(event.subject()?, &envelope)
     }
 

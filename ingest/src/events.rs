@@ -113,6 +113,27 @@ pub struct QueryRecorded {
     pub duration_ms: u64,
 }
 
+/// A replica admitted a query of a key with limits, before calling its
+/// upstream (NATS backend): a reservation that counts against the key's
+/// limits until the query's `query.recorded` (event id `record_id`) is
+/// folded or `expires_at` passes. It holds only if `after_seq` is the
+/// key's previous admission on the stream (the fold decides, in stream
+/// order), so two replicas cannot both take the last place.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryAdmitted {
+    pub request_id: String,
+    pub key_id: String,
+    pub workflow_id: String,
+    /// What the query is expected to cost (the workflow's price).
+    pub cost: Micros,
+    /// The id the query's `query.recorded` event will carry.
+    pub record_id: crate::EventId,
+    pub expires_at: DateTime<Utc>,
+    /// The sequence of the key's last admission the replica knew of (0:
+    /// none). If another admission came in between, this one is void.
+    pub after_seq: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WebhookCreated {
     pub webhook_id: String,
@@ -293,6 +314,7 @@ events! {
     WorkflowUpdated => ("workflow.updated", 1) on "workflow".workflow_id,
     WorkflowDeleted => ("workflow.deleted", 1) on "workflow".workflow_id,
     QueryRecorded => ("query.recorded", 1) on "usage".key_id,
+    QueryAdmitted => ("query.admitted", 1) on "admission".key_id,
     WebhookCreated => ("webhook.created", 1) on "webhook".webhook_id,
     WebhookUpdated => ("webhook.updated", 1) on "webhook".webhook_id,
     WebhookDeleted => ("webhook.deleted", 1) on "webhook".webhook_id,

@@ -26,7 +26,7 @@ pub use envelope::{Envelope, EventId, Outgoing, Subject};
 pub use error::{DecodeError, StreamError};
 pub use events::Event;
 pub use money::Micros;
-pub use stream::{Appended, EventStream, Record, RecordStream};
+pub use stream::{Appended, EventStream, Record, RecordStream, LEASE_TTL};
 
 use std::sync::Arc;
 

@@ -8,7 +8,7 @@
 //! event. Followers use ordered consumers and re-create them from the next
 //! wanted sequence after any error, so they see every event once, in order.
 
-use async_nats::jetstream::{self, consumer, context::PublishErrorKind, stream};
+use async_nats::jetstream::{self, consumer, context::PublishErrorKind, kv, stream};
 use async_nats::HeaderMap;
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::envelope::{EventId, Outgoing, Subject};
 use crate::error::StreamError;
-use crate::stream::{Appended, EventStream, Record, RecordStream};
+use crate::stream::{Appended, EventStream, Record, RecordStream, LEASE_TTL};
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -31,6 +31,28 @@ pub struct Options {
     pub duplicate_window: Duration,
     /// How long an append keeps retrying before it reports `Unavailable`.
     pub append_timeout: Duration,
+    pub auth: Auth,
+}
+
+/// How nodai proves who it is to NATS, and whom it trusts.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    /// User and password (NATS `authorization` / `accounts` users).
+    pub user: Option<(String, Password)>,
+    /// A `.creds` file (JWT and NKey seed: decentralised auth).
+    pub creds_file: Option<std::path::PathBuf>,
+    /// PEM root certificates to trust; set, TLS is required.
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// A password that never shows in logs or `Debug` output.
+#[derive(Clone)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(redacted)")
+    }
 }
 
 impl Options {
@@ -41,6 +63,7 @@ impl Options {
             replicas: 1,
             duplicate_window: Duration::from_secs(120),
             append_timeout: Duration::from_secs(10),
+            auth: Auth::default(),
         }
     }
 }
@@ -52,6 +75,9 @@ pub struct NatsStream {
     /// `<stream lowercased>.`, put in front of every subject.
     prefix: String,
     append_timeout: Duration,
+    replicas: usize,
+    /// The KV bucket of leases, made on first use.
+    leases: tokio::sync::OnceCell<kv::Store>,
 }
 
 /// Each publish attempt waits this long for its ack before it is retried.
@@ -74,10 +100,23 @@ impl NatsStream {
                 options.stream
             )));
         }
-        let client = async_nats::ConnectOptions::new()
+        let mut connect = async_nats::ConnectOptions::new()
             .name("nodai")
-            .connection_timeout(Duration::from_secs(5))
-            .connect(options.url.as_str());
+            .connection_timeout(Duration::from_secs(5));
+        if let Some((user, Password(password))) = &options.auth.user {
+            connect = connect.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(path) = &options.auth.creds_file {
+            connect = connect.credentials_file(path).await.map_err(|e| {
+                StreamError::Invalid(format!("cannot read the NATS credentials {}: {e}", path.display()))
+            })?;
+        }
+        if let Some(path) = &options.auth.ca_file {
+            connect = connect.add_root_certificates(path.clone()).require_tls(true);
+        }
+        let client = connect
+            // Several servers are one comma-separated flag.
+            .connect(options.url.split(',').map(str::trim).collect::<Vec<_>>());
         // Refused connections fail at once; a silent host gets a few seconds.
         let client = match tokio::time::timeout(Duration::from_secs(5), client).await {
             Ok(Ok(client)) => client,
@@ -111,7 +150,44 @@ impl NatsStream {
             name: options.stream,
             prefix,
             append_timeout: options.append_timeout,
+            replicas: options.replicas,
+            leases: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// `<stream>_LEASES`: one entry per lease, holding its holder. Entries
+    /// expire [`LEASE_TTL`] after they were written (the bucket's max age),
+    /// which is what frees the lease of a holder that died.
+    async fn leases(&self) -> Result<&kv::Store, StreamError> {
+        self.leases
+            .get_or_try_init(|| async {
+                let bucket = format!("{}_LEASES", self.name);
+                let unavailable = |e: &dyn std::fmt::Display| {
+                    StreamError::Unavailable(format!("cannot open the lease bucket {bucket}: {e}"))
+                };
+                // The bucket's stream as `create_key_value` makes it, made
+                // here because that call also reads account details that
+                // nats-server 2.9 does not send in the shape it expects.
+                self.context
+                    .get_or_create_stream(stream::Config {
+                        name: format!("KV_{bucket}"),
+                        description: Some(format!("leases of the nodai stream {}", self.name)),
+                        subjects: vec![format!("$KV.{bucket}.>")],
+                        max_messages_per_subject: 1,
+                        max_age: LEASE_TTL,
+                        storage: stream::StorageType::File,
+                        num_replicas: self.replicas,
+                        allow_rollup: true,
+                        deny_delete: true,
+                        allow_direct: true,
+                        discard: stream::DiscardPolicy::New,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+                self.context.get_key_value(&bucket).await.map_err(|e| unavailable(&e))
+            })
+            .await
     }
 
     async fn publish(&self, event: &Outgoing, expected: Option<u64>) -> Result<Appended, StreamError> {
@@ -314,6 +390,44 @@ impl EventStream for NatsStream {
                 "cannot read the last event on {subject}: {e}"
             ))),
         }
+    }
+
+    async fn hold_lease(&self, name: &str, holder: &str) -> Result<bool, StreamError> {
+        let leases = self.leases().await?;
+        let unavailable = |e: &dyn std::fmt::Display| StreamError::Unavailable(format!("lease {name}: {e}"));
+        let entry = leases.entry(name).await.map_err(|e| unavailable(&e))?;
+        match entry {
+            Some(entry) if entry.operation == kv::Operation::Put => {
+                if entry.value != holder.as_bytes() {
+                    return Ok(false);
+                }
+                match leases.update(name, holder.to_owned().into(), entry.revision).await {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(false),
+                    Err(e) => Err(unavailable(&e)),
+                }
+            }
+            // Never taken, released, or lapsed.
+            _ => match leases.create(name, holder.to_owned().into()).await {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(unavailable(&e)),
+            },
+        }
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StreamError> {
+        let leases = self.leases().await?;
+        let unavailable = |e: &dyn std::fmt::Display| StreamError::Unavailable(format!("lease {name}: {e}"));
+        if let Some(entry) = leases.entry(name).await.map_err(|e| unavailable(&e))? {
+            if entry.operation == kv::Operation::Put && entry.value == holder.as_bytes() {
+                leases
+                    .delete_expect_revision(name, Some(entry.revision))
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+            }
+        }
+        Ok(())
     }
 
     async fn replay(&self, from: u64) -> Result<RecordStream, StreamError> {

@@ -39,6 +39,9 @@ impl Record {
     }
 }
 
+/// How long a lease outlives its last renewal.
+pub const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Records in sequence order, no gaps, no repeats.
 pub type RecordStream = BoxStream<'static, Result<Record, StreamError>>;
 
@@ -71,6 +74,20 @@ pub trait EventStream: Send + Sync + 'static {
     /// Events from `from` on, waiting for new ones as they are appended; the
     /// stream never ends on its own.
     async fn follow(&self, from: u64) -> Result<RecordStream, StreamError>;
+
+    /// Takes the lease `name` for `holder`, or renews it if `holder` has it
+    /// already; true while `holder` holds it. A lease lapses [`LEASE_TTL`]
+    /// after its last renewal, so a holder that dies frees it. Only one
+    /// process can open an embedded log, so there it is always held.
+    async fn hold_lease(&self, _name: &str, _holder: &str) -> Result<bool, StreamError> {
+        Ok(true)
+    }
+
+    /// Gives up the lease at once if `holder` has it (a clean shutdown), so
+    /// a standby need not wait for it to lapse.
+    async fn release_lease(&self, _name: &str, _holder: &str) -> Result<(), StreamError> {
+        Ok(())
+    }
 
     /// Finishes what is queued and releases what the backend holds (the
     /// embedded log's lock), even while other handles to it live on.

@@ -152,3 +152,105 @@ async fn a_replay_ends_even_when_the_tail_was_deleted() {
         .expect("replay never ended");
     assert_eq!(seqs, [1, 2]);
 }
+
+/// One holder at a time; renewals keep it; a release frees it at once; a
+/// holder that stops renewing loses it within about `LEASE_TTL`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_has_one_holder_and_lapses_when_not_renewed() {
+    let Some(server) = NatsServer::start().await else {
+        return;
+    };
+    let name = unique_stream_name();
+    let one = NatsStream::connect(Options::new(server.url(), &name)).await.unwrap();
+    let two = NatsStream::connect(Options::new(server.url(), &name)).await.unwrap();
+    assert!(one.hold_lease("worker", "a").await.unwrap(), "free: taken");
+    assert!(!two.hold_lease("worker", "b").await.unwrap(), "held by a");
+    assert!(one.hold_lease("worker", "a").await.unwrap(), "renewed by its holder");
+    assert!(two.hold_lease("other", "b").await.unwrap(), "leases are independent");
+    two.release_lease("worker", "b").await.unwrap();
+    assert!(
+        !two.hold_lease("worker", "b").await.unwrap(),
+        "b cannot release a's lease"
+    );
+    one.release_lease("worker", "a").await.unwrap();
+    assert!(two.hold_lease("worker", "b").await.unwrap(), "released: taken at once");
+
+    // b stops renewing: a gets it once it lapses, and not long after.
+    let stopped = std::time::Instant::now();
+    let deadline = stopped + ingest::LEASE_TTL + Duration::from_secs(5);
+    while !one.hold_lease("worker", "a").await.unwrap() {
+        assert!(std::time::Instant::now() < deadline, "the lease never lapsed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        stopped.elapsed() >= ingest::LEASE_TTL - Duration::from_millis(500),
+        "lapsed after {:?}, before its time",
+        stopped.elapsed()
+    );
+    assert!(!two.hold_lease("worker", "b").await.unwrap());
+}
+
+/// `--nats` takes several servers, comma-separated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_server_urls_connect() {
+    let Some(server) = NatsServer::start().await else {
+        return;
+    };
+    let urls = format!("nats://127.0.0.1:{}, {}", free_port(), server.url());
+    let stream = NatsStream::connect(Options::new(urls, unique_stream_name()))
+        .await
+        .unwrap();
+    assert_eq!(stream.last_seq().await.unwrap(), 0);
+}
+
+/// A server that requires a user and password: refused without them, open
+/// with them, and the password appears in no error or `Debug` output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_and_password_authenticate() {
+    use ingest::nats::{Auth, Password};
+    let Some(_probe) = NatsServer::start().await else {
+        return;
+    };
+    let (port, store) = (free_port(), tempfile::tempdir().unwrap());
+    let binary = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+    let binary = if std::path::Path::new("/usr/sbin/nats-server").exists() && binary == "nats-server" {
+        "/usr/sbin/nats-server".to_owned()
+    } else {
+        binary
+    };
+    let mut server = std::process::Command::new(binary)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(store.path())
+        .args(["--user", "nodai", "--pass", "s3cret-pass"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("nats://127.0.0.1:{port}");
+    let with = |password: &str| Options {
+        auth: Auth {
+            user: Some(("nodai".into(), Password(password.into()))),
+            ..Auth::default()
+        },
+        ..Options::new(&url, "AUTHED")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let stream = loop {
+        match NatsStream::connect(with("s3cret-pass")).await {
+            Ok(stream) => break stream,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "never connected: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    stream.append(&event(1)).await.unwrap();
+    for refused in [Options::new(&url, "AUTHED"), with("wrong-pass")] {
+        let debug = format!("{refused:?}");
+        assert!(!debug.contains("wrong-pass"), "{debug}");
+        match NatsStream::connect(refused).await {
+            Err(StreamError::Unavailable(message)) => assert!(!message.contains("pass"), "{message}"),
+            other => panic!("connected without the right password: {:?}", other.map(|_| ())),
+        }
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
