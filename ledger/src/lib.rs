@@ -81,9 +81,10 @@ impl Projection {
                 self.workflows.apply(seq, ts, event)
             }
             Event::QueryRecorded(q) => {
-                let cost = self.usage.apply(ts, q);
+                let cost = self.usage.apply(id, ts, q);
                 self.alerts.query(ts, q, cost, &self.keys);
             }
+            Event::QueryAdmitted(a) => self.usage.admitted(seq, ts, a),
             Event::AlertFired(alert) => {
                 if self.alerts.fired(ts, alert) {
                     let message_id = alerts::message_id(&alert.alert_id);

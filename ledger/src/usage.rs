@@ -7,8 +7,8 @@
 //! clock, so the fold stays pure: the same events give the same state.
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use ingest::events::QueryRecorded;
-use ingest::Micros;
+use ingest::events::{QueryAdmitted, QueryRecorded};
+use ingest::{EventId, Micros};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
@@ -228,6 +228,45 @@ impl KeyUsage {
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     by_key: FastMap<String, KeyUsage>,
+    /// Admissions (`query.admitted`, NATS only) whose query is not
+    /// recorded yet, by key. Defaulted: older snapshots still load.
+    #[serde(default)]
+    admissions: FastMap<String, Admissions>,
+}
+
+/// A key's admitted queries not yet recorded, and where its admission
+/// subject stands.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Admissions {
+    /// The sequence of the key's last `query.admitted` that holds: the
+    /// next one must name it as `after_seq`.
+    pub last_seq: u64,
+    pending: Vec<Pending>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Pending {
+    record_id: EventId,
+    cost: Micros,
+    expires_at: DateTime<Utc>,
+}
+
+impl Admissions {
+    /// Whether the admission naming `record_id` holds (it was folded, not
+    /// void, and its query is not recorded yet).
+    pub fn holds(&self, record_id: EventId) -> bool {
+        self.pending.iter().any(|p| p.record_id == record_id)
+    }
+
+    /// Queries admitted and not yet recorded, and what they are expected to
+    /// cost, leaving out those whose replica must have died (past
+    /// `expires_at`).
+    pub fn pending(&self, now: DateTime<Utc>) -> (u64, Micros) {
+        self.pending
+            .iter()
+            .filter(|p| p.expires_at > now)
+            .fold((0, Micros::ZERO), |(n, cost), p| (n + 1, cost + p.cost))
+    }
 }
 
 impl Usage {
@@ -235,9 +274,37 @@ impl Usage {
         self.by_key.get(key_id)
     }
 
-    /// Folds `q`; returns the key's cost in the month of `ts`, for the
-    /// alert rules.
-    pub(crate) fn apply(&mut self, ts: DateTime<Utc>, q: &QueryRecorded) -> Micros {
+    pub fn admissions(&self, key_id: &str) -> Option<&Admissions> {
+        self.admissions.get(key_id)
+    }
+
+    /// Folds a `query.admitted` stored at `seq`. One that did not know the
+    /// key's previous admission is void: its replica decided without it,
+    /// and decides again once it has folded this.
+    pub(crate) fn admitted(&mut self, seq: u64, ts: DateTime<Utc>, a: &QueryAdmitted) {
+        let admissions = self.admissions.entry(a.key_id.clone()).or_default();
+        if a.after_seq != admissions.last_seq {
+            return;
+        }
+        admissions.last_seq = seq;
+        // Reservations of replicas that died: pruned by event time, so the
+        // fold stays pure.
+        admissions.pending.retain(|p| p.expires_at > ts);
+        admissions.pending.push(Pending {
+            record_id: a.record_id,
+            cost: a.cost,
+            expires_at: a.expires_at,
+        });
+    }
+
+    /// Folds `q` (event `id`), settling its admission if it had one; returns
+    /// the key's cost in the month of `ts`, for the alert rules.
+    pub(crate) fn apply(&mut self, id: EventId, ts: DateTime<Utc>, q: &QueryRecorded) -> Micros {
+        if let Some(admissions) = self.admissions.get_mut(q.key_id.as_str()) {
+            if let Some(at) = admissions.pending.iter().position(|p| p.record_id == id) {
+                admissions.pending.swap_remove(at);
+            }
+        }
         let usage = match self.by_key.get_mut(q.key_id.as_str()) {
             Some(usage) => usage,
             None => self.by_key.entry(q.key_id.clone()).or_default(),
@@ -270,9 +337,51 @@ mod tests {
     fn given(events: &[(DateTime<Utc>, QueryRecorded)]) -> Usage {
         let mut u = Usage::default();
         for (ts, q) in events {
-            u.apply(*ts, q);
+            u.apply(EventId::new(), *ts, q);
         }
         u
+    }
+
+    #[test]
+    fn an_admission_counts_until_its_record_or_its_expiry() {
+        let mut u = Usage::default();
+        let admit = |record_id, expires_at, after_seq| QueryAdmitted {
+            request_id: "r".into(),
+            key_id: "key_a".into(),
+            workflow_id: "wf".into(),
+            cost: Micros::new(7),
+            record_id,
+            expires_at,
+            after_seq,
+        };
+        let (first, second, raced) = (EventId::new(), EventId::new(), EventId::new());
+        u.admitted(10, at(25, 10, 0, 0), &admit(first, at(25, 10, 1, 0), 0));
+        u.admitted(11, at(25, 10, 0, 0), &admit(raced, at(25, 10, 1, 0), 0));
+        u.admitted(12, at(25, 10, 0, 1), &admit(second, at(25, 10, 1, 1), 10));
+        let a = u.admissions("key_a").unwrap();
+        assert!(!a.holds(raced), "decided without the admission at 10: void");
+        assert!(a.holds(first) && a.holds(second));
+        assert_eq!(a.last_seq, 12);
+        assert_eq!(a.pending(at(25, 10, 0, 2)), (2, Micros::new(14)));
+        assert_eq!(
+            a.pending(at(25, 10, 1, 0)),
+            (1, Micros::new(7)),
+            "the first one's replica is presumed dead"
+        );
+        u.apply(EventId::new(), at(25, 10, 0, 3), &query(5, 200));
+        assert_eq!(
+            u.admissions("key_a").unwrap().pending(at(25, 10, 0, 3)).0,
+            2,
+            "another query's record settles nothing"
+        );
+        u.apply(second, at(25, 10, 0, 3), &query(5, 200));
+        assert_eq!(
+            u.admissions("key_a").unwrap().pending(at(25, 10, 0, 3)),
+            (1, Micros::new(7))
+        );
+        // An admission folded after the first expired prunes it.
+        u.admitted(20, at(25, 10, 2, 0), &admit(EventId::new(), at(25, 10, 3, 0), 12));
+        assert_eq!(u.admissions("key_a").unwrap().pending.len(), 1);
     }
 
     #[test]
