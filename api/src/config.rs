@@ -53,6 +53,23 @@ pub struct ServeArgs {
     /// NATS server URL; unset means the embedded log.
     #[arg(long, env = "NODAI_NATS_URL")]
     pub nats: Option<String>,
+    /// NATS user (with NODAI_NATS_PASSWORD).
+    #[arg(long, env = "NODAI_NATS_USER")]
+    pub nats_user: Option<String>,
+    /// The NATS user's password; from the environment only.
+    #[arg(
+        long = "nats-password-unsafe-flag",
+        env = "NODAI_NATS_PASSWORD",
+        hide = true,
+        hide_env_values = true
+    )]
+    pub nats_password: Option<String>,
+    /// A NATS credentials file (JWT and NKey seed).
+    #[arg(long, env = "NODAI_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// PEM root certificates for NATS over TLS (TLS is then required).
+    #[arg(long, env = "NODAI_NATS_CA")]
+    pub nats_ca: Option<PathBuf>,
     /// JetStream stream name (created if missing).
     #[arg(long, env = "NODAI_STREAM", default_value = "NODAI")]
     pub stream: String,
@@ -116,6 +133,7 @@ pub enum Backend {
         url: String,
         stream: String,
         replicas: usize,
+        auth: ingest::nats::Auth,
     },
 }
 
@@ -131,6 +149,8 @@ pub enum ConfigError {
     UpstreamTimeout,
     #[error("NODAI_ADMIN_TOKEN must be at least 16 characters")]
     AdminToken,
+    #[error("NODAI_NATS_USER and NODAI_NATS_PASSWORD go together")]
+    NatsUser,
     #[error("NODAI_WEBHOOK_RETRY_SCHEDULE: {0}")]
     RetrySchedule(#[from] webhooks::Error),
 }
@@ -162,6 +182,15 @@ impl Config {
                 url,
                 stream: args.stream,
                 replicas: args.stream_replicas,
+                auth: ingest::nats::Auth {
+                    user: match (args.nats_user, args.nats_password) {
+                        (Some(user), Some(password)) => Some((user, ingest::nats::Password(password))),
+                        (None, None) => None,
+                        _ => return Err(ConfigError::NatsUser),
+                    },
+                    creds_file: args.nats_creds,
+                    ca_file: args.nats_ca,
+                },
             },
             None => Backend::Embedded {
                 fsync: match args.fsync {
@@ -213,8 +242,14 @@ impl Config {
                 fsync: *fsync,
                 ..ingest::embedded::Options::new(self.data_dir.join("stream"))
             }),
-            Backend::Nats { url, stream, replicas } => ingest::Backend::Nats(ingest::nats::Options {
+            Backend::Nats {
+                url,
+                stream,
+                replicas,
+                auth,
+            } => ingest::Backend::Nats(ingest::nats::Options {
                 replicas: *replicas,
+                auth: auth.clone(),
                 ..ingest::nats::Options::new(url, stream)
             }),
         }
@@ -258,7 +293,7 @@ mod tests {
         ])
         .unwrap();
         assert!(
-            matches!(&config.backend, Backend::Nats { url, stream, replicas: 1 } if url == "nats://127.0.0.1:4222" && stream == "PROD_1")
+            matches!(&config.backend, Backend::Nats { url, stream, replicas: 1, .. } if url == "nats://127.0.0.1:4222" && stream == "PROD_1")
         );
         assert_eq!(config.role, Role::Worker);
     }

@@ -182,9 +182,11 @@ impl Follower {
             Ok((Ok(event), envelope)) => {
                 let mut projection = self.projection.write().unwrap_or_else(|e| e.into_inner());
                 projection.apply(record.seq, envelope.id, envelope.ts, &event);
-                if let Event::QueryRecorded(q) = &event {
-                    // Under the same write lock: counted here, no longer in flight.
-                    self.limiter.settle(&q.key_id, envelope.id);
+                // Under the same write lock: counted here, no longer in flight.
+                match &event {
+                    Event::QueryRecorded(q) => self.limiter.settle(&q.key_id, envelope.id),
+                    Event::QueryAdmitted(a) => self.limiter.settle(&a.key_id, envelope.id),
+                    _ => {}
                 }
             }
             Ok((Err(error), envelope)) => {

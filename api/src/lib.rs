@@ -16,6 +16,7 @@
 //!
 //! Only this crate knows axum and HTTP status codes.
 
+pub mod admission;
 pub mod archiver;
 pub mod auth;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod datadir;
 pub mod error;
 pub mod extract;
 pub mod follower;
+pub mod lease;
 pub mod limiter;
 pub mod metrics;
 pub mod routes;

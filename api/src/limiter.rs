@@ -14,8 +14,9 @@
 //! follower settles it, so the handler answers without waiting for the
 //! follower.
 //!
-//! Across replicas each one only sees the others' queries once it has
-//! applied them from the stream; see ARCHITECTURE.md for the guarantee.
+//! Across replicas (NATS), [`crate::admission`] puts each admission on the
+//! stream first; the queries it admitted elsewhere count here as pending.
+//! See ARCHITECTURE.md for the guarantee.
 
 use chrono::{DateTime, Utc};
 use ingest::{EventId, Micros};
@@ -74,6 +75,9 @@ pub struct RateState {
 #[derive(Debug)]
 pub enum Verdict {
     Admitted(Reservation, Option<RateState>),
+    /// Admitted, and its place is already on the stream (see
+    /// [`crate::admission`]).
+    Stored(Option<RateState>),
     RateLimited(RateState),
     CostExceeded(Option<RateState>),
 }
@@ -170,6 +174,13 @@ impl Limiter {
             in_flight += 1;
             in_flight_cost += slot.cost;
         }
+        // Admitted on any replica (NATS), not yet recorded.
+        let (pending, pending_cost) = projection
+            .usage
+            .admissions(key_id)
+            .map_or((0, Micros::ZERO), |a| a.pending(now));
+        in_flight += pending;
+        in_flight_cost += pending_cost;
         let usage = projection.usage.get(key_id);
         let recorded = usage.map_or(0, |u| u.requests_this_hour(now));
         let used = recorded + in_flight;
@@ -218,7 +229,12 @@ impl Limiter {
 }
 
 fn shard_index(key_id: &str) -> usize {
-    (fnv1a(key_id) as usize) % SHARDS
+    shard_of(key_id, SHARDS)
+}
+
+/// Which of `n` shards `key_id` belongs to.
+pub fn shard_of(key_id: &str, n: usize) -> usize {
+    (fnv1a(key_id) as usize) % n
 }
 
 /// FNV-1a: a fast, stable hash for picking a shard.

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub archive_rows: Counter,
     /// The last stream sequence the archive holds.
     pub archive_watermark: Gauge,
+    /// 1 while this process is the active worker (holds the lease).
+    pub worker_active: Gauge,
 }
 
 impl Default for Metrics {
@@ -53,6 +55,11 @@ impl Metrics {
                 &mut r,
                 "archive_watermark_seq",
                 "Last stream sequence the Parquet archive holds",
+            ),
+            worker_active: register(
+                &mut r,
+                "worker_active",
+                "1 while this process is the active worker (evaluates alerts, delivers webhooks)",
             ),
             registry: r,
         }
@@ -119,6 +126,14 @@ impl EventStream for MeteredStream {
 
     async fn follow(&self, from: u64) -> Result<RecordStream, StreamError> {
         self.inner.follow(from).await
+    }
+
+    async fn hold_lease(&self, name: &str, holder: &str) -> Result<bool, StreamError> {
+        self.inner.hold_lease(name, holder).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StreamError> {
+        self.inner.release_lease(name, holder).await
     }
 
     async fn close(&self) {

@@ -12,6 +12,7 @@ use crate::auth::AdminToken;
 use crate::config::{Backend, Config, Role};
 use crate::datadir::{DataDir, DataDirError};
 use crate::follower::{self, Progress, Snapshots};
+use crate::lease;
 use crate::limiter::Limiter;
 use crate::metrics::{MeteredStream, Metrics};
 use crate::routes::{self, AppState};
@@ -111,17 +112,53 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         )
         .await?;
         tasks.spawn(archiver.run(stream.clone(), config.archive_flush, background.clone()));
-        let deliveries = webhooks::Worker::new(
+        // Fails here, not later, if the HTTP client cannot be built.
+        drop(
+            webhooks::Worker::new(
+                stream.clone(),
+                projection.clone(),
+                progress.subscribe(),
+                target,
+                config.webhook_retry_schedule.clone(),
+                config.webhook_guard,
+                background.clone(),
+            )
+            .map_err(|e| ServeError::Http(std::io::Error::other(e)))?,
+        );
+        let (stream, projection, progress, config) =
+            (stream.clone(), projection.clone(), progress.clone(), config.clone());
+        tasks.spawn(lease::run_while_held(
             stream.clone(),
-            projection.clone(),
-            progress.subscribe(),
-            target,
-            config.webhook_retry_schedule.clone(),
-            config.webhook_guard,
+            metrics.clone(),
             background.clone(),
-        )
-        .map_err(|e| ServeError::Http(std::io::Error::other(e)))?;
-        tasks.spawn(deliveries.run());
+            move |active| {
+                let (stream, projection, progress, config) =
+                    (stream.clone(), projection.clone(), progress.clone(), config.clone());
+                async move {
+                    // Send nothing before what the previous worker recorded is folded.
+                    let ready_at = match stream.last_seq().await {
+                        Ok(seq) => seq,
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot read the stream's end; waiting for all of it at start");
+                            progress.target()
+                        }
+                    };
+                    let worker = webhooks::Worker::new(
+                        stream,
+                        projection,
+                        progress.subscribe(),
+                        ready_at,
+                        config.webhook_retry_schedule.clone(),
+                        config.webhook_guard,
+                        active,
+                    );
+                    match worker {
+                        Ok(worker) => worker.run().await,
+                        Err(error) => tracing::error!(%error, "cannot start webhook delivery"),
+                    }
+                }
+            },
+        ));
     }
     tasks.spawn(follower::run(
         stream.clone(),
@@ -137,7 +174,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         .pool_idle_timeout(std::time::Duration::from_secs(60))
         .build()
         .map_err(|e| ServeError::Http(std::io::Error::other(e)))?;
-    let app = routes::router(AppState {
+    let state = AppState {
         stream: stream.clone(),
         projection,
         progress,
@@ -148,7 +185,13 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         upstream_timeout: config.upstream_timeout,
         webhook_guard: config.webhook_guard,
         rate_alerts: Arc::default(),
-    });
+        admissions: matches!(config.backend, Backend::Nats { .. }).then(Arc::default),
+    };
+    // A worker answers health and metrics only; its projection serves no one else.
+    let app = match config.role {
+        Role::Worker => routes::health_router(state),
+        Role::All | Role::Api => routes::router(state),
+    };
     let addr = listener.local_addr().map_err(ServeError::Http)?;
     let backend = match &config.backend {
         Backend::Embedded { .. } => "embedded",

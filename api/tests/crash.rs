@@ -237,15 +237,7 @@ async fn crash_and_restart(store: Store) {
         })
         .collect();
     assert_eq!(recorded.len() as u64, total);
-    let mut archived: Vec<String> = ledger::archive::read_ids(&dir.join("archive"))
-        .unwrap()
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
-    archived.sort();
-    let rows = archived.len();
-    archived.dedup();
-    assert_eq!(archived.len(), rows, "an event_id archived twice");
+    let archived = common::archived_once(&dir.join("archive"));
     let mut recorded = recorded;
     recorded.sort();
     assert_eq!(archived, recorded, "archive rows and usage events differ");
@@ -312,57 +304,12 @@ async fn kill_9_under_load_loses_and_duplicates_nothing_on_nats() {
     .await;
 }
 
-/// Counts what a webhook endpoint receives, per `webhook-id`, and answers
-/// 503 to the first two attempts of each message.
-#[derive(Clone, Default)]
-struct FlakyReceiver(Arc<std::sync::Mutex<Vec<(String, Value)>>>);
-
-impl FlakyReceiver {
-    async fn start(self) -> String {
-        use axum::http::{HeaderMap, StatusCode};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let app =
-            axum::Router::new()
-                .route(
-                    "/hook",
-                    axum::routing::post(
-                        |axum::extract::State(r): axum::extract::State<FlakyReceiver>,
-                         headers: HeaderMap,
-                         body: String| async move {
-                            let id = headers["webhook-id"].to_str().unwrap().to_owned();
-                            let mut got = r.0.lock().unwrap();
-                            let earlier = got.iter().filter(|(i, _)| *i == id).count();
-                            got.push((id, serde_json::from_str(&body).unwrap()));
-                            if earlier < 2 {
-                                StatusCode::SERVICE_UNAVAILABLE
-                            } else {
-                                StatusCode::OK
-                            }
-                        },
-                    ),
-                )
-                .with_state(self);
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        url
-    }
-
-    /// Attempts per message id.
-    fn attempts(&self) -> std::collections::BTreeMap<String, usize> {
-        let mut per_id = std::collections::BTreeMap::new();
-        for (id, _) in self.0.lock().unwrap().iter() {
-            *per_id.entry(id.clone()).or_default() += 1;
-        }
-        per_id
-    }
-}
-
 /// Crossing 50% and 100% of a cost limit yields one alert each, also when
 /// the server is killed while their deliveries are being retried.
 async fn alerts_once_across_kill_9_mid_retry(store: Store) {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let receiver = FlakyReceiver::default();
+    let receiver = common::FlakyReceiver::default();
     let url = receiver.clone().start().await;
     let mut args = store.args();
     args.extend(["--webhook-allow-private", "--webhook-retry-schedule", "1s,1s,1s"].map(String::from));

@@ -135,6 +135,7 @@ async fn nats_serves_health_readiness_and_metrics_and_follows_other_writers() {
         url: server.url(),
         stream: name.clone(),
         replicas: 1,
+        auth: Default::default(),
     };
     let other = ingest::nats::NatsStream::connect(ingest::nats::Options::new(server.url(), &name))
         .await

@@ -44,6 +44,9 @@ pub struct AppState {
     /// `usage.rate_limited` alerts this replica has appended, so that a
     /// storm of 429s appends each once (the fold de-duplicates the rest).
     pub rate_alerts: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Admissions put on the stream first, for limits exact across
+    /// replicas: on NATS only (an embedded log has one process).
+    pub admissions: Option<Arc<crate::admission::Admissions>>,
 }
 
 impl AppState {
@@ -117,6 +120,15 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+/// What a worker serves: health, readiness and metrics.
+pub fn health_router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
 }
 

@@ -12,7 +12,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
 use ingest::events::QueryRecorded;
-use ingest::{Event, Micros, Outgoing};
+use ingest::{Event, EventId, Micros, Outgoing};
 use ledger::{KeyHash, KeyRejection};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,6 +21,7 @@ use std::time::Instant;
 use utoipa::ToSchema;
 
 use super::AppState;
+use crate::admission::Ask;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::limiter::{Limits, RateState, Verdict};
@@ -99,6 +100,8 @@ async fn run(
     let (key_id, limits, upstream_url, price) = {
         let projection = state.projection();
         let key = projection.keys.validate(&hash, now).map_err(|r| match r {
+            // A replica still catching up may not have the key yet.
+            KeyRejection::Invalid if !state.progress.is_ready() => catching_up(),
             KeyRejection::Invalid => ApiError::InvalidApiKey,
             KeyRejection::Inactive => ApiError::KeyInactive,
             KeyRejection::Expired => ApiError::KeyExpired,
@@ -106,7 +109,10 @@ async fn run(
         let workflow = projection
             .workflows
             .get(workflow_id)
-            .ok_or(ApiError::WorkflowNotFound)?;
+            .ok_or_else(|| match state.progress.is_ready() {
+                true => ApiError::WorkflowNotFound,
+                false => catching_up(),
+            })?;
         let s = &key.settings;
         if !s.workflow_ids.is_empty() && !s.workflow_ids.iter().any(|w| w == workflow_id) {
             return Err(ApiError::WorkflowNotAllowed);
@@ -125,14 +131,34 @@ async fn run(
     // Body errors come after key checks: an unauthenticated caller learns nothing from them.
     let ApiJson(body) = body?;
 
-    let verdict = {
-        let projection = state.projection();
-        state.limiter.admit(&key_id, limits, price, now, &projection)
+    let request_id = format!("req_{}", uuid::Uuid::now_v7().simple());
+    let record_id = EventId::new();
+    let limited = limits.rate_per_hour.is_some() || limits.cost_per_month.is_some();
+    let verdict = match &state.admissions {
+        Some(admissions) if limited => {
+            let ask = Ask {
+                key_id: &key_id,
+                workflow_id,
+                request_id: &request_id,
+                limits,
+                price,
+                record_id,
+            };
+            admissions.admit(state, ask).await?
+        }
+        _ => {
+            let projection = state.projection();
+            state.limiter.admit(&key_id, limits, price, now, &projection)
+        }
     };
     let reservation = match verdict {
         Verdict::Admitted(reservation, state) => {
             *rate = state;
-            reservation
+            Some(reservation)
+        }
+        Verdict::Stored(state) => {
+            *rate = state;
+            None
         }
         Verdict::RateLimited(limited) => {
             *rate = Some(limited);
@@ -149,7 +175,6 @@ async fn run(
         }
     };
 
-    let request_id = format!("req_{}", uuid::Uuid::now_v7().simple());
     let outcome = upstream::call(
         &state.http,
         &upstream_url,
@@ -173,8 +198,10 @@ async fn run(
         cost,
         duration_ms,
     });
-    let outgoing = Outgoing::new(&event, Utc::now()).map_err(ApiError::internal)?;
-    reservation.expect(outgoing.id);
+    let outgoing = Outgoing::with_id(record_id, &event, Utc::now()).map_err(ApiError::internal)?;
+    if let Some(reservation) = &reservation {
+        reservation.expect(outgoing.id);
+    }
     match state.stream.append(&outgoing).await {
         Ok(appended) => state.appended(appended.seq),
         Err(error) => {
@@ -185,7 +212,9 @@ async fn run(
     // No wait for the follower: the limiter counts this query as in flight
     // until the projection has it, and reads of usage wait for this
     // replica's own appends (read-your-writes).
-    reservation.stored();
+    if let Some(reservation) = reservation {
+        reservation.stored();
+    }
     tracing::debug!(
         key_id,
         workflow_id,
@@ -204,6 +233,10 @@ async fn run(
         },
         request_id,
     })
+}
+
+fn catching_up() -> ApiError {
+    ApiError::NotReady("this replica is catching up with the stream; retry shortly".into())
 }
 
 /// The first 429 of a key in a clock hour fires `usage.rate_limited`.

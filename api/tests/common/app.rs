@@ -66,6 +66,7 @@ impl App {
                 url: server.url(),
                 stream: name.clone(),
                 replicas: 1,
+                auth: Default::default(),
             };
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -1,6 +1,10 @@
 //! Shared by the integration tests that read what a server wrote.
 
 pub mod app;
+mod receiver;
+
+#[allow(unused_imports)]
+pub use receiver::FlakyReceiver;
 
 use futures::StreamExt;
 use ingest::EventStream;
@@ -26,4 +30,24 @@ pub async fn records(data_dir: &Path, nats: Option<(String, &str)>) -> Vec<inges
     let records: Vec<_> = stream.replay(1).await.unwrap().map(|r| r.unwrap()).collect().await;
     stream.close().await;
     records
+}
+
+/// The event ids in a Parquet archive, sorted; fails if one is there twice.
+#[allow(dead_code)]
+pub fn archived_once(archive: &Path) -> Vec<String> {
+    let mut archived: Vec<String> = ledger::archive::read_ids(archive)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    archived.sort();
+    let rows = archived.len();
+    archived.dedup();
+    assert_eq!(
+        archived.len(),
+        rows,
+        "an event_id archived twice in {}",
+        archive.display()
+    );
+    archived
 }

@@ -1,0 +1,103 @@
+//! Which worker is active. Every worker archives into its own data dir;
+//! alert evaluation and webhook delivery run on one worker at a time: the
+//! one holding the stream's `worker` lease (a JetStream KV entry that lapses
+//! [`ingest::LEASE_TTL`] after its last renewal; always held on the
+//! embedded log). A standby asks for it every second, so it takes over
+//! within about `LEASE_TTL` plus a second of the active worker dying. See
+//! `docs/adr/0005-worker-lease.md`.
+
+use ingest::{EventStream, LEASE_TTL};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+const LEASE: &str = "worker";
+/// How often the holder renews and a standby asks.
+const EVERY: Duration = Duration::from_secs(1);
+
+/// Runs `work` while this process holds the worker lease: started with a
+/// token that is cancelled when the lease is lost (or `shutdown`), and
+/// awaited before the lease is asked for again or released.
+pub async fn run_while_held<F, Fut>(
+    stream: Arc<dyn EventStream>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    mut work: F,
+) where
+    F: FnMut(CancellationToken) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let holder = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
+    let mut warned = false;
+    loop {
+        match stream.hold_lease(LEASE, &holder).await {
+            Ok(true) => {}
+            Ok(false) => {
+                if !warned {
+                    tracing::info!("another worker is active; standing by");
+                    warned = true;
+                }
+                if wait(&shutdown, EVERY).await {
+                    return;
+                }
+                continue;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot ask for the worker lease; retrying");
+                if wait(&shutdown, EVERY).await {
+                    return;
+                }
+                continue;
+            }
+        }
+        tracing::info!(
+            holder,
+            "holding the worker lease: evaluating alerts and delivering webhooks"
+        );
+        metrics.worker_active.set(1);
+        let active = shutdown.child_token();
+        let task = tokio::spawn(work(active.clone()));
+        let mut renewed = Instant::now();
+        loop {
+            if wait(&shutdown, EVERY).await {
+                break;
+            }
+            match stream.hold_lease(LEASE, &holder).await {
+                Ok(true) => renewed = Instant::now(),
+                Ok(false) => {
+                    tracing::warn!("lost the worker lease to another worker; standing by");
+                    break;
+                }
+                // Stop a second before the lease can lapse, so that two
+                // workers never deliver at once.
+                Err(error) if renewed.elapsed() + EVERY >= LEASE_TTL => {
+                    tracing::warn!(%error, "cannot renew the worker lease; stepping down");
+                    break;
+                }
+                Err(error) => tracing::warn!(%error, "cannot renew the worker lease; retrying"),
+            }
+        }
+        active.cancel();
+        let _ = task.await;
+        metrics.worker_active.set(0);
+        warned = false;
+        if shutdown.is_cancelled() {
+            if let Err(error) = stream.release_lease(LEASE, &holder).await {
+                tracing::warn!(%error, "cannot release the worker lease; it lapses by itself");
+            }
+            return;
+        }
+    }
+}
+
+/// Sleeps for `period`; true if `shutdown` came first.
+async fn wait(shutdown: &CancellationToken, period: Duration) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => true,
+        _ = tokio::time::sleep(period) => false,
+    }
+}
