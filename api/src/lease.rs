@@ -4,7 +4,7 @@
 //! [`ingest::LEASE_TTL`] after its last renewal; always held on the
 //! embedded log). A standby asks for it every second, so it takes over
 //! within about `LEASE_TTL` plus a second of the active worker dying. See
-//! `docs/adr/0005-worker-lease.md`.
+//! `docs/adr/0005-scale-out-lease-and-admissions.md`.
 
 use ingest::{EventStream, LEASE_TTL};
 use std::future::Future;
