@@ -80,6 +80,10 @@ pub struct NatsStream {
     leases: tokio::sync::OnceCell<kv::Store>,
 }
 
+/// A follower that has received nothing for this long checks that the
+/// stream has nothing new for it.
+const STALL_CHECK: Duration = Duration::from_secs(2);
+
 /// Each publish attempt waits this long for its ack before it is retried.
 const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -272,6 +276,19 @@ impl NatsStream {
                         // The reader went away: stop, and let the consumer go.
                         _ = tx.closed() => return,
                         message = messages.next() => message,
+                        // Quiet for a while: fine if the stream has nothing
+                        // new. A consumer that lost its server (a cluster
+                        // node killed) can wait forever without an error
+                        // while the stream moves on; then re-create it.
+                        _ = tokio::time::sleep(STALL_CHECK) => {
+                            match context.get_stream(&name).await {
+                                Ok(stream) if stream.cached_info().state.last_sequence >= next => {
+                                    tracing::warn!(next, "JetStream consumer stalled behind the stream; re-creating it");
+                                    break;
+                                }
+                                _ => continue,
+                            }
+                        }
                     };
                     let message = match message {
                         Some(Ok(message)) => message,
