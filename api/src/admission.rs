@@ -68,8 +68,16 @@ impl Admissions {
     /// admitted query's place is on the stream when this returns (its
     /// reservation is already stored).
     pub async fn admit(&self, state: &AppState, ask: Ask<'_>) -> Result<Verdict, ApiError> {
-        let _turn = self.stripes[crate::limiter::shard_of(ask.key_id, STRIPES)].lock().await;
+        // The whole decision, waiting for its turn included, is bounded.
         let deadline = Instant::now() + PATIENCE;
+        let stripe = &self.stripes[crate::limiter::shard_of(ask.key_id, STRIPES)];
+        let Ok(_turn) = tokio::time::timeout_at(deadline, stripe.lock()).await else {
+            tracing::warn!(
+                key_id = ask.key_id,
+                "queries of this key queued too long to be admitted; answering 503"
+            );
+            return Err(ApiError::MeteringUnavailable);
+        };
         loop {
             let now = Utc::now();
             let (verdict, after_seq) = {
