@@ -165,9 +165,10 @@ case "${1:-}" in
     echo "NATS cluster up: $(nats_urls)"
     # The first nodai creates the stream with 3 replicas; right after the
     # election that can still fail, and nodai exits with a clear error: retry.
-    for _ in 1 2 3 4 5; do
-      alive api-1 || (start_nodai api-1) || sleep 1
+    for _ in 1 2 3 4; do
+      alive api-1 || (start_nodai api-1) 2>/dev/null || sleep 1
     done
+    alive api-1 || start_nodai api-1
     alive api-1 || die "api-1 did not start; see $CLUSTER_DIR/api-1.log"
     for n in api-2 worker-1; do start "$n"; done
     echo "admin token: $CLUSTER_DIR/admin-token"

@@ -6,7 +6,7 @@
 //! within about `LEASE_TTL` plus a second of the active worker dying. See
 //! `docs/adr/0005-scale-out-lease-and-admissions.md`.
 
-use ingest::{EventStream, LEASE_TTL};
+use ingest::{EventStream, StreamError, LEASE_TTL};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +18,8 @@ use crate::metrics::Metrics;
 const LEASE: &str = "worker";
 /// How often the holder renews and a standby asks.
 const EVERY: Duration = Duration::from_secs(1);
+/// How long one request for the lease may take.
+const ASK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Runs `work` while this process holds the worker lease: started with a
 /// token that is cancelled when the lease is lost (or `shutdown`), and
@@ -34,7 +36,7 @@ pub async fn run_while_held<F, Fut>(
     let holder = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
     let mut warned = false;
     loop {
-        match stream.hold_lease(LEASE, &holder).await {
+        match ask(&*stream, &holder).await {
             Ok(true) => {}
             Ok(false) => {
                 if !warned {
@@ -66,8 +68,12 @@ pub async fn run_while_held<F, Fut>(
             if wait(&shutdown, EVERY).await {
                 break;
             }
-            match stream.hold_lease(LEASE, &holder).await {
-                Ok(true) => renewed = Instant::now(),
+            let asked = Instant::now();
+            match ask(&*stream, &holder).await {
+                Ok(true) => {
+                    renewed = Instant::now();
+                    tracing::debug!(ms = (renewed - asked).as_millis() as u64, "renewed the worker lease");
+                }
                 Ok(false) => {
                     tracing::warn!("lost the worker lease to another worker; standing by");
                     break;
@@ -91,6 +97,15 @@ pub async fn run_while_held<F, Fut>(
             }
             return;
         }
+    }
+}
+
+/// Asks for the lease, within a bound: a request that hangs (seen right
+/// after a cluster forms) must not keep a worker from ever asking again.
+async fn ask(stream: &dyn EventStream, holder: &str) -> Result<bool, StreamError> {
+    match tokio::time::timeout(ASK_TIMEOUT, stream.hold_lease(LEASE, holder)).await {
+        Ok(answer) => answer,
+        Err(_) => Err(StreamError::Unavailable(format!("no answer within {ASK_TIMEOUT:?}"))),
     }
 }
 
