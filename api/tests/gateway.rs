@@ -198,6 +198,16 @@ async fn key_management_and_bad_input(app: App) {
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing from openapi.json");
     }
+    // Every operation has its own id, as OpenAPI requires (code generators rely on it).
+    let mut ids = std::collections::HashSet::new();
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let id = operation["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+            assert!(ids.insert(id.to_owned()), "operationId {id} used twice");
+        }
+    }
 }
 
 async fn the_error_table(app: App) {

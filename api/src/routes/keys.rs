@@ -184,7 +184,7 @@ fn with_secret(state: &AppState, key_id: &str, key: String) -> Result<KeyWithSec
     })
 }
 
-#[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateKey,
+#[utoipa::path(post, path = "/api/v1/api-keys", operation_id = "create_api_key", tag = "api-keys", request_body = CreateKey,
     responses((status = 201, body = KeyWithSecret), (status = 401), (status = 422)), security(("admin" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -224,7 +224,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(with_secret(&state, &key_id, key)?)))
 }
 
-#[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys", params(PageParams),
+#[utoipa::path(get, path = "/api/v1/api-keys", operation_id = "list_api_keys", tag = "api-keys", params(PageParams),
     responses((status = 200, body = Page<KeyObject>), (status = 401), (status = 422)), security(("admin" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -245,7 +245,7 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/api-keys/{key_id}", tag = "api-keys",
+#[utoipa::path(get, path = "/api/v1/api-keys/{key_id}", operation_id = "get_api_key", tag = "api-keys",
     responses((status = 200, body = KeyObject), (status = 401), (status = 404)), security(("admin" = [])))]
 pub async fn get_one(State(state): State<AppState>, Path(key_id): Path<String>) -> Result<Json<KeyObject>, ApiError> {
     state.read_own_writes().await?;
@@ -272,7 +272,7 @@ async fn change(
     Err(ApiError::Conflict)
 }
 
-#[utoipa::path(put, path = "/api/v1/api-keys/{key_id}", tag = "api-keys", request_body = UpdateKey,
+#[utoipa::path(put, path = "/api/v1/api-keys/{key_id}", operation_id = "update_api_key", tag = "api-keys", request_body = UpdateKey,
     responses((status = 200, body = KeyObject), (status = 401), (status = 404), (status = 422)), security(("admin" = [])))]
 pub async fn update(
     State(state): State<AppState>,
@@ -324,7 +324,7 @@ pub async fn update(
     Ok(Json(key_object(&state, &key_id)?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/api-keys/{key_id}", tag = "api-keys",
+#[utoipa::path(delete, path = "/api/v1/api-keys/{key_id}", operation_id = "revoke_api_key", tag = "api-keys",
     responses((status = 204), (status = 401), (status = 404)), security(("admin" = [])))]
 pub async fn revoke(State(state): State<AppState>, Path(key_id): Path<String>) -> Result<StatusCode, ApiError> {
     change(&state, &key_id, |key| {
@@ -337,7 +337,7 @@ pub async fn revoke(State(state): State<AppState>, Path(key_id): Path<String>) -
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/v1/api-keys/{key_id}/rotate", tag = "api-keys", request_body(content = RotateKey, description = "optional"),
+#[utoipa::path(post, path = "/api/v1/api-keys/{key_id}/rotate", operation_id = "rotate_api_key", tag = "api-keys", request_body(content = RotateKey, description = "optional"),
     responses((status = 200, body = KeyWithSecret), (status = 401), (status = 404), (status = 422)), security(("admin" = [])))]
 pub async fn rotate(
     State(state): State<AppState>,

@@ -52,7 +52,7 @@ pub struct QueryResponse {
     request_id: String,
 }
 
-#[utoipa::path(post, path = "/api/v1/workflows/{workflow_id}/query", tag = "queries", request_body = QueryRequest,
+#[utoipa::path(post, path = "/api/v1/workflows/{workflow_id}/query", operation_id = "query_workflow", tag = "queries", request_body = QueryRequest,
     params(("X-API-Key" = String, Header, description = "nk_…")),
     responses(
         (status = 200, body = QueryResponse),

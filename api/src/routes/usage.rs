@@ -73,7 +73,7 @@ pub struct UsageObject {
     daily: Vec<Daily>,
 }
 
-#[utoipa::path(get, path = "/api/v1/api-keys/{key_id}/usage", tag = "api-keys", params(UsageParams),
+#[utoipa::path(get, path = "/api/v1/api-keys/{key_id}/usage", operation_id = "get_api_key_usage", tag = "api-keys", params(UsageParams),
     responses((status = 200, body = UsageObject), (status = 401), (status = 404), (status = 422)),
     security(("admin" = [])))]
 pub async fn key_usage(

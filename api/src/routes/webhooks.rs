@@ -190,7 +190,7 @@ fn new_secret() -> Result<String, ApiError> {
     webhooks::signature::new_secret().map_err(|e| ApiError::internal(e.to_string()))
 }
 
-#[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", request_body = CreateWebhook,
+#[utoipa::path(post, path = "/api/v1/webhooks", operation_id = "create_webhook", tag = "webhooks", request_body = CreateWebhook,
     responses((status = 201, body = WebhookObject), (status = 401), (status = 422, description = "validation_error, webhook_url_forbidden")),
     security(("admin" = [])))]
 pub async fn create(
@@ -216,7 +216,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(WebhookObject::new(&webhook, Some(secret)))))
 }
 
-#[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", params(PageParams),
+#[utoipa::path(get, path = "/api/v1/webhooks", operation_id = "list_webhooks", tag = "webhooks", params(PageParams),
     responses((status = 200, body = Page<WebhookObject>), (status = 401)), security(("admin" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -236,13 +236,13 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks",
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}", operation_id = "get_webhook", tag = "webhooks",
     responses((status = 200, body = WebhookObject), (status = 401), (status = 404)), security(("admin" = [])))]
 pub async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<WebhookObject>, ApiError> {
     Ok(Json(WebhookObject::new(&current(&state, &id)?.0, None)))
 }
 
-#[utoipa::path(put, path = "/api/v1/webhooks/{id}", tag = "webhooks", request_body = UpdateWebhook,
+#[utoipa::path(put, path = "/api/v1/webhooks/{id}", operation_id = "update_webhook", tag = "webhooks", request_body = UpdateWebhook,
     responses((status = 200, body = WebhookObject), (status = 401), (status = 404), (status = 422)), security(("admin" = [])))]
 pub async fn update(
     State(state): State<AppState>,
@@ -290,7 +290,7 @@ pub async fn update(
     Ok(Json(WebhookObject::new(&current(&state, &id)?.0, secret)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks",
+#[utoipa::path(delete, path = "/api/v1/webhooks/{id}", operation_id = "delete_webhook", tag = "webhooks",
     responses((status = 204), (status = 401), (status = 404)), security(("admin" = [])))]
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let (_, seq) = current(&state, &id)?;
@@ -300,7 +300,7 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "webhooks",
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", operation_id = "list_webhook_deliveries", tag = "webhooks",
     responses((status = 200, body = DeliveryList), (status = 401), (status = 404)), security(("admin" = [])))]
 pub async fn deliveries(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<DeliveryList>, ApiError> {
     state.read_own_writes().await?;
@@ -311,7 +311,7 @@ pub async fn deliveries(State(state): State<AppState>, Path(id): Path<String>) -
     Ok(Json(DeliveryList { data }))
 }
 
-#[utoipa::path(post, path = "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry", tag = "webhooks",
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry", operation_id = "retry_webhook_delivery", tag = "webhooks",
     responses((status = 202, body = DeliveryObject), (status = 401), (status = 404)), security(("admin" = [])))]
 pub async fn retry(
     State(state): State<AppState>,
@@ -337,7 +337,7 @@ pub async fn retry(
     Ok((StatusCode::ACCEPTED, Json(DeliveryObject::from(delivery))))
 }
 
-#[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", tag = "webhooks",
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", operation_id = "test_webhook", tag = "webhooks",
     responses((status = 202, body = TestSent), (status = 401), (status = 404)), security(("admin" = [])))]
 pub async fn test(State(state): State<AppState>, Path(id): Path<String>) -> Result<impl IntoResponse, ApiError> {
     current(&state, &id)?;

@@ -83,7 +83,7 @@ fn current(state: &AppState, id: &str) -> Result<(Workflow, u64), ApiError> {
     Ok((workflow, projection.workflows.last_seq(id)))
 }
 
-#[utoipa::path(post, path = "/api/v1/workflows", tag = "workflows", request_body = CreateWorkflow,
+#[utoipa::path(post, path = "/api/v1/workflows", operation_id = "create_workflow", tag = "workflows", request_body = CreateWorkflow,
     responses((status = 201, body = WorkflowObject), (status = 401), (status = 409), (status = 422)), security(("admin" = [])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -120,7 +120,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(WorkflowObject::from(&workflow))))
 }
 
-#[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows", params(PageParams),
+#[utoipa::path(get, path = "/api/v1/workflows", operation_id = "list_workflows", tag = "workflows", params(PageParams),
     responses((status = 200, body = Page<WorkflowObject>), (status = 401)), security(("admin" = [])))]
 pub async fn list(
     State(state): State<AppState>,
@@ -140,13 +140,13 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/workflows/{id}", tag = "workflows",
+#[utoipa::path(get, path = "/api/v1/workflows/{id}", operation_id = "get_workflow", tag = "workflows",
     responses((status = 200, body = WorkflowObject), (status = 401), (status = 404)), security(("admin" = [])))]
 pub async fn get_one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<WorkflowObject>, ApiError> {
     Ok(Json(WorkflowObject::from(&current(&state, &id)?.0)))
 }
 
-#[utoipa::path(put, path = "/api/v1/workflows/{id}", tag = "workflows", request_body = UpdateWorkflow,
+#[utoipa::path(put, path = "/api/v1/workflows/{id}", operation_id = "update_workflow", tag = "workflows", request_body = UpdateWorkflow,
     responses((status = 200, body = WorkflowObject), (status = 401), (status = 404), (status = 422)), security(("admin" = [])))]
 pub async fn update(
     State(state): State<AppState>,
@@ -178,7 +178,7 @@ pub async fn update(
     Ok(Json(WorkflowObject::from(&current(&state, &id)?.0)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/workflows/{id}", tag = "workflows",
+#[utoipa::path(delete, path = "/api/v1/workflows/{id}", operation_id = "delete_workflow", tag = "workflows",
     responses((status = 204), (status = 401), (status = 404)), security(("admin" = [])))]
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let (_, seq) = current(&state, &id)?;
