@@ -1,0 +1,84 @@
+"""nodai: the Python client of the nodai API-key and usage-metering server.
+
+``Nodai`` (and its asyncio twin ``AsyncNodai``) runs metered queries with an
+API key and manages keys, workflows and webhooks with the admin token.
+``nodai.webhooks.verify`` checks the signed messages a webhook receiver gets.
+Every failure is a ``NodaiError``; its subclasses name the ones callers handle.
+
+Server-sent streaming of query output (``stream_workflow``) is not here yet.
+"""
+
+from . import webhooks
+from ._client import AsyncNodai, Nodai
+from ._errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    ConflictError,
+    CostLimitExceededError,
+    InternalServerError,
+    NodaiError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServiceUnavailableError,
+    UpstreamError,
+    ValidationError,
+    WebhookVerificationError,
+)
+from ._models import (
+    NOT_GIVEN,
+    ApiKey,
+    CreatedApiKey,
+    DailyUsage,
+    Delivery,
+    HourlyUsage,
+    Money,
+    NotGiven,
+    QueryResult,
+    RateLimit,
+    Usage,
+    Webhook,
+    Workflow,
+)
+from ._pagination import AsyncPage, AsyncPager, Page
+from ._version import __version__
+
+__all__ = [
+    "Nodai",
+    "AsyncNodai",
+    "webhooks",
+    "NOT_GIVEN",
+    "NotGiven",
+    "Money",
+    "QueryResult",
+    "RateLimit",
+    "ApiKey",
+    "CreatedApiKey",
+    "Usage",
+    "HourlyUsage",
+    "DailyUsage",
+    "Workflow",
+    "Webhook",
+    "Delivery",
+    "Page",
+    "AsyncPage",
+    "AsyncPager",
+    "NodaiError",
+    "APIConnectionError",
+    "APITimeoutError",
+    "APIStatusError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "ConflictError",
+    "CostLimitExceededError",
+    "RateLimitError",
+    "ValidationError",
+    "UpstreamError",
+    "ServiceUnavailableError",
+    "InternalServerError",
+    "WebhookVerificationError",
+    "__version__",
+]

@@ -1,0 +1,233 @@
+"""The exceptions the SDK raises: one base class, one subclass per way a caller reacts.
+
+Every error from the server is RFC 9457 problem details with a stable ``code``;
+``NodaiError`` carries it together with the HTTP status. This module builds
+errors from responses; it does not decide about retries (``_retry`` does).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, Optional, Type
+
+import httpx
+
+from ._models import RateLimit
+from ._retry import parse_retry_after
+
+__all__ = [
+    "NodaiError",
+    "APIConnectionError",
+    "APITimeoutError",
+    "APIStatusError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "ConflictError",
+    "CostLimitExceededError",
+    "RateLimitError",
+    "ValidationError",
+    "UpstreamError",
+    "ServiceUnavailableError",
+    "InternalServerError",
+    "WebhookVerificationError",
+]
+
+
+class NodaiError(Exception):
+    """Base class of every error this SDK raises.
+
+    ``status`` is the HTTP status (``None`` when no response arrived), ``code``
+    the problem's stable machine field (``invalid_api_key``, ``rate_limited``,
+    ...), ``detail`` its human sentence, ``request_id`` the server's request id
+    when the response carried one (today's server sends it only on successful
+    queries, so expect ``None``).
+    """
+
+    status: Optional[int]
+    code: Optional[str]
+    detail: Optional[str]
+    request_id: Optional[str]
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: Optional[int] = None,
+        code: Optional[str] = None,
+        detail: Optional[str] = None,
+        request_id: Optional[str] = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class APIConnectionError(NodaiError):
+    """No response: the server could not be reached, or the connection broke."""
+
+    def __init__(self, message: str = "could not reach the nodai server") -> None:
+        super().__init__(message)
+
+
+class APITimeoutError(APIConnectionError):
+    """No response within the client's timeout."""
+
+    def __init__(self, message: str = "the request to the nodai server timed out") -> None:
+        super().__init__(message)
+
+
+class APIStatusError(NodaiError):
+    """The server answered with a non-2xx status; the subclasses name the common ones."""
+
+    status: int
+    #: The problem's ``type`` and ``title`` (RFC 9457), when present.
+    type: Optional[str]
+    title: Optional[str]
+    #: The whole decoded body (a dict for problem+json), or ``None`` if it was not JSON.
+    body: Any
+    headers: httpx.Headers
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: Optional[str],
+        detail: Optional[str],
+        request_id: Optional[str],
+        type: Optional[str] = None,
+        title: Optional[str] = None,
+        body: Any = None,
+        headers: Optional[httpx.Headers] = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code, detail=detail, request_id=request_id)
+        self.type = type
+        self.title = title
+        self.body = body
+        self.headers = headers if headers is not None else httpx.Headers()
+
+
+class ValidationError(APIStatusError):
+    """400 (malformed JSON), 413 (body over 1 MiB) or 422 (invalid fields)."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: a missing or wrong admin token (``unauthorized``), or no API key (``missing_api_key``)."""
+
+
+class CostLimitExceededError(APIStatusError):
+    """402 ``cost_limit_exceeded``: the key's month-to-date cost reached its limit."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: ``code`` says why (``invalid_api_key``, ``key_inactive``, ``key_expired``,
+    ``workflow_not_allowed``, ``origin_not_allowed``)."""
+
+
+class NotFoundError(APIStatusError):
+    """404: ``workflow_not_found``, ``key_not_found``, ``webhook_not_found``, ..."""
+
+
+class ConflictError(APIStatusError):
+    """409: e.g. ``workflow_exists`` when a workflow id is taken."""
+
+
+class RateLimitError(APIStatusError):
+    """429 ``rate_limited``. ``retry_after`` is the server's Retry-After in seconds."""
+
+    retry_after: Optional[float]
+    rate_limit: Optional[RateLimit]
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = parse_retry_after(self.headers.get("retry-after"))
+        self.rate_limit = RateLimit.from_headers(self.headers)
+
+
+class UpstreamError(APIStatusError):
+    """502 ``upstream_error`` or 504 ``upstream_timeout``: the workflow's upstream failed.
+
+    The query was admitted and metered (cost 0 unless the upstream reported
+    one), which is why the SDK never retries it.
+    """
+
+
+class InternalServerError(APIStatusError):
+    """Any other 5xx (the server promises none; a proxy in between may send them)."""
+
+
+class ServiceUnavailableError(APIStatusError):
+    """503: ``metering_unavailable`` (nothing was served or metered) or ``not_ready``."""
+
+
+class WebhookVerificationError(NodaiError):
+    """A webhook message failed verification: bad or missing signature or headers,
+    a timestamp outside the tolerance, or a body that is not JSON."""
+
+
+_BY_STATUS: Dict[int, Type[APIStatusError]] = {
+    400: ValidationError,
+    401: AuthenticationError,
+    402: CostLimitExceededError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: ValidationError,
+    422: ValidationError,
+    429: RateLimitError,
+    502: UpstreamError,
+    503: ServiceUnavailableError,
+    504: UpstreamError,
+}
+
+
+def error_from_response(response: httpx.Response) -> APIStatusError:
+    """The exception for a non-2xx response, filled from its problem+json body."""
+    status = response.status_code
+    body: Any
+    try:
+        body = json.loads(response.content) if response.content else None
+    except ValueError:
+        body = None
+    problem: Dict[str, Any] = body if isinstance(body, dict) else {}
+
+    def text(field: str) -> Optional[str]:
+        value = problem.get(field)
+        return value if isinstance(value, str) else None
+
+    code = text("code")
+    detail = text("detail")
+    if detail is None and problem == {} and response.content:
+        # Not problem+json (a proxy's HTML page, say): keep the start of it.
+        detail = response.text[:500]
+    request_id = text("request_id") or response.headers.get("x-request-id")
+    title = text("title")
+
+    message = f"{status}"
+    if code:
+        message += f" {code}"
+    if detail:
+        message += f": {detail}"
+    elif title:
+        message += f": {title}"
+
+    cls: Type[APIStatusError] = _BY_STATUS.get(status) or (InternalServerError if status >= 500 else APIStatusError)
+    error: APIStatusError = cls(
+        message,
+        status=status,
+        code=code,
+        detail=detail,
+        request_id=request_id,
+        type=text("type"),
+        title=title,
+        body=body,
+        headers=response.headers,
+    )
+    return error

@@ -1,0 +1,315 @@
+"""``client.keys``: API keys under ``/api/v1/api-keys`` (admin token)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
+
+from .._base import AsyncAPIClient, Request, SyncAPIClient, path_segment
+from .._models import (
+    NOT_GIVEN,
+    ApiKey,
+    CreatedApiKey,
+    Money,
+    NotGiven,
+    Usage,
+    format_datetime,
+    money_to_json,
+)
+from .._pagination import AsyncPage, AsyncPager, Page, list_params, parse_page
+
+__all__ = ["Keys", "AsyncKeys"]
+
+_BASE = "/api/v1/api-keys"
+
+
+def _convert(field: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if field == "cost_limit_per_month":
+        return money_to_json(value)
+    if field == "expires_at":
+        return format_datetime(value)
+    if field in ("workflow_ids", "alert_thresholds", "allowed_origins"):
+        if isinstance(value, str):
+            raise TypeError(f"{field} must be a list, not a string")
+        return list(value)
+    if field == "metadata":
+        return dict(value)
+    return value
+
+
+def _create_body(name: str, fields: Mapping[str, Any]) -> Dict[str, Any]:
+    # Absent and null mean the same on create (the server's default): send neither.
+    body: Dict[str, Any] = {"name": name}
+    body.update({k: _convert(k, v) for k, v in fields.items() if v is not None})
+    return body
+
+
+def _update_body(fields: Mapping[str, Any]) -> Dict[str, Any]:
+    # Partial update: a field left NOT_GIVEN is absent; None is sent as null (clears it).
+    return {k: _convert(k, v) for k, v in fields.items() if not isinstance(v, NotGiven)}
+
+
+def _usage_params(
+    from_: Union[datetime, str, None], to: Union[datetime, str, None]
+) -> Dict[str, str]:
+    params: Dict[str, str] = {}
+    if from_ is not None:
+        params["from"] = format_datetime(from_)
+    if to is not None:
+        params["to"] = format_datetime(to)
+    return params
+
+
+def _rotate_body(grace_period_seconds: Optional[int]) -> Dict[str, Any]:
+    return {} if grace_period_seconds is None else {"grace_period_seconds": grace_period_seconds}
+
+
+class Keys:
+    def __init__(self, client: SyncAPIClient) -> None:
+        self._client = client
+
+    def create(
+        self,
+        name: str,
+        *,
+        owner: Optional[str] = None,
+        workflow_ids: Optional[Sequence[str]] = None,
+        rate_limit_per_hour: Optional[int] = None,
+        cost_limit_per_month: Optional[Money] = None,
+        alert_thresholds: Optional[Sequence[int]] = None,
+        expires_at: Union[datetime, str, None] = None,
+        allowed_origins: Optional[Sequence[str]] = None,
+        metadata: Optional[Mapping[str, Any]] = None,
+        active: Optional[bool] = None,
+    ) -> CreatedApiKey:
+        """Create a key. The result's ``key`` is the only time the plaintext is shown.
+
+        ``workflow_ids`` empty or absent: any workflow. ``cost_limit_per_month``
+        in USD. ``expires_at`` must be in the future (aware datetime or RFC 3339).
+        """
+        body = _create_body(
+            name,
+            dict(
+                owner=owner,
+                workflow_ids=workflow_ids,
+                rate_limit_per_hour=rate_limit_per_hour,
+                cost_limit_per_month=cost_limit_per_month,
+                alert_thresholds=alert_thresholds,
+                expires_at=expires_at,
+                allowed_origins=allowed_origins,
+                metadata=metadata,
+                active=active,
+            ),
+        )
+        return CreatedApiKey.from_json(self._client.request(Request("POST", _BASE, body=body)))
+
+    def list(self, *, limit: Optional[int] = None, cursor: Optional[str] = None) -> Page[ApiKey]:
+        """The first page (``limit`` per page, server default 100, at most 1000).
+
+        Iterate the returned page to walk every key, page after page;
+        ``.data`` and ``.next_cursor`` are that one page.
+        """
+
+        def fetch(cursor: Optional[str]) -> Page[ApiKey]:
+            body = self._client.request(Request("GET", _BASE, params=list_params(limit, cursor)))
+            data, next_cursor = parse_page(body, ApiKey.from_json)
+            return Page(data, next_cursor, fetch)
+
+        return fetch(cursor)
+
+    def get(self, key_id: str) -> ApiKey:
+        return ApiKey.from_json(self._client.request(Request("GET", f"{_BASE}/{path_segment(key_id)}")))
+
+    def update(
+        self,
+        key_id: str,
+        *,
+        name: Union[str, NotGiven] = NOT_GIVEN,
+        owner: Union[str, None, NotGiven] = NOT_GIVEN,
+        active: Union[bool, NotGiven] = NOT_GIVEN,
+        workflow_ids: Union[Sequence[str], NotGiven] = NOT_GIVEN,
+        rate_limit_per_hour: Union[int, None, NotGiven] = NOT_GIVEN,
+        cost_limit_per_month: Union[Money, None, NotGiven] = NOT_GIVEN,
+        alert_thresholds: Union[Sequence[int], NotGiven] = NOT_GIVEN,
+        expires_at: Union[datetime, str, None, NotGiven] = NOT_GIVEN,
+        allowed_origins: Union[Sequence[str], NotGiven] = NOT_GIVEN,
+        metadata: Union[Mapping[str, Any], None, NotGiven] = NOT_GIVEN,
+    ) -> ApiKey:
+        """Change the fields given; ``None`` clears an optional one (a limit, the owner,
+        the expiry, the metadata); fields left out stay as they are."""
+        body = _update_body(
+            dict(
+                name=name,
+                owner=owner,
+                active=active,
+                workflow_ids=workflow_ids,
+                rate_limit_per_hour=rate_limit_per_hour,
+                cost_limit_per_month=cost_limit_per_month,
+                alert_thresholds=alert_thresholds,
+                expires_at=expires_at,
+                allowed_origins=allowed_origins,
+                metadata=metadata,
+            )
+        )
+        return ApiKey.from_json(
+            self._client.request(Request("PUT", f"{_BASE}/{path_segment(key_id)}", body=body))
+        )
+
+    def revoke(self, key_id: str) -> None:
+        """Revoke the key: it stops validating at once."""
+        self._client.request(Request("DELETE", f"{_BASE}/{path_segment(key_id)}"))
+
+    def rotate(self, key_id: str, *, grace_period_seconds: Optional[int] = None) -> CreatedApiKey:
+        """A new secret for the same key id and usage; the old secret keeps validating
+        for ``grace_period_seconds`` (default 0: it stops at once)."""
+        return CreatedApiKey.from_json(
+            self._client.request(
+                Request(
+                    "POST",
+                    f"{_BASE}/{path_segment(key_id)}/rotate",
+                    body=_rotate_body(grace_period_seconds),
+                )
+            )
+        )
+
+    def usage(
+        self,
+        key_id: str,
+        *,
+        from_: Union[datetime, str, None] = None,
+        to: Union[datetime, str, None] = None,
+    ) -> Usage:
+        """Usage statistics; ``from_``/``to`` choose the hourly range (default: the last 48 hours)."""
+        return Usage.from_json(
+            self._client.request(
+                Request(
+                    "GET",
+                    f"{_BASE}/{path_segment(key_id)}/usage",
+                    params=_usage_params(from_, to),
+                )
+            )
+        )
+
+
+class AsyncKeys:
+    def __init__(self, client: AsyncAPIClient) -> None:
+        self._client = client
+
+    async def create(
+        self,
+        name: str,
+        *,
+        owner: Optional[str] = None,
+        workflow_ids: Optional[Sequence[str]] = None,
+        rate_limit_per_hour: Optional[int] = None,
+        cost_limit_per_month: Optional[Money] = None,
+        alert_thresholds: Optional[Sequence[int]] = None,
+        expires_at: Union[datetime, str, None] = None,
+        allowed_origins: Optional[Sequence[str]] = None,
+        metadata: Optional[Mapping[str, Any]] = None,
+        active: Optional[bool] = None,
+    ) -> CreatedApiKey:
+        """Create a key. The result's ``key`` is the only time the plaintext is shown."""
+        body = _create_body(
+            name,
+            dict(
+                owner=owner,
+                workflow_ids=workflow_ids,
+                rate_limit_per_hour=rate_limit_per_hour,
+                cost_limit_per_month=cost_limit_per_month,
+                alert_thresholds=alert_thresholds,
+                expires_at=expires_at,
+                allowed_origins=allowed_origins,
+                metadata=metadata,
+                active=active,
+            ),
+        )
+        return CreatedApiKey.from_json(await self._client.request(Request("POST", _BASE, body=body)))
+
+    def list(
+        self, *, limit: Optional[int] = None, cursor: Optional[str] = None
+    ) -> AsyncPager[ApiKey]:
+        """``await`` it for the first page, or ``async for`` over it for every key."""
+
+        async def fetch(cursor: Optional[str]) -> AsyncPage[ApiKey]:
+            body = await self._client.request(
+                Request("GET", _BASE, params=list_params(limit, cursor))
+            )
+            data, next_cursor = parse_page(body, ApiKey.from_json)
+            return AsyncPage(data, next_cursor, fetch)
+
+        return AsyncPager(lambda: fetch(cursor))
+
+    async def get(self, key_id: str) -> ApiKey:
+        return ApiKey.from_json(
+            await self._client.request(Request("GET", f"{_BASE}/{path_segment(key_id)}"))
+        )
+
+    async def update(
+        self,
+        key_id: str,
+        *,
+        name: Union[str, NotGiven] = NOT_GIVEN,
+        owner: Union[str, None, NotGiven] = NOT_GIVEN,
+        active: Union[bool, NotGiven] = NOT_GIVEN,
+        workflow_ids: Union[Sequence[str], NotGiven] = NOT_GIVEN,
+        rate_limit_per_hour: Union[int, None, NotGiven] = NOT_GIVEN,
+        cost_limit_per_month: Union[Money, None, NotGiven] = NOT_GIVEN,
+        alert_thresholds: Union[Sequence[int], NotGiven] = NOT_GIVEN,
+        expires_at: Union[datetime, str, None, NotGiven] = NOT_GIVEN,
+        allowed_origins: Union[Sequence[str], NotGiven] = NOT_GIVEN,
+        metadata: Union[Mapping[str, Any], None, NotGiven] = NOT_GIVEN,
+    ) -> ApiKey:
+        """Change the fields given; ``None`` clears an optional one."""
+        body = _update_body(
+            dict(
+                name=name,
+                owner=owner,
+                active=active,
+                workflow_ids=workflow_ids,
+                rate_limit_per_hour=rate_limit_per_hour,
+                cost_limit_per_month=cost_limit_per_month,
+                alert_thresholds=alert_thresholds,
+                expires_at=expires_at,
+                allowed_origins=allowed_origins,
+                metadata=metadata,
+            )
+        )
+        return ApiKey.from_json(
+            await self._client.request(Request("PUT", f"{_BASE}/{path_segment(key_id)}", body=body))
+        )
+
+    async def revoke(self, key_id: str) -> None:
+        await self._client.request(Request("DELETE", f"{_BASE}/{path_segment(key_id)}"))
+
+    async def rotate(
+        self, key_id: str, *, grace_period_seconds: Optional[int] = None
+    ) -> CreatedApiKey:
+        return CreatedApiKey.from_json(
+            await self._client.request(
+                Request(
+                    "POST",
+                    f"{_BASE}/{path_segment(key_id)}/rotate",
+                    body=_rotate_body(grace_period_seconds),
+                )
+            )
+        )
+
+    async def usage(
+        self,
+        key_id: str,
+        *,
+        from_: Union[datetime, str, None] = None,
+        to: Union[datetime, str, None] = None,
+    ) -> Usage:
+        return Usage.from_json(
+            await self._client.request(
+                Request(
+                    "GET",
+                    f"{_BASE}/{path_segment(key_id)}/usage",
+                    params=_usage_params(from_, to),
+                )
+            )
+        )

@@ -1,0 +1,388 @@
+"""Unit tests of the request loop with ``httpx.MockTransport`` — no server.
+
+Kept apart from the real-server tests on purpose: a real nodai answers 503
+only when its stream cannot take a usage event, which a test cannot provoke
+cleanly, and some transport failures (a reset after sending) are hard to
+stage on a socket. Everything else about errors is tested against the real
+server in test_errors.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from typing import List, Optional, Sequence, Type, Union
+
+import httpx
+import pytest
+
+from nodai import (
+    NOT_GIVEN,
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AsyncNodai,
+    AuthenticationError,
+    ConflictError,
+    CostLimitExceededError,
+    InternalServerError,
+    Nodai,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServiceUnavailableError,
+    UpstreamError,
+    ValidationError,
+)
+from nodai._retry import RetryPolicy, backoff_delay, parse_retry_after
+
+Step = Union[httpx.Response, Exception]
+
+OK_QUERY = {"output": "hi", "usage": {"cost": 0.002, "duration_ms": 3}, "request_id": "req_1"}
+
+
+def problem(status: int, code: str, headers: Optional[dict[str, str]] = None, **extra: object) -> httpx.Response:
+    body = {"type": "about:blank", "title": "t", "status": status, "detail": f"{code} detail", "code": code}
+    body.update(extra)
+    return httpx.Response(
+        status, json=body, headers={"content-type": "application/problem+json", **(headers or {})}
+    )
+
+
+class Script:
+    """A MockTransport handler that plays ``steps`` in order and records each request."""
+
+    def __init__(self, steps: Sequence[Step]) -> None:
+        self.steps = list(steps)
+        self.requests: List[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        step = self.steps.pop(0) if len(self.steps) > 1 else self.steps[0]
+        if isinstance(step, Exception):
+            raise step
+        return step
+
+
+def client_for(script: Script, sleeps: Optional[List[float]] = None, **options: object) -> Nodai:
+    client = Nodai(
+        base_url="http://nodai.test",
+        api_key="nk_test",
+        admin_token="admin-token-for-tests",
+        http_client=httpx.Client(transport=httpx.MockTransport(script)),
+        **options,  # type: ignore[arg-type]
+    )
+    if sleeps is not None:
+        client._sleep = sleeps.append  # record the waits instead of sleeping
+    return client
+
+
+# --- 503 ----------------------------------------------------------------------
+
+
+def test_503_is_retried_with_backoff_even_for_a_query() -> None:
+    script = Script([problem(503, "metering_unavailable"), problem(503, "metering_unavailable"), httpx.Response(200, json=OK_QUERY)])
+    sleeps: List[float] = []
+    result = client_for(script, sleeps).query_workflow("echo", "hi")
+    assert result.output == "hi"
+    assert len(script.requests) == 3
+    # 0.5 s then 1 s, each minus up to 25 % jitter.
+    assert 0.375 <= sleeps[0] <= 0.5 and 0.75 <= sleeps[1] <= 1.0
+
+
+def test_503_gives_up_after_max_retries() -> None:
+    script = Script([problem(503, "metering_unavailable")])
+    sleeps: List[float] = []
+    with pytest.raises(ServiceUnavailableError) as caught:
+        client_for(script, sleeps, max_retries=3).query_workflow("echo", "hi")
+    assert caught.value.code == "metering_unavailable"
+    assert len(script.requests) == 4 and len(sleeps) == 3
+
+
+def test_max_retries_zero_disables_retries() -> None:
+    script = Script([problem(503, "metering_unavailable")])
+    with pytest.raises(ServiceUnavailableError):
+        client_for(script, [], max_retries=0).keys.list()
+    assert len(script.requests) == 1
+
+
+def test_503_retry_after_is_honoured_for_real() -> None:
+    script = Script([problem(503, "metering_unavailable", {"retry-after": "1"}), httpx.Response(200, json=OK_QUERY)])
+    started = time.monotonic()
+    client_for(script).query_workflow("echo", "hi")  # the real sleep
+    assert time.monotonic() - started >= 1.0
+    assert len(script.requests) == 2
+
+
+# --- 429 ----------------------------------------------------------------------
+
+
+def test_429_is_not_retried_by_default() -> None:
+    script = Script([problem(429, "rate_limited", {"retry-after": "30", "x-ratelimit-limit": "5", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "1800000000"})])
+    with pytest.raises(RateLimitError) as caught:
+        client_for(script, []).query_workflow("echo", "hi")
+    assert len(script.requests) == 1
+    assert caught.value.retry_after == 30
+    assert caught.value.rate_limit is not None and caught.value.rate_limit.remaining == 0
+
+
+def test_429_opt_in_waits_retry_after_for_real() -> None:
+    script = Script([problem(429, "rate_limited", {"retry-after": "1"}), httpx.Response(200, json=OK_QUERY)])
+    started = time.monotonic()
+    result = client_for(script, retry_on_rate_limit=True).query_workflow("echo", "hi")
+    elapsed = time.monotonic() - started
+    assert result.request_id == "req_1"
+    assert len(script.requests) == 2
+    assert elapsed >= 1.0
+
+
+def test_429_opt_in_with_http_date_retry_after() -> None:
+    when = datetime.now(timezone.utc) + timedelta(seconds=20)
+    script = Script([problem(429, "rate_limited", {"retry-after": format_datetime(when, usegmt=True)}), httpx.Response(200, json=OK_QUERY)])
+    sleeps: List[float] = []
+    client_for(script, sleeps, retry_on_rate_limit=True).query_workflow("echo", "hi")
+    assert len(sleeps) == 1 and 17 <= sleeps[0] <= 20
+
+
+def test_429_opt_in_raises_at_once_when_retry_after_exceeds_max_retry_wait() -> None:
+    script = Script([problem(429, "rate_limited", {"retry-after": "120"})])
+    sleeps: List[float] = []
+    with pytest.raises(RateLimitError) as caught:
+        client_for(script, sleeps, retry_on_rate_limit=True, max_retry_wait=60).query_workflow("echo", "hi")
+    assert caught.value.retry_after == 120
+    assert sleeps == [] and len(script.requests) == 1
+
+
+def test_429_opt_in_without_retry_after_backs_off() -> None:
+    script = Script([problem(429, "rate_limited"), httpx.Response(200, json=OK_QUERY)])
+    sleeps: List[float] = []
+    client_for(script, sleeps, retry_on_rate_limit=True).query_workflow("echo", "hi")
+    assert len(sleeps) == 1 and 0.375 <= sleeps[0] <= 0.5
+
+
+# --- transport failures -------------------------------------------------------
+
+
+def test_connect_error_is_retried_for_a_post() -> None:
+    script = Script([httpx.ConnectError("refused"), httpx.Response(200, json=OK_QUERY)])
+    assert client_for(script, []).query_workflow("echo", "hi").output == "hi"
+    assert len(script.requests) == 2
+
+
+def test_failure_after_sending_a_post_is_not_replayed() -> None:
+    # The server may have run and metered the query: raising beats charging twice.
+    script = Script([httpx.RemoteProtocolError("server disconnected"), httpx.Response(200, json=OK_QUERY)])
+    with pytest.raises(APIConnectionError) as caught:
+        client_for(script, []).query_workflow("echo", "hi")
+    assert not isinstance(caught.value, APITimeoutError)
+    assert len(script.requests) == 1
+
+
+def test_read_timeout_on_a_post_is_a_timeout_error_without_retry() -> None:
+    script = Script([httpx.ReadTimeout("slow")])
+    with pytest.raises(APITimeoutError):
+        client_for(script, []).keys.create("x")
+    assert len(script.requests) == 1
+
+
+def test_failure_after_sending_a_get_or_put_is_replayed() -> None:
+    key = {"id": "key_1", "prefix": "nk_00000000", "name": "n", "active": True, "workflow_ids": [],
+           "alert_thresholds": [80, 100], "allowed_origins": [], "created_at": "2026-01-01T00:00:00Z",
+           "updated_at": "2026-01-01T00:00:00.123456789Z"}
+    script = Script([httpx.ReadError("reset"), httpx.Response(200, json=key)])
+    assert client_for(script, []).keys.get("key_1").id == "key_1"
+    assert len(script.requests) == 2
+
+    script = Script([httpx.ReadTimeout("slow"), httpx.Response(200, json=key)])
+    assert client_for(script, []).keys.update("key_1", name="n").name == "n"
+    assert len(script.requests) == 2
+
+
+def test_delete_is_not_replayed_after_sending() -> None:
+    script = Script([httpx.ReadError("reset"), httpx.Response(204)])
+    with pytest.raises(APIConnectionError):
+        client_for(script, []).keys.revoke("key_1")
+    assert len(script.requests) == 1
+
+
+# --- status → class -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "status, code, cls",
+    [
+        (400, "invalid_json", ValidationError),
+        (401, "unauthorized", AuthenticationError),
+        (402, "cost_limit_exceeded", CostLimitExceededError),
+        (403, "key_inactive", PermissionDeniedError),
+        (404, "workflow_not_found", NotFoundError),
+        (409, "workflow_exists", ConflictError),
+        (413, "payload_too_large", ValidationError),
+        (422, "validation_error", ValidationError),
+        (500, "internal", InternalServerError),
+        (502, "upstream_error", UpstreamError),
+        (504, "upstream_timeout", UpstreamError),
+        (418, "teapot", APIStatusError),
+    ],
+)
+def test_status_maps_to_its_class_and_is_not_retried(
+    status: int, code: str, cls: Type[APIStatusError]
+) -> None:
+    script = Script([problem(status, code)])
+    with pytest.raises(cls) as caught:
+        client_for(script, []).query_workflow("echo", "hi")
+    assert type(caught.value) is cls
+    assert (caught.value.status, caught.value.code, caught.value.detail) == (status, code, f"{code} detail")
+    assert caught.value.request_id is None
+    assert str(caught.value) == f"{status} {code}: {code} detail"
+    assert len(script.requests) == 1
+
+
+def test_request_id_is_taken_from_the_problem_or_the_header() -> None:
+    script = Script([problem(502, "upstream_error", request_id="req_abc")])
+    with pytest.raises(UpstreamError) as caught:
+        client_for(script, []).query_workflow("echo", "hi")
+    assert caught.value.request_id == "req_abc"
+
+    script = Script([problem(403, "invalid_api_key", {"x-request-id": "req_hdr"})])
+    with pytest.raises(PermissionDeniedError) as denied:
+        client_for(script, []).query_workflow("echo", "hi")
+    assert denied.value.request_id == "req_hdr"
+
+
+def test_non_json_error_body_keeps_its_text() -> None:
+    script = Script([httpx.Response(502, text="<html>bad gateway</html>")])
+    with pytest.raises(UpstreamError) as caught:
+        client_for(script, []).query_workflow("echo", "hi")
+    assert caught.value.code is None
+    assert caught.value.detail == "<html>bad gateway</html>"
+
+
+# --- what goes on the wire ----------------------------------------------------
+
+
+def sent_json(request: httpx.Request) -> object:
+    return json.loads(request.content)
+
+
+def test_update_distinguishes_not_given_from_none() -> None:
+    key = {"id": "key_1", "prefix": "nk_00000000", "name": "n", "active": True, "workflow_ids": [],
+           "alert_thresholds": [80, 100], "allowed_origins": [], "created_at": "2026-01-01T00:00:00Z",
+           "updated_at": "2026-01-01T00:00:00Z"}
+    script = Script([httpx.Response(200, json=key)])
+    client = client_for(script, [])
+    client.keys.update("key_1", rate_limit_per_hour=None)
+    client.keys.update("key_1", name="x", cost_limit_per_month="0.10", owner=NOT_GIVEN)
+    client.keys.update("key_1")
+    client.keys.update("key_1", expires_at=datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc), metadata=None)
+    bodies = [sent_json(r) for r in script.requests]
+    assert bodies == [
+        {"rate_limit_per_hour": None},
+        {"name": "x", "cost_limit_per_month": 0.1},
+        {},
+        {"expires_at": "2030-01-02T03:04:05Z", "metadata": None},
+    ]
+    assert all(r.method == "PUT" and r.url.path == "/api/v1/api-keys/key_1" for r in script.requests)
+
+
+def test_naive_datetimes_are_refused() -> None:
+    client = client_for(Script([httpx.Response(200, json={})]), [])
+    with pytest.raises(ValueError):
+        client.keys.update("key_1", expires_at=datetime(2030, 1, 1))
+
+
+def test_credentials_go_only_where_they_belong() -> None:
+    script = Script([httpx.Response(200, json=OK_QUERY)])
+    client = client_for(script, [])
+    client.query_workflow("echo", {"a": 1})
+    query = script.requests[0]
+    assert query.headers["x-api-key"] == "nk_test"
+    assert "authorization" not in query.headers
+    assert query.url.path == "/api/v1/workflows/echo/query"
+    assert sent_json(query) == {"input": {"a": 1}}
+    assert query.headers["content-type"] == "application/json"
+    assert query.headers["user-agent"].startswith("nodai-python/")
+
+    script.steps = [httpx.Response(200, json={"data": [], "next_cursor": None})]
+    client.keys.list(limit=5)
+    listing = script.requests[1]
+    assert listing.headers["authorization"] == "Bearer admin-token-for-tests"
+    assert "x-api-key" not in listing.headers
+    assert dict(listing.url.params) == {"limit": "5"}
+
+
+def test_ids_cannot_escape_their_path_segment() -> None:
+    script = Script([httpx.Response(200, json=OK_QUERY)])
+    client_for(script, []).query_workflow("../api-keys?x=1", "hi")
+    assert script.requests[0].url.raw_path == b"/api/v1/workflows/..%2Fapi-keys%3Fx%3D1/query"
+
+
+# --- the policy itself --------------------------------------------------------
+
+
+def test_parse_retry_after() -> None:
+    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert parse_retry_after("7") == 7
+    assert parse_retry_after(" 1.5 ") == 1.5
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("-1") is None
+    assert parse_retry_after("Thu, 01 Jan 2026 00:00:30 GMT", now) == 30
+    assert parse_retry_after("Wed, 31 Dec 2025 23:00:00 GMT", now) == 0
+
+
+def test_backoff_doubles_and_caps() -> None:
+    assert [backoff_delay(n, rand=lambda: 0.0) for n in range(6)] == [0.5, 1, 2, 4, 8, 8]
+    assert backoff_delay(0, rand=lambda: 1.0) == 0.375
+
+
+def test_policy_table() -> None:
+    policy = RetryPolicy(max_retries=2, retry_on_rate_limit=False, max_retry_wait=10)
+    assert policy.after_status(0, 503, 3) == 3
+    assert policy.after_status(0, 503, 11) is None
+    assert policy.after_status(2, 503, None) is None
+    assert policy.after_status(0, 429, 1) is None
+    assert policy.after_status(0, 502, None) is None
+    assert policy.after_status(0, 500, None) is None
+    opted = RetryPolicy(max_retries=2, retry_on_rate_limit=True, max_retry_wait=10)
+    assert opted.after_status(0, 429, 1) == 1
+
+
+# --- async: the same loop -----------------------------------------------------
+
+
+def async_client_for(script: Script, sleeps: List[float], **options: object) -> AsyncNodai:
+    async def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    client = AsyncNodai(
+        base_url="http://nodai.test",
+        api_key="nk_test",
+        http_client=httpx.AsyncClient(transport=httpx.MockTransport(script)),
+        **options,  # type: ignore[arg-type]
+    )
+    client._sleep = fake_sleep
+    return client
+
+
+async def test_async_503_is_retried() -> None:
+    script = Script([problem(503, "metering_unavailable"), httpx.Response(200, json=OK_QUERY)])
+    sleeps: List[float] = []
+    result = await async_client_for(script, sleeps).query_workflow("echo", "hi")
+    assert result.cost * 1000 == 2
+    assert len(script.requests) == 2 and len(sleeps) == 1
+
+
+async def test_async_429_opt_in_and_post_failure() -> None:
+    script = Script([problem(429, "rate_limited", {"retry-after": "2"}), httpx.Response(200, json=OK_QUERY)])
+    sleeps: List[float] = []
+    await async_client_for(script, sleeps, retry_on_rate_limit=True).query_workflow("echo", "hi")
+    assert sleeps == [2.0]
+
+    script = Script([httpx.ReadError("reset")])
+    with pytest.raises(APIConnectionError):
+        await async_client_for(script, []).query_workflow("echo", "hi")
+    assert len(script.requests) == 1
+
