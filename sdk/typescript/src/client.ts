@@ -1,0 +1,146 @@
+// `Nodai`, the client: configuration, `queryWorkflow`, and the admin
+// resources (`keys`, `workflows`, `webhooks`). HTTP details live in
+// transport.ts. There is no streaming method: the server does not stream yet.
+import { Keys } from "./resources/keys.js";
+import { Webhooks } from "./resources/webhooks.js";
+import { Workflows } from "./resources/workflows.js";
+import { segment, Transport, type FetchLike, type RequestOptions } from "./transport.js";
+import type { QueryResponse } from "./types.js";
+
+export const DEFAULT_BASE_URL = "http://127.0.0.1:8080";
+export const DEFAULT_TIMEOUT_MS = 60_000;
+export const DEFAULT_MAX_RETRIES = 2;
+export const DEFAULT_MAX_RETRY_AFTER_MS = 60_000;
+
+export interface NodaiOptions {
+  /** `nk_…`, sent as `X-API-Key` by `queryWorkflow`. Default: `NODAI_API_KEY` where `process.env` exists. */
+  apiKey?: string | undefined;
+  /** Bearer token of the admin endpoints. Default: `NODAI_ADMIN_TOKEN` where `process.env` exists. */
+  adminToken?: string | undefined;
+  /** Default: `NODAI_BASE_URL` where `process.env` exists, else `http://127.0.0.1:8080`. */
+  baseUrl?: string | undefined;
+  /** Milliseconds for one attempt, response body included. Default 60 000. */
+  timeoutMs?: number | undefined;
+  /** Retries after the first attempt, for connection failures and 503 (and 429 if opted in). Default 2. */
+  maxRetries?: number | undefined;
+  /** Also retry 429 after its `Retry-After`. Default false. */
+  retryOnRateLimit?: boolean | undefined;
+  /** Never wait longer than this for a `Retry-After`; a longer one is thrown at once. Default 60 000. */
+  maxRetryAfterMs?: number | undefined;
+  /** A `fetch` to use instead of the global one (tests, proxies, old runtimes). */
+  fetch?: FetchLike | undefined;
+}
+
+/** Per-call options of `queryWorkflow`. */
+export interface QueryOptions extends RequestOptions {
+  /** Overrides the client's `apiKey` for this call. */
+  apiKey?: string;
+}
+
+/** The rate-limit state after a query, from the `X-RateLimit-*` headers. */
+export interface RateLimitState {
+  /** Requests allowed per rolling hour. */
+  limit: number;
+  /** Requests left in the window. */
+  remaining: number;
+  /** When the window frees a slot, in epoch seconds. */
+  reset: number;
+}
+
+/** The result of `queryWorkflow`. */
+export interface QueryResult<TOutput = unknown> {
+  /** What the workflow answered. */
+  output: TOutput;
+  /** USD charged for this query. */
+  cost: number;
+  /** Server-measured upstream time. */
+  durationMs: number;
+  /** `req_…`, the id of this query in the usage log. */
+  requestId: string;
+  /** `null` when the key has no rate limit (the server sends no `X-RateLimit-*` headers). */
+  rateLimit: RateLimitState | null;
+}
+
+/** Reads an environment variable where there is a `process.env` (Node, Bun, Deno with --allow-env). */
+function fromEnv(name: string): string | undefined {
+  try {
+    const proc = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process;
+    const value = proc?.env?.[name];
+    return value === "" ? undefined : value;
+  } catch {
+    // Deno without --allow-env throws on access; browsers have no `process`.
+    return undefined;
+  }
+}
+
+/** Parses the `X-RateLimit-*` headers; `null` unless all three are present and numeric. */
+export function rateLimitFromHeaders(headers: Headers): RateLimitState | null {
+  const limit = Number(headers.get("x-ratelimit-limit") ?? NaN);
+  const remaining = Number(headers.get("x-ratelimit-remaining") ?? NaN);
+  const reset = Number(headers.get("x-ratelimit-reset") ?? NaN);
+  if ([limit, remaining, reset].some((n) => !Number.isFinite(n))) return null;
+  return { limit, remaining, reset };
+}
+
+export class Nodai {
+  /** API keys (admin token). */
+  readonly keys: Keys;
+  /** Workflows (admin token). */
+  readonly workflows: Workflows;
+  /** Webhook subscriptions and deliveries (admin token). */
+  readonly webhooks: Webhooks;
+  private readonly transport: Transport;
+
+  constructor(options: NodaiOptions = {}) {
+    const baseUrl = (options.baseUrl ?? fromEnv("NODAI_BASE_URL") ?? DEFAULT_BASE_URL).replace(/\/+$/, "");
+    this.transport = new Transport({
+      baseUrl,
+      apiKey: options.apiKey ?? fromEnv("NODAI_API_KEY"),
+      adminToken: options.adminToken ?? fromEnv("NODAI_ADMIN_TOKEN"),
+      timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      maxRetries: options.maxRetries ?? DEFAULT_MAX_RETRIES,
+      retryOnRateLimit: options.retryOnRateLimit ?? false,
+      maxRetryAfterMs: options.maxRetryAfterMs ?? DEFAULT_MAX_RETRY_AFTER_MS,
+      fetch: options.fetch,
+    });
+    this.keys = new Keys(this.transport);
+    this.workflows = new Workflows(this.transport);
+    this.webhooks = new Webhooks(this.transport);
+  }
+
+  /** The base URL requests go to, without a trailing slash. */
+  get baseUrl(): string {
+    return this.transport.config.baseUrl;
+  }
+
+  /**
+   * Runs a metered query: `POST /api/v1/workflows/{workflowId}/query` with
+   * `X-API-Key`. Rejections are typed errors: `PermissionDeniedError`
+   * (invalid, inactive or expired key; workflow not allowed), `NotFoundError`,
+   * `RateLimitError`, `CostLimitExceededError`, `UpstreamError`, …
+   */
+  async queryWorkflow<TOutput = unknown>(
+    workflowId: string,
+    input: unknown,
+    options: QueryOptions = {},
+  ): Promise<QueryResult<TOutput>> {
+    const { apiKey, ...requestOptions } = options;
+    const res = await this.transport.request<QueryResponse>(
+      {
+        method: "POST",
+        path: `/api/v1/workflows/${segment(workflowId)}/query`,
+        auth: { kind: "apiKey", apiKey },
+        // `input: undefined` would vanish from the JSON; send null instead.
+        body: { input: input === undefined ? null : input },
+      },
+      requestOptions,
+    );
+    return {
+      output: res.data.output as TOutput,
+      cost: res.data.usage.cost,
+      durationMs: res.data.usage.duration_ms,
+      requestId: res.data.request_id,
+      rateLimit: rateLimitFromHeaders(res.headers),
+    };
+  }
+}

@@ -1,0 +1,106 @@
+// `nodai.keys`: the admin API for API keys (`/api/v1/api-keys`). Needs the
+// admin token. The plaintext key is only in the results of `create` and `rotate`.
+import { PageIterator, toPage } from "../pagination.js";
+import { segment, type RequestOptions, type Transport } from "../transport.js";
+import type {
+  ApiKey,
+  ApiKeyWithSecret,
+  CreateKeyParams,
+  KeyUsage,
+  ListParams,
+  Page,
+  RotateKeyParams,
+  UpdateKeyParams,
+  UsageParams,
+} from "../types.js";
+
+const BASE = "/api/v1/api-keys";
+
+export class Keys {
+  constructor(private readonly transport: Transport) {}
+
+  /** Creates a key. The result's `key` is the only time the plaintext is shown: store it now. */
+  async create(params: CreateKeyParams, options?: RequestOptions): Promise<ApiKeyWithSecret> {
+    const res = await this.transport.request<ApiKeyWithSecret>(
+      { method: "POST", path: BASE, auth: { kind: "admin" }, body: params },
+      options,
+    );
+    return res.data;
+  }
+
+  /** Every key, fetched page by page as you iterate: `for await (const key of nodai.keys.list())`. */
+  list(params: ListParams = {}, options?: RequestOptions): PageIterator<ApiKey> {
+    return new PageIterator(
+      (cursor) => this.listPage({ limit: params.limit, cursor }, options),
+      params.cursor ?? undefined,
+    );
+  }
+
+  /** One page: `{ data, next_cursor }`; pass `next_cursor` back as `cursor` for the next. */
+  async listPage(params: ListParams = {}, options?: RequestOptions): Promise<Page<ApiKey>> {
+    const res = await this.transport.request<{ data: ApiKey[]; next_cursor?: string | null }>(
+      { method: "GET", path: BASE, auth: { kind: "admin" }, query: { limit: params.limit, cursor: params.cursor } },
+      options,
+    );
+    return toPage(res.data);
+  }
+
+  /** One key; `NotFoundError` if unknown. */
+  async get(keyId: string, options?: RequestOptions): Promise<ApiKey> {
+    const res = await this.transport.request<ApiKey>(
+      { method: "GET", path: `${BASE}/${segment(keyId)}`, auth: { kind: "admin" } },
+      options,
+    );
+    return res.data;
+  }
+
+  /**
+   * Partial update: fields given change, fields left out (or `undefined`) do
+   * not, and `null` clears a limit, e.g. `{ cost_limit_per_month: null }`.
+   */
+  async update(keyId: string, params: UpdateKeyParams, options?: RequestOptions): Promise<ApiKey> {
+    const res = await this.transport.request<ApiKey>(
+      { method: "PUT", path: `${BASE}/${segment(keyId)}`, auth: { kind: "admin" }, body: params },
+      options,
+    );
+    return res.data;
+  }
+
+  /** Revokes the key: it stops validating at once. */
+  async revoke(keyId: string, options?: RequestOptions): Promise<void> {
+    await this.transport.request<void>(
+      { method: "DELETE", path: `${BASE}/${segment(keyId)}`, auth: { kind: "admin" } },
+      options,
+    );
+  }
+
+  /**
+   * Issues a new secret for the key (same `id`, same usage). The old secret
+   * keeps validating for `grace_period_seconds` (default 0: stops at once).
+   */
+  async rotate(keyId: string, params: RotateKeyParams = {}, options?: RequestOptions): Promise<ApiKeyWithSecret> {
+    const res = await this.transport.request<ApiKeyWithSecret>(
+      { method: "POST", path: `${BASE}/${segment(keyId)}/rotate`, auth: { kind: "admin" }, body: params },
+      options,
+    );
+    return res.data;
+  }
+
+  /** Usage statistics; `from`/`to` choose the range of the hourly and daily series. */
+  async usage(keyId: string, params: UsageParams = {}, options?: RequestOptions): Promise<KeyUsage> {
+    const res = await this.transport.request<KeyUsage>(
+      {
+        method: "GET",
+        path: `${BASE}/${segment(keyId)}/usage`,
+        auth: { kind: "admin" },
+        query: { from: rfc3339(params.from), to: rfc3339(params.to) },
+      },
+      options,
+    );
+    return res.data;
+  }
+}
+
+function rfc3339(value: string | Date | undefined): string | undefined {
+  return value instanceof Date ? value.toISOString() : value;
+}

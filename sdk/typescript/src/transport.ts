@@ -1,0 +1,278 @@
+// The one place that talks HTTP: builds requests, applies the timeout, decides
+// what is retried, and turns error responses into typed errors. It uses only
+// the global `fetch` (or an injected one), `AbortController` and `setTimeout`,
+// so it runs unchanged in browsers, Node >= 18, Deno, Bun and edge runtimes.
+// It knows nothing about keys, workflows or webhooks.
+import { APIConnectionError, NodaiError, errorFromResponse, parseRetryAfter } from "./errors.js";
+
+/** The subset of `fetch` the SDK needs; inject your own with the `fetch` option. */
+export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
+
+/** Per-call settings; each overrides the client's. */
+export interface RequestOptions {
+  /** Milliseconds for one attempt, response body included. */
+  timeoutMs?: number;
+  /** Retries after the first attempt (connection failures, 503, and 429 when opted in). */
+  maxRetries?: number;
+  /** Retry a 429 after its `Retry-After` (off by default: a 429 usually means wait an hour). */
+  retryOnRateLimit?: boolean;
+  /** Never wait longer than this for a `Retry-After`; a longer one is thrown at once. */
+  maxRetryAfterMs?: number;
+  /** Cancels the call, including a wait between retries. */
+  signal?: AbortSignal;
+}
+
+export interface TransportConfig {
+  baseUrl: string;
+  adminToken: string | undefined;
+  apiKey: string | undefined;
+  timeoutMs: number;
+  maxRetries: number;
+  retryOnRateLimit: boolean;
+  maxRetryAfterMs: number;
+  fetch: FetchLike | undefined;
+}
+
+/** Which credential a request carries. */
+export type Auth = { kind: "admin" } | { kind: "apiKey"; apiKey: string | undefined } | { kind: "none" };
+
+export interface HttpRequest {
+  method: "GET" | "POST" | "PUT" | "DELETE";
+  path: string;
+  auth: Auth;
+  query?: Record<string, string | number | null | undefined>;
+  body?: unknown;
+}
+
+export interface HttpResponse<T> {
+  data: T;
+  status: number;
+  headers: Headers;
+}
+
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_MAX_MS = 8_000;
+
+/** Exponential backoff with +-25% jitter: about 0.5 s, 1 s, 2 s, … capped at 8 s. */
+export function backoffMs(attempt: number, random: () => number = Math.random): number {
+  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** attempt);
+  return Math.round(base * (0.75 + random() * 0.5));
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** Encodes one path segment (ids are caller input). */
+export function segment(value: string): string {
+  return encodeURIComponent(value);
+}
+
+export class Transport {
+  constructor(readonly config: TransportConfig) {}
+
+  async request<T>(req: HttpRequest, options: RequestOptions = {}): Promise<HttpResponse<T>> {
+    const maxRetries = options.maxRetries ?? this.config.maxRetries;
+    const retryOnRateLimit = options.retryOnRateLimit ?? this.config.retryOnRateLimit;
+    const maxRetryAfterMs = options.maxRetryAfterMs ?? this.config.maxRetryAfterMs;
+    const signal = options.signal;
+    const url = this.url(req);
+    const init = this.init(req);
+
+    for (let attempt = 0; ; attempt++) {
+      const canRetry = attempt < maxRetries;
+      let outcome: Attempt;
+      try {
+        outcome = await this.attempt(url, init, options.timeoutMs ?? this.config.timeoutMs, signal);
+      } catch (error) {
+        if (error instanceof APIConnectionError && !error.timedOut && !answered.has(error) && canRetry) {
+          // The connection failed before any response: safe to try again.
+          await sleep(backoffMs(attempt), signal);
+          continue;
+        }
+        throw error;
+      }
+
+      const { status, headers, body } = outcome;
+      if (status >= 200 && status < 300) return { data: body as T, status, headers };
+
+      if (canRetry && status === 503) {
+        // 503 means the server did no work (e.g. `metering_unavailable`).
+        const wait = retryWaitMs(headers, attempt, maxRetryAfterMs, false);
+        if (wait !== undefined) {
+          await sleep(wait, signal);
+          continue;
+        }
+      }
+      if (canRetry && status === 429 && retryOnRateLimit) {
+        const wait = retryWaitMs(headers, attempt, maxRetryAfterMs, true);
+        if (wait !== undefined) {
+          await sleep(wait, signal);
+          continue;
+        }
+      }
+      throw errorFromResponse(status, headers, body);
+    }
+  }
+
+  private url(req: HttpRequest): string {
+    let url = this.config.baseUrl + req.path;
+    const params = new URLSearchParams();
+    for (const [name, value] of Object.entries(req.query ?? {})) {
+      if (value !== undefined && value !== null) params.set(name, String(value));
+    }
+    const query = params.toString();
+    if (query) url += `?${query}`;
+    return url;
+  }
+
+  private init(req: HttpRequest): RequestInit {
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (req.auth.kind === "admin" && this.config.adminToken) {
+      headers["authorization"] = `Bearer ${this.config.adminToken}`;
+    } else if (req.auth.kind === "apiKey") {
+      const apiKey = req.auth.apiKey ?? this.config.apiKey;
+      if (apiKey) headers["x-api-key"] = apiKey;
+    }
+    const init: RequestInit = { method: req.method, headers };
+    if (req.body !== undefined) {
+      headers["content-type"] = "application/json";
+      init.body = JSON.stringify(req.body);
+    }
+    return init;
+  }
+
+  /** One attempt: fetch and read the body, both under the timeout. */
+  private async attempt(
+    url: string,
+    init: RequestInit,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Attempt> {
+    const fetchImpl = this.config.fetch ?? globalThis.fetch;
+    if (typeof fetchImpl !== "function") {
+      throw new NodaiError("no global fetch in this runtime: pass the `fetch` option");
+    }
+    if (signal?.aborted) throw signal.reason;
+
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, timeoutMs);
+    const onAbort = (): void => controller.abort(signal?.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
+
+    try {
+      let response: Response;
+      try {
+        response = await fetchImpl(url, { ...init, signal: controller.signal });
+      } catch (cause) {
+        throw connectionError(cause, url, timedOut, timeoutMs, signal);
+      }
+      let text: string;
+      try {
+        text = response.status === 204 ? "" : await response.text();
+      } catch (cause) {
+        // The server answered and then the body broke off: it may have done
+        // the work (a metered query), so this one is not retried.
+        const error = connectionError(cause, url, timedOut, timeoutMs, signal);
+        if (error instanceof APIConnectionError) answered.add(error);
+        throw error;
+      }
+      return { status: response.status, headers: response.headers, body: parseBody(response, text) };
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+}
+
+/** Connection errors that happened after the response headers arrived. */
+const answered = new WeakSet<APIConnectionError>();
+
+interface Attempt {
+  status: number;
+  headers: Headers;
+  body: unknown;
+}
+
+function connectionError(
+  cause: unknown,
+  url: string,
+  timedOut: boolean,
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+): unknown {
+  // The caller's own abort is passed through unchanged, as fetch does.
+  if (signal?.aborted && !timedOut) return signal.reason;
+  if (timedOut) {
+    return new APIConnectionError(`request to ${url} timed out after ${timeoutMs} ms`, { cause, timedOut: true });
+  }
+  const reason = cause instanceof Error ? describe(cause) : String(cause);
+  return new APIConnectionError(`connection to ${url} failed: ${reason}`, { cause });
+}
+
+/** Node's fetch says "fetch failed" and hides the reason in `cause`. */
+function describe(error: Error): string {
+  const inner = (error as { cause?: unknown }).cause;
+  if (inner instanceof Error) {
+    const code = (inner as { code?: unknown }).code;
+    return `${error.message} (${typeof code === "string" ? `${code}: ` : ""}${inner.message})`;
+  }
+  return error.message;
+}
+
+function parseBody(response: Response, text: string): unknown {
+  if (text === "") return undefined;
+  const type = response.headers.get("content-type") ?? "";
+  if (type.includes("json")) {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (cause) {
+      if (response.ok) {
+        throw new NodaiError(`invalid JSON in a ${response.status} response`, {
+          status: response.status,
+          headers: response.headers,
+          body: text,
+          cause,
+        });
+      }
+      return text;
+    }
+  }
+  return text;
+}
+
+/**
+ * How long to wait before retrying a 503 or 429, or `undefined` to give up.
+ * A `Retry-After` longer than the cap is not waited for. A 429 without
+ * `Retry-After` is not retried (nothing says when the window reopens).
+ */
+function retryWaitMs(
+  headers: Headers,
+  attempt: number,
+  maxRetryAfterMs: number,
+  needRetryAfter: boolean,
+): number | undefined {
+  const retryAfter = parseRetryAfter(headers.get("retry-after"));
+  if (retryAfter === undefined) return needRetryAfter ? undefined : backoffMs(attempt);
+  const ms = retryAfter * 1000;
+  if (ms > maxRetryAfterMs) return undefined;
+  return Math.max(ms, needRetryAfter ? 0 : backoffMs(attempt));
+}

@@ -1,0 +1,65 @@
+// Public names for the wire types. Every object shape here comes from the
+// server's OpenAPI document (openapi.json, generated into generated/openapi.ts);
+// this module only gives them readable names. Field names stay as on the wire
+// (snake_case), so what you read here is what the HTTP API documents.
+import type { components } from "./generated/openapi.js";
+
+type Schemas = components["schemas"];
+
+/** An API key as the API shows it (never with its secret). */
+export type ApiKey = Schemas["KeyObject"];
+/** A key plus its plaintext `key`: only returned by `keys.create` and `keys.rotate`. */
+export type ApiKeyWithSecret = Schemas["KeyWithSecret"];
+/** Body of `keys.create`. */
+export type CreateKeyParams = Schemas["CreateKey"];
+/**
+ * Body of `keys.update`: a field left out (or `undefined`) is not changed;
+ * `null` clears it (e.g. `rate_limit_per_hour: null` removes the limit).
+ */
+export type UpdateKeyParams = Schemas["UpdateKey"];
+/** Body of `keys.rotate`. */
+export type RotateKeyParams = Schemas["RotateKey"];
+/** Usage statistics of one key. */
+export type KeyUsage = Schemas["UsageObject"];
+export type HourlyUsage = Schemas["Hourly"];
+export type DailyUsage = Schemas["Daily"];
+
+export type Workflow = Schemas["WorkflowObject"];
+export type CreateWorkflowParams = Schemas["CreateWorkflow"];
+/** Body of `workflows.update`: fields left out are not changed. */
+export type UpdateWorkflowParams = Schemas["UpdateWorkflow"];
+
+/** A webhook subscription; `secret` is only present right after create or a secret rotation. */
+export type Webhook = Schemas["WebhookObject"];
+export type CreateWebhookParams = Schemas["CreateWebhook"];
+/** Body of `webhooks.update`: fields left out are not changed; `description: null` clears it. */
+export type UpdateWebhookParams = Schemas["UpdateWebhook"];
+/** One message to one webhook, with its attempts so far. */
+export type WebhookDelivery = Schemas["DeliveryObject"];
+/** `{ data: WebhookDelivery[] }`, newest first. */
+export type WebhookDeliveryList = Schemas["DeliveryList"];
+/** The answer to `webhooks.test`: the id of the queued `webhook.test` delivery. */
+export type WebhookTestSent = Schemas["TestSent"];
+
+/** RFC 9457 problem details, the body of every error response. */
+export type Problem = Schemas["Problem"];
+/** The raw body of a successful query. */
+export type QueryResponse = Schemas["QueryResponse"];
+
+/** One page of a list endpoint. `next_cursor` is `null` on the last page. */
+export interface Page<T> {
+  data: T[];
+  next_cursor: string | null;
+}
+
+/** `limit` (1 to 1000, server default 100) and `cursor` (from a previous page's `next_cursor`). */
+export interface ListParams {
+  limit?: number;
+  cursor?: string | null;
+}
+
+/** Range of the hourly and daily series of `keys.usage` (RFC 3339 strings or Dates). */
+export interface UsageParams {
+  from?: string | Date;
+  to?: string | Date;
+}

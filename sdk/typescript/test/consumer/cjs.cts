@@ -1,0 +1,48 @@
+// Type-checked (never run) by package.test.js: a strict CommonJS consumer of the
+// published types, resolved through the package's `exports` map.
+import {
+  Nodai,
+  NodaiError,
+  RateLimitError,
+  verifyWebhook,
+  type ApiKey,
+  type ApiKeyWithSecret,
+  type KeyUsage,
+  type QueryResult,
+  type UpdateKeyParams,
+  type WebhookEvent,
+} from "@nodai/sdk";
+
+export async function example(): Promise<void> {
+  const nodai = new Nodai({ baseUrl: "http://127.0.0.1:8080", adminToken: "t", timeoutMs: 5000, maxRetries: 1 });
+  const created: ApiKeyWithSecret = await nodai.keys.create({ name: "acme", rate_limit_per_hour: 100 });
+  const secret: string = created.key;
+  const result: QueryResult<{ text: string }> = await nodai.queryWorkflow<{ text: string }>("echo", { text: "hi" }, {
+    apiKey: secret,
+  });
+  const text: string = result.output.text;
+  const remaining: number | undefined = result.rateLimit?.remaining;
+  const clear: UpdateKeyParams = { rate_limit_per_hour: null, name: undefined };
+  await nodai.keys.update(created.id, clear);
+  for await (const key of nodai.keys.list({ limit: 10 })) {
+    const k: ApiKey = key;
+    void k.prefix;
+  }
+  const page = await nodai.keys.listPage({ limit: 10 });
+  const cursor: string | null = page.next_cursor;
+  const usage: KeyUsage = await nodai.keys.usage(created.id, { from: new Date() });
+  const total: number = usage.total_cost;
+  try {
+    await nodai.webhooks.retryDelivery("wh_1", "msg_1");
+  } catch (error) {
+    if (error instanceof RateLimitError) {
+      const wait: number | undefined = error.retryAfter;
+      void wait;
+    } else if (error instanceof NodaiError) {
+      const code: string | undefined = error.code;
+      void code;
+    }
+  }
+  const event: WebhookEvent<{ key_id: string }> = await verifyWebhook<{ key_id: string }>("{}", new Headers(), "whsec_x");
+  void [text, remaining, cursor, total, event.data.key_id];
+}

@@ -1,0 +1,378 @@
+// Tests against a real `nodai serve` (see support/server.js): queries, every
+// error class the server can be made to produce, keys (pagination, partial
+// update, rotation, revocation, usage) and workflows.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import {
+  APIConnectionError,
+  AuthenticationError,
+  ConflictError,
+  CostLimitExceededError,
+  NodaiError,
+  Nodai,
+  NotFoundError,
+  PermissionDeniedError,
+  RateLimitError,
+  UpstreamError,
+  ValidationError,
+} from "@nodai/sdk";
+import { listen } from "./support/http.js";
+import { freePort, startServer, waitFor } from "./support/server.js";
+
+// The developer's own settings must not reach the clients under test.
+for (const name of ["NODAI_API_KEY", "NODAI_ADMIN_TOKEN", "NODAI_BASE_URL"]) delete process.env[name];
+
+let server;
+let nodai;
+let slowUpstream;
+let costUpstream;
+const echoPrice = 0.002;
+
+/** Asserts that `promise` rejects with `ErrorClass`, `status` and `code`; returns the error. */
+async function expectError(promise, ErrorClass, status, code) {
+  let caught;
+  await assert.rejects(promise, (error) => {
+    caught = error;
+    assert.ok(error instanceof ErrorClass, `expected ${ErrorClass.name}, got ${error?.name}: ${error?.message}`);
+    assert.ok(error instanceof NodaiError);
+    assert.equal(error.status, status);
+    assert.equal(error.code, code);
+    assert.equal(typeof error.detail, "string");
+    return true;
+  });
+  return caught;
+}
+
+let counter = 0;
+const unique = (prefix) => `${prefix}-${process.pid}-${++counter}`;
+
+before(async () => {
+  // Queries go to a local upstream that never answers: 1 s is the 504 test's wait.
+  server = await startServer({ env: { NODAI_UPSTREAM_TIMEOUT_SECS: "1" } });
+  nodai = new Nodai({ baseUrl: server.baseUrl, adminToken: server.adminToken, apiKey: undefined });
+  slowUpstream = await listen(() => {
+    /* never answers */
+  });
+  costUpstream = await listen((req, body, res) => {
+    const { input, workflow_id, request_id } = JSON.parse(body.toString());
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify({ output: { got: input, workflow_id, request_id }, usage: { cost: 0.5 } }));
+  });
+  await nodai.workflows.create({ id: "echo", name: "Echo", upstream_url: "builtin:echo", price_per_request: echoPrice });
+});
+
+after(async () => {
+  await slowUpstream?.close();
+  await costUpstream?.close();
+  const exit = await server?.stop();
+  if (exit) assert.equal(exit.code, 0, `nodai exited with ${JSON.stringify(exit)}\n${server.logs()}`);
+});
+
+describe("queryWorkflow", () => {
+  test("a query on builtin:echo returns output, cost from price_per_request, duration and request id", async () => {
+    const key = await nodai.keys.create({ name: unique("query"), workflow_ids: ["echo"] });
+    assert.match(key.key, /^nk_[0-9a-f]{64}$/);
+    const input = { text: "hello", list: [1, 2, 3] };
+    const result = await nodai.queryWorkflow("echo", input, { apiKey: key.key });
+    assert.deepEqual(result.output, input);
+    assert.equal(result.cost, echoPrice);
+    assert.equal(typeof result.durationMs, "number");
+    assert.match(result.requestId, /^req_/);
+    assert.equal(result.rateLimit, null, "no rate limit, no X-RateLimit-* headers");
+  });
+
+  test("the client's apiKey is used when the call gives none", async () => {
+    const key = await nodai.keys.create({ name: unique("client-key") });
+    const client = new Nodai({ baseUrl: server.baseUrl, apiKey: key.key });
+    assert.equal((await client.queryWorkflow("echo", "hi")).output, "hi");
+  });
+
+  test("rate-limit state comes from the X-RateLimit-* headers", async () => {
+    const key = await nodai.keys.create({ name: unique("rl-state"), rate_limit_per_hour: 5 });
+    const result = await nodai.queryWorkflow("echo", "x", { apiKey: key.key });
+    assert.equal(result.rateLimit.limit, 5);
+    assert.equal(result.rateLimit.remaining, 4);
+    const now = Math.floor(Date.now() / 1000);
+    assert.ok(result.rateLimit.reset > now - 5 && result.rateLimit.reset <= now + 3600 + 5, String(result.rateLimit.reset));
+  });
+
+  test("an upstream's reported usage.cost is the cost", async () => {
+    await nodai.workflows.create({ id: "costly", name: "Costly", upstream_url: costUpstream.url, price_per_request: 1 });
+    const key = await nodai.keys.create({ name: unique("costly") });
+    const result = await nodai.queryWorkflow("costly", "in", { apiKey: key.key });
+    assert.equal(result.cost, 0.5);
+    assert.equal(result.output.got, "in");
+    assert.equal(result.output.workflow_id, "costly");
+    assert.equal(result.output.request_id, result.requestId);
+  });
+});
+
+describe("errors from the real server", () => {
+  test("401 AuthenticationError: no API key", async () => {
+    await expectError(nodai.queryWorkflow("echo", "x"), AuthenticationError, 401, "missing_api_key");
+  });
+
+  test("401 AuthenticationError: wrong admin token", async () => {
+    const wrong = new Nodai({ baseUrl: server.baseUrl, adminToken: "not-the-admin-token" });
+    await expectError(wrong.keys.listPage(), AuthenticationError, 401, "unauthorized");
+  });
+
+  test("403 PermissionDeniedError: invalid key", async () => {
+    const err = await expectError(
+      nodai.queryWorkflow("echo", "x", { apiKey: `nk_${"0".repeat(64)}` }),
+      PermissionDeniedError,
+      403,
+      "invalid_api_key",
+    );
+    assert.match(err.message, /^403 invalid_api_key/);
+  });
+
+  test("403 PermissionDeniedError: workflow not allowed", async () => {
+    const key = await nodai.keys.create({ name: unique("scoped"), workflow_ids: ["some-other-workflow"] });
+    await expectError(nodai.queryWorkflow("echo", "x", { apiKey: key.key }), PermissionDeniedError, 403, "workflow_not_allowed");
+  });
+
+  test("403 PermissionDeniedError: inactive key", async () => {
+    const key = await nodai.keys.create({ name: unique("inactive"), active: false });
+    await expectError(nodai.queryWorkflow("echo", "x", { apiKey: key.key }), PermissionDeniedError, 403, "key_inactive");
+  });
+
+  test("403 PermissionDeniedError: expired key", async () => {
+    const expiresAt = new Date(Date.now() + 1500);
+    const key = await nodai.keys.create({ name: unique("expiring"), expires_at: expiresAt.toISOString() });
+    // Wait for the condition, not a fixed time: the first rejection must be key_expired.
+    const error = await waitFor(
+      () => nodai.queryWorkflow("echo", "x", { apiKey: key.key }).then(() => null, (e) => e),
+      { timeoutMs: 10_000, intervalMs: 200, what: "the key to expire" },
+    );
+    assert.ok(error instanceof PermissionDeniedError);
+    assert.equal(error.code, "key_expired");
+    assert.ok(Date.now() >= expiresAt.getTime());
+  });
+
+  test("404 NotFoundError: unknown workflow", async () => {
+    const key = await nodai.keys.create({ name: unique("nf") });
+    await expectError(nodai.queryWorkflow("no-such-workflow", "x", { apiKey: key.key }), NotFoundError, 404, "workflow_not_found");
+  });
+
+  test("404 NotFoundError: unknown key id", async () => {
+    await expectError(nodai.keys.get("key_00000000000000000000000000000000"), NotFoundError, 404, "key_not_found");
+    await expectError(nodai.keys.usage("key_00000000000000000000000000000000"), NotFoundError, 404, "key_not_found");
+  });
+
+  test("429 RateLimitError with retryAfter on a key with rate_limit_per_hour 1", async () => {
+    const key = await nodai.keys.create({ name: unique("rl"), rate_limit_per_hour: 1 });
+    const first = await nodai.queryWorkflow("echo", "x", { apiKey: key.key });
+    assert.deepEqual([first.rateLimit.limit, first.rateLimit.remaining], [1, 0]);
+    const err = await expectError(nodai.queryWorkflow("echo", "x", { apiKey: key.key }), RateLimitError, 429, "rate_limited");
+    assert.equal(typeof err.retryAfter, "number");
+    assert.ok(err.retryAfter > 0 && err.retryAfter <= 3600, `retryAfter ${err.retryAfter}`);
+    assert.equal(err.headers.get("x-ratelimit-remaining"), "0");
+
+    // Opting in does not make the SDK wait an hour: a Retry-After past the cap is thrown at once.
+    const started = Date.now();
+    await expectError(
+      nodai.queryWorkflow("echo", "x", { apiKey: key.key, retryOnRateLimit: true }),
+      RateLimitError,
+      429,
+      "rate_limited",
+    );
+    assert.ok(Date.now() - started < 2000);
+  });
+
+  test("402 CostLimitExceededError once the month's cost reaches the limit", async () => {
+    const key = await nodai.keys.create({ name: unique("budget"), cost_limit_per_month: 0.001 });
+    // The query that crosses the limit is allowed; the next one is not.
+    await nodai.queryWorkflow("echo", "x", { apiKey: key.key });
+    await expectError(nodai.queryWorkflow("echo", "x", { apiKey: key.key }), CostLimitExceededError, 402, "cost_limit_exceeded");
+  });
+
+  test("422 ValidationError on invalid fields", async () => {
+    await expectError(nodai.keys.create({ name: unique("neg"), rate_limit_per_hour: -1 }), ValidationError, 422, "validation_error");
+    await expectError(
+      nodai.keys.create({ name: unique("past"), expires_at: "2000-01-01T00:00:00Z" }),
+      ValidationError,
+      422,
+      "validation_error",
+    );
+    await expectError(nodai.keys.listPage({ limit: 5000 }), ValidationError, 422, "validation_error");
+  });
+
+  test("413 ValidationError on a body over 1 MiB", async () => {
+    const key = await nodai.keys.create({ name: unique("big") });
+    const input = "x".repeat(1_100_000);
+    await expectError(nodai.queryWorkflow("echo", input, { apiKey: key.key }), ValidationError, 413, "payload_too_large");
+  });
+
+  test("409 ConflictError on a duplicate workflow id", async () => {
+    await expectError(
+      nodai.workflows.create({ id: "echo", name: "Again", upstream_url: "builtin:echo" }),
+      ConflictError,
+      409,
+      "workflow_exists",
+    );
+  });
+
+  test("502 UpstreamError when the upstream is a closed port", async () => {
+    const port = await freePort();
+    await nodai.workflows.create({ id: "dead", name: "Dead", upstream_url: `http://127.0.0.1:${port}/` });
+    const key = await nodai.keys.create({ name: unique("dead") });
+    await expectError(nodai.queryWorkflow("dead", "x", { apiKey: key.key }), UpstreamError, 502, "upstream_error");
+  });
+
+  test("504 UpstreamError when the upstream does not answer in time", async () => {
+    await nodai.workflows.create({ id: "slow", name: "Slow", upstream_url: slowUpstream.url });
+    const key = await nodai.keys.create({ name: unique("slow") });
+    await expectError(nodai.queryWorkflow("slow", "x", { apiKey: key.key }), UpstreamError, 504, "upstream_timeout");
+  });
+
+  test("APIConnectionError against a closed port (after its retries)", async () => {
+    const port = await freePort();
+    const nowhere = new Nodai({ baseUrl: `http://127.0.0.1:${port}`, adminToken: "x".repeat(20), maxRetries: 1 });
+    await assert.rejects(nowhere.keys.listPage(), (error) => {
+      assert.ok(error instanceof APIConnectionError, `${error}`);
+      assert.ok(error instanceof NodaiError);
+      assert.equal(error.status, undefined);
+      assert.equal(error.timedOut, false);
+      assert.match(error.message, /ECONNREFUSED|fetch failed/);
+      return true;
+    });
+  });
+});
+
+describe("keys", () => {
+  test("list auto-paginates over next_cursor; listPage returns one page", async () => {
+    for (let i = 0; i < 7; i++) await nodai.keys.create({ name: unique("page") });
+    const everything = await nodai.keys.listPage({ limit: 1000 });
+    assert.equal(everything.next_cursor, null);
+    assert.ok(everything.data.length >= 7);
+
+    const firstPage = await nodai.keys.listPage({ limit: 2 });
+    assert.equal(firstPage.data.length, 2);
+    assert.equal(typeof firstPage.next_cursor, "string");
+
+    let pages = 0;
+    for await (const page of nodai.keys.list({ limit: 2 }).pages()) {
+      pages++;
+      assert.ok(page.data.length <= 2);
+    }
+    assert.equal(pages, Math.ceil(everything.data.length / 2));
+
+    const ids = [];
+    for await (const key of nodai.keys.list({ limit: 2 })) ids.push(key.id);
+    assert.equal(new Set(ids).size, ids.length, "no key twice");
+    assert.deepEqual(ids, everything.data.map((k) => k.id));
+    assert.ok(ids.every((id) => id.startsWith("key_")));
+
+    const rest = await nodai.keys.list({ limit: 2, cursor: firstPage.next_cursor }).toArray();
+    assert.deepEqual([...firstPage.data.map((k) => k.id), ...rest.map((k) => k.id)], ids);
+  });
+
+  test("get returns the key without its secret", async () => {
+    const created = await nodai.keys.create({ name: unique("get"), owner: "acme", metadata: { plan: "pro" } });
+    const key = await nodai.keys.get(created.id);
+    assert.equal(key.id, created.id);
+    assert.equal(key.prefix, created.key.slice(0, 11));
+    assert.equal(key.owner, "acme");
+    assert.deepEqual(key.metadata, { plan: "pro" });
+    assert.deepEqual(key.alert_thresholds, [80, 100]);
+    assert.equal("key" in key, false);
+  });
+
+  test("update is partial: given fields change, left-out fields stay, null clears a limit", async () => {
+    const created = await nodai.keys.create({ name: unique("upd"), rate_limit_per_hour: 10, cost_limit_per_month: 5 });
+    const renamed = await nodai.keys.update(created.id, { name: "renamed", owner: undefined });
+    assert.equal(renamed.name, "renamed");
+    assert.equal(renamed.rate_limit_per_hour, 10);
+    assert.equal(renamed.cost_limit_per_month, 5);
+
+    const cleared = await nodai.keys.update(created.id, { rate_limit_per_hour: null });
+    assert.equal(cleared.rate_limit_per_hour, null);
+    assert.equal(cleared.cost_limit_per_month, 5);
+    assert.equal(cleared.name, "renamed");
+
+    const fetched = await nodai.keys.get(created.id);
+    assert.equal(fetched.rate_limit_per_hour, null);
+    assert.equal(fetched.cost_limit_per_month, 5);
+    // Without a rate limit, queries carry no rate-limit state.
+    assert.equal((await nodai.queryWorkflow("echo", 1, { apiKey: created.key })).rateLimit, null);
+  });
+
+  test("rotate with a grace period: the old key keeps working, the new one works; same id", async () => {
+    const created = await nodai.keys.create({ name: unique("rot") });
+    const rotated = await nodai.keys.rotate(created.id, { grace_period_seconds: 3600 });
+    assert.equal(rotated.id, created.id);
+    assert.notEqual(rotated.key, created.key);
+    assert.match(rotated.key, /^nk_[0-9a-f]{64}$/);
+    assert.equal((await nodai.queryWorkflow("echo", "old", { apiKey: created.key })).output, "old");
+    assert.equal((await nodai.queryWorkflow("echo", "new", { apiKey: rotated.key })).output, "new");
+    // Usage stays with the key id: both queries count.
+    assert.equal((await nodai.keys.usage(created.id)).total_requests, 2);
+
+    // Without a grace period the previous secret stops at once.
+    const again = await nodai.keys.rotate(created.id);
+    await expectError(nodai.queryWorkflow("echo", "x", { apiKey: rotated.key }), PermissionDeniedError, 403, "invalid_api_key");
+    assert.equal((await nodai.queryWorkflow("echo", "newest", { apiKey: again.key })).output, "newest");
+  });
+
+  test("revoke: the key stops validating at once", async () => {
+    const created = await nodai.keys.create({ name: unique("rev") });
+    await nodai.queryWorkflow("echo", "x", { apiKey: created.key });
+    assert.equal(await nodai.keys.revoke(created.id), undefined);
+    await expectError(nodai.queryWorkflow("echo", "x", { apiKey: created.key }), PermissionDeniedError, 403, "invalid_api_key");
+  });
+
+  test("usage counts admitted queries with their cost", async () => {
+    const created = await nodai.keys.create({ name: unique("usage"), rate_limit_per_hour: 3 });
+    for (let i = 0; i < 3; i++) await nodai.queryWorkflow("echo", i, { apiKey: created.key });
+    await assert.rejects(nodai.queryWorkflow("echo", "rejected", { apiKey: created.key }), RateLimitError);
+
+    const usage = await nodai.keys.usage(created.id);
+    assert.equal(usage.key_id, created.id);
+    assert.equal(usage.total_requests, 3, "the rejected query is not counted");
+    assert.ok(Math.abs(usage.total_cost - 3 * echoPrice) < 1e-9, String(usage.total_cost));
+    assert.equal(usage.requests_today, 3);
+    assert.equal(usage.requests_this_hour, 3);
+    assert.ok(Math.abs(usage.cost_this_month - 3 * echoPrice) < 1e-9);
+    assert.equal(typeof usage.last_used_at, "string");
+    assert.equal(usage.hourly.reduce((n, h) => n + h.requests, 0), 3);
+    assert.equal(usage.daily.reduce((n, d) => n + d.requests, 0), 3);
+
+    const now = new Date();
+    const hourStart = new Date(Math.floor(now.getTime() / 3_600_000) * 3_600_000);
+    const ranged = await nodai.keys.usage(created.id, { from: hourStart, to: new Date(hourStart.getTime() + 3_600_000) });
+    assert.equal(ranged.hourly.length, 1);
+    assert.equal(ranged.hourly[0].requests, 3);
+  });
+});
+
+describe("workflows", () => {
+  test("create, get, list, update, delete", async () => {
+    const id = unique("wf").toLowerCase();
+    const created = await nodai.workflows.create({ id, name: "Mine", upstream_url: "builtin:echo" });
+    assert.equal(created.price_per_request, 0);
+    assert.equal((await nodai.workflows.get(id)).name, "Mine");
+
+    const all = await nodai.workflows.list({ limit: 1 }).toArray();
+    assert.ok(all.some((w) => w.id === id));
+    assert.ok(all.some((w) => w.id === "echo"));
+
+    const updated = await nodai.workflows.update(id, { price_per_request: 0.25 });
+    assert.equal(updated.price_per_request, 0.25);
+    assert.equal(updated.name, "Mine");
+    const key = await nodai.keys.create({ name: unique("wf-key") });
+    assert.equal((await nodai.queryWorkflow(id, "x", { apiKey: key.key })).cost, 0.25);
+
+    assert.equal(await nodai.workflows.delete(id), undefined);
+    await expectError(nodai.workflows.get(id), NotFoundError, 404, "workflow_not_found");
+  });
+
+  test("422 on an invalid workflow id", async () => {
+    await expectError(
+      nodai.workflows.create({ id: "Not Valid!", name: "x", upstream_url: "builtin:echo" }),
+      ValidationError,
+      422,
+      "validation_error",
+    );
+  });
+});
