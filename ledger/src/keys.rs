@@ -64,6 +64,9 @@ pub struct Keys {
     by_id: BTreeMap<Arc<str>, Box<ApiKey>>,
     /// Current and in-grace previous secrets, to the key id.
     by_hash: HashMap<KeyHash, Arc<str>>,
+    /// How many live keys list each browser origin, for CORS preflights
+    /// (which carry no key).
+    origins: HashMap<String, u32>,
 }
 
 impl Keys {
@@ -75,6 +78,25 @@ impl Keys {
     pub fn page(&self, after: Option<&str>, limit: usize) -> (Vec<&ApiKey>, bool) {
         let (keys, more) = crate::page(&self.by_id, after, limit);
         (keys.into_iter().map(|k| &**k).collect(), more)
+    }
+
+    /// Whether some live key lists `origin` in its `allowed_origins`.
+    pub fn any_allows(&self, origin: &str) -> bool {
+        self.origins.contains_key(origin)
+    }
+
+    fn count_origins(&mut self, settings: &KeySettings, up: bool) {
+        for origin in &settings.allowed_origins {
+            let count = self.origins.entry(origin.clone()).or_default();
+            if up {
+                *count += 1;
+            } else {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.origins.remove(origin);
+                }
+            }
+        }
     }
 
     /// The key a presented secret opens at `now`, or why it does not.
@@ -107,6 +129,7 @@ impl Keys {
                 };
                 let id: Arc<str> = e.key_id.as_str().into();
                 self.by_hash.insert(hash, id.clone());
+                self.count_origins(&e.settings, true);
                 self.by_id.insert(
                     id.clone(),
                     Box::new(ApiKey {
@@ -123,13 +146,16 @@ impl Keys {
             }
             Event::KeyUpdated(e) => {
                 if let Some(key) = self.by_id.get_mut(e.key_id.as_str()) {
-                    key.settings = e.settings.clone();
+                    let old = std::mem::replace(&mut key.settings, e.settings.clone());
                     key.updated_at = ts;
                     key.seq = seq;
+                    self.count_origins(&old, false);
+                    self.count_origins(&e.settings, true);
                 }
             }
             Event::KeyRevoked(e) => {
                 if let Some(key) = self.by_id.remove(e.key_id.as_str()) {
+                    self.count_origins(&key.settings, false);
                     self.by_hash.remove(&key.hash);
                     if let Some(&(previous, _)) = key.previous.as_deref() {
                         self.by_hash.remove(&previous);
@@ -177,6 +203,7 @@ impl<'de> serde::Deserialize<'de> for Keys {
             if let Some(&(previous, _)) = key.previous.as_deref() {
                 keys.by_hash.insert(previous, key.id.clone());
             }
+            keys.count_origins(&key.settings, true);
             keys.by_id.insert(key.id.clone(), key);
         }
         Ok(keys)
@@ -304,5 +331,35 @@ mod tests {
         let (page, more) = keys.page(Some("key_2"), 2);
         assert_eq!(page.iter().map(|k| &*k.id).collect::<Vec<_>>(), ["key_3"]);
         assert!(!more);
+    }
+
+    #[test]
+    fn an_origin_is_allowed_while_a_live_key_lists_it() {
+        let with = |origins: &[&str]| KeySettings {
+            allowed_origins: origins.iter().map(|o| o.to_string()).collect(),
+            ..settings()
+        };
+        let (a, b) = ("https://a.test", "https://b.test");
+        let mut keys = given(&[
+            (0, created("key_1", 1, with(&[a]))),
+            (1, created("key_2", 2, with(&[a, b]))),
+        ]);
+        assert!(keys.any_allows(a) && keys.any_allows(b));
+        assert!(!keys.any_allows("https://c.test"));
+        let update = Event::KeyUpdated(KeyUpdated {
+            key_id: "key_2".into(),
+            settings: with(&[a]),
+        });
+        keys.apply(3, t(3), &update);
+        assert!(!keys.any_allows(b), "no longer listed");
+        keys.apply(4, t(4), &Event::KeyRevoked(KeyRevoked { key_id: "key_1".into() }));
+        assert!(keys.any_allows(a), "key_2 still lists it");
+        let reloaded: Keys = rmp_serde::from_slice(&rmp_serde::to_vec(&keys).unwrap()).unwrap();
+        assert!(
+            reloaded.any_allows(a) && !reloaded.any_allows(b),
+            "rebuilt from a snapshot"
+        );
+        keys.apply(5, t(5), &Event::KeyRevoked(KeyRevoked { key_id: "key_2".into() }));
+        assert!(!keys.any_allows(a));
     }
 }
