@@ -49,6 +49,8 @@ pub enum ApiError {
     KeyExpired,
     #[error("this API key may not use this workflow")]
     WorkflowNotAllowed,
+    #[error("this API key may not be used from this origin (add it to the key's allowed_origins)")]
+    OriginNotAllowed,
     #[error("rate limit of {limit} requests per hour reached")]
     RateLimited { limit: u64, retry_after_secs: u64 },
     #[error("monthly cost limit reached")]
@@ -123,6 +125,7 @@ impl ApiError {
             KeyInactive => (StatusCode::FORBIDDEN, "key_inactive", "Forbidden"),
             KeyExpired => (StatusCode::FORBIDDEN, "key_expired", "Forbidden"),
             WorkflowNotAllowed => (StatusCode::FORBIDDEN, "workflow_not_allowed", "Forbidden"),
+            OriginNotAllowed => (StatusCode::FORBIDDEN, "origin_not_allowed", "Forbidden"),
             RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too Many Requests"),
             CostLimitExceeded => (StatusCode::PAYMENT_REQUIRED, "cost_limit_exceeded", "Payment Required"),
             UpstreamError(_) => (StatusCode::BAD_GATEWAY, "upstream_error", "Bad Gateway"),

@@ -745,7 +745,109 @@ macro_rules! on_both_backends {
     };
 }
 
+/// A browser request (with `Origin`) is served only from an origin its key
+/// lists, and the CORS headers, preflight included, name that origin alone;
+/// requests without `Origin` and admin endpoints are untouched.
+async fn allowed_origins_and_cors(app: App) {
+    app.workflow("echo", "builtin:echo", 0.0).await;
+    let site = "https://app.example.test";
+    let (key_id, key) = app
+        .create_key(json!({"name": "browser", "allowed_origins": [site], "rate_limit_per_hour": 100}))
+        .await;
+    let (_, server_key) = app.create_key(json!({"name": "server"})).await;
+    let url = format!("{}/api/v1/workflows/echo/query", app.base);
+    let from = |origin: &str, key: &str| {
+        app.http
+            .post(&url)
+            .header("origin", origin)
+            .header("x-api-key", key)
+            .json(&json!({"input": "hi"}))
+            .send()
+    };
+
+    let allowed = from(site, &key).await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    let h = allowed.headers();
+    assert_eq!(h["access-control-allow-origin"], site);
+    assert_eq!(h["vary"], "origin");
+    assert!(h["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .contains("X-RateLimit-Remaining"));
+    assert!(h.contains_key("x-ratelimit-remaining"));
+
+    for (origin, key) in [
+        ("https://evil.example.test", key.as_str()),
+        ("https://app.example.test:8443", key.as_str()),
+        ("http://app.example.test", key.as_str()),
+        (site, server_key.as_str()),
+    ] {
+        let refused = from(origin, key).await.unwrap();
+        assert!(
+            !refused.headers().contains_key("access-control-allow-origin"),
+            "{origin}"
+        );
+        assert_eq!(problem(refused).await, (403, "origin_not_allowed".into()), "{origin}");
+    }
+    // Refused browser requests ran nothing and metered nothing.
+    let (_, usage) = app
+        .admin(reqwest::Method::GET, &format!("/api/v1/api-keys/{key_id}/usage"), None)
+        .await;
+    assert_eq!(usage["total_requests"], 1);
+
+    // Servers and SDKs send no Origin: unaffected, no CORS headers.
+    let plain = app.query("echo", Some(&server_key), json!("hi")).await;
+    assert_eq!(plain.status(), 200);
+    assert!(!plain.headers().contains_key("access-control-allow-origin"));
+
+    let preflight = |origin: &str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type, x-api-key")
+            .send()
+    };
+    let ok = preflight(site).await.unwrap();
+    assert_eq!(ok.status(), 204);
+    assert_eq!(ok.headers()["access-control-allow-origin"], site);
+    assert_eq!(ok.headers()["access-control-allow-methods"], "POST");
+    assert!(ok.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("x-api-key"));
+    let refused = preflight("https://evil.example.test").await.unwrap();
+    assert!(!refused.headers().contains_key("access-control-allow-origin"));
+    assert_eq!(problem(refused).await, (403, "origin_not_allowed".into()));
+
+    // Admin endpoints never send CORS headers, whatever the origin.
+    let admin = app
+        .http
+        .get(format!("{}/api/v1/api-keys", app.base))
+        .bearer_auth(TOKEN)
+        .header("origin", site)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 200);
+    assert!(!admin
+        .headers()
+        .keys()
+        .any(|h| h.as_str().starts_with("access-control-")));
+
+    // The origin leaves with the key's list: revoked, the preflight refuses it.
+    let (status, _) = app
+        .admin(reqwest::Method::DELETE, &format!("/api/v1/api-keys/{key_id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        problem(preflight(site).await.unwrap()).await,
+        (403, "origin_not_allowed".into())
+    );
+}
+
 on_both_backends!(
+    allowed_origins_and_cors,
     key_management_and_bad_input,
     the_error_table,
     rotation_with_grace,

@@ -6,7 +6,11 @@
 //! No usage event, no answer: if the append fails the client gets 503.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::header::{
+    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ALLOW, ORIGIN, VARY,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -28,7 +32,36 @@ use crate::limiter::{Limits, RateState, Verdict};
 use crate::{upstream, usd};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/workflows/{workflow_id}/query", post(query))
+    Router::new().route("/api/v1/workflows/{workflow_id}/query", post(query).options(preflight))
+}
+
+/// Response headers a browser page may read: the rate-limit state.
+const EXPOSED: &str = "Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset";
+
+/// The CORS preflight of a query. It carries no API key, so it is allowed
+/// for an origin some live key lists; the query itself is then held to its
+/// own key's `allowed_origins`.
+async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(origin) = headers.get(ORIGIN) else {
+        return (StatusCode::NO_CONTENT, [(ALLOW, "POST, OPTIONS")]).into_response();
+    };
+    let allowed = origin
+        .to_str()
+        .is_ok_and(|origin| state.projection().keys.any_allows(origin));
+    if !allowed {
+        return ApiError::OriginNotAllowed.into_response();
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let h = response.headers_mut();
+    h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    h.insert(ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
+    h.insert(
+        ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("content-type, x-api-key, accept"),
+    );
+    h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    h.insert(VARY, HeaderValue::from_static("origin"));
+    response
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -58,7 +91,7 @@ pub struct QueryResponse {
         (status = 200, body = QueryResponse),
         (status = 401, description = "missing_api_key"),
         (status = 402, description = "cost_limit_exceeded"),
-        (status = 403, description = "invalid_api_key, key_inactive, key_expired, workflow_not_allowed"),
+        (status = 403, description = "invalid_api_key, key_inactive, key_expired, origin_not_allowed, workflow_not_allowed"),
         (status = 404, description = "workflow_not_found"),
         (status = 429, description = "rate_limited, with Retry-After"),
         (status = 502, description = "upstream_error"),
@@ -72,11 +105,19 @@ pub async fn query(
     body: Result<ApiJson<QueryRequest>, ApiError>,
 ) -> Response {
     let mut rate = None;
-    let result = run(&state, &workflow_id, &headers, body, &mut rate).await;
+    let mut cors = None;
+    let result = run(&state, &workflow_id, &headers, body, &mut rate, &mut cors).await;
     let mut response = match result {
         Ok(answer) => Json(answer).into_response(),
         Err(e) => e.into_response(),
     };
+    // Only an origin the key lists is named, and only once the key is known.
+    if let Some(origin) = cors {
+        let h = response.headers_mut();
+        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSED));
+        h.insert(VARY, HeaderValue::from_static("origin"));
+    }
     if let Some(rate) = rate {
         let h = response.headers_mut();
         h.insert("x-ratelimit-limit", HeaderValue::from(rate.limit));
@@ -92,6 +133,7 @@ async fn run(
     headers: &HeaderMap,
     body: Result<ApiJson<QueryRequest>, ApiError>,
     rate: &mut Option<RateState>,
+    cors: &mut Option<HeaderValue>,
 ) -> Result<QueryResponse, ApiError> {
     let started = Instant::now();
     let presented = headers.get("x-api-key").ok_or(ApiError::MissingApiKey)?;
@@ -106,6 +148,16 @@ async fn run(
             KeyRejection::Inactive => ApiError::KeyInactive,
             KeyRejection::Expired => ApiError::KeyExpired,
         })?;
+        // A browser (it sends Origin) only from the origins the key lists.
+        if let Some(origin) = headers.get(ORIGIN) {
+            let listed = origin
+                .to_str()
+                .is_ok_and(|origin| key.settings.allowed_origins.iter().any(|o| o == origin));
+            if !listed {
+                return Err(ApiError::OriginNotAllowed);
+            }
+            *cors = Some(origin.clone());
+        }
         let workflow = projection
             .workflows
             .get(workflow_id)

@@ -1359,7 +1359,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description invalid_api_key, key_inactive, key_expired, workflow_not_allowed */
+            /** @description invalid_api_key, key_inactive, key_expired, origin_not_allowed, workflow_not_allowed */
             403: {
                 headers: {
                     [name: string]: unknown;
