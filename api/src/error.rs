@@ -86,6 +86,11 @@ impl ApiError {
     }
 
     /// Status, stable code, title.
+    /// The stable machine `code` of this error.
+    pub fn code(&self) -> &'static str {
+        self.parts().1
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         use ApiError::*;
         match self {
