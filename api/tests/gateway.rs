@@ -846,7 +846,126 @@ async fn allowed_origins_and_cors(app: App) {
     );
 }
 
+/// The events of a `text/event-stream` body: (event, data).
+fn sse_events(body: &str) -> Vec<(String, String)> {
+    body.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let (mut event, mut data) = (String::new(), Vec::new());
+            for line in block.lines() {
+                if let Some(name) = line.strip_prefix("event:") {
+                    event = name.trim().to_owned();
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data.push(value.strip_prefix(' ').unwrap_or(value));
+                }
+            }
+            (event, data.join("\n"))
+        })
+        .collect()
+}
+
+/// `Accept: text/event-stream`: chunks as they come (`builtin:echo` word by
+/// word, an event-stream upstream passed through), then `done` with the
+/// usage; errors before the first chunk are problem+json; usage is recorded
+/// once, also when the client goes away mid-stream.
+async fn streaming_queries(app: App) {
+    use futures::StreamExt;
+    let upstream = {
+        let events = |texts: Vec<&'static str>| {
+            axum::response::sse::Sse::new(
+                futures::stream::iter(texts)
+                    .map(|text| Ok::<_, std::convert::Infallible>(axum::response::sse::Event::default().data(text))),
+            )
+        };
+        let router = axum::Router::new()
+            .route("/events", post(move || async move { events(vec!["a", "b c", "d\ne"]) }))
+            .route(
+                "/hangs",
+                post(|| async {
+                    let first = futures::stream::once(async {
+                        Ok::<_, std::convert::Infallible>(axum::response::sse::Event::default().data("first"))
+                    });
+                    axum::response::sse::Sse::new(first.chain(futures::stream::pending()))
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        base
+    };
+    app.workflow("echo", "builtin:echo", 0.25).await;
+    app.workflow("events", &format!("{upstream}/events"), 0.5).await;
+    app.workflow("hangs", &format!("{upstream}/hangs"), 0.75).await;
+    app.workflow(
+        "closed",
+        &format!("http://127.0.0.1:{}/", ingest::testkit::free_port()),
+        1.0,
+    )
+    .await;
+    let (key_id, key) = app.create_key(json!({"name": "s"})).await;
+    let streamed = |workflow: &str, input: Value| {
+        app.http
+            .post(format!("{}/api/v1/workflows/{workflow}/query", app.base))
+            .header("x-api-key", &key)
+            .header("accept", "text/event-stream")
+            .json(&json!({"input": input}))
+            .send()
+    };
+    let usage = async || {
+        let path = format!("/api/v1/api-keys/{key_id}/usage");
+        let (_, usage) = app.admin(reqwest::Method::GET, &path, None).await;
+        (
+            usage["total_requests"].as_u64().unwrap(),
+            usage["total_cost"].as_f64().unwrap(),
+        )
+    };
+
+    let response = streamed("echo", json!("the quick  brown fox")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let events = sse_events(&response.text().await.unwrap());
+    let chunks: Vec<&str> = events
+        .iter()
+        .filter(|(e, _)| e == "chunk")
+        .map(|(_, d)| d.as_str())
+        .collect();
+    assert_eq!(chunks, ["the ", "quick ", " ", "brown ", "fox"], "word by word");
+    let (last, done) = events.last().unwrap();
+    assert_eq!(last, "done");
+    let done: Value = serde_json::from_str(done).unwrap();
+    assert_eq!(done["usage"]["cost"], json!(0.25));
+    assert!(done["request_id"].as_str().unwrap().starts_with("req_"));
+    assert_eq!(usage().await, (1, 0.25), "recorded once, at the end");
+
+    let events = sse_events(&streamed("events", json!(1)).await.unwrap().text().await.unwrap());
+    let chunks: Vec<&str> = events
+        .iter()
+        .filter(|(e, _)| e == "chunk")
+        .map(|(_, d)| d.as_str())
+        .collect();
+    assert_eq!(chunks, ["a", "b c", "d\ne"], "the upstream's events, passed through");
+    assert_eq!(events.last().unwrap().0, "done");
+
+    // Before the first byte, errors are the usual answers (and recorded).
+    assert_eq!(
+        problem(streamed("closed", json!(1)).await.unwrap()).await,
+        (502, "upstream_error".into())
+    );
+    assert_eq!(usage().await, (3, 0.75));
+
+    // The client takes the first chunk and goes away: recorded once anyway.
+    let mut body = streamed("hangs", json!(1)).await.unwrap().bytes_stream();
+    let first = String::from_utf8(body.next().await.unwrap().unwrap().to_vec()).unwrap();
+    assert!(first.contains("first"), "{first}");
+    drop(body);
+    eventually("the abandoned query is recorded", async || usage().await == (4, 1.5)).await;
+}
+
 on_both_backends!(
+    streaming_queries,
     allowed_origins_and_cors,
     key_management_and_bad_input,
     the_error_table,

@@ -7,28 +7,31 @@
 
 use axum::extract::{Path, State};
 use axum::http::header::{
-    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
+    ACCEPT, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ALLOW, ORIGIN, VARY,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{self, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::Utc;
+use futures::StreamExt;
 use ingest::events::QueryRecorded;
 use ingest::{Event, EventId, Micros, Outgoing};
 use ledger::{KeyHash, KeyRejection};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::time::Instant;
+use tokio::sync::mpsc;
 use utoipa::ToSchema;
 
 use super::AppState;
 use crate::admission::Ask;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
-use crate::limiter::{Limits, RateState, Verdict};
+use crate::limiter::{Limits, RateState, Reservation, Verdict};
 use crate::{upstream, usd};
 
 pub fn router() -> Router<AppState> {
@@ -88,7 +91,7 @@ pub struct QueryResponse {
 #[utoipa::path(post, path = "/api/v1/workflows/{workflow_id}/query", operation_id = "query_workflow", tag = "queries", request_body = QueryRequest,
     params(("X-API-Key" = String, Header, description = "nk_…")),
     responses(
-        (status = 200, body = QueryResponse),
+        (status = 200, body = QueryResponse, description = "JSON; or, with `Accept: text/event-stream`, server-sent events: `chunk` (partial output) as it comes, then `done` ({usage, request_id}) or `error`"),
         (status = 401, description = "missing_api_key"),
         (status = 402, description = "cost_limit_exceeded"),
         (status = 403, description = "invalid_api_key, key_inactive, key_expired, origin_not_allowed, workflow_not_allowed"),
@@ -108,7 +111,8 @@ pub async fn query(
     let mut cors = None;
     let result = run(&state, &workflow_id, &headers, body, &mut rate, &mut cors).await;
     let mut response = match result {
-        Ok(answer) => Json(answer).into_response(),
+        Ok(Answer::Json(answer)) => Json(answer).into_response(),
+        Ok(Answer::Events(response)) => response,
         Err(e) => e.into_response(),
     };
     // Only an origin the key lists is named, and only once the key is known.
@@ -134,7 +138,7 @@ async fn run(
     body: Result<ApiJson<QueryRequest>, ApiError>,
     rate: &mut Option<RateState>,
     cors: &mut Option<HeaderValue>,
-) -> Result<QueryResponse, ApiError> {
+) -> Result<Answer, ApiError> {
     let started = Instant::now();
     let presented = headers.get("x-api-key").ok_or(ApiError::MissingApiKey)?;
     let hash = KeyHash::from_digest(Sha256::digest(presented.as_bytes()).into());
@@ -227,36 +231,93 @@ async fn run(
         }
     };
 
+    let query = Admitted {
+        key_id,
+        workflow_id: workflow_id.to_owned(),
+        request_id,
+        record_id,
+        price,
+        started,
+        reservation,
+    };
+    let wants_events = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if wants_events {
+        return stream_events(state, query, upstream_url, body.input)
+            .await
+            .map(Answer::Events);
+    }
     let outcome = upstream::call(
         &state.http,
         &upstream_url,
         workflow_id,
         body.input,
-        &request_id,
+        &query.request_id,
         state.upstream_timeout,
     )
     .await;
-    let (status_code, cost, answer) = match outcome {
+    let (status_code, cost, answer) = settle(outcome, price);
+    let (request_id, duration_ms) = (query.request_id.clone(), query.started.elapsed().as_millis() as u64);
+    record(state, query, status_code, cost).await?;
+    Ok(Answer::Json(QueryResponse {
+        output: answer?,
+        usage: QueryUsage {
+            cost: usd::to_json(cost),
+            duration_ms,
+        },
+        request_id,
+    }))
+}
+
+enum Answer {
+    Json(QueryResponse),
+    /// `text/event-stream`.
+    Events(Response),
+}
+
+/// A query past its limits, on its way to the upstream.
+struct Admitted {
+    key_id: String,
+    workflow_id: String,
+    request_id: String,
+    /// The id its `query.recorded` carries.
+    record_id: EventId,
+    price: Micros,
+    started: Instant,
+    /// Its place under the limits on this replica (None: on the stream).
+    reservation: Option<Reservation>,
+}
+
+/// What the query records and answers, from what the upstream did.
+fn settle(outcome: upstream::Outcome, price: Micros) -> (u16, Micros, Result<Value, ApiError>) {
+    match outcome {
         upstream::Outcome::Answered { output, cost } => (200, cost.unwrap_or(price), Ok(output)),
         upstream::Outcome::Failed(reason) => (502, Micros::ZERO, Err(ApiError::UpstreamError(reason))),
         upstream::Outcome::TimedOut => (504, Micros::ZERO, Err(ApiError::UpstreamTimeout)),
-    };
-    let duration_ms = started.elapsed().as_millis() as u64;
+    }
+}
+
+/// Appends the query's usage event; without it there is no answer (503).
+async fn record(state: &AppState, query: Admitted, status_code: u16, cost: Micros) -> Result<(), ApiError> {
+    let duration_ms = query.started.elapsed().as_millis() as u64;
     let event = Event::QueryRecorded(QueryRecorded {
-        request_id: request_id.clone(),
-        key_id: key_id.clone(),
-        workflow_id: workflow_id.to_owned(),
+        request_id: query.request_id.clone(),
+        key_id: query.key_id.clone(),
+        workflow_id: query.workflow_id.clone(),
         status_code,
         cost,
         duration_ms,
     });
-    let outgoing = Outgoing::with_id(record_id, &event, Utc::now()).map_err(ApiError::internal)?;
-    if let Some(reservation) = &reservation {
+    let outgoing = Outgoing::with_id(query.record_id, &event, Utc::now()).map_err(ApiError::internal)?;
+    if let Some(reservation) = &query.reservation {
         reservation.expect(outgoing.id);
     }
     match state.stream.append(&outgoing).await {
         Ok(appended) => state.appended(appended.seq),
         Err(error) => {
+            let (key_id, request_id) = (&query.key_id, &query.request_id);
             tracing::error!(%error, key_id, request_id, "usage event not recorded; answering 503");
             return Err(ApiError::MeteringUnavailable);
         }
@@ -264,27 +325,109 @@ async fn run(
     // No wait for the follower: the limiter counts this query as in flight
     // until the projection has it, and reads of usage wait for this
     // replica's own appends (read-your-writes).
-    if let Some(reservation) = reservation {
+    if let Some(reservation) = query.reservation {
         reservation.stored();
     }
     tracing::debug!(
-        key_id,
-        workflow_id,
-        request_id,
+        key_id = query.key_id,
+        workflow_id = query.workflow_id,
+        request_id = query.request_id,
         status_code,
         cost = cost.get(),
         duration_ms,
         "query recorded"
     );
-    let output = answer?;
-    Ok(QueryResponse {
-        output,
-        usage: QueryUsage {
-            cost: usd::to_json(cost),
-            duration_ms,
-        },
-        request_id,
-    })
+    Ok(())
+}
+
+/// What the producer of an event stream hands the response.
+enum Piece {
+    Event(sse::Event),
+    /// Failed before any output: a normal problem+json answer.
+    Failed(ApiError),
+}
+
+/// `Accept: text/event-stream`: `event: chunk` for each piece of output as
+/// the upstream gives it, then `event: done` with the usage, or `event:
+/// error`. A task runs the query to its end whatever the client does, so
+/// the usage is recorded once, also when the client goes away mid-stream
+/// (the upstream is then read no further). Errors before the first piece
+/// are answered as problem+json.
+async fn stream_events(
+    state: &AppState,
+    query: Admitted,
+    upstream_url: String,
+    input: Value,
+) -> Result<Response, ApiError> {
+    let (tx, mut rx) = mpsc::channel::<Piece>(16);
+    let state = state.clone();
+    tokio::spawn(async move {
+        let (pieces_tx, mut pieces_rx) = mpsc::channel::<String>(16);
+        let call = upstream::stream(
+            &state.http,
+            &upstream_url,
+            &query.workflow_id,
+            input,
+            &query.request_id,
+            state.upstream_timeout,
+            pieces_tx,
+        );
+        let forward = async {
+            let mut sent = false;
+            while let Some(text) = pieces_rx.recv().await {
+                if tx
+                    .send(Piece::Event(sse::Event::default().event("chunk").data(text)))
+                    .await
+                    .is_err()
+                {
+                    // The client went away: stop reading the upstream.
+                    break;
+                }
+                sent = true;
+            }
+            sent
+        };
+        // A client that went away stops the upstream call: what was served
+        // so far is what the query did.
+        let call = async {
+            tokio::select! {
+                outcome = call => outcome,
+                _ = tx.closed() => upstream::Outcome::Answered { output: Value::Null, cost: None },
+            }
+        };
+        let (outcome, sent) = tokio::join!(call, forward);
+        let (status_code, cost, answer) = settle(outcome, query.price);
+        let (request_id, started) = (query.request_id.clone(), query.started);
+        let recorded = record(&state, query, status_code, cost).await;
+        let piece = match (recorded.and(answer.map(|_| ())), sent) {
+            (Ok(()), _) => {
+                let done = json!({
+                    "usage": {"cost": usd::to_json(cost), "duration_ms": started.elapsed().as_millis() as u64},
+                    "request_id": request_id,
+                });
+                Piece::Event(sse::Event::default().event("done").data(done.to_string()))
+            }
+            (Err(error), false) => Piece::Failed(error),
+            (Err(error), true) => {
+                let problem = json!({"code": error.code(), "detail": error.to_string(), "request_id": request_id});
+                Piece::Event(sse::Event::default().event("error").data(problem.to_string()))
+            }
+        };
+        let _ = tx.send(piece).await;
+    });
+    let first = match rx.recv().await {
+        Some(Piece::Event(event)) => event,
+        Some(Piece::Failed(error)) => return Err(error),
+        None => return Err(ApiError::internal("the query's task ended without an answer")),
+    };
+    let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).filter_map(|piece| async move {
+        match piece {
+            Piece::Event(event) => Some(Ok::<_, std::convert::Infallible>(event)),
+            Piece::Failed(_) => None,
+        }
+    });
+    let events = futures::stream::once(async move { Ok(first) }).chain(rest);
+    Ok(Sse::new(events).into_response())
 }
 
 fn catching_up() -> ApiError {

@@ -1337,6 +1337,7 @@ export interface operations {
             };
         };
         responses: {
+            /** @description JSON; or, with `Accept: text/event-stream`, server-sent events: `chunk` (partial output) as it comes, then `done` ({usage, request_id}) or `error` */
             200: {
                 headers: {
                     [name: string]: unknown;
