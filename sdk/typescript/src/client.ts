@@ -1,11 +1,15 @@
-// `Nodai`, the client: configuration, `queryWorkflow`, and the admin
-// resources (`keys`, `workflows`, `webhooks`). HTTP details live in
-// transport.ts. There is no streaming method: the server does not stream yet.
+// `Nodai`, the client: configuration, `queryWorkflow`, `streamWorkflow`, and
+// the admin resources (`keys`, `workflows`, `webhooks`). HTTP details live in
+// transport.ts, the events of a streaming query in streaming.ts.
+import { rateLimitFromHeaders, type RateLimitState } from "./ratelimit.js";
 import { Keys } from "./resources/keys.js";
 import { Webhooks } from "./resources/webhooks.js";
 import { Workflows } from "./resources/workflows.js";
+import { QueryStream } from "./streaming.js";
 import { segment, Transport, type FetchLike, type RequestOptions } from "./transport.js";
 import type { QueryResponse } from "./types.js";
+
+export { rateLimitFromHeaders, type RateLimitState };
 
 export const DEFAULT_BASE_URL = "http://127.0.0.1:8080";
 export const DEFAULT_TIMEOUT_MS = 60_000;
@@ -13,13 +17,16 @@ export const DEFAULT_MAX_RETRIES = 2;
 export const DEFAULT_MAX_RETRY_AFTER_MS = 60_000;
 
 export interface NodaiOptions {
-  /** `nk_…`, sent as `X-API-Key` by `queryWorkflow`. Default: `NODAI_API_KEY` where `process.env` exists. */
+  /** `nk_…`, sent as `X-API-Key` by `queryWorkflow` and `streamWorkflow`. Default: `NODAI_API_KEY` where `process.env` exists. */
   apiKey?: string | undefined;
   /** Bearer token of the admin endpoints. Default: `NODAI_ADMIN_TOKEN` where `process.env` exists. */
   adminToken?: string | undefined;
   /** Default: `NODAI_BASE_URL` where `process.env` exists, else `http://127.0.0.1:8080`. */
   baseUrl?: string | undefined;
-  /** Milliseconds for one attempt, response body included. Default 60 000. */
+  /**
+   * Milliseconds for one attempt, response body included. Default 60 000.
+   * A stream may run longer: there it bounds each wait for more of it.
+   */
   timeoutMs?: number | undefined;
   /** Retries after the first attempt, for connection failures and 503 (and 429 if opted in). Default 2. */
   maxRetries?: number | undefined;
@@ -31,20 +38,14 @@ export interface NodaiOptions {
   fetch?: FetchLike | undefined;
 }
 
-/** Per-call options of `queryWorkflow`. */
+/**
+ * Per-call options of `queryWorkflow` and `streamWorkflow`. For a stream,
+ * `timeoutMs` bounds the wait for the response and then each wait for more
+ * of the stream; retries happen only before the stream begins.
+ */
 export interface QueryOptions extends RequestOptions {
   /** Overrides the client's `apiKey` for this call. */
   apiKey?: string;
-}
-
-/** The rate-limit state after a query, from the `X-RateLimit-*` headers. */
-export interface RateLimitState {
-  /** Requests allowed per rolling hour. */
-  limit: number;
-  /** Requests left in the window. */
-  remaining: number;
-  /** When the window frees a slot, in epoch seconds. */
-  reset: number;
 }
 
 /** The result of `queryWorkflow`. */
@@ -71,15 +72,6 @@ function fromEnv(name: string): string | undefined {
     // Deno without --allow-env throws on access; browsers have no `process`.
     return undefined;
   }
-}
-
-/** Parses the `X-RateLimit-*` headers; `null` unless all three are present and numeric. */
-export function rateLimitFromHeaders(headers: Headers): RateLimitState | null {
-  const limit = Number(headers.get("x-ratelimit-limit") ?? NaN);
-  const remaining = Number(headers.get("x-ratelimit-remaining") ?? NaN);
-  const reset = Number(headers.get("x-ratelimit-reset") ?? NaN);
-  if ([limit, remaining, reset].some((n) => !Number.isFinite(n))) return null;
-  return { limit, remaining, reset };
 }
 
 export class Nodai {
@@ -142,5 +134,31 @@ export class Nodai {
       requestId: res.data.request_id,
       rateLimit: rateLimitFromHeaders(res.headers),
     };
+  }
+
+  /**
+   * A streaming query (`Accept: text/event-stream`): returns at once a
+   * `QueryStream`, whose iteration sends the request and yields
+   * `{ type: "chunk", text }` events as the workflow produces output, then
+   * one `{ type: "done", cost, durationMs, requestId }`. `await
+   * stream.text()` or `stream.finalResult()` read it to the end instead.
+   * Errors before the first chunk are those of `queryWorkflow`; see
+   * `QueryStream` for the rest. Breaking out of the loop cancels the query's
+   * body; the server records the usage of what it served, once.
+   */
+  streamWorkflow(workflowId: string, input: unknown, options: QueryOptions = {}): QueryStream {
+    const { apiKey, ...requestOptions } = options;
+    return new QueryStream(() =>
+      this.transport.stream(
+        {
+          method: "POST",
+          path: `/api/v1/workflows/${segment(workflowId)}/query`,
+          auth: { kind: "apiKey", apiKey },
+          body: { input: input === undefined ? null : input },
+          accept: "text/event-stream",
+        },
+        requestOptions,
+      ),
+    );
   }
 }

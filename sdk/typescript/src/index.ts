@@ -1,5 +1,5 @@
 // @nodai/sdk: the TypeScript client of nodai (API keys, metered workflow
-// queries, usage and webhooks). No runtime dependencies: global `fetch` and
+// queries, streaming queries, usage and webhooks). No runtime dependencies: global `fetch` and
 // WebCrypto only, so the same code runs in browsers, Node >= 18, Deno, Bun and
 // edge runtimes.
 export {
@@ -11,6 +11,7 @@ export {
   DEFAULT_TIMEOUT_MS,
 } from "./client.js";
 export type { NodaiOptions, QueryOptions, QueryResult, RateLimitState } from "./client.js";
+export type { QueryStream, StreamChunkEvent, StreamDoneEvent, StreamEvent, StreamResult } from "./streaming.js";
 export type { FetchLike, RequestOptions } from "./transport.js";
 export {
   NodaiError,

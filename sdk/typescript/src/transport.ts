@@ -2,7 +2,9 @@
 // what is retried, and turns error responses into typed errors. It uses only
 // the global `fetch` (or an injected one), `AbortController` and `setTimeout`,
 // so it runs unchanged in browsers, Node >= 18, Deno, Bun and edge runtimes.
-// It knows nothing about keys, workflows or webhooks.
+// It knows nothing about keys, workflows or webhooks. For event streams it
+// hands back the live body (`LiveBody`) instead of reading it; what the events
+// mean is streaming.ts's business.
 import { APIConnectionError, NodaiError, errorFromResponse, parseRetryAfter } from "./errors.js";
 
 /** The subset of `fetch` the SDK needs; inject your own with the `fetch` option. */
@@ -42,12 +44,24 @@ export interface HttpRequest {
   auth: Auth;
   query?: Record<string, string | number | null | undefined>;
   body?: unknown;
+  /** The `Accept` header; default `application/json`. */
+  accept?: string;
 }
 
 export interface HttpResponse<T> {
   data: T;
   status: number;
   headers: Headers;
+}
+
+/** The answer to `Transport.stream`: a live event stream, or an ordinary (already read) 2xx body. */
+export interface StreamResponse {
+  status: number;
+  headers: Headers;
+  /** Set when the server answered `text/event-stream`; its body is then unread. */
+  live: LiveBody | undefined;
+  /** The parsed body when the answer was not an event stream. */
+  data: unknown;
 }
 
 const BACKOFF_BASE_MS = 500;
@@ -86,6 +100,21 @@ export class Transport {
   constructor(readonly config: TransportConfig) {}
 
   async request<T>(req: HttpRequest, options: RequestOptions = {}): Promise<HttpResponse<T>> {
+    const { status, headers, body } = await this.send(req, options, false);
+    return { data: body as T, status, headers };
+  }
+
+  /**
+   * As `request`, but a 2xx `text/event-stream` answer is handed back unread
+   * (`live`). Retries follow the same rules and can only happen before that
+   * answer: once it arrived, nothing is ever retried.
+   */
+  async stream(req: HttpRequest, options: RequestOptions = {}): Promise<StreamResponse> {
+    const { status, headers, body, live } = await this.send(req, options, true);
+    return { status, headers, live, data: body };
+  }
+
+  private async send(req: HttpRequest, options: RequestOptions, streaming: boolean): Promise<Attempt> {
     const maxRetries = options.maxRetries ?? this.config.maxRetries;
     const retryOnRateLimit = options.retryOnRateLimit ?? this.config.retryOnRateLimit;
     const maxRetryAfterMs = options.maxRetryAfterMs ?? this.config.maxRetryAfterMs;
@@ -97,7 +126,7 @@ export class Transport {
       const canRetry = attempt < maxRetries;
       let outcome: Attempt;
       try {
-        outcome = await this.attempt(url, init, options.timeoutMs ?? this.config.timeoutMs, signal);
+        outcome = await this.attempt(url, init, options.timeoutMs ?? this.config.timeoutMs, signal, streaming);
       } catch (error) {
         if (error instanceof APIConnectionError && !error.timedOut && !answered.has(error) && canRetry) {
           // The connection failed before any response: safe to try again.
@@ -108,7 +137,7 @@ export class Transport {
       }
 
       const { status, headers, body } = outcome;
-      if (status >= 200 && status < 300) return { data: body as T, status, headers };
+      if (status >= 200 && status < 300) return outcome;
 
       if (canRetry && status === 503) {
         // 503 means the server did no work (e.g. `metering_unavailable`).
@@ -141,7 +170,7 @@ export class Transport {
   }
 
   private init(req: HttpRequest): RequestInit {
-    const headers: Record<string, string> = { accept: "application/json" };
+    const headers: Record<string, string> = { accept: req.accept ?? "application/json" };
     if (req.auth.kind === "admin" && this.config.adminToken) {
       headers["authorization"] = `Bearer ${this.config.adminToken}`;
     } else if (req.auth.kind === "apiKey") {
@@ -156,12 +185,17 @@ export class Transport {
     return init;
   }
 
-  /** One attempt: fetch and read the body, both under the timeout. */
+  /**
+   * One attempt: fetch and read the body, both under the timeout. With
+   * `streaming`, a 2xx `text/event-stream` answer is not read: its body, the
+   * abort controller and the caller's signal go to a `LiveBody`.
+   */
   private async attempt(
     url: string,
     init: RequestInit,
     timeoutMs: number,
     signal: AbortSignal | undefined,
+    streaming: boolean,
   ): Promise<Attempt> {
     const fetchImpl = this.config.fetch ?? globalThis.fetch;
     if (typeof fetchImpl !== "function") {
@@ -177,6 +211,8 @@ export class Transport {
     }, timeoutMs);
     const onAbort = (): void => controller.abort(signal?.reason);
     signal?.addEventListener("abort", onAbort, { once: true });
+    const release = (): void => signal?.removeEventListener("abort", onAbort);
+    let handedOver = false;
 
     try {
       let response: Response;
@@ -184,6 +220,12 @@ export class Transport {
         response = await fetchImpl(url, { ...init, signal: controller.signal });
       } catch (cause) {
         throw connectionError(cause, url, timedOut, timeoutMs, signal);
+      }
+      if (streaming && response.ok && response.body && isEventStream(response.headers)) {
+        clearTimeout(timer);
+        handedOver = true;
+        const live = new LiveBody(response.body, controller, release, url, timeoutMs, signal);
+        return { status: response.status, headers: response.headers, body: undefined, live };
       }
       let text: string;
       try {
@@ -195,11 +237,87 @@ export class Transport {
         if (error instanceof APIConnectionError) answered.add(error);
         throw error;
       }
-      return { status: response.status, headers: response.headers, body: parseBody(response, text) };
+      return { status: response.status, headers: response.headers, body: parseBody(response, text), live: undefined };
+    } finally {
+      if (!handedOver) {
+        clearTimeout(timer);
+        release();
+      }
+    }
+  }
+}
+
+function isEventStream(headers: Headers): boolean {
+  return (headers.get("content-type") ?? "").toLowerCase().startsWith("text/event-stream");
+}
+
+/**
+ * The unread body of an event-stream answer. `read` waits at most `timeoutMs`
+ * for the next bytes (an idle timeout: a stream may run longer as long as it
+ * keeps sending). `cancel` stops it and closes the connection; after it, or
+ * after the end or an error, the caller's signal is no longer listened to.
+ */
+export class LiveBody {
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private closed = false;
+
+  constructor(
+    body: ReadableStream<Uint8Array>,
+    private readonly controller: AbortController,
+    private readonly release: () => void,
+    private readonly url: string,
+    private readonly timeoutMs: number,
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    this.reader = body.getReader();
+  }
+
+  /** The next bytes, or `undefined` at the end of the stream. */
+  async read(): Promise<Uint8Array | undefined> {
+    if (this.closed) return undefined;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      this.controller.abort();
+    }, this.timeoutMs);
+    try {
+      const { done, value } = await this.reader.read();
+      if (done) {
+        this.finish();
+        return undefined;
+      }
+      return value;
+    } catch (cause) {
+      this.finish();
+      throw connectionError(
+        cause,
+        this.url,
+        timedOut,
+        this.timeoutMs,
+        this.signal,
+        `the event stream from ${this.url} sent nothing for ${this.timeoutMs} ms`,
+      );
     } finally {
       clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
     }
+  }
+
+  /** Stops reading and closes the connection (nothing happens if the stream already ended). */
+  async cancel(): Promise<void> {
+    if (this.closed) return;
+    this.finish();
+    try {
+      await this.reader.cancel();
+    } catch {
+      // Already errored or closed: nothing left to cancel.
+    }
+    // For fetch implementations whose cancel leaves the connection open.
+    this.controller.abort();
+  }
+
+  private finish(): void {
+    this.closed = true;
+    this.release();
   }
 }
 
@@ -210,6 +328,7 @@ interface Attempt {
   status: number;
   headers: Headers;
   body: unknown;
+  live: LiveBody | undefined;
 }
 
 function connectionError(
@@ -218,11 +337,12 @@ function connectionError(
   timedOut: boolean,
   timeoutMs: number,
   signal: AbortSignal | undefined,
+  timeoutMessage = `request to ${url} timed out after ${timeoutMs} ms`,
 ): unknown {
   // The caller's own abort is passed through unchanged, as fetch does.
   if (signal?.aborted && !timedOut) return signal.reason;
   if (timedOut) {
-    return new APIConnectionError(`request to ${url} timed out after ${timeoutMs} ms`, { cause, timedOut: true });
+    return new APIConnectionError(timeoutMessage, { cause, timedOut: true });
   }
   const reason = cause instanceof Error ? describe(cause) : String(cause);
   return new APIConnectionError(`connection to ${url} failed: ${reason}`, { cause });

@@ -9,6 +9,9 @@ import {
   type ApiKeyWithSecret,
   type KeyUsage,
   type QueryResult,
+  type QueryStream,
+  type StreamEvent,
+  type StreamResult,
   type UpdateKeyParams,
   type WebhookEvent,
 } from "@nodai/sdk";
@@ -43,6 +46,23 @@ export async function example(): Promise<void> {
       void code;
     }
   }
+  const stream: QueryStream = nodai.streamWorkflow("echo", "hello world", { apiKey: secret, signal: AbortSignal.timeout(5000) });
+  for await (const ev of stream) {
+    const e: StreamEvent = ev;
+    if (e.type === "chunk") {
+      const piece: string = e.text;
+      void piece;
+    } else {
+      const spent: number = e.cost;
+      const id: string = e.requestId;
+      const ms: number = e.durationMs;
+      void [spent, id, ms];
+    }
+  }
+  const final: StreamResult = await nodai.streamWorkflow("echo", "x").finalResult();
+  const whole: string = await nodai.streamWorkflow("echo", "x").text();
+  const limitAfter: number | undefined = stream.rateLimit?.limit;
+  void [final.text, final.rateLimit, whole, limitAfter];
   const event: WebhookEvent<{ key_id: string }> = await verifyWebhook<{ key_id: string }>("{}", new Headers(), "whsec_x");
   void [text, remaining, cursor, total, event.data.key_id];
 }
