@@ -169,11 +169,15 @@ class Receiver:
     """An HTTP server on a free loopback port that records every POST.
 
     ``status`` and ``response`` say what it answers; tests change them to make
-    deliveries fail and then succeed.
+    deliveries fail and then succeed. ``response`` is sent as JSON, or as is
+    when it is ``bytes`` (with ``content_type``); ``cut_short`` announces a
+    longer body than it sends and hangs up, a stream that breaks off.
     """
 
     status: int = 200
     response: Any = None
+    content_type: str = "application/json"
+    cut_short: bool = False
     requests: List[Captured] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: Optional[ThreadingHTTPServer] = None
@@ -197,12 +201,18 @@ class Receiver:
                         Captured(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                     )
                     status, response = receiver.status, receiver.response
-                payload = b"" if response is None else json.dumps(response).encode()
+                    content_type, cut_short = receiver.content_type, receiver.cut_short
+                if isinstance(response, bytes):
+                    payload = response
+                else:
+                    payload = b"" if response is None else json.dumps(response).encode()
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
+                self.send_header("content-type", content_type)
+                self.send_header("content-length", str(len(payload) + (1000 if cut_short else 0)))
                 self.end_headers()
                 self.wfile.write(payload)
+                self.wfile.flush()
+                self.close_connection = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -220,9 +230,17 @@ class Receiver:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def set(self, status: int, response: Any = None) -> None:
+    def set(
+        self,
+        status: int,
+        response: Any = None,
+        *,
+        content_type: str = "application/json",
+        cut_short: bool = False,
+    ) -> None:
         with self._lock:
             self.status, self.response = status, response
+            self.content_type, self.cut_short = content_type, cut_short
 
     def captured(self, predicate: Callable[[Captured], bool] = lambda c: True) -> List[Captured]:
         with self._lock:

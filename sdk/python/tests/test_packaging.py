@@ -16,4 +16,4 @@ def test_version_and_public_names() -> None:
     for name in nodai.__all__:
         assert hasattr(nodai, name), name
     assert callable(nodai.webhooks.verify)
-    assert not hasattr(nodai.Nodai, "stream_workflow")  # not on the server yet
+    assert callable(nodai.Nodai.stream_workflow) and callable(nodai.AsyncNodai.stream_workflow)

@@ -5,7 +5,8 @@ API key and manages keys, workflows and webhooks with the admin token.
 ``nodai.webhooks.verify`` checks the signed messages a webhook receiver gets.
 Every failure is a ``NodaiError``; its subclasses name the ones callers handle.
 
-Server-sent streaming of query output (``stream_workflow``) is not here yet.
+``stream_workflow`` reads a query's output as server-sent events: ``Chunk``s,
+then a ``Done`` with the cost.
 """
 
 from . import webhooks
@@ -30,19 +31,23 @@ from ._errors import (
 from ._models import (
     NOT_GIVEN,
     ApiKey,
+    Chunk,
     CreatedApiKey,
     DailyUsage,
     Delivery,
+    Done,
     HourlyUsage,
     Money,
     NotGiven,
     QueryResult,
     RateLimit,
+    StreamEvent,
     Usage,
     Webhook,
     Workflow,
 )
 from ._pagination import AsyncPage, AsyncPager, Page
+from ._streaming import AsyncQueryStream, QueryStream
 from ._version import __version__
 
 __all__ = [
@@ -53,6 +58,11 @@ __all__ = [
     "NotGiven",
     "Money",
     "QueryResult",
+    "QueryStream",
+    "AsyncQueryStream",
+    "StreamEvent",
+    "Chunk",
+    "Done",
     "RateLimit",
     "ApiKey",
     "CreatedApiKey",

@@ -76,6 +76,8 @@ class Request:
     auth: Literal["admin", "key"] = "admin"
     #: Overrides the client's API key for this call.
     api_key: Optional[str] = None
+    #: Ask for ``text/event-stream`` and return the 2xx response unread.
+    stream: bool = False
 
 
 def _env(name: str) -> Optional[str]:
@@ -125,7 +127,7 @@ class _BaseClient:
 
     def _headers(self, request: Request) -> Dict[str, str]:
         headers = {
-            "Accept": "application/json",
+            "Accept": "text/event-stream" if request.stream else "application/json",
             "User-Agent": f"nodai-python/{__version__}",
             **self._default_headers,
         }
@@ -158,7 +160,7 @@ class _BaseClient:
         return self.retry_policy.after_status(retries_done, response.status_code, retry_after)
 
     @staticmethod
-    def _connection_error(error: httpx.TransportError) -> APIConnectionError:
+    def connection_error(error: httpx.TransportError) -> APIConnectionError:
         if isinstance(error, httpx.TimeoutException):
             return APITimeoutError(f"the request to the nodai server timed out: {error!r}")
         return APIConnectionError(f"could not reach the nodai server: {error!r}")
@@ -207,19 +209,30 @@ class SyncAPIClient(_BaseClient):
         self._sleep: Callable[[float], None] = time.sleep
 
     def send(self, request: Request) -> httpx.Response:
-        """Send ``request``, retrying as ``RetryPolicy`` allows; a 2xx response or an error."""
+        """Send ``request``, retrying as ``RetryPolicy`` allows; a 2xx response or an error.
+
+        With ``request.stream`` the 2xx response's body is left unread (the
+        caller closes it); nothing is retried once that response arrived.
+        """
         retries_done = 0
         while True:
             try:
-                response = self._http.send(self._build(self._http, request))
+                response = self._http.send(self._build(self._http, request), stream=request.stream)
             except httpx.TransportError as error:
                 delay = self.retry_policy.after_transport_error(retries_done, request.method, error)
                 if delay is None:
-                    raise self._connection_error(error) from error
+                    raise self.connection_error(error) from error
                 log.info("nodai: %r on %s %s; retrying in %.2fs", error, request.method, request.path, delay)
             else:
                 if response.is_success:
                     return response
+                if request.stream:
+                    try:
+                        response.read()  # the problem+json, to raise from
+                    except httpx.TransportError as error:
+                        raise self.connection_error(error) from error
+                    finally:
+                        response.close()
                 delay = self._retry_delay_for(response, retries_done)
                 if delay is None:
                     raise error_from_response(response)
@@ -279,19 +292,30 @@ class AsyncAPIClient(_BaseClient):
         self._sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     async def send(self, request: Request) -> httpx.Response:
-        """Send ``request``, retrying as ``RetryPolicy`` allows; a 2xx response or an error."""
+        """Send ``request``, retrying as ``RetryPolicy`` allows; a 2xx response or an error.
+
+        With ``request.stream`` the 2xx response's body is left unread (the
+        caller closes it); nothing is retried once that response arrived.
+        """
         retries_done = 0
         while True:
             try:
-                response = await self._http.send(self._build(self._http, request))
+                response = await self._http.send(self._build(self._http, request), stream=request.stream)
             except httpx.TransportError as error:
                 delay = self.retry_policy.after_transport_error(retries_done, request.method, error)
                 if delay is None:
-                    raise self._connection_error(error) from error
+                    raise self.connection_error(error) from error
                 log.info("nodai: %r on %s %s; retrying in %.2fs", error, request.method, request.path, delay)
             else:
                 if response.is_success:
                     return response
+                if request.stream:
+                    try:
+                        await response.aread()
+                    except httpx.TransportError as error:
+                        raise self.connection_error(error) from error
+                    finally:
+                        await response.aclose()
                 delay = self._retry_delay_for(response, retries_done)
                 if delay is None:
                     raise error_from_response(response)

@@ -1,4 +1,4 @@
-"""``Nodai`` and ``AsyncNodai``: configuration, the query call, and the admin resources."""
+"""``Nodai`` and ``AsyncNodai``: configuration, the query calls, and the admin resources."""
 
 from __future__ import annotations
 
@@ -17,18 +17,22 @@ from ._base import (
     path_segment,
 )
 from ._models import QueryResult
+from ._streaming import AsyncQueryStream, QueryStream
 from .resources import AsyncKeys, AsyncWebhooks, AsyncWorkflows, Keys, Webhooks, Workflows
 
 __all__ = ["Nodai", "AsyncNodai"]
 
 
-def _query_request(workflow_id: str, input: Any, api_key: Optional[str]) -> Request:
+def _query_request(
+    workflow_id: str, input: Any, api_key: Optional[str], *, stream: bool = False
+) -> Request:
     return Request(
         "POST",
         f"/api/v1/workflows/{path_segment(workflow_id)}/query",
         body={"input": input},
         auth="key",
         api_key=api_key,
+        stream=stream,
     )
 
 
@@ -91,6 +95,25 @@ class Nodai(SyncAPIClient):
         response = self.send(_query_request(workflow_id, input, api_key))
         return QueryResult.from_json(self.decode(response), response.headers)
 
+    def stream_workflow(
+        self, workflow_id: str, input: Any, api_key: Optional[str] = None
+    ) -> QueryStream:
+        """Run one metered query and read its output as it is produced.
+
+        ::
+
+            with client.stream_workflow("echo", "hello streaming world") as stream:
+                for event in stream:          # Chunk(text)..., then Done(cost, duration_ms, request_id)
+                    ...
+
+        The request is sent when the ``with`` block is entered (or iteration
+        starts); errors before the first event raise as ``query_workflow``'s
+        do. An ``event: error`` after output raises the ``NodaiError``
+        subclass of its code (``UpstreamError``, ``ServiceUnavailableError``,
+        ...). Nothing is retried once the stream started. See ``QueryStream``.
+        """
+        return QueryStream(self, _query_request(workflow_id, input, api_key, stream=True))
+
 
 class AsyncNodai(AsyncAPIClient):
     """The asyncio twin of ``Nodai``: the same arguments, awaitable methods."""
@@ -133,3 +156,18 @@ class AsyncNodai(AsyncAPIClient):
         """Run one metered query; see ``Nodai.query_workflow``."""
         response = await self.send(_query_request(workflow_id, input, api_key))
         return QueryResult.from_json(self.decode(response), response.headers)
+
+    def stream_workflow(
+        self, workflow_id: str, input: Any, api_key: Optional[str] = None
+    ) -> AsyncQueryStream:
+        """A streamed query (not a coroutine): ``async with`` or ``async for`` it.
+
+        ::
+
+            async with client.stream_workflow("echo", "hello streaming world") as stream:
+                async for event in stream:
+                    ...
+
+        See ``Nodai.stream_workflow`` and ``AsyncQueryStream``.
+        """
+        return AsyncQueryStream(self, _query_request(workflow_id, input, api_key, stream=True))

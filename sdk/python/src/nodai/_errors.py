@@ -231,3 +231,74 @@ def error_from_response(response: httpx.Response) -> APIStatusError:
         headers=response.headers,
     )
     return error
+
+
+#: The status each of the server's problem codes is answered with; an ``event:
+#: error`` in a stream carries only the code, and is raised as that status's class.
+_STATUS_BY_CODE: Dict[str, int] = {
+    "invalid_json": 400,
+    "unauthorized": 401,
+    "missing_api_key": 401,
+    "cost_limit_exceeded": 402,
+    "invalid_api_key": 403,
+    "key_inactive": 403,
+    "key_expired": 403,
+    "workflow_not_allowed": 403,
+    "origin_not_allowed": 403,
+    "workflow_not_found": 404,
+    "key_not_found": 404,
+    "webhook_not_found": 404,
+    "delivery_not_found": 404,
+    "conflict": 409,
+    "workflow_exists": 409,
+    "payload_too_large": 413,
+    "validation_error": 422,
+    "webhook_url_forbidden": 422,
+    "rate_limited": 429,
+    "internal_error": 500,
+    "upstream_error": 502,
+    "metering_unavailable": 503,
+    "not_ready": 503,
+    "upstream_timeout": 504,
+}
+
+
+def error_from_event(data: str, headers: httpx.Headers) -> APIStatusError:
+    """The exception for a stream's ``event: error`` (``{"code","detail","request_id"}``).
+
+    Its class and ``status`` are those the same problem has as a response
+    (``upstream_error`` is an ``UpstreamError`` with status 502); an unknown
+    ``upstream_*`` code is an ``UpstreamError`` too, any other an
+    ``InternalServerError``: a stream fails only on the server's side.
+    """
+    body: Any
+    try:
+        body = json.loads(data)
+    except ValueError:
+        body = None
+    problem: Dict[str, Any] = body if isinstance(body, dict) else {}
+
+    def text(field: str) -> Optional[str]:
+        value = problem.get(field)
+        return value if isinstance(value, str) else None
+
+    code = text("code")
+    detail = text("detail")
+    if detail is None and problem == {}:
+        detail = data[:500]
+    status = _STATUS_BY_CODE.get(code or "")
+    if status is None:
+        status = 502 if code and code.startswith("upstream_") else 500
+    cls: Type[APIStatusError] = _BY_STATUS.get(status) or InternalServerError
+    message = f"the stream failed: {status} {code or 'error'}"
+    if detail:
+        message += f": {detail}"
+    return cls(
+        message,
+        status=status,
+        code=code,
+        detail=detail,
+        request_id=text("request_id"),
+        body=body,
+        headers=headers,
+    )

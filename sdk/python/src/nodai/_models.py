@@ -22,6 +22,9 @@ __all__ = [
     "Money",
     "RateLimit",
     "QueryResult",
+    "Chunk",
+    "Done",
+    "StreamEvent",
     "ApiKey",
     "CreatedApiKey",
     "Usage",
@@ -189,6 +192,37 @@ class QueryResult:
             request_id=str(body["request_id"]),
             rate_limit=RateLimit.from_headers(headers),
         )
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a streamed query's output, as the upstream produced it."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """The end of a streamed query: what it cost. Always the last event."""
+
+    #: USD charged for this query.
+    cost: Decimal
+    duration_ms: int
+    #: The server's id of this query (``req_...``), also in its usage event.
+    request_id: str
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Done:
+        usage = body["usage"]
+        return cls(
+            cost=parse_money(usage["cost"]),
+            duration_ms=int(usage["duration_ms"]),
+            request_id=str(body["request_id"]),
+        )
+
+
+#: What iterating a ``QueryStream`` yields: ``Chunk``s, then one ``Done``.
+StreamEvent = Union[Chunk, Done]
 
 
 @dataclass(frozen=True)

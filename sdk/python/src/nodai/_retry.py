@@ -2,8 +2,10 @@
 
 What is retried, and why it is safe:
 
-* **503** (any method): the server answers ``metering_unavailable`` only when it
-  did no unmetered work, so nothing happened and a replay cannot double-count.
+* **503** (any method): the server answers ``metering_unavailable`` when it
+  could not record the usage (so it gave no unmetered answer) and ``not_ready``
+  while it catches up. Rarely, a usage event it could not confirm did land, so a
+  replayed query may be metered twice; failing instead would lose the answer.
 * **429** only when the caller opts in (``retry_on_rate_limit=True``): a rejected
   query was not admitted, so it is safe, but waiting is the caller's call.
 * **Connection failures before the request left** (connect refused, connect
