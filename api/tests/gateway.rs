@@ -433,10 +433,10 @@ async fn real_upstreams(mut app: App) {
     assert_eq!(body["usage"]["cost"], json!(0.25), "the upstream's cost wins");
     let body: Value = app.query("plain", Some(&key), json!(1)).await.json().await.unwrap();
     assert_eq!(body["usage"]["cost"], json!(0.5), "else the workflow's price");
-    assert_eq!(
-        problem(app.query("broken", Some(&key), json!(1)).await).await,
-        (502, "upstream_error".into())
-    );
+    let response = app.query("broken", Some(&key), json!(1)).await;
+    let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(id.starts_with("req_"), "a failed query names its request: {id}");
+    assert_eq!(problem(response).await, (502, "upstream_error".into()));
     assert_eq!(
         problem(app.query("slow", Some(&key), json!(1)).await).await,
         (504, "upstream_timeout".into())

@@ -39,7 +39,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Response headers a browser page may read: the rate-limit state.
-const EXPOSED: &str = "Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset";
+const EXPOSED: &str = "Retry-After, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, X-Request-Id";
 
 /// The CORS preflight of a query. It carries no API key, so it is allowed
 /// for an origin some live key lists; the query itself is then held to its
@@ -107,9 +107,9 @@ pub async fn query(
     headers: HeaderMap,
     body: Result<ApiJson<QueryRequest>, ApiError>,
 ) -> Response {
-    let mut rate = None;
-    let mut cors = None;
-    let result = run(&state, &workflow_id, &headers, body, &mut rate, &mut cors).await;
+    let mut meta = Meta::default();
+    let result = run(&state, &workflow_id, &headers, body, &mut meta).await;
+    let Meta { rate, cors, request_id } = meta;
     let mut response = match result {
         Ok(Answer::Json(answer)) => Json(answer).into_response(),
         Ok(Answer::Events(response)) => response,
@@ -128,7 +128,20 @@ pub async fn query(
         h.insert("x-ratelimit-remaining", HeaderValue::from(rate.remaining));
         h.insert("x-ratelimit-reset", HeaderValue::from(rate.reset));
     }
+    // Once the query is admitted it has an id, on errors too (502, 504, 503).
+    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        response.headers_mut().insert("x-request-id", id);
+    }
     response
+}
+
+/// What a query's response carries besides its body.
+#[derive(Default)]
+struct Meta {
+    rate: Option<RateState>,
+    /// The request's origin, when its key lists it.
+    cors: Option<HeaderValue>,
+    request_id: Option<String>,
 }
 
 async fn run(
@@ -136,8 +149,7 @@ async fn run(
     workflow_id: &str,
     headers: &HeaderMap,
     body: Result<ApiJson<QueryRequest>, ApiError>,
-    rate: &mut Option<RateState>,
-    cors: &mut Option<HeaderValue>,
+    meta: &mut Meta,
 ) -> Result<Answer, ApiError> {
     let started = Instant::now();
     let presented = headers.get("x-api-key").ok_or(ApiError::MissingApiKey)?;
@@ -160,7 +172,7 @@ async fn run(
             if !listed {
                 return Err(ApiError::OriginNotAllowed);
             }
-            *cors = Some(origin.clone());
+            meta.cors = Some(origin.clone());
         }
         let workflow = projection
             .workflows
@@ -209,15 +221,15 @@ async fn run(
     };
     let reservation = match verdict {
         Verdict::Admitted(reservation, state) => {
-            *rate = state;
+            meta.rate = state;
             Some(reservation)
         }
         Verdict::Stored(state) => {
-            *rate = state;
+            meta.rate = state;
             None
         }
         Verdict::RateLimited(limited) => {
-            *rate = Some(limited);
+            meta.rate = Some(limited);
             fire_rate_limited(state, &key_id, limited.limit, now);
             let retry_after_secs = (limited.reset - now.timestamp()).max(1) as u64;
             return Err(ApiError::RateLimited {
@@ -226,11 +238,12 @@ async fn run(
             });
         }
         Verdict::CostExceeded(state) => {
-            *rate = state;
+            meta.rate = state;
             return Err(ApiError::CostLimitExceeded);
         }
     };
 
+    meta.request_id = Some(request_id.clone());
     let query = Admitted {
         key_id,
         workflow_id: workflow_id.to_owned(),
