@@ -257,6 +257,8 @@ def test_dead_upstream_is_502_and_not_retried(
     finally:
         admin.workflows.delete(workflow.id)
     assert (caught.value.status, caught.value.code) == (502, "upstream_error")
+    # Admitted, so it has a request id (the server's X-Request-Id).
+    assert (caught.value.request_id or "").startswith("req_"), caught.value.request_id
     # The failed query was admitted and metered: a retry would count it twice.
     assert len(transport.sent) == 1
     usage = admin.keys.usage(key.id)

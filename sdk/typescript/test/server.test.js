@@ -217,7 +217,9 @@ describe("errors from the real server", () => {
     const port = await freePort();
     await nodai.workflows.create({ id: "dead", name: "Dead", upstream_url: `http://127.0.0.1:${port}/` });
     const key = await nodai.keys.create({ name: unique("dead") });
-    await expectError(nodai.queryWorkflow("dead", "x", { apiKey: key.key }), UpstreamError, 502, "upstream_error");
+    const error = await expectError(nodai.queryWorkflow("dead", "x", { apiKey: key.key }), UpstreamError, 502, "upstream_error");
+    // Admitted, so it has a request id (the server's X-Request-Id).
+    assert.match(error.requestId ?? "", /^req_/);
   });
 
   test("504 UpstreamError when the upstream does not answer in time", async () => {
