@@ -1,6 +1,6 @@
 //! The embedded backend: a durable append-only log in `<data-dir>/stream/`.
 //!
-//! One writer thread appends in group-committed batches ([`writer`]); any
+//! Appenders take turns leading group-committed batches ([`writer`]); any
 //! number of readers replay and follow through their own file handles
 //! ([`reader`]); [`format`] is the byte layout. On open the whole log is
 //! scanned once: checksums are verified, a torn or corrupt tail of the last
@@ -18,7 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -87,15 +87,16 @@ pub(crate) struct Segment {
 struct Queue {
     pending: Vec<Request>,
     closed: bool,
-    /// The writer is blocked on `wake` (not spinning): only then is a notify needed.
-    writer_asleep: bool,
+    /// An appender is leading (writing batches until the queue is empty).
+    /// Requests are pending only while one is: the appender that queues
+    /// onto an empty, leaderless queue leads.
+    leader: bool,
 }
 
 /// What the writer, the syncer, readers and appenders share.
 pub(crate) struct Shared {
     dir: PathBuf,
     queue: Mutex<Queue>,
-    wake: Condvar,
     segments: RwLock<Vec<Segment>>,
     /// The newest sequence that is fully written; readers read up to here.
     committed: watch::Sender<u64>,
@@ -110,7 +111,11 @@ pub(crate) struct Shared {
 /// syncs the file and releases the lock.
 pub struct EmbeddedLog {
     shared: Arc<Shared>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Locked by the leading appender only (and by close).
+    writer: Mutex<Writer>,
+    fsync: FsyncPolicy,
+    /// The background syncer, under `fsync=interval`.
+    syncer: Mutex<Option<JoinHandle<()>>>,
     /// The OS lock keeps other processes out until close; `None` once closed.
     lock: Mutex<Option<File>>,
 }
@@ -133,9 +138,8 @@ impl EmbeddedLog {
             queue: Mutex::new(Queue {
                 pending: Vec::new(),
                 closed: false,
-                writer_asleep: false,
+                leader: false,
             }),
-            wake: Condvar::new(),
             segments: RwLock::new(recovered.segments),
             committed,
             dirty: AtomicBool::new(false),
@@ -159,48 +163,75 @@ impl EmbeddedLog {
             window_micros: options.duplicate_window.as_micros() as i64,
             failed: None,
             previous_subject_seq: None,
+            buf: Vec::with_capacity(1 << 20),
+            spare: Vec::new(),
         };
-        let mut threads = vec![std::thread::Builder::new()
-            .name("nodai-log-writer".into())
-            .spawn(move || writer.run())
-            .map_err(StreamError::io(&dir))?];
-        if let FsyncPolicy::Interval(every) = options.fsync {
-            let shared = shared.clone();
-            threads.push(
-                std::thread::Builder::new()
+        let syncer = match options.fsync {
+            FsyncPolicy::Interval(every) => {
+                let shared = shared.clone();
+                let thread = std::thread::Builder::new()
                     .name("nodai-log-sync".into())
                     .spawn(move || sync_loop(&shared, every))
-                    .map_err(StreamError::io(&dir))?,
-            );
-        }
+                    .map_err(StreamError::io(&dir))?;
+                Some(thread)
+            }
+            FsyncPolicy::Always => None,
+        };
         tracing::info!(dir = %dir.display(), last_seq = *shared.committed.borrow(), "embedded event log open");
         Ok(EmbeddedLog {
             shared,
-            threads: Mutex::new(threads),
+            writer: Mutex::new(writer),
+            fsync: options.fsync,
+            syncer: Mutex::new(syncer),
             lock: Mutex::new(Some(lock)),
         })
     }
 
-    fn submit(&self, request: Request) -> Result<(), StreamError> {
+    /// Queues `request`; true if no appender is leading, so the caller
+    /// must lead (see [`Leading`]).
+    fn submit(&self, request: Request) -> Result<bool, StreamError> {
         let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
         if queue.closed {
             return Err(StreamError::Unavailable("event log is closed".into()));
         }
         queue.pending.push(request);
-        if queue.writer_asleep {
-            queue.writer_asleep = false;
-            self.shared.wake.notify_one();
+        Ok(!std::mem::replace(&mut queue.leader, true))
+    }
+
+    /// Leads until the queue is empty.
+    fn lead(&self) {
+        let lead = || self.writer.lock().unwrap_or_else(|e| e.into_inner()).lead();
+        // An fdatasync can take milliseconds: on a multi-thread runtime the
+        // worker's other tasks move elsewhere meanwhile.
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if self.fsync == FsyncPolicy::Always && multi_thread {
+            tokio::task::block_in_place(lead);
+        } else {
+            lead();
+        }
+    }
+
+    /// Queues `request` and, if it is to lead, lets the other ready tasks
+    /// queue theirs first (one yield), so that a batch holds what arrived
+    /// together rather than one event each.
+    async fn submit_and_lead(&self, request: Request) -> Result<(), StreamError> {
+        if self.submit(request)? {
+            let leading = Leading(self);
+            tokio::task::yield_now().await;
+            drop(leading);
         }
         Ok(())
     }
 
     async fn append_inner(&self, event: &Outgoing, expected: Option<u64>) -> Result<Appended, StreamError> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Request::Append {
+        self.submit_and_lead(Request::Append {
             event: event.clone(),
             expected,
             reply: Some(reply),
-        })?;
+        })
+        .await?;
         answer
             .await
             .map_err(|_| StreamError::Unavailable("event log writer stopped".into()))?
@@ -257,17 +288,38 @@ impl EmbeddedLog {
     /// Refuses further appends, finishes the queued ones, syncs, ends the
     /// followers and releases the lock. Idempotent; blocks briefly.
     fn shut(&self) {
-        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        let pending = {
+            let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.closed = true;
+            !queue.pending.is_empty()
+        };
         self.shared.closed.store(true, Ordering::Release);
-        self.shared.wake.notify_all();
+        {
+            // Waits for a leader still writing; writes what an appender
+            // queued but has not led yet, so nothing is written after the sync.
+            let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            if pending {
+                writer.lead();
+            }
+            writer.sync();
+        }
         // Wake followers so they see `closed` and end.
         self.shared.committed.send_modify(|_| {});
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
-        for thread in threads {
+        if let Some(thread) = self.syncer.lock().unwrap_or_else(|e| e.into_inner()).take() {
             thread.thread().unpark();
             let _ = thread.join();
         }
         self.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+}
+
+/// The duty to lead, done when dropped: also when the appender's future is
+/// dropped while it yields, so queued requests never wait for no one.
+struct Leading<'a>(&'a EmbeddedLog);
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        self.0.lead();
     }
 }
 
@@ -293,10 +345,11 @@ impl EventStream for EmbeddedLog {
 
     async fn last_subject_seq(&self, subject: &Subject) -> Result<u64, StreamError> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Request::LastSubjectSeq {
+        self.submit_and_lead(Request::LastSubjectSeq {
             subject: subject.as_str().to_owned(),
             reply: Some(reply),
-        })?;
+        })
+        .await?;
         answer
             .await
             .map_err(|_| StreamError::Unavailable("event log writer stopped".into()))?
