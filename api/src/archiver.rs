@@ -1,20 +1,28 @@
-//! The worker's archiver: follows the stream from the archive's watermark
-//! and writes every `query.recorded` as a Parquet row (see
-//! [`ledger::archive`] for how that stays exactly once through crashes).
-//! It flushes every `--archive-flush-secs`, when a million rows are
-//! pending, and at shutdown after catching up with the stream; closed hours
-//! are compacted after each flush.
+//! The worker's archiver: writes every `query.recorded` as a Parquet row
+//! (see [`ledger::archive`] for how that stays exactly once through
+//! crashes). It flushes every `--archive-flush-secs`, when a million rows
+//! are pending, and at shutdown after catching up with the stream; closed
+//! hours are compacted after each flush.
+//!
+//! Each record is decoded once: the follower, having folded it, hands the
+//! archiver its row through a [`Feed`]. Whatever the feed does not carry
+//! (the stretch between the archive's watermark and the snapshot the
+//! follower started from, or records dropped while the archiver was busy
+//! flushing and the feed was full) the archiver reads from the stream
+//! itself, so the rows it takes are always contiguous.
 
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use ingest::{Event, EventStream};
+use ingest::events::QueryRecorded;
+use ingest::{Event, EventId, EventStream};
 use ledger::archive::{Archive, Row};
 use ledger::Projection;
 use std::sync::RwLock;
 
-use crate::follower::Progress;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +34,37 @@ const MAX_PENDING: usize = 1_000_000;
 const COMPACT_GRACE: chrono::Duration = chrono::Duration::minutes(10);
 /// How long the final flush waits to catch up with the stream.
 const FINAL_CATCH_UP: Duration = Duration::from_secs(10);
+/// Records the feed holds while the archiver is busy; past that the
+/// follower drops them and the archiver reads them from the stream.
+const FEED_CAPACITY: usize = 1 << 16;
+
+/// One record the follower folded: its sequence, and its row if it is a
+/// `query.recorded` applied for the first time.
+#[derive(Debug)]
+pub struct Fed {
+    pub seq: u64,
+    pub row: Option<Row>,
+}
+
+/// The follower's end of the feed. Never blocks it: a full feed drops the
+/// record, and the archiver fills the gap from the stream.
+#[derive(Debug, Clone)]
+pub struct FeedSender(mpsc::Sender<Fed>);
+
+impl FeedSender {
+    pub fn send(&self, fed: Fed) {
+        let _ = self.0.try_send(fed);
+    }
+}
+
+/// The archiver's end.
+#[derive(Debug)]
+pub struct Feed(mpsc::Receiver<Fed>);
+
+pub fn feed() -> (FeedSender, Feed) {
+    let (tx, rx) = mpsc::channel(FEED_CAPACITY);
+    (FeedSender(tx), Feed(rx))
+}
 
 pub struct Archiver {
     archive: Option<Archive>,
@@ -33,10 +72,10 @@ pub struct Archiver {
     /// The last sequence read: the next flush covers up to here.
     through: u64,
     /// The projection decides what is a duplicate of an earlier event
-    /// (stored twice past the stream's own window): the archiver skips the
-    /// sequences it marked, once it has applied them.
+    /// (stored twice past the stream's own window). Fed rows come without
+    /// them; rows read from the stream are checked against the sequences it
+    /// marked (it has applied them: the follower feeds only what it folded).
     projection: Arc<RwLock<Projection>>,
-    progress: Arc<Progress>,
     metrics: Arc<Metrics>,
 }
 
@@ -44,7 +83,6 @@ impl Archiver {
     pub async fn open(
         dir: PathBuf,
         projection: Arc<RwLock<Projection>>,
-        progress: Arc<Progress>,
         metrics: Arc<Metrics>,
     ) -> Result<Archiver, ledger::Error> {
         let archive = tokio::task::spawn_blocking(move || Archive::open(&dir))
@@ -59,120 +97,120 @@ impl Archiver {
             archive: Some(archive),
             pending: Vec::new(),
             projection,
-            progress,
             metrics,
         })
     }
 
-    /// Runs until `shutdown`, then catches up with the stream and flushes.
-    pub async fn run(mut self, stream: Arc<dyn EventStream>, every: Duration, shutdown: CancellationToken) {
+    /// Runs until `shutdown`, then takes what the follower folds until it
+    /// stops, catches up with the stream and flushes.
+    pub async fn run(
+        mut self,
+        stream: Arc<dyn EventStream>,
+        mut feed: Feed,
+        every: Duration,
+        shutdown: CancellationToken,
+    ) {
         let mut next_flush = Instant::now() + every;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep_until(next_flush) => {
+                    self.flush().await;
+                    next_flush = Instant::now() + every;
+                }
+                fed = feed.0.recv() => match fed {
+                    Some(fed) => self.fed(&stream, fed, &shutdown).await,
+                    None => break,
+                },
+            }
+        }
+        // The follower applies what is left, then ends and closes the feed.
+        let never = CancellationToken::new();
+        let drain = async {
+            while let Some(fed) = feed.0.recv().await {
+                self.fed(&stream, fed, &never).await;
+            }
+        };
+        let _ = tokio::time::timeout(FINAL_CATCH_UP, drain).await;
+        self.catch_up(&stream).await;
+        self.flush().await;
+    }
+
+    /// Takes one fed record, reading first from the stream what the feed
+    /// skipped.
+    async fn fed(&mut self, stream: &Arc<dyn EventStream>, fed: Fed, shutdown: &CancellationToken) {
+        if fed.seq <= self.through {
+            return;
+        }
+        if fed.seq > self.through + 1 && !self.fill(stream, fed.seq - 1, shutdown).await {
+            return;
+        }
+        self.through = fed.seq;
+        self.pending.extend(fed.row);
+        if self.pending.len() >= MAX_PENDING {
+            self.flush().await;
+        }
+    }
+
+    /// Reads the stream from the watermark through `upto`, which the
+    /// follower has applied; false if shut down first.
+    async fn fill(&mut self, stream: &Arc<dyn EventStream>, upto: u64, shutdown: &CancellationToken) -> bool {
+        // Applied through `upto`, so the projection knows every duplicate there.
+        let duplicates: Vec<u64> = {
+            let projection = self.projection.read().unwrap_or_else(|e| e.into_inner());
+            projection.duplicates.range(self.through + 1..=upto).copied().collect()
+        };
         let mut backoff = Duration::from_millis(100);
-        'follow: while !shutdown.is_cancelled() {
-            let mut records = match stream.follow(self.through + 1).await {
+        while self.through < upto {
+            let mut records = match stream.replay(self.through + 1).await {
                 Ok(records) => records,
                 Err(error) => {
-                    tracing::warn!(%error, "archiver cannot follow the stream; retrying");
+                    tracing::warn!(%error, through = self.through, "archiver cannot read the stream; retrying");
                     tokio::select! {
-                        _ = shutdown.cancelled() => break,
+                        _ = shutdown.cancelled() => return false,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
             };
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break 'follow,
-                    _ = tokio::time::sleep_until(next_flush) => {
-                        self.flush().await;
-                        next_flush = Instant::now() + every;
-                    }
-                    next = records.next() => match next {
-                        Some(Ok(record)) => {
-                            backoff = Duration::from_millis(100);
-                            self.take(&record);
-                            if self.pending.len() >= MAX_PENDING {
-                                self.flush().await;
-                            }
+            while self.through < upto {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => return false,
+                    next = records.next() => next,
+                };
+                match next {
+                    Some(Ok(record)) => {
+                        self.through = record.seq;
+                        if duplicates.binary_search(&record.seq).is_err() {
+                            self.pending.extend(row(&record));
                         }
-                        Some(Err(error)) => {
-                            tracing::error!(%error, through = self.through, "archiver lost the stream; re-following");
-                            continue 'follow;
-                        }
-                        None => continue 'follow,
                     }
+                    Some(Err(error)) => {
+                        tracing::error!(%error, through = self.through, "archiver lost the stream; reading again");
+                        break;
+                    }
+                    None => break,
                 }
             }
         }
-        self.catch_up(&stream).await;
-        self.flush().await;
-    }
-
-    /// Reads on to the stream's last sequence at shutdown, so the final
-    /// flush holds every query answered before it.
-    async fn catch_up(&mut self, stream: &Arc<dyn EventStream>) {
-        let Ok(last) = stream.last_seq().await else { return };
-        if last <= self.through {
-            return;
-        }
-        let Ok(mut records) = stream.replay(self.through + 1).await else {
-            return;
-        };
-        let deadline = Instant::now() + FINAL_CATCH_UP;
-        while self.through < last {
-            match tokio::time::timeout_at(deadline, records.next()).await {
-                Ok(Some(Ok(record))) => self.take(&record),
-                _ => break,
-            }
-        }
-    }
-
-    fn take(&mut self, record: &ingest::Record) {
-        self.through = record.seq;
-        let Ok(envelope) = record.envelope() else { return };
-        if let Ok(Event::QueryRecorded(q)) = envelope.event() {
-            self.pending.push(Row {
-                seq: record.seq,
-                event_id: envelope.id,
-                ts: envelope.ts,
-                key_id: q.key_id,
-                workflow_id: q.workflow_id,
-                status_code: q.status_code,
-                cost: q.cost,
-                duration_ms: q.duration_ms,
-            });
-        }
-    }
-
-    /// Drops the pending rows the projection found to be duplicates, once
-    /// it has applied everything pending; false if it has not within a few
-    /// seconds (the flush waits for the next turn then).
-    async fn drop_duplicates(&mut self) -> bool {
-        if !self.progress.wait_for(self.through, Duration::from_secs(5)).await {
-            tracing::warn!(
-                through = self.through,
-                applied = self.progress.applied(),
-                "archive flush waits for the projection to catch up"
-            );
-            return false;
-        }
-        let projection = self.projection.read().unwrap_or_else(|e| e.into_inner());
-        let Some(first) = self.pending.first().map(|r| r.seq) else {
-            return true;
-        };
-        if projection.duplicates.range(first..=self.through).next().is_some() {
-            self.pending.retain(|r| !projection.duplicates.contains(&r.seq));
-        }
         true
+    }
+
+    /// At shutdown, if the feed stopped short: reads on to what the
+    /// projection applied, so the final flush holds every query answered
+    /// before it.
+    async fn catch_up(&mut self, stream: &Arc<dyn EventStream>) {
+        let applied = self.projection.read().unwrap_or_else(|e| e.into_inner()).seq;
+        if applied > self.through {
+            let never = CancellationToken::new();
+            let _ = tokio::time::timeout(FINAL_CATCH_UP, self.fill(stream, applied, &never)).await;
+        }
     }
 
     /// Writes what is pending and compacts closed hours. On failure the rows
     /// stay pending and the next flush tries again.
     async fn flush(&mut self) {
-        if !self.drop_duplicates().await {
-            return;
-        }
         let Some(mut archive) = self.archive.take() else { return };
         if self.through <= archive.watermark() {
             self.archive = Some(archive);
@@ -215,5 +253,109 @@ impl Archiver {
             }
         }
         self.archive = Some(archive);
+    }
+}
+
+/// The row of a `query.recorded` record, decoded.
+fn row(record: &ingest::Record) -> Option<Row> {
+    let envelope = record.envelope().ok()?;
+    match envelope.event() {
+        Ok(Event::QueryRecorded(q)) => Some(query_row(record.seq, envelope.id, envelope.ts, q)),
+        _ => None,
+    }
+}
+
+/// The row of a `query.recorded` stored at `seq`.
+pub fn query_row(seq: u64, event_id: EventId, ts: DateTime<Utc>, q: QueryRecorded) -> Row {
+    Row {
+        seq,
+        event_id,
+        ts,
+        key_id: q.key_id,
+        workflow_id: q.workflow_id,
+        status_code: q.status_code,
+        cost: q.cost,
+        duration_ms: q.duration_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ingest::embedded::{EmbeddedLog, Options};
+    use ingest::{Micros, Outgoing};
+
+    fn query(n: u64) -> Event {
+        Event::QueryRecorded(QueryRecorded {
+            request_id: format!("req_{n}"),
+            key_id: "key_a".into(),
+            workflow_id: "echo".into(),
+            status_code: 200,
+            cost: Micros::new(1000),
+            duration_ms: n,
+        })
+    }
+
+    /// The feed skipped some records (a full feed, or a watermark behind
+    /// the snapshot): the archiver reads them from the stream, still skips
+    /// what the projection found to be a duplicate, and writes each
+    /// first-time query exactly once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_the_feed_skipped_is_read_from_the_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = Options::new(dir.path().join("stream"));
+        options.duplicate_window = Duration::ZERO;
+        let log: Arc<dyn EventStream> = Arc::new(EmbeddedLog::open(options).await.unwrap());
+        let mut outgoing: Vec<Outgoing> = (1..=10)
+            .map(|n| Outgoing::new(&query(n), Utc::now()).unwrap())
+            .collect();
+        // Seq 11: seq 5's event stored again (past the stream's window); then seq 12.
+        outgoing.push(outgoing[4].clone());
+        outgoing.push(Outgoing::new(&query(11), Utc::now()).unwrap());
+        for event in &outgoing {
+            log.append(event).await.unwrap();
+        }
+
+        let mut projection = Projection::default();
+        let mut records = log.replay(1).await.unwrap();
+        let mut fed = Vec::new();
+        while let Some(record) = records.next().await {
+            let record = record.unwrap();
+            let envelope = record.envelope().unwrap();
+            let event = envelope.event().unwrap();
+            let first_time = projection.apply(record.seq, envelope.id, envelope.ts, &event);
+            let Event::QueryRecorded(q) = event else { unreachable!() };
+            let row = first_time.then(|| query_row(record.seq, envelope.id, envelope.ts, q));
+            fed.push(Fed { seq: record.seq, row });
+        }
+        assert_eq!(projection.duplicates.iter().copied().collect::<Vec<_>>(), vec![11]);
+
+        let projection = Arc::new(RwLock::new(projection));
+        let archive_dir = dir.path().join("archive");
+        let archiver = Archiver::open(archive_dir.clone(), projection, Arc::new(Metrics::new()))
+            .await
+            .unwrap();
+        let (tx, feed) = feed();
+        // Fed: 1, 2 and 12; 3 to 11 never reach the feed.
+        for fed in fed.into_iter().filter(|f| f.seq <= 2 || f.seq == 12) {
+            tx.send(fed);
+        }
+        drop(tx);
+        archiver
+            .run(log.clone(), feed, Duration::from_secs(3600), CancellationToken::new())
+            .await;
+
+        let mut rows = ledger::archive::read_ids(&archive_dir).unwrap();
+        rows.sort_by_key(|&(_, seq)| seq);
+        let seqs: Vec<i64> = rows.iter().map(|&(_, seq)| seq).collect();
+        let expected: Vec<i64> = (1..=10).chain([12]).collect();
+        assert_eq!(seqs, expected, "each query once, the duplicate not at all");
+        let ids: Vec<String> = outgoing[..10]
+            .iter()
+            .chain([&outgoing[11]])
+            .map(|o| o.id.to_string())
+            .collect();
+        assert_eq!(rows.into_iter().map(|(id, _)| id).collect::<Vec<_>>(), ids);
+        log.close().await;
     }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::archiver::{self, Fed, FeedSender};
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 
@@ -132,6 +133,7 @@ impl Snapshots {
 
 /// Follows the stream until `shutdown`, re-subscribing after errors, and
 /// writes snapshots on the way and a last one at the end.
+#[allow(clippy::too_many_arguments)] // shared handles, each wired once in `server`
 pub async fn run(
     stream: Arc<dyn EventStream>,
     projection: Arc<RwLock<Projection>>,
@@ -139,9 +141,11 @@ pub async fn run(
     progress: Arc<Progress>,
     metrics: Arc<Metrics>,
     snapshots: Snapshots,
+    archive: Option<FeedSender>,
     shutdown: CancellationToken,
 ) {
     let mut follower = Follower {
+        archive,
         stream,
         projection,
         limiter,
@@ -153,6 +157,8 @@ pub async fn run(
     };
     follower.follow(&shutdown).await;
     follower.catch_up().await;
+    // The archiver has all there is: it flushes while the snapshot is written.
+    follower.archive = None;
     follower
         .snapshots
         .write(&follower.projection, follower.snapshot_seq)
@@ -166,40 +172,72 @@ struct Follower {
     progress: Arc<Progress>,
     metrics: Arc<Metrics>,
     snapshots: Snapshots,
+    /// Where the archiver, if this process runs one, takes each record.
+    archive: Option<FeedSender>,
     /// The sequence the newest snapshot reflects, and when it was taken.
     snapshot_seq: u64,
     snapshot_at: Instant,
 }
 
 impl Follower {
-    /// Folds one record into the projection and moves `applied` past it.
-    fn apply(&self, record: &ingest::Record) {
+    /// Folds records into the projection under one write lock, moves
+    /// `applied` past them and hands them to the archiver.
+    fn apply(&self, records: &[ingest::Record]) {
+        let Some(last) = records.last() else { return };
+        // Decoded before the lock: queries read the projection meanwhile.
+        let decoded: Vec<_> = records.iter().map(|r| (r.seq, self.decode(r))).collect();
+        let mut fed = Vec::with_capacity(if self.archive.is_some() { decoded.len() } else { 0 });
+        {
+            let mut projection = self.projection.write().unwrap_or_else(|e| e.into_inner());
+            for (seq, decoded) in decoded {
+                let mut row = None;
+                if let Some((envelope, event)) = decoded {
+                    let first_time = projection.apply(seq, envelope.id, envelope.ts, &event);
+                    // Under the same write lock: counted here, no longer in flight.
+                    match event {
+                        Event::QueryRecorded(q) => {
+                            self.limiter.settle(&q.key_id, envelope.id);
+                            if self.archive.is_some() && first_time {
+                                row = Some(archiver::query_row(seq, envelope.id, envelope.ts, q));
+                            }
+                        }
+                        Event::QueryAdmitted(a) => self.limiter.settle(&a.key_id, envelope.id),
+                        _ => {}
+                    }
+                }
+                if self.archive.is_some() {
+                    fed.push(Fed { seq, row });
+                }
+            }
+        }
+        self.progress.advance(last.seq);
+        self.metrics.applied_seq.set(last.seq as i64);
+        if let Some(archive) = &self.archive {
+            fed.into_iter().for_each(|fed| archive.send(fed));
+        }
+    }
+
+    /// The event in a record, or None (logged and counted) if this build
+    /// cannot fold it.
+    fn decode(&self, record: &ingest::Record) -> Option<(ingest::Envelope, Event)> {
         match record.envelope().map(|e| (e.event(), e)) {
             Ok((Ok(Event::Unknown(unknown)), _)) => {
                 self.metrics.unknown_events.inc();
                 tracing::debug!(seq = record.seq, event_type = %unknown.event_type, version = unknown.version, "skipped an event type this build does not know");
+                None
             }
-            Ok((Ok(event), envelope)) => {
-                let mut projection = self.projection.write().unwrap_or_else(|e| e.into_inner());
-                projection.apply(record.seq, envelope.id, envelope.ts, &event);
-                // Under the same write lock: counted here, no longer in flight.
-                match &event {
-                    Event::QueryRecorded(q) => self.limiter.settle(&q.key_id, envelope.id),
-                    Event::QueryAdmitted(a) => self.limiter.settle(&a.key_id, envelope.id),
-                    _ => {}
-                }
-            }
+            Ok((Ok(event), envelope)) => Some((envelope, event)),
             Ok((Err(error), envelope)) => {
                 self.metrics.unknown_events.inc();
                 tracing::warn!(seq = record.seq, event_type = %envelope.event_type, %error, "skipped an event whose data does not decode");
+                None
             }
             Err(error) => {
                 self.metrics.unknown_events.inc();
                 tracing::warn!(seq = record.seq, %error, "skipped a record that is not an event envelope");
+                None
             }
         }
-        self.progress.advance(record.seq);
-        self.metrics.applied_seq.set(record.seq as i64);
     }
 
     /// At shutdown: applies what is on the stream up to its last sequence
@@ -210,14 +248,19 @@ impl Follower {
         if last <= self.progress.applied() {
             return;
         }
-        let Ok(mut records) = self.stream.replay(self.progress.applied() + 1).await else {
+        let Ok(records) = self.stream.replay(self.progress.applied() + 1).await else {
             return;
         };
+        let mut chunks = records.ready_chunks(CHUNK);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while self.progress.applied() < last {
-            match tokio::time::timeout_at(deadline, records.next()).await {
-                Ok(Some(Ok(record))) => self.apply(&record),
-                _ => break,
+            let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, chunks.next()).await else {
+                break;
+            };
+            let (records, failed) = split(chunk);
+            self.apply(&records);
+            if failed.is_some() {
+                break;
             }
         }
     }
@@ -227,8 +270,8 @@ impl Follower {
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
             let from = progress.applied() + 1;
-            let mut records = match stream.follow(from).await {
-                Ok(records) => records,
+            let mut chunks = match stream.follow(from).await {
+                Ok(records) => records.ready_chunks(CHUNK),
                 Err(error) => {
                     tracing::warn!(%error, from, "cannot follow the stream; retrying");
                     sleep_or_stop(backoff, shutdown).await;
@@ -239,32 +282,46 @@ impl Follower {
             loop {
                 let next = tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    next = records.next() => next,
+                    next = chunks.next() => next,
                 };
-                let record = match next {
-                    Some(Ok(record)) => record,
-                    Some(Err(error)) => {
-                        tracing::error!(%error, applied = progress.applied(), "reading the stream failed; re-following");
-                        sleep_or_stop(backoff, shutdown).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                        break;
-                    }
-                    None => break,
-                };
+                let Some(chunk) = next else { break };
+                let (records, failed) = split(chunk);
+                self.apply(&records);
+                if let Some(error) = failed {
+                    tracing::error!(%error, applied = progress.applied(), "reading the stream failed; re-following");
+                    sleep_or_stop(backoff, shutdown).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    break;
+                }
                 backoff = Duration::from_millis(100);
-                self.apply(&record);
                 // While catching up at start, one snapshot at the end rather
                 // than one per million events: each costs a pause.
-                let due = record.seq - self.snapshot_seq >= self.snapshots.every_events
+                let due = progress.applied() - self.snapshot_seq >= self.snapshots.every_events
                     || self.snapshot_at.elapsed() >= self.snapshots.every;
-                let caught_up = record.seq == progress.target();
-                if due && (progress.is_ready() || caught_up) {
+                if due && progress.is_ready() {
                     self.snapshot_seq = self.snapshots.write(&projection, self.snapshot_seq).await;
                     self.snapshot_at = Instant::now();
                 }
             }
         }
     }
+}
+
+/// Records folded under one lock at most: whatever the stream has ready.
+const CHUNK: usize = 1024;
+
+/// The records of a chunk up to its first error, and that error.
+fn split(
+    chunk: Vec<Result<ingest::Record, ingest::StreamError>>,
+) -> (Vec<ingest::Record>, Option<ingest::StreamError>) {
+    let mut records = Vec::with_capacity(chunk.len());
+    for item in chunk {
+        match item {
+            Ok(record) => records.push(record),
+            Err(error) => return (records, Some(error)),
+        }
+    }
+    (records, None)
 }
 
 async fn sleep_or_stop(duration: Duration, shutdown: &CancellationToken) {

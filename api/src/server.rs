@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::archiver::Archiver;
+use crate::archiver::{self, Archiver};
 use crate::auth::AdminToken;
 use crate::config::{Backend, Config, Role};
 use crate::datadir::{DataDir, DataDirError};
@@ -103,15 +103,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let background = CancellationToken::new();
     let tasks = TaskTracker::new();
     let limiter = Arc::new(Limiter::default());
+    let mut archive_feed = None;
     if matches!(config.role, Role::All | Role::Worker) {
-        let archiver = Archiver::open(
-            data_dir.path().join("archive"),
-            projection.clone(),
-            progress.clone(),
-            metrics.clone(),
-        )
-        .await?;
-        tasks.spawn(archiver.run(stream.clone(), config.archive_flush, background.clone()));
+        let archiver = Archiver::open(data_dir.path().join("archive"), projection.clone(), metrics.clone()).await?;
+        let (feed_tx, feed) = archiver::feed();
+        archive_feed = Some(feed_tx);
+        tasks.spawn(archiver.run(stream.clone(), feed, config.archive_flush, background.clone()));
         // Fails here, not later, if the HTTP client cannot be built.
         drop(
             webhooks::Worker::new(
@@ -167,6 +164,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         progress.clone(),
         metrics.clone(),
         snapshots,
+        archive_feed,
         background.clone(),
     ));
 
