@@ -34,20 +34,22 @@ const MAX_PENDING: usize = 1_000_000;
 const COMPACT_GRACE: chrono::Duration = chrono::Duration::minutes(10);
 /// How long the final flush waits to catch up with the stream.
 const FINAL_CATCH_UP: Duration = Duration::from_secs(10);
-/// Records the feed holds while the archiver is busy; past that the
+/// Batches the feed holds while the archiver is busy (a batch is what the
+/// follower folded under one lock, up to 1024 records); past that the
 /// follower drops them and the archiver reads them from the stream.
-const FEED_CAPACITY: usize = 1 << 16;
+const FEED_CAPACITY: usize = 256;
 
-/// One record the follower folded: its sequence, and its row if it is a
-/// `query.recorded` applied for the first time.
+/// Records `first..=last` as the follower folded them: the rows of the
+/// `query.recorded` among them that were applied for the first time.
 #[derive(Debug)]
 pub struct Fed {
-    pub seq: u64,
-    pub row: Option<Row>,
+    pub first: u64,
+    pub last: u64,
+    pub rows: Vec<Row>,
 }
 
 /// The follower's end of the feed. Never blocks it: a full feed drops the
-/// record, and the archiver fills the gap from the stream.
+/// batch, and the archiver fills the gap from the stream.
 #[derive(Debug, Clone)]
 pub struct FeedSender(mpsc::Sender<Fed>);
 
@@ -136,17 +138,19 @@ impl Archiver {
         self.flush().await;
     }
 
-    /// Takes one fed record, reading first from the stream what the feed
+    /// Takes a fed batch, reading first from the stream what the feed
     /// skipped.
     async fn fed(&mut self, stream: &Arc<dyn EventStream>, fed: Fed, shutdown: &CancellationToken) {
-        if fed.seq <= self.through {
+        if fed.last <= self.through {
             return;
         }
-        if fed.seq > self.through + 1 && !self.fill(stream, fed.seq - 1, shutdown).await {
+        if fed.first > self.through + 1 && !self.fill(stream, fed.first - 1, shutdown).await {
             return;
         }
-        self.through = fed.seq;
-        self.pending.extend(fed.row);
+        let through = self.through;
+        self.pending
+            .extend(fed.rows.into_iter().filter(|row| row.seq > through));
+        self.through = fed.last;
         if self.pending.len() >= MAX_PENDING {
             self.flush().await;
         }
@@ -318,15 +322,16 @@ mod tests {
 
         let mut projection = Projection::default();
         let mut records = log.replay(1).await.unwrap();
-        let mut fed = Vec::new();
+        let mut rows = Vec::new();
         while let Some(record) = records.next().await {
             let record = record.unwrap();
             let envelope = record.envelope().unwrap();
             let event = envelope.event().unwrap();
             let first_time = projection.apply(record.seq, envelope.id, envelope.ts, &event);
             let Event::QueryRecorded(q) = event else { unreachable!() };
-            let row = first_time.then(|| query_row(record.seq, envelope.id, envelope.ts, q));
-            fed.push(Fed { seq: record.seq, row });
+            if first_time {
+                rows.push(query_row(record.seq, envelope.id, envelope.ts, q));
+            }
         }
         assert_eq!(projection.duplicates.iter().copied().collect::<Vec<_>>(), vec![11]);
 
@@ -336,10 +341,24 @@ mod tests {
             .await
             .unwrap();
         let (tx, feed) = feed();
-        // Fed: 1, 2 and 12; 3 to 11 never reach the feed.
-        for fed in fed.into_iter().filter(|f| f.seq <= 2 || f.seq == 12) {
-            tx.send(fed);
-        }
+        // Fed: 1 and 2, then 12; 3 to 11 never reach the feed. Seq 1 comes
+        // again in the second batch: taken once.
+        let row = |seq: u64| rows.iter().find(|r| r.seq == seq).unwrap().clone();
+        tx.send(Fed {
+            first: 1,
+            last: 2,
+            rows: vec![row(1), row(2)],
+        });
+        tx.send(Fed {
+            first: 1,
+            last: 1,
+            rows: vec![row(1)],
+        });
+        tx.send(Fed {
+            first: 12,
+            last: 12,
+            rows: vec![row(12)],
+        });
         drop(tx);
         archiver
             .run(log.clone(), feed, Duration::from_secs(3600), CancellationToken::new())

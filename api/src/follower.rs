@@ -186,34 +186,33 @@ impl Follower {
         let Some(last) = records.last() else { return };
         // Decoded before the lock: queries read the projection meanwhile.
         let decoded: Vec<_> = records.iter().map(|r| (r.seq, self.decode(r))).collect();
-        let mut fed = Vec::with_capacity(if self.archive.is_some() { decoded.len() } else { 0 });
+        let mut rows = Vec::new();
         {
             let mut projection = self.projection.write().unwrap_or_else(|e| e.into_inner());
             for (seq, decoded) in decoded {
-                let mut row = None;
-                if let Some((envelope, event)) = decoded {
-                    let first_time = projection.apply(seq, envelope.id, envelope.ts, &event);
-                    // Under the same write lock: counted here, no longer in flight.
-                    match event {
-                        Event::QueryRecorded(q) => {
-                            self.limiter.settle(&q.key_id, envelope.id);
-                            if self.archive.is_some() && first_time {
-                                row = Some(archiver::query_row(seq, envelope.id, envelope.ts, q));
-                            }
+                let Some((envelope, event)) = decoded else { continue };
+                let first_time = projection.apply(seq, envelope.id, envelope.ts, &event);
+                // Under the same write lock: counted here, no longer in flight.
+                match event {
+                    Event::QueryRecorded(q) => {
+                        self.limiter.settle(&q.key_id, envelope.id);
+                        if self.archive.is_some() && first_time {
+                            rows.push(archiver::query_row(seq, envelope.id, envelope.ts, q));
                         }
-                        Event::QueryAdmitted(a) => self.limiter.settle(&a.key_id, envelope.id),
-                        _ => {}
                     }
-                }
-                if self.archive.is_some() {
-                    fed.push(Fed { seq, row });
+                    Event::QueryAdmitted(a) => self.limiter.settle(&a.key_id, envelope.id),
+                    _ => {}
                 }
             }
         }
         self.progress.advance(last.seq);
         self.metrics.applied_seq.set(last.seq as i64);
         if let Some(archive) = &self.archive {
-            fed.into_iter().for_each(|fed| archive.send(fed));
+            archive.send(Fed {
+                first: records[0].seq,
+                last: last.seq,
+                rows,
+            });
         }
     }
 
