@@ -221,6 +221,89 @@ impl Cluster {
             .collect()
     }
 
+    /// What the stream and the NATS nodes say about queries that were
+    /// answered 200 but are missing from the stream: where each one's
+    /// `query.admitted` (limited keys) sits and what surrounds it, each
+    /// node's view of the stream, and the nodes' warnings and elections.
+    async fn evidence(&self, lost: &[&String]) -> String {
+        let stream = ingest::nats::NatsStream::connect(ingest::nats::Options::new(self.nats_urls(), "NODAI"))
+            .await
+            .unwrap();
+        let records: Vec<ingest::Record> = futures::StreamExt::collect::<Vec<_>>(stream.replay(1).await.unwrap())
+            .await
+            .into_iter()
+            .filter_map(|r| r.ok())
+            .collect();
+        let events: Vec<(u64, String)> = records
+            .iter()
+            .map(|r| {
+                let what = match r.envelope().map(|e| e.event()) {
+                    Ok(Ok(Event::QueryRecorded(q))) => format!("query.recorded {}", q.request_id),
+                    Ok(Ok(Event::QueryAdmitted(a))) => format!("query.admitted {}", a.request_id),
+                    Ok(Ok(other)) => other.event_type().to_owned(),
+                    _ => "undecodable".to_owned(),
+                };
+                (r.seq, what)
+            })
+            .collect();
+        let mut out = format!(
+            "stream: {} records, seq {:?}..{:?}\n",
+            events.len(),
+            events.first().map(|e| e.0),
+            events.last().map(|e| e.0)
+        );
+        for request_id in lost {
+            match events.iter().position(|(_, what)| what.ends_with(request_id.as_str())) {
+                Some(at) => {
+                    out += &format!("{request_id}: found as {:?}; around it:\n", events[at]);
+                    for (seq, what) in &events[at.saturating_sub(3)..(at + 12).min(events.len())] {
+                        out += &format!("  {seq} {what}\n");
+                    }
+                }
+                None => out += &format!("{request_id}: no event of it on the stream\n"),
+            }
+        }
+        let gaps: Vec<_> = events
+            .windows(2)
+            .filter(|w| w[1].0 != w[0].0 + 1)
+            .map(|w| (w[0].0, w[1].0))
+            .collect();
+        out += &format!("sequence gaps: {gaps:?}\n");
+        for n in 1..=3 {
+            let url = format!("http://127.0.0.1:{}/jsz?accounts=true&streams=true", self.base + 40 + n);
+            let state = match self.http.get(url).send().await {
+                Ok(response) => response.json::<Value>().await.ok(),
+                Err(_) => None,
+            };
+            for account in state
+                .iter()
+                .flat_map(|s| s["account_details"].as_array().into_iter().flatten())
+            {
+                for stream in account["stream_detail"].as_array().into_iter().flatten() {
+                    if stream["name"] == "NODAI" {
+                        out += &format!("nats-{n}: state {} cluster {}\n", stream["state"], stream["cluster"]);
+                    }
+                }
+            }
+        }
+        for n in 1..=3 {
+            let text = std::fs::read_to_string(self.dir.path().join(format!("nats-{n}.log"))).unwrap_or_default();
+            out += &format!("--- nats-{n}.log, warnings and elections\n");
+            for line in text.lines().filter(|l| {
+                [
+                    "[WRN]", "[ERR]", "leader", "RAFT", "Restored", "atchup", "runcat", "eset",
+                ]
+                .iter()
+                .any(|k| l.contains(k))
+                    && !l.contains("Error trying to connect to route")
+            }) {
+                out += line;
+                out.push('\n');
+            }
+        }
+        out
+    }
+
     /// The node leading the stream, from NATS monitoring.
     async fn stream_leader(&self) -> String {
         for n in 1..=3 {
@@ -269,7 +352,12 @@ impl Cluster {
         let request_ids: HashSet<&str> = recorded.iter().map(|(_, r, _)| r.as_str()).collect();
         assert_eq!(request_ids.len(), recorded.len(), "a query recorded twice");
         let lost: Vec<_> = acked.iter().filter(|r| !request_ids.contains(r.as_str())).collect();
-        assert!(lost.is_empty(), "acknowledged but not on the stream: {lost:?}");
+        if !lost.is_empty() {
+            panic!(
+                "acknowledged but not on the stream: {lost:?}\n{}",
+                self.evidence(&lost).await
+            );
+        }
         let mut per_key = BTreeMap::<&str, u64>::new();
         for (_, _, key) in &recorded {
             *per_key.entry(key).or_default() += 1;

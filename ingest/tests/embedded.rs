@@ -1,6 +1,6 @@
 //! What only the embedded log has: files to damage, a lock, segments.
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use ingest::embedded::{EmbeddedLog, FsyncPolicy, Options};
 use ingest::events::{Event, KeyRevoked};
 use ingest::{EventStream, Outgoing, StreamError};
@@ -250,4 +250,54 @@ async fn with_a_summary_the_open_skips_the_scan_and_reads_still_check_every_reco
         read.iter().any(|r| matches!(r, Err(StreamError::Corrupt(_)))),
         "reading the damaged record reports it"
     );
+}
+
+/// The appender that leads a group commit yields once before writing; if
+/// its future is dropped right there (a client that went away), it still
+/// writes what is queued, and the log takes the next appender as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_appender_dropped_while_leading_still_writes_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::sync::Arc::new(EmbeddedLog::open(Options::new(dir.path())).await.unwrap());
+    // Alone, so it leads; polled once, it stops at its yield and is dropped.
+    let first = event(1);
+    let abandoned = log.append(&first).now_or_never();
+    assert!(abandoned.is_none(), "the append was expected to stop at its yield");
+    assert_eq!(log.last_seq().await.unwrap(), 1, "written as the leader was dropped");
+
+    // Many at once, every third dropped at its first await: none is lost
+    // and none waits for a leader that left.
+    let mut tasks = Vec::new();
+    for n in 2..=301 {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let e = event(n);
+            if n % 3 == 0 {
+                let _ = log.append(&e).now_or_never();
+            } else {
+                log.append(&e).await.unwrap();
+            }
+            e.id
+        }));
+    }
+    let mut sent = vec![first.id];
+    for task in tasks {
+        sent.push(
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("an append hung")
+                .unwrap(),
+        );
+    }
+    let after = event(302);
+    tokio::time::timeout(Duration::from_secs(10), log.append(&after))
+        .await
+        .expect("the next append hung")
+        .unwrap();
+    sent.push(after.id);
+    let mut stored = replay_ids(&log, 1).await;
+    assert_eq!(stored.len(), sent.len(), "each append stored once");
+    stored.sort();
+    sent.sort();
+    assert_eq!(stored, sent);
 }
