@@ -422,7 +422,9 @@ impl Drop for Cluster {
 fn free_base() -> u16 {
     let offsets = [1, 2, 3, 11, 12, 13, 21, 22, 23, 31, 32, 33, 41, 42, 43];
     loop {
-        let base = 20_000 + (uuid::Uuid::now_v7().as_u128() as u16 % 400) * 100;
+        // Below Linux's ephemeral range (32768 up): a port found free there
+        // can be taken by any outgoing connection before its server binds it.
+        let base = 20_000 + (uuid::Uuid::now_v7().as_u128() as u16 % 120) * 100;
         if offsets
             .iter()
             .all(|o| std::net::TcpListener::bind(("127.0.0.1", base + o)).is_ok())

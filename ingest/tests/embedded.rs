@@ -253,51 +253,63 @@ async fn with_a_summary_the_open_skips_the_scan_and_reads_still_check_every_reco
 }
 
 /// The appender that leads a group commit yields once before writing; if
-/// its future is dropped right there (a client that went away), it still
-/// writes what is queued, and the log takes the next appender as usual.
+/// its future is dropped right there (a client that went away), the queue
+/// is still written (by it, or under `fsync=always` by the blocking pool),
+/// and the log takes the next appender as usual.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_appender_dropped_while_leading_still_writes_the_queue() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = std::sync::Arc::new(EmbeddedLog::open(Options::new(dir.path())).await.unwrap());
-    // Alone, so it leads; polled once, it stops at its yield and is dropped.
-    let first = event(1);
-    let abandoned = log.append(&first).now_or_never();
-    assert!(abandoned.is_none(), "the append was expected to stop at its yield");
-    assert_eq!(log.last_seq().await.unwrap(), 1, "written as the leader was dropped");
+    for fsync in [FsyncPolicy::Interval(Duration::from_secs(1)), FsyncPolicy::Always] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = Options::new(dir.path());
+        options.fsync = fsync;
+        let log = std::sync::Arc::new(EmbeddedLog::open(options).await.unwrap());
+        // Alone, so it leads; polled once, it stops at its yield and is dropped.
+        let first = event(1);
+        let abandoned = log.append(&first).now_or_never();
+        assert!(abandoned.is_none(), "the append was expected to stop at its yield");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while log.last_seq().await.unwrap() < 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{fsync:?}: not written after its leader was dropped"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
 
-    // Many at once, every third dropped at its first await: none is lost
-    // and none waits for a leader that left.
-    let mut tasks = Vec::new();
-    for n in 2..=301 {
-        let log = log.clone();
-        tasks.push(tokio::spawn(async move {
-            let e = event(n);
-            if n % 3 == 0 {
-                let _ = log.append(&e).now_or_never();
-            } else {
-                log.append(&e).await.unwrap();
-            }
-            e.id
-        }));
+        // Many at once, every third dropped at its first await: none is
+        // lost and none waits for a leader that left.
+        let mut tasks = Vec::new();
+        for n in 2..=301 {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                let e = event(n);
+                if n % 3 == 0 {
+                    let _ = log.append(&e).now_or_never();
+                } else {
+                    log.append(&e).await.unwrap();
+                }
+                e.id
+            }));
+        }
+        let mut sent = vec![first.id];
+        for task in tasks {
+            sent.push(
+                tokio::time::timeout(Duration::from_secs(10), task)
+                    .await
+                    .expect("an append hung")
+                    .unwrap(),
+            );
+        }
+        let after = event(302);
+        tokio::time::timeout(Duration::from_secs(10), log.append(&after))
+            .await
+            .expect("the next append hung")
+            .unwrap();
+        sent.push(after.id);
+        let mut stored = replay_ids(&log, 1).await;
+        assert_eq!(stored.len(), sent.len(), "{fsync:?}: each append stored once");
+        stored.sort();
+        sent.sort();
+        assert_eq!(stored, sent, "{fsync:?}");
     }
-    let mut sent = vec![first.id];
-    for task in tasks {
-        sent.push(
-            tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .expect("an append hung")
-                .unwrap(),
-        );
-    }
-    let after = event(302);
-    tokio::time::timeout(Duration::from_secs(10), log.append(&after))
-        .await
-        .expect("the next append hung")
-        .unwrap();
-    sent.push(after.id);
-    let mut stored = replay_ids(&log, 1).await;
-    assert_eq!(stored.len(), sent.len(), "each append stored once");
-    stored.sort();
-    sent.sort();
-    assert_eq!(stored, sent);
 }

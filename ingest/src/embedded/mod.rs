@@ -112,7 +112,7 @@ pub(crate) struct Shared {
 pub struct EmbeddedLog {
     shared: Arc<Shared>,
     /// Locked by the leading appender only (and by close).
-    writer: Mutex<Writer>,
+    writer: Arc<Mutex<Writer>>,
     fsync: FsyncPolicy,
     /// The background syncer, under `fsync=interval`.
     syncer: Mutex<Option<JoinHandle<()>>>,
@@ -180,7 +180,7 @@ impl EmbeddedLog {
         tracing::info!(dir = %dir.display(), last_seq = *shared.committed.borrow(), "embedded event log open");
         Ok(EmbeddedLog {
             shared,
-            writer: Mutex::new(writer),
+            writer: Arc::new(Mutex::new(writer)),
             fsync: options.fsync,
             syncer: Mutex::new(syncer),
             lock: Mutex::new(Some(lock)),
@@ -198,17 +198,15 @@ impl EmbeddedLog {
         Ok(!std::mem::replace(&mut queue.leader, true))
     }
 
-    /// Leads until the queue is empty.
+    /// Leads until the queue is empty. Under `fsync=always` a blocking-pool
+    /// thread leads instead: an `fdatasync` takes milliseconds, and the
+    /// async workers meanwhile queue the next batch rather than wait.
     fn lead(&self) {
-        let lead = || self.writer.lock().unwrap_or_else(|e| e.into_inner()).lead();
-        // An fdatasync can take milliseconds: on a multi-thread runtime the
-        // worker's other tasks move elsewhere meanwhile.
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if self.fsync == FsyncPolicy::Always && multi_thread {
-            tokio::task::block_in_place(lead);
-        } else {
-            lead();
+        let writer = self.writer.clone();
+        let lead = move || writer.lock().unwrap_or_else(|e| e.into_inner()).lead();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if self.fsync == FsyncPolicy::Always => drop(runtime.spawn_blocking(lead)),
+            _ => lead(),
         }
     }
 
