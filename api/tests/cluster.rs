@@ -199,17 +199,22 @@ impl Cluster {
         (status == StatusCode::OK).then(|| usage["total_requests"].as_u64().unwrap())
     }
 
-    /// The `query.recorded` events on the stream: (event id, request id, key id).
-    async fn recorded(&self) -> Vec<(String, String, String)> {
+    /// Every record on the stream, read from the start.
+    async fn records(&self) -> Vec<ingest::Record> {
         let stream = ingest::nats::NatsStream::connect(ingest::nats::Options::new(self.nats_urls(), "NODAI"))
             .await
             .unwrap();
-        let records: Vec<ingest::Record> = futures::StreamExt::collect::<Vec<_>>(stream.replay(1).await.unwrap())
+        futures::StreamExt::collect::<Vec<_>>(stream.replay(1).await.unwrap())
             .await
             .into_iter()
             .map(|r| r.unwrap())
-            .collect();
-        records
+            .collect()
+    }
+
+    /// The `query.recorded` events on the stream: (event id, request id, key id).
+    async fn recorded(&self) -> Vec<(String, String, String)> {
+        self.records()
+            .await
             .iter()
             .filter_map(|r| {
                 let envelope = r.envelope().unwrap();
@@ -226,15 +231,9 @@ impl Cluster {
     /// `query.admitted` (limited keys) sits and what surrounds it, each
     /// node's view of the stream, and the nodes' warnings and elections.
     async fn evidence(&self, lost: &[&String]) -> String {
-        let stream = ingest::nats::NatsStream::connect(ingest::nats::Options::new(self.nats_urls(), "NODAI"))
+        let events: Vec<(u64, String)> = self
+            .records()
             .await
-            .unwrap();
-        let records: Vec<ingest::Record> = futures::StreamExt::collect::<Vec<_>>(stream.replay(1).await.unwrap())
-            .await
-            .into_iter()
-            .filter_map(|r| r.ok())
-            .collect();
-        let events: Vec<(u64, String)> = records
             .iter()
             .map(|r| {
                 let what = match r.envelope().map(|e| e.event()) {
