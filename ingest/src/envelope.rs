@@ -173,9 +173,13 @@ impl Envelope {
     /// Wraps a typed event with a fresh id; `ts` is kept to the microsecond,
     /// the precision of the archive.
     pub fn new(event: &Event, ts: DateTime<Utc>) -> Result<Envelope, StreamError> {
+        Envelope::with_id(EventId::new(), event, ts)
+    }
+
+    fn with_id(id: EventId, event: &Event, ts: DateTime<Utc>) -> Result<Envelope, StreamError> {
         use chrono::SubsecRound;
         Ok(Envelope {
-            id: EventId::new(),
+            id,
             event_type: event.event_type().to_owned(),
             version: event.version(),
             ts: ts.trunc_subsecs(6),
@@ -213,11 +217,7 @@ impl Outgoing {
     /// As [`Outgoing::new`], with an id chosen earlier (so that another
     /// event could name it).
     pub fn with_id(id: EventId, event: &Event, ts: DateTime<Utc>) -> Result<Outgoing, StreamError> {
-        let envelope = Envelope {
-            id,
-            ..Envelope::new(event, ts)?
-        };
-        Outgoing::from_envelope(event.subject()?, &envelope)
+        Outgoing::from_envelope(event.subject()?, &Envelope::with_id(id, event, ts)?)
     }
 
     pub fn from_envelope(subject: Subject, envelope: &Envelope) -> Result<Outgoing, StreamError> {
