@@ -113,6 +113,12 @@ impl Archiver {
         shutdown: CancellationToken,
     ) {
         let mut next_flush = Instant::now() + every;
+        // The follower starts from its snapshot: what lies between the
+        // archive's watermark and there, it will never feed.
+        let start = self.projection.read().unwrap_or_else(|e| e.into_inner()).seq;
+        if start > self.through {
+            self.fill(&stream, start, &shutdown).await;
+        }
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -375,6 +381,53 @@ mod tests {
             .map(|o| o.id.to_string())
             .collect();
         assert_eq!(rows.into_iter().map(|(id, _)| id).collect::<Vec<_>>(), ids);
+        log.close().await;
+    }
+
+    /// Behind the snapshot the follower started from, with nothing new on
+    /// the stream: the archiver catches up at once, not at the next event.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_archive_behind_the_snapshot_catches_up_without_new_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let log: Arc<dyn EventStream> = Arc::new(
+            EmbeddedLog::open(Options::new(dir.path().join("stream")))
+                .await
+                .unwrap(),
+        );
+        let mut projection = Projection::default();
+        for n in 1..=5 {
+            let event = query(n);
+            let outgoing = Outgoing::new(&event, Utc::now()).unwrap();
+            let seq = log.append(&outgoing).await.unwrap().seq;
+            projection.apply(seq, outgoing.id, Utc::now(), &event);
+        }
+        let archive_dir = dir.path().join("archive");
+        let archiver = Archiver::open(
+            archive_dir.clone(),
+            Arc::new(RwLock::new(projection)),
+            Arc::new(Metrics::new()),
+        )
+        .await
+        .unwrap();
+        let (tx, feed) = feed();
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(archiver.run(log.clone(), feed, Duration::from_millis(20), shutdown.clone()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let rows = ledger::archive::read_ids(&archive_dir).unwrap_or_default().len();
+            if rows == 5 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{rows} of 5 rows archived while the feed stayed quiet"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // As the follower does at shutdown: stop, then close the feed.
+        shutdown.cancel();
+        drop(tx);
+        running.await.unwrap();
         log.close().await;
     }
 }
