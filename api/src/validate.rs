@@ -69,7 +69,10 @@ pub fn expires_at(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiE
     Ok(at)
 }
 
-/// `https://host[:port]`, exactly an origin (no path, no trailing slash).
+/// `https://host[:port]`, exactly an origin (no path, no trailing slash);
+/// also `http://` for loopback hosts (`localhost`, `127.0.0.1`, `[::1]`),
+/// which browsers treat as secure contexts, so a site can be developed
+/// locally against its real key.
 pub fn origins(values: &[String]) -> Result<Vec<String>, ApiError> {
     if values.len() > 100 {
         return Err(invalid("allowed_origins holds at most 100 origins".into()));
@@ -79,10 +82,16 @@ pub fn origins(values: &[String]) -> Result<Vec<String>, ApiError> {
         .map(|v| {
             let url = reqwest::Url::parse(v)
                 .ok()
-                .filter(|u| u.scheme() == "https" && u.host_str().is_some());
+                .filter(|u| match (u.scheme(), u.host_str()) {
+                    ("https", Some(_)) => true,
+                    ("http", Some(host)) => ["localhost", "127.0.0.1", "[::1]"].contains(&host),
+                    _ => false,
+                });
             match url {
                 Some(u) if u.origin().ascii_serialization() == *v => Ok(v.clone()),
-                _ => Err(invalid(format!("allowed origin {v:?} must be https://host[:port]"))),
+                _ => Err(invalid(format!(
+                    "allowed origin {v:?} must be https://host[:port] (or http:// on localhost)"
+                ))),
             }
         })
         .collect()
@@ -126,6 +135,15 @@ pub fn page_limit(value: Option<&str>) -> Result<usize, ApiError> {
     }
 }
 
+/// A search box's text, trimmed; at most 128 characters.
+pub fn search(value: Option<&str>) -> Result<String, ApiError> {
+    let value = value.unwrap_or_default().trim();
+    if value.chars().count() > 128 {
+        return Err(invalid("q must be at most 128 characters".into()));
+    }
+    Ok(value.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,7 +165,17 @@ mod tests {
         assert!(expires_at("tomorrow", now).is_err());
         assert!(expires_at("2999-01-01T00:00:00Z", now).is_ok());
         assert!(origins(&["https://app.example.com".into(), "https://a.test:8443".into()]).is_ok());
-        for bad in ["http://a.test", "https://a.test/", "https://a.test/x", "a.test"] {
+        assert!(origins(&["http://localhost:3000".into(), "http://127.0.0.1:8080".into()]).is_ok());
+        assert!(origins(&["http://[::1]:8080".into()]).is_ok());
+        for bad in [
+            "http://a.test",
+            "http://10.0.0.1",
+            "http://localhost.evil.test",
+            "https://a.test/",
+            "https://a.test/x",
+            "a.test",
+            "http://localhost:3000/",
+        ] {
             assert!(origins(&[bad.into()]).is_err(), "{bad}");
         }
         assert!(upstream_url("builtin:echo").is_ok());

@@ -964,7 +964,64 @@ async fn streaming_queries(app: App) {
     eventually("the abandoned query is recorded", async || usage().await == (4, 1.5)).await;
 }
 
+/// `?q=` finds keys by name, owner or prefix, ignoring case, and pages
+/// through the matches with the same cursors as the plain list.
+async fn key_search(app: App) {
+    let mut ids = Vec::new();
+    for (name, owner) in [
+        ("Support bot", "acme"),
+        ("billing", "ACME corp"),
+        ("other", "initech"),
+        ("acme-2", "x"),
+    ] {
+        ids.push(app.create_key(json!({"name": name, "owner": owner})).await.0);
+    }
+    let names = |page: &Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, first) = app
+        .admin(reqwest::Method::GET, "/api/v1/api-keys?q=%20Acme%20&limit=2", None)
+        .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(names(&first), ["Support bot", "billing"]);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let (_, rest) = app
+        .admin(
+            reqwest::Method::GET,
+            &format!("/api/v1/api-keys?q=acme&limit=2&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(names(&rest), ["acme-2"]);
+    assert!(rest["next_cursor"].is_null());
+    let (_, key) = app
+        .admin(reqwest::Method::GET, &format!("/api/v1/api-keys/{}", ids[2]), None)
+        .await;
+    let prefix = key["prefix"].as_str().unwrap();
+    let (_, found) = app
+        .admin(reqwest::Method::GET, &format!("/api/v1/api-keys?q={prefix}"), None)
+        .await;
+    assert_eq!(names(&found), ["other"]);
+    let (_, none) = app.admin(reqwest::Method::GET, "/api/v1/api-keys?q=nobody", None).await;
+    assert_eq!((names(&none).len(), none["next_cursor"].is_null()), (0, true));
+    let long = "a".repeat(129);
+    let (status, body) = app
+        .admin(reqwest::Method::GET, &format!("/api/v1/api-keys?q={long}"), None)
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["code"].as_str()),
+        (422, Some("validation_error")),
+        "{body}"
+    );
+}
+
 on_both_backends!(
+    key_search,
     streaming_queries,
     allowed_origins_and_cors,
     key_management_and_bad_input,

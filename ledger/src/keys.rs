@@ -76,7 +76,22 @@ impl Keys {
 
     /// Up to `limit` keys after `cursor` (a key id), in creation order.
     pub fn page(&self, after: Option<&str>, limit: usize) -> (Vec<&ApiKey>, bool) {
-        let (keys, more) = crate::page(&self.by_id, after, limit);
+        self.search(after, limit, "")
+    }
+
+    /// [`Self::page`] over the keys whose id, prefix, name or owner holds
+    /// `query`, ignoring case (all keys when it is empty). A scan: fine for
+    /// a dashboard's search box over the keys one process holds anyway.
+    pub fn search(&self, after: Option<&str>, limit: usize, query: &str) -> (Vec<&ApiKey>, bool) {
+        let query = query.to_lowercase();
+        let holds = |text: &str| text.to_lowercase().contains(&query);
+        let (keys, more) = crate::page_where(&self.by_id, after, limit, |k| {
+            query.is_empty()
+                || holds(&k.id)
+                || holds(&k.prefix)
+                || holds(&k.settings.name)
+                || k.settings.owner.as_deref().is_some_and(holds)
+        });
         (keys.into_iter().map(|k| &**k).collect(), more)
     }
 
@@ -251,7 +266,7 @@ mod tests {
         Event::KeyCreated(KeyCreated {
             key_id: id.into(),
             key_hash: hash(h).to_hex(),
-            prefix: "nk_00000000".into(),
+            prefix: format!("nk_{h:08x}"),
             settings,
         })
     }
@@ -331,6 +346,36 @@ mod tests {
         let (page, more) = keys.page(Some("key_2"), 2);
         assert_eq!(page.iter().map(|k| &*k.id).collect::<Vec<_>>(), ["key_3"]);
         assert!(!more);
+    }
+
+    #[test]
+    fn search_matches_name_owner_or_prefix_ignoring_case_and_pages() {
+        let named = |name: &str, owner: Option<&str>| KeySettings {
+            name: name.into(),
+            owner: owner.map(Into::into),
+            ..settings()
+        };
+        let keys = given(&[
+            (0, created("key_1", 1, named("Alpha bot", None))),
+            (1, created("key_2", 2, named("beta", Some("ALPHA team")))),
+            (2, created("key_3", 3, named("gamma", None))),
+            (3, created("key_4", 4, named("alphabet", None))),
+        ]);
+        let ids =
+            |(page, more): (Vec<&ApiKey>, bool)| (page.iter().map(|k| k.id.to_string()).collect::<Vec<_>>(), more);
+        assert_eq!(
+            ids(keys.search(None, 2, "alpha")),
+            (vec!["key_1".into(), "key_2".into()], true)
+        );
+        assert_eq!(
+            ids(keys.search(Some("key_2"), 2, "alpha")),
+            (vec!["key_4".into()], false)
+        );
+        assert_eq!(ids(keys.search(None, 10, "GAMMA")), (vec!["key_3".into()], false));
+        let prefix = keys.get("key_3").unwrap().prefix.clone();
+        assert_eq!(ids(keys.search(None, 10, &prefix)).0, ["key_3"]);
+        assert_eq!(ids(keys.search(None, 10, "")).0.len(), 4);
+        assert_eq!(ids(keys.search(None, 10, "nothing")), (vec![], false));
     }
 
     #[test]

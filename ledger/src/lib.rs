@@ -122,9 +122,25 @@ fn page<'a, K, V>(map: &'a std::collections::BTreeMap<K, V>, after: Option<&str>
 where
     K: std::borrow::Borrow<str> + Ord,
 {
+    page_where(map, after, limit, |_| true)
+}
+
+/// [`page`] over the values that `keep` accepts.
+fn page_where<'a, K, V>(
+    map: &'a std::collections::BTreeMap<K, V>,
+    after: Option<&str>,
+    limit: usize,
+    keep: impl Fn(&V) -> bool,
+) -> (Vec<&'a V>, bool)
+where
+    K: std::borrow::Borrow<str> + Ord,
+{
     use std::ops::Bound::{Excluded, Unbounded};
     let start = after.map_or(Unbounded, Excluded);
-    let mut iter = map.range::<str, _>((start, Unbounded)).map(|(_, v)| v);
+    let mut iter = map
+        .range::<str, _>((start, Unbounded))
+        .map(|(_, v)| v)
+        .filter(|v| keep(v));
     let page: Vec<&V> = iter.by_ref().take(limit).collect();
     let more = iter.next().is_some();
     (page, more)

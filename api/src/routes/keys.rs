@@ -224,16 +224,25 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(with_secret(&state, &key_id, key)?)))
 }
 
-#[utoipa::path(get, path = "/api/v1/api-keys", operation_id = "list_api_keys", tag = "api-keys", params(PageParams),
+/// `?q=`: the dashboard's search box.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct KeySearch {
+    /// Only keys whose id, prefix, name or owner contains this, ignoring case.
+    q: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/api-keys", operation_id = "list_api_keys", tag = "api-keys", params(PageParams, KeySearch),
     responses((status = 200, body = Page<KeyObject>), (status = 401), (status = 422)), security(("admin" = [])))]
 pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<PageParams>,
+    Query(search): Query<KeySearch>,
 ) -> Result<Json<Page<KeyObject>>, ApiError> {
     let limit = validate::page_limit(params.limit.as_deref())?;
+    let query = validate::search(search.q.as_deref())?;
     state.read_own_writes().await?;
     let projection = state.projection();
-    let (keys, more) = projection.keys.page(params.cursor.as_deref(), limit);
+    let (keys, more) = projection.keys.search(params.cursor.as_deref(), limit, &query);
     let next_cursor = if more {
         keys.last().map(|k| k.id.to_string())
     } else {

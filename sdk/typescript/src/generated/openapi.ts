@@ -608,6 +608,8 @@ export interface operations {
                 /** @description 1 to 1000, default 100. */
                 limit?: string | null;
                 cursor?: string | null;
+                /** @description Only keys whose id, prefix, name or owner contains this, ignoring case. */
+                q?: string | null;
             };
             header?: never;
             path?: never;
