@@ -75,6 +75,11 @@ async def test_async_list_awaits_one_page_or_iterates_all(server: ServerProcess)
             assert len(every) == len(set(every))
             assert mine <= set(every)
             assert every == [k.id for p in pages for k in p.data]
+
+            tagged = unique("aneedle")
+            found = await admin.keys.create(f"{tagged} key")
+            mine.add(found.id)
+            assert [key.id async for key in admin.keys.list(q=tagged.upper(), limit=1)] == [found.id]
         finally:
             for key_id in mine:
                 await admin.keys.revoke(key_id)

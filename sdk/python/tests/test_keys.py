@@ -115,6 +115,14 @@ def test_list_pages_through_next_cursor(admin: Nodai, make_key: Callable[..., Cr
     assert all(isinstance(k, ApiKey) for k in admin.keys.list(limit=1000).data)
 
 
+def test_list_with_q_finds_keys_by_name_or_owner(admin: Nodai, make_key: Callable[..., CreatedApiKey]) -> None:
+    tag = unique("needle")
+    a = make_key(name=f"{tag} one")
+    b = make_key(name=unique("other"), owner=tag.upper())
+    assert [k.id for k in admin.keys.list(q=tag, limit=1)] == [a.id, b.id]
+    assert admin.keys.list(q=f"{tag}-nobody").data == []
+
+
 def test_revoke(admin: Nodai, server: ServerProcess, echo_workflow: Workflow, make_key: Callable[..., CreatedApiKey]) -> None:
     key = make_key()
     admin.keys.revoke(key.id)

@@ -58,6 +58,11 @@ export interface ListParams {
   cursor?: string | null;
 }
 
+/** `keys.list`'s parameters: a page's, and `q`, text the id, prefix, name or owner must contain (ignoring case). */
+export interface KeyListParams extends ListParams {
+  q?: string;
+}
+
 /** Range of the hourly and daily series of `keys.usage` (RFC 3339 strings or Dates). */
 export interface UsageParams {
   from?: string | Date;

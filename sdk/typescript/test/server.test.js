@@ -270,6 +270,15 @@ describe("keys", () => {
     assert.deepEqual([...firstPage.data.map((k) => k.id), ...rest.map((k) => k.id)], ids);
   });
 
+  test("list with q finds keys by name or owner, ignoring case", async () => {
+    const tag = unique("needle");
+    const a = await nodai.keys.create({ name: `${tag} one` });
+    const b = await nodai.keys.create({ name: unique("other"), owner: tag.toUpperCase() });
+    const found = await nodai.keys.list({ q: tag, limit: 1 }).toArray();
+    assert.deepEqual(found.map((k) => k.id), [a.id, b.id]);
+    assert.deepEqual((await nodai.keys.listPage({ q: `${tag}-nobody` })).data, []);
+  });
+
   test("get returns the key without its secret", async () => {
     const created = await nodai.keys.create({ name: unique("get"), owner: "acme", metadata: { plan: "pro" } });
     const key = await nodai.keys.get(created.id);

@@ -7,7 +7,7 @@ import type {
   ApiKeyWithSecret,
   CreateKeyParams,
   KeyUsage,
-  ListParams,
+  KeyListParams,
   Page,
   RotateKeyParams,
   UpdateKeyParams,
@@ -28,18 +28,19 @@ export class Keys {
     return res.data;
   }
 
-  /** Every key, fetched page by page as you iterate: `for await (const key of nodai.keys.list())`. */
-  list(params: ListParams = {}, options?: RequestOptions): PageIterator<ApiKey> {
+  /** Every key (or those matching `q`), fetched page by page as you iterate: `for await (const key of nodai.keys.list())`. */
+  list(params: KeyListParams = {}, options?: RequestOptions): PageIterator<ApiKey> {
     return new PageIterator(
-      (cursor) => this.listPage({ limit: params.limit, cursor }, options),
+      (cursor) => this.listPage({ limit: params.limit, q: params.q, cursor }, options),
       params.cursor ?? undefined,
     );
   }
 
   /** One page: `{ data, next_cursor }`; pass `next_cursor` back as `cursor` for the next. */
-  async listPage(params: ListParams = {}, options?: RequestOptions): Promise<Page<ApiKey>> {
+  async listPage(params: KeyListParams = {}, options?: RequestOptions): Promise<Page<ApiKey>> {
+    const query = { limit: params.limit, cursor: params.cursor, q: params.q };
     const res = await this.transport.request<{ data: ApiKey[]; next_cursor?: string | null }>(
-      { method: "GET", path: BASE, auth: { kind: "admin" }, query: { limit: params.limit, cursor: params.cursor } },
+      { method: "GET", path: BASE, auth: { kind: "admin" }, query },
       options,
     );
     return toPage(res.data);

@@ -23,6 +23,13 @@ __all__ = ["Keys", "AsyncKeys"]
 _BASE = "/api/v1/api-keys"
 
 
+def _key_params(limit: Optional[int], cursor: Optional[str], q: Optional[str]) -> Dict[str, str]:
+    params = list_params(limit, cursor)
+    if q is not None:
+        params["q"] = q
+    return params
+
+
 def _convert(field: str, value: Any) -> Any:
     if value is None:
         return None
@@ -105,15 +112,18 @@ class Keys:
         )
         return CreatedApiKey.from_json(self._client.request(Request("POST", _BASE, body=body)))
 
-    def list(self, *, limit: Optional[int] = None, cursor: Optional[str] = None) -> Page[ApiKey]:
+    def list(
+        self, *, limit: Optional[int] = None, cursor: Optional[str] = None, q: Optional[str] = None
+    ) -> Page[ApiKey]:
         """The first page (``limit`` per page, server default 100, at most 1000).
 
         Iterate the returned page to walk every key, page after page;
-        ``.data`` and ``.next_cursor`` are that one page.
+        ``.data`` and ``.next_cursor`` are that one page. ``q`` keeps the keys
+        whose id, prefix, name or owner contains it, ignoring case.
         """
 
         def fetch(cursor: Optional[str]) -> Page[ApiKey]:
-            body = self._client.request(Request("GET", _BASE, params=list_params(limit, cursor)))
+            body = self._client.request(Request("GET", _BASE, params=_key_params(limit, cursor, q)))
             data, next_cursor = parse_page(body, ApiKey.from_json)
             return Page(data, next_cursor, fetch)
 
@@ -229,13 +239,13 @@ class AsyncKeys:
         return CreatedApiKey.from_json(await self._client.request(Request("POST", _BASE, body=body)))
 
     def list(
-        self, *, limit: Optional[int] = None, cursor: Optional[str] = None
+        self, *, limit: Optional[int] = None, cursor: Optional[str] = None, q: Optional[str] = None
     ) -> AsyncPager[ApiKey]:
-        """``await`` it for the first page, or ``async for`` over it for every key."""
+        """``await`` it for the first page, or ``async for`` over it for every key (or those matching ``q``)."""
 
         async def fetch(cursor: Optional[str]) -> AsyncPage[ApiKey]:
             body = await self._client.request(
-                Request("GET", _BASE, params=list_params(limit, cursor))
+                Request("GET", _BASE, params=_key_params(limit, cursor, q))
             )
             data, next_cursor = parse_page(body, ApiKey.from_json)
             return AsyncPage(data, next_cursor, fetch)
