@@ -835,6 +835,17 @@ async fn allowed_origins_and_cors(app: App) {
         .keys()
         .any(|h| h.as_str().starts_with("access-control-")));
 
+    // A refused key, seen from an origin some live key lists, says why to
+    // the page (a widget can then show it); from any other origin it stays
+    // unreadable.
+    let unknown = "nk_".to_owned() + &"0".repeat(64);
+    let refused = from(site, &unknown).await.unwrap();
+    assert_eq!(refused.headers()["access-control-allow-origin"], site);
+    assert_eq!(problem(refused).await, (403, "invalid_api_key".into()));
+    let refused = from("https://evil.example.test", &unknown).await.unwrap();
+    assert!(!refused.headers().contains_key("access-control-allow-origin"));
+    assert_eq!(problem(refused).await, (403, "invalid_api_key".into()));
+
     // The origin leaves with the key's list: revoked, the preflight refuses it.
     let (status, _) = app
         .admin(reqwest::Method::DELETE, &format!("/api/v1/api-keys/{key_id}"), None)
@@ -1047,4 +1058,47 @@ async fn a_lost_stream_answers_503_and_no_unmetered_200() {
         problem(app.query("echo", Some(&key), json!(1)).await).await,
         (503, "metering_unavailable".into())
     );
+}
+
+/// `/` serves the dashboard under a strict CSP, `/assets/` its bundle and
+/// `/widget.js` the widget, each revalidated by ETag; nothing else under
+/// `/assets/` is reachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_and_the_widget_are_served() {
+    let app = App::start(false).await.unwrap();
+    let get = |path: &str| app.http.get(format!("{}{path}", app.base));
+    let page = get("/").send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(page.headers().get("access-control-allow-origin").is_none());
+    let html = page.text().await.unwrap();
+    assert!(html.contains("/assets/dashboard.js"), "{html}");
+
+    for (path, kind) in [
+        ("/assets/dashboard.js", "text/javascript"),
+        ("/widget.js", "text/javascript"),
+    ] {
+        let response = get(path).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert!(response.headers()["content-type"].to_str().unwrap().starts_with(kind));
+        let etag = response.headers()["etag"].clone();
+        assert!(!response.bytes().await.unwrap().is_empty());
+        let again = get(path).header("if-none-match", etag).send().await.unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+    }
+    for path in [
+        "/assets/index.html",
+        "/assets/missing.js",
+        "/assets/..%2FCargo.toml",
+        "/assets/%2e%2e%2fsrc%2flib.rs",
+        "/assets/..%2F..%2Fsdk%2Ftypescript%2Ftest%2Fsupport%2Fhttp.js",
+    ] {
+        let response = get(path).send().await.unwrap();
+        assert_eq!(problem(response).await, (404, "not_found".into()), "{path}");
+    }
 }

@@ -6,6 +6,7 @@ pub mod keys;
 pub mod openapi;
 pub mod queries;
 pub mod usage;
+pub mod web;
 pub mod webhooks;
 pub mod workflows;
 
@@ -116,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(openapi::router())
         .merge(queries::router())
+        .merge(web::router())
         .merge(admin)
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

@@ -115,7 +115,8 @@ pub async fn query(
         Ok(Answer::Events(response)) => response,
         Err(e) => e.into_response(),
     };
-    // Only an origin the key lists is named, and only once the key is known.
+    // Only an origin the key lists is named (or, for a refused key, one some
+    // live key lists).
     if let Some(origin) = cors {
         let h = response.headers_mut();
         h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
@@ -157,13 +158,25 @@ async fn run(
     let now = Utc::now();
     let (key_id, limits, upstream_url, price) = {
         let projection = state.projection();
-        let key = projection.keys.validate(&hash, now).map_err(|r| match r {
-            // A replica still catching up may not have the key yet.
-            KeyRejection::Invalid if !state.progress.is_ready() => catching_up(),
-            KeyRejection::Invalid => ApiError::InvalidApiKey,
-            KeyRejection::Inactive => ApiError::KeyInactive,
-            KeyRejection::Expired => ApiError::KeyExpired,
-        })?;
+        let key = match projection.keys.validate(&hash, now) {
+            Ok(key) => key,
+            Err(rejection) => {
+                // A page on an origin some live key lists may read why its
+                // key was refused (an embedded widget can then say so); its
+                // preflight already told it as much.
+                meta.cors = headers
+                    .get(ORIGIN)
+                    .filter(|o| o.to_str().is_ok_and(|o| projection.keys.any_allows(o)))
+                    .cloned();
+                return Err(match rejection {
+                    // A replica still catching up may not have the key yet.
+                    KeyRejection::Invalid if !state.progress.is_ready() => catching_up(),
+                    KeyRejection::Invalid => ApiError::InvalidApiKey,
+                    KeyRejection::Inactive => ApiError::KeyInactive,
+                    KeyRejection::Expired => ApiError::KeyExpired,
+                });
+            }
+        };
         // A browser (it sends Origin) only from the origins the key lists.
         if let Some(origin) = headers.get(ORIGIN) {
             let listed = origin

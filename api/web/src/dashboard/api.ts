@@ -1,0 +1,192 @@
+// The admin API as the dashboard uses it: the session's token (kept in
+// sessionStorage, so it lives as long as the tab and no longer), one fetch
+// wrapper that turns problem+json answers into ApiError, and the shapes of
+// the objects the API returns. A 401 on any call made with the session's
+// token signs the tab out (see onUnauthorized).
+
+export interface Key {
+  id: string;
+  prefix: string;
+  name: string;
+  owner: string | null;
+  active: boolean;
+  workflow_ids: string[];
+  rate_limit_per_hour: number | null;
+  cost_limit_per_month: number | null;
+  alert_thresholds: number[];
+  expires_at: string | null;
+  allowed_origins: string[];
+  created_at: string;
+  updated_at: string;
+  last_used_at: string | null;
+  metadata?: unknown;
+}
+
+/** Only create and rotate answer with the plaintext `key`. */
+export interface KeyWithSecret extends Key {
+  key: string;
+}
+
+export interface Bucket {
+  requests: number;
+  cost: number;
+  errors: number;
+}
+
+export interface Usage {
+  key_id: string;
+  total_requests: number;
+  total_cost: number;
+  requests_today: number;
+  cost_today: number;
+  requests_this_hour: number;
+  cost_this_month: number;
+  last_used_at: string | null;
+  hourly: (Bucket & { hour: string })[];
+  daily: (Bucket & { date: string })[];
+}
+
+export interface Workflow {
+  id: string;
+  name: string;
+  upstream_url: string;
+  price_per_request: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface Webhook {
+  id: string;
+  url: string;
+  events: string[];
+  description: string | null;
+  active: boolean;
+  disabled_reason: string | null;
+  disabled_at: string | null;
+  created_at: string;
+  updated_at: string;
+  /** Only in the create response (and an update that rotated it). */
+  secret?: string;
+}
+
+export interface Delivery {
+  id: string;
+  event_type: string;
+  status: "pending" | "succeeded" | "failed";
+  attempts: number;
+  last_status_code: number | null;
+  last_error: string | null;
+  next_attempt_at: string | null;
+  created_at: string;
+}
+
+export interface Page<T> {
+  data: T[];
+  next_cursor: string | null;
+}
+
+/** The event types a webhook may subscribe to (the SPEC's list). */
+export const EVENT_TYPES = [
+  "usage.threshold",
+  "usage.rate_limited",
+  "key.created",
+  "key.updated",
+  "key.revoked",
+  "key.rotated",
+] as const;
+
+/** An error answer (RFC 9457 problem details), or a failure to reach the server. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    readonly detail: string,
+  ) {
+    super(detail);
+  }
+}
+
+const TOKEN_KEY = "nodai.admin-token";
+
+export const session = {
+  token(): string | null {
+    try {
+      return sessionStorage.getItem(TOKEN_KEY);
+    } catch {
+      return null;
+    }
+  },
+  set(token: string): void {
+    sessionStorage.setItem(TOKEN_KEY, token);
+  },
+  clear(): void {
+    try {
+      sessionStorage.removeItem(TOKEN_KEY);
+    } catch {
+      // Storage unavailable: there is nothing to clear.
+    }
+  },
+};
+
+let unauthorized: (error: ApiError) => void = () => {};
+
+/** Who to tell when the server refuses the session's token. */
+export function onUnauthorized(handler: (error: ApiError) => void): void {
+  unauthorized = handler;
+}
+
+interface CallOptions {
+  /** Use this token instead of the session's, and do not sign out on 401 (the sign-in probe). */
+  token?: string;
+}
+
+/** Calls the admin API; resolves with the parsed JSON body (undefined for 204). */
+export async function api<T>(method: string, path: string, body?: unknown, options: CallOptions = {}): Promise<T> {
+  const token = options.token ?? session.token() ?? "";
+  const headers: Record<string, string> = { authorization: `Bearer ${token}`, accept: "application/json" };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  let res: Response;
+  try {
+    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw new ApiError(0, "network_error", "Could not reach the nodai server. Check that it is running and retry.");
+  }
+  const text = await res.text();
+  let parsed: unknown = undefined;
+  if (text) {
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+  }
+  if (!res.ok) {
+    const problem = (parsed ?? {}) as { detail?: unknown; title?: unknown; code?: unknown };
+    const detail =
+      typeof problem.detail === "string" && problem.detail
+        ? problem.detail
+        : typeof problem.title === "string"
+          ? problem.title
+          : text.slice(0, 200) || res.statusText || "Request failed";
+    const error = new ApiError(res.status, typeof problem.code === "string" ? problem.code : "http_error", detail);
+    if (res.status === 401 && options.token === undefined) {
+      session.clear();
+      unauthorized(error);
+    }
+    throw error;
+  }
+  return parsed as T;
+}
+
+/** `/api/v1/...` with `params` (empty values left out) as the query string. */
+export function withQuery(path: string, params: Record<string, string | number | null | undefined>): string {
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) {
+    if (value !== null && value !== undefined && value !== "") search.set(name, String(value));
+  }
+  const query = search.toString();
+  return query ? `${path}?${query}` : path;
+}
+
+/** Path segment, escaped. */
+export const seg = encodeURIComponent;

@@ -1,0 +1,268 @@
+// `#/keys/<id>`: one key — its usage (refreshed every few seconds while
+// the page is visible), its settings (PUT, changed fields only), rotate
+// (the new key shown once) and revoke, each behind a confirmation.
+
+import { useEffect, useState } from "preact/hooks";
+import { api, ApiError, seg, type Key, type KeyWithSecret, type Usage } from "./api";
+import { dateTime, relative } from "./format";
+import { navigate, useMounted, usePoll } from "./hooks";
+import { changedFields, KeyForm } from "./keyform";
+import { KeyState } from "./keys";
+import { UsageCharts, UsageStats } from "./usage";
+import { ConfirmDialog, Empty, ErrorBox, Loading, PageHeader, SecretReveal, useNotify } from "./ui";
+
+const REFRESH_MS = 5000;
+
+const GRACE_CHOICES: [number, string][] = [
+  [0, "Immediately"],
+  [3600, "In 1 hour"],
+  [86_400, "In 24 hours"],
+  [3 * 86_400, "In 3 days"],
+  [7 * 86_400, "In 7 days"],
+];
+
+export function KeyDetailPage({ id }: { id: string }) {
+  const [apiKey, setKey] = useState<Key | null>(null);
+  const [usage, setUsage] = useState<Usage | null>(null);
+  const [loadError, setLoadError] = useState<unknown>(null);
+  const [refreshError, setRefreshError] = useState<unknown>(null);
+  const [refreshedAt, setRefreshedAt] = useState<Date | null>(null);
+  const [refreshing, setRefreshing] = useState(false);
+  const [saved, setSaved] = useState("");
+  const [dialog, setDialog] = useState<null | "rotate" | "revoke">(null);
+  const [grace, setGrace] = useState(0);
+  // The rotated key's plaintext, from the 200 until "Done".
+  const [secret, setSecret] = useState<{ value: string; until: string | null } | null>(null);
+  const [revoked, setRevoked] = useState(false);
+  const mounted = useMounted();
+  const notify = useNotify();
+  const base = `/api/v1/api-keys/${seg(id)}`;
+
+  const load = async () => {
+    setRefreshing(true);
+    try {
+      const [k, u] = await Promise.all([api<Key>("GET", base), api<Usage>("GET", `${base}/usage`)]);
+      if (!mounted.current) return;
+      setKey(k);
+      setUsage(u);
+      setRefreshedAt(new Date());
+      setRefreshError(null);
+    } catch (e) {
+      if (!mounted.current) return;
+      if (apiKey === null || (e instanceof ApiError && e.status === 404)) setLoadError(e);
+      else setRefreshError(e);
+    } finally {
+      if (mounted.current) setRefreshing(false);
+    }
+  };
+  useEffect(() => {
+    void load();
+  }, [id]);
+  usePoll(load, REFRESH_MS, !revoked && !loadError && apiKey !== null);
+
+  if (loadError) {
+    const missing = loadError instanceof ApiError && loadError.status === 404;
+    return (
+      <>
+        <p class="crumbs">
+          <a href="#/keys">← API keys</a>
+        </p>
+        <PageHeader title={missing ? "Key not found" : "Key"} />
+        {missing ? (
+          <Empty>
+            There is no key <code>{id}</code>: it may have been revoked. <a href="#/keys">Back to the keys</a>.
+          </Empty>
+        ) : (
+          <ErrorBox error={loadError} title="Could not load the key:" />
+        )}
+      </>
+    );
+  }
+  if (!apiKey || !usage) {
+    return (
+      <>
+        <p class="crumbs">
+          <a href="#/keys">← API keys</a>
+        </p>
+        <PageHeader title="Key" />
+        <Loading what="Loading the key" />
+      </>
+    );
+  }
+
+  const rotate = async () => {
+    const { key, ...rest } = await api<KeyWithSecret>("POST", `${base}/rotate`, { grace_period_seconds: grace });
+    const until = grace > 0 ? new Date(Date.now() + grace * 1000).toISOString() : null;
+    setKey(rest);
+    setSecret({ value: key, until });
+    setDialog(null);
+  };
+  const revoke = async () => {
+    setRevoked(true);
+    try {
+      await api<void>("DELETE", base);
+    } catch (e) {
+      setRevoked(false);
+      throw e;
+    }
+    notify(`Key “${apiKey.name}” (${apiKey.prefix}…) was revoked; it no longer validates.`, "#/keys");
+    navigate("#/keys");
+  };
+
+  return (
+    <>
+      <p class="crumbs">
+        <a href="#/keys">← API keys</a>
+      </p>
+      <PageHeader title={apiKey.name}>
+        <button type="button" class="btn" onClick={() => setDialog("rotate")}>
+          Rotate key…
+        </button>
+        <button type="button" class="btn btn-danger-outline" onClick={() => setDialog("revoke")}>
+          Revoke key…
+        </button>
+      </PageHeader>
+      <dl class="meta">
+        <div>
+          <dt>Key</dt>
+          <dd>
+            <code>{apiKey.prefix}…</code> <KeyState apiKey={apiKey} />
+          </dd>
+        </div>
+        <div>
+          <dt>Owner</dt>
+          <dd>{apiKey.owner ?? <span class="muted">—</span>}</dd>
+        </div>
+        <div>
+          <dt>ID</dt>
+          <dd>
+            <code class="id">{apiKey.id}</code>
+          </dd>
+        </div>
+        <div>
+          <dt>Created</dt>
+          <dd>{dateTime(apiKey.created_at)}</dd>
+        </div>
+        <div>
+          <dt>Last used</dt>
+          <dd title={dateTime(apiKey.last_used_at)}>{relative(apiKey.last_used_at)}</dd>
+        </div>
+        <div>
+          <dt>Expires</dt>
+          <dd>{apiKey.expires_at ? dateTime(apiKey.expires_at) : "Never"}</dd>
+        </div>
+      </dl>
+
+      {secret && (
+        <SecretReveal
+          title="Your new API key"
+          label={`New secret key for “${apiKey.name}”`}
+          secret={secret.value}
+          onDone={() => setSecret(null)}
+        >
+          <p>
+            The key was rotated: same id, same usage and limits, new secret (prefix <code>{apiKey.prefix}</code>).{" "}
+            {secret.until
+              ? `The old secret keeps working until ${dateTime(secret.until)}.`
+              : "The old secret stopped working."}
+          </p>
+        </SecretReveal>
+      )}
+
+      <section class="card" aria-labelledby="usage-title">
+        <div class="section-header">
+          <h2 id="usage-title">Usage</h2>
+          <div class="actions">
+            <span class="muted small" aria-live="off">
+              {refreshedAt ? `Updated ${refreshedAt.toISOString().slice(11, 19)} UTC · every ${REFRESH_MS / 1000} s` : ""}
+            </span>
+            <button type="button" class="btn" onClick={() => void load()} disabled={refreshing}>
+              {refreshing ? "Refreshing…" : "Refresh"}
+            </button>
+          </div>
+        </div>
+        <ErrorBox error={refreshError} title="Could not refresh:" />
+        <UsageStats usage={usage} apiKey={apiKey} />
+        <UsageCharts usage={usage} apiKey={apiKey} />
+      </section>
+
+      <section class="card" aria-labelledby="settings-title">
+        <h2 id="settings-title">Settings</h2>
+        <KeyForm
+          key={apiKey.updated_at}
+          idPrefix="key"
+          apiKey={apiKey}
+          submitLabel="Save changes"
+          status={saved}
+          onSubmit={async (fields) => {
+            setSaved("");
+            const body = changedFields(fields, apiKey);
+            if (Object.keys(body).length === 0) {
+              setSaved("Nothing changed.");
+              return;
+            }
+            const updated = await api<Key>("PUT", base, body);
+            setKey(updated);
+            setSaved(`Saved at ${new Date().toISOString().slice(11, 19)} UTC.`);
+          }}
+        />
+      </section>
+
+      <section class="card danger-zone" aria-labelledby="danger-title">
+        <h2 id="danger-title">Rotate or revoke</h2>
+        <div class="danger-row">
+          <p>
+            <strong>Rotate</strong> issues a new secret for this key (same id, usage and limits); the old one can keep
+            working for a grace period while you deploy the new one.
+          </p>
+          <button type="button" class="btn" onClick={() => setDialog("rotate")}>
+            Rotate key…
+          </button>
+        </div>
+        <div class="danger-row">
+          <p>
+            <strong>Revoke</strong> stops the key at once: every request with it is refused with 403. This cannot be
+            undone.
+          </p>
+          <button type="button" class="btn btn-danger-outline" onClick={() => setDialog("revoke")}>
+            Revoke key…
+          </button>
+        </div>
+      </section>
+
+      {dialog === "rotate" && (
+        <ConfirmDialog title="Rotate this key?" confirmLabel="Rotate key" onConfirm={rotate} onClose={() => setDialog(null)}>
+          <p>
+            A new secret replaces <code>{apiKey.prefix}…</code>. It is shown once, right after this.
+          </p>
+          <label for="rotate-grace">The old secret stops working</label>
+          <select
+            id="rotate-grace"
+            value={String(grace)}
+            onChange={(e) => setGrace(Number((e.currentTarget as HTMLSelectElement).value))}
+          >
+            {GRACE_CHOICES.map(([seconds, label]) => (
+              <option key={seconds} value={String(seconds)}>
+                {label}
+              </option>
+            ))}
+          </select>
+        </ConfirmDialog>
+      )}
+      {dialog === "revoke" && (
+        <ConfirmDialog
+          title="Revoke this key?"
+          confirmLabel="Revoke key"
+          danger
+          onConfirm={revoke}
+          onClose={() => setDialog(null)}
+        >
+          <p>
+            <strong>{apiKey.name}</strong> (<code>{apiKey.prefix}…</code>) stops validating immediately; requests with it
+            get <code>403 invalid_api_key</code>. This cannot be undone.
+          </p>
+        </ConfirmDialog>
+      )}
+    </>
+  );
+}

@@ -1,0 +1,250 @@
+// `#/keys`: the keys table (search, cursor pages, this month's usage per
+// row) and `#/keys/new`: the create form, then the new key shown once.
+
+import { useEffect, useState } from "preact/hooks";
+import { api, seg, withQuery, type Key, type KeyWithSecret, type Page, type Usage } from "./api";
+import { dateTime, money, num, relative } from "./format";
+import { href, navigate, useMounted } from "./hooks";
+import { createBody, KeyForm } from "./keyform";
+import { requestsThisMonth } from "./usage";
+import { Empty, ErrorBox, Loading, PageHeader, SecretReveal } from "./ui";
+
+const PAGE_SIZE = 20;
+
+/** Active, inactive (turned off) or expired; revoked keys no longer exist. */
+export function KeyState({ apiKey }: { apiKey: Key }) {
+  const expired = apiKey.expires_at !== null && new Date(apiKey.expires_at).getTime() <= Date.now();
+  const [label, cls] = !apiKey.active
+    ? ["Inactive", "badge badge-off"]
+    : expired
+      ? ["Expired", "badge badge-bad"]
+      : ["Active", "badge badge-ok"];
+  return <span class={cls}>{label}</span>;
+}
+
+export function KeysPage() {
+  const [search, setSearch] = useState("");
+  const [q, setQ] = useState("");
+  // The cursors of the pages before this one; the last is this page's.
+  const [cursors, setCursors] = useState<(string | null)[]>([null]);
+  const [page, setPage] = useState<Page<Key> | null>(null);
+  const [usage, setUsage] = useState<Record<string, Usage | null>>({});
+  const [error, setError] = useState<unknown>(null);
+  const [loading, setLoading] = useState(true);
+  const mounted = useMounted();
+  const cursor = cursors[cursors.length - 1];
+
+  useEffect(() => {
+    const timer = window.setTimeout(() => {
+      if (search.trim() !== q) {
+        setQ(search.trim());
+        setCursors([null]);
+      }
+    }, 250);
+    return () => window.clearTimeout(timer);
+  }, [search]);
+
+  useEffect(() => {
+    let live = true;
+    setLoading(true);
+    setError(null);
+    api<Page<Key>>("GET", withQuery("/api/v1/api-keys", { limit: PAGE_SIZE, cursor, q }))
+      .then(async (result) => {
+        if (!live || !mounted.current) return;
+        setPage(result);
+        setLoading(false);
+        const entries = await Promise.all(
+          result.data.map(async (k) => {
+            try {
+              return [k.id, await api<Usage>("GET", `/api/v1/api-keys/${seg(k.id)}/usage`)] as const;
+            } catch {
+              return [k.id, null] as const;
+            }
+          }),
+        );
+        if (live && mounted.current) setUsage(Object.fromEntries(entries));
+      })
+      .catch((e) => {
+        if (!live || !mounted.current) return;
+        setError(e);
+        setLoading(false);
+      });
+    return () => {
+      live = false;
+    };
+  }, [cursor, q]);
+
+  const pageNumber = cursors.length;
+  return (
+    <>
+      <PageHeader title="API keys">
+        <a class="btn btn-primary" href="#/keys/new">
+          Create key
+        </a>
+      </PageHeader>
+      <div class="toolbar">
+        <label for="key-search" class="visually-hidden">
+          Search keys
+        </label>
+        <input
+          id="key-search"
+          type="search"
+          placeholder="Search by name, owner, prefix or id"
+          value={search}
+          onInput={(e) => setSearch((e.currentTarget as HTMLInputElement).value)}
+        />
+      </div>
+      <ErrorBox error={error} title="Could not load the keys:" />
+      {loading && !page ? (
+        <Loading what="Loading keys" />
+      ) : page && page.data.length === 0 && pageNumber === 1 ? (
+        q ? (
+          <Empty>
+            No keys match “{q}”. <button class="btn-link" onClick={() => setSearch("")}>Clear the search</button>
+          </Empty>
+        ) : (
+          <Empty>
+            No keys yet — <a href="#/keys/new">create one</a>.
+          </Empty>
+        )
+      ) : page ? (
+        <>
+          <div class="table-wrap" aria-busy={loading}>
+            <table class="keys-table">
+              <caption class="visually-hidden">API keys{q ? ` matching “${q}”` : ""}, page {pageNumber}</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Name</th>
+                  <th scope="col">Key</th>
+                  <th scope="col">Owner</th>
+                  <th scope="col">Status</th>
+                  <th scope="col" class="num">
+                    Rate limit
+                  </th>
+                  <th scope="col" class="num">
+                    Cost limit
+                  </th>
+                  <th scope="col">Last used</th>
+                  <th scope="col" class="num">
+                    Requests this month
+                  </th>
+                  <th scope="col" class="num">
+                    Cost this month
+                  </th>
+                </tr>
+              </thead>
+              <tbody>
+                {page.data.map((k) => {
+                  const u = usage[k.id];
+                  return (
+                    <tr key={k.id}>
+                      <th scope="row">
+                        <a href={href("keys", k.id)}>{k.name}</a>
+                      </th>
+                      <td>
+                        <code>{k.prefix}…</code>
+                      </td>
+                      <td>{k.owner ?? <span class="muted">—</span>}</td>
+                      <td>
+                        <KeyState apiKey={k} />
+                      </td>
+                      <td class="num">
+                        {k.rate_limit_per_hour === null ? (
+                          <span class="muted">None</span>
+                        ) : (
+                          `${num(k.rate_limit_per_hour)} / h`
+                        )}
+                      </td>
+                      <td class="num">
+                        {k.cost_limit_per_month === null ? (
+                          <span class="muted">None</span>
+                        ) : (
+                          `${money(k.cost_limit_per_month)} / mo`
+                        )}
+                      </td>
+                      <td>
+                        {k.last_used_at ? (
+                          <time dateTime={k.last_used_at} title={dateTime(k.last_used_at)}>
+                            {relative(k.last_used_at)}
+                          </time>
+                        ) : (
+                          <span class="muted">Never</span>
+                        )}
+                      </td>
+                      <td class="num">{u ? num(requestsThisMonth(u)) : u === null ? "?" : "…"}</td>
+                      <td class="num">{u ? money(u.cost_this_month) : u === null ? "?" : "…"}</td>
+                    </tr>
+                  );
+                })}
+              </tbody>
+            </table>
+          </div>
+          <nav class="pager" aria-label="Pages of keys">
+            <button
+              type="button"
+              class="btn"
+              disabled={pageNumber === 1 || loading}
+              onClick={() => setCursors((c) => c.slice(0, -1))}
+            >
+              ← Previous
+            </button>
+            <span class="muted">Page {pageNumber}</span>
+            <button
+              type="button"
+              class="btn"
+              disabled={!page.next_cursor || loading}
+              onClick={() => page.next_cursor && setCursors((c) => [...c, page.next_cursor])}
+            >
+              Next →
+            </button>
+          </nav>
+        </>
+      ) : null}
+    </>
+  );
+}
+
+export function CreateKeyPage() {
+  // The plaintext lives here only, from the 201 until "Done".
+  const [created, setCreated] = useState<{ id: string; name: string; prefix: string; secret: string } | null>(null);
+  if (created) {
+    return (
+      <>
+        <PageHeader title="Key created" />
+        <SecretReveal
+          title="Your new API key"
+          label={`Secret key for “${created.name}”`}
+          secret={created.secret}
+          onDone={() => {
+            const id = created.id;
+            setCreated(null);
+            navigate(href("keys", id), true);
+          }}
+        >
+          <p>
+            Send it as the <code>X-API-Key</code> header. Its prefix, <code>{created.prefix}</code>, is how the
+            dashboard shows it from now on.
+          </p>
+        </SecretReveal>
+      </>
+    );
+  }
+  return (
+    <>
+      <p class="crumbs">
+        <a href="#/keys">← API keys</a>
+      </p>
+      <PageHeader title="Create an API key" />
+      <KeyForm
+        idPrefix="new-key"
+        apiKey={null}
+        submitLabel="Create key"
+        onCancel={() => navigate("#/keys")}
+        onSubmit={async (fields) => {
+          const { key, id, name, prefix } = await api<KeyWithSecret>("POST", "/api/v1/api-keys", createBody(fields));
+          setCreated({ id, name, prefix, secret: key });
+        }}
+      />
+    </>
+  );
+}

@@ -1,0 +1,194 @@
+// `#/workflows`: the registry of upstreams (list, register, delete).
+
+import { useState } from "preact/hooks";
+import { api, seg, type Page, type Workflow } from "./api";
+import { dateTime, money } from "./format";
+import { useLoad } from "./hooks";
+import { ConfirmDialog, Empty, ErrorBox, Field, Loading, PageHeader, useNotify } from "./ui";
+
+export function WorkflowsPage() {
+  const [deleting, setDeleting] = useState<Workflow | null>(null);
+  const notify = useNotify();
+  const list = useLoad(() => api<Page<Workflow>>("GET", "/api/v1/workflows?limit=1000"));
+  const workflows = list.value?.data ?? null;
+  const error = list.error;
+  const load = list.reload;
+
+  return (
+    <>
+      <PageHeader title="Workflows">
+        <button type="button" class="btn btn-primary" onClick={() => document.getElementById("wf-id")?.focus()}>
+          Register workflow
+        </button>
+      </PageHeader>
+      <p class="lead">
+        A workflow is an upstream that queries go to: <code>POST /api/v1/workflows/&lt;id&gt;/query</code> with an API
+        key. Its price applies to each query unless the upstream reports a cost.
+      </p>
+      <ErrorBox error={error} title="Could not load the workflows:" />
+      {workflows === null ? (
+        !error && <Loading what="Loading workflows" />
+      ) : workflows.length === 0 ? (
+        <Empty>No workflows yet — register one below (try the upstream builtin:echo).</Empty>
+      ) : (
+        <div class="table-wrap">
+          <table>
+            <caption class="visually-hidden">Workflows</caption>
+            <thead>
+              <tr>
+                <th scope="col">ID</th>
+                <th scope="col">Name</th>
+                <th scope="col">Upstream</th>
+                <th scope="col" class="num">
+                  Price per request
+                </th>
+                <th scope="col">Created</th>
+                <th scope="col">
+                  <span class="visually-hidden">Actions</span>
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {workflows.map((w) => (
+                <tr key={w.id}>
+                  <th scope="row">
+                    <code>{w.id}</code>
+                  </th>
+                  <td>{w.name}</td>
+                  <td class="wrap">
+                    <code>{w.upstream_url}</code>
+                  </td>
+                  <td class="num">{money(w.price_per_request)}</td>
+                  <td>{dateTime(w.created_at)}</td>
+                  <td>
+                    <button
+                      type="button"
+                      class="btn btn-small btn-danger-outline"
+                      aria-label={`Delete workflow ${w.id}`}
+                      onClick={() => setDeleting(w)}
+                    >
+                      Delete
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      <NewWorkflow
+        onCreated={(w) => {
+          notify(`Workflow “${w.id}” registered.`);
+          void load();
+        }}
+      />
+      {deleting && (
+        <ConfirmDialog
+          title="Delete this workflow?"
+          confirmLabel="Delete workflow"
+          danger
+          onClose={() => setDeleting(null)}
+          onConfirm={async () => {
+            await api<void>("DELETE", `/api/v1/workflows/${seg(deleting.id)}`);
+            notify(`Workflow “${deleting.id}” deleted.`);
+            setDeleting(null);
+            await load();
+          }}
+        >
+          <p>
+            Queries to <code>{deleting.id}</code> will fail with <code>404 workflow_not_found</code>. Keys that list it
+            keep it in their allow-list.
+          </p>
+        </ConfirmDialog>
+      )}
+    </>
+  );
+}
+
+function NewWorkflow({ onCreated }: { onCreated: (w: Workflow) => void }) {
+  const [id, setId] = useState("");
+  const [name, setName] = useState("");
+  const [upstream, setUpstream] = useState("");
+  const [price, setPrice] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const submit = async (event: Event) => {
+    event.preventDefault();
+    setError(null);
+    const body: Record<string, unknown> = { id: id.trim(), name: name.trim(), upstream_url: upstream.trim() };
+    if (price.trim()) {
+      const p = Number(price);
+      if (!Number.isFinite(p) || p < 0) {
+        setError(new Error("Price per request: an amount in USD, like 0.002."));
+        return;
+      }
+      body.price_per_request = p;
+    }
+    setBusy(true);
+    try {
+      const created = await api<Workflow>("POST", "/api/v1/workflows", body);
+      setId("");
+      setName("");
+      setUpstream("");
+      setPrice("");
+      onCreated(created);
+    } catch (e) {
+      setError(e);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const text = (set: (v: string) => void) => (e: Event) => set((e.currentTarget as HTMLInputElement).value);
+  return (
+    <section class="card" aria-labelledby="new-workflow-title">
+      <h2 id="new-workflow-title">Register a workflow</h2>
+      <form class="form" onSubmit={submit} noValidate>
+        <div class="grid-2">
+          <Field id="wf-id" label="ID" hint="Lowercase letters, digits, - and _ (up to 64); used in the query URL.">
+            <input
+              id="wf-id"
+              value={id}
+              onInput={text(setId)}
+              required
+              pattern="[a-z0-9_\-]{1,64}"
+              autoComplete="off"
+              aria-describedby="wf-id-hint"
+            />
+          </Field>
+          <Field id="wf-name" label="Name">
+            <input id="wf-name" value={name} onInput={text(setName)} required autoComplete="off" />
+          </Field>
+          <Field id="wf-upstream" label="Upstream URL" hint="http(s)://… or builtin:echo (answers with its input).">
+            <input
+              id="wf-upstream"
+              value={upstream}
+              onInput={text(setUpstream)}
+              required
+              placeholder="https://… or builtin:echo"
+              autoComplete="off"
+              aria-describedby="wf-upstream-hint"
+            />
+          </Field>
+          <Field id="wf-price" label="Price per request (USD)" hint="Empty: free (0).">
+            <input
+              id="wf-price"
+              type="number"
+              min={0}
+              step="any"
+              inputMode="decimal"
+              value={price}
+              onInput={text(setPrice)}
+              aria-describedby="wf-price-hint"
+            />
+          </Field>
+        </div>
+        <ErrorBox error={error} title="Not registered:" />
+        <div class="form-actions">
+          <button type="submit" class="btn btn-primary" disabled={busy}>
+            {busy ? "Registering…" : "Register workflow"}
+          </button>
+        </div>
+      </form>
+    </section>
+  );
+}

@@ -1,0 +1,539 @@
+// The dashboard at `/`, driven in chromium against a real `nodai serve`:
+// sign-in, keys (create with the secret shown once, search and pages,
+// edit, usage charts, revoke, rotate), workflows, webhooks and their
+// deliveries, keyboard use and a 360 px wide screen. One server and one
+// browser for the file; each test opens its own page (fresh sessionStorage).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { admin, launchBrowser, newPage, screenshot, startServer, waitFor } from "./harness.mjs";
+import { listen } from "../../../sdk/typescript/test/support/http.js";
+
+const WORKFLOW = "echo";
+const PRICE = 0.0025;
+const KEY_RE = /nk_[0-9a-f]{64}/;
+
+let server;
+let browser;
+
+before(async () => {
+  // Failed webhook deliveries wait an hour, so only the Retry button resends them.
+  server = await startServer({
+    env: { NODAI_WEBHOOK_ALLOW_PRIVATE: "1", NODAI_WEBHOOK_RETRY_SCHEDULE: "1h" },
+  });
+  browser = await launchBrowser();
+  const wf = await admin(server, "POST", "/api/v1/workflows", {
+    id: WORKFLOW,
+    name: "Echo",
+    upstream_url: "builtin:echo",
+    price_per_request: PRICE,
+  });
+  assert.equal(wf.status, 201, JSON.stringify(wf.body));
+  // Two keys with some history, for the keys page's picture.
+  const web = await createKey({ name: "Web app (production)", owner: "acme", rate_limit_per_hour: 1000, cost_limit_per_month: 50 });
+  for (let i = 0; i < 4; i++) assert.equal((await query(web.key)).status, 200);
+  await createKey({ name: "Staging", owner: "acme", active: false });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+/** A query with `key` (from the test itself, no Origin). */
+async function query(key, workflow = WORKFLOW) {
+  const res = await fetch(`${server.baseUrl}/api/v1/workflows/${workflow}/query`, {
+    method: "POST",
+    headers: { "x-api-key": key, "content-type": "application/json" },
+    body: JSON.stringify({ input: "hi" }),
+  });
+  const body = await res.json();
+  return { status: res.status, body };
+}
+
+async function createKey(body) {
+  const res = await admin(server, "POST", "/api/v1/api-keys", body);
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  return res.body;
+}
+
+/** A page signed in through the form, on the keys page. */
+async function signedIn(options = {}) {
+  const page = await newPage(browser, options);
+  await page.goto(`${server.baseUrl}/`);
+  await page.getByLabel("Admin token").fill(server.adminToken);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { level: 1, name: "API keys" }).waitFor();
+  return page;
+}
+
+/** The accessible summary (aria-label) of chart `id`. */
+const chartSummary = (page, id) => page.locator(`svg[data-chart="${id}"]`).getAttribute("aria-label");
+
+/** Every file under `dir`, as bytes. */
+async function* filesUnder(dir) {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) yield* filesUnder(path);
+    else if (entry.isFile()) yield [path, await readFile(path)];
+  }
+}
+
+const html = (page) => page.evaluate(() => document.documentElement.outerHTML);
+
+test("sign-in: a wrong token is refused, the right one opens the keys page and stays in sessionStorage only", async () => {
+  // The refused token is a 401 that chromium logs on its own.
+  const page = await newPage(browser, { allow: [/status of 401/] });
+  await page.goto(`${server.baseUrl}/`);
+  await page.getByRole("heading", { name: "Sign in to the dashboard" }).waitFor();
+  await screenshot(page, "dashboard-signin");
+
+  await page.getByLabel("Admin token").fill("not-the-admin-token-at-all");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  const alert = page.getByRole("alert").filter({ hasText: "not accepted" });
+  await alert.waitFor();
+  assert.match(await alert.innerText(), /unauthorized/);
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0, "a refused token is not kept");
+
+  await page.getByLabel("Admin token").fill(server.adminToken);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { level: 1, name: "API keys" }).waitFor();
+  const storage = await page.evaluate(() => ({
+    session: Object.values(sessionStorage),
+    local: Object.values(localStorage),
+    cookie: document.cookie,
+  }));
+  assert.deepEqual(storage.session, [server.adminToken]);
+  assert.ok(!storage.local.some((v) => v.includes(server.adminToken)), "the token is not in localStorage");
+  assert.ok(!storage.cookie.includes(server.adminToken));
+
+  // A reload keeps the session (same tab) and the place.
+  await page.goto(`${server.baseUrl}/#/workflows`);
+  await page.reload();
+  await page.getByRole("heading", { level: 1, name: "Workflows" }).waitFor();
+
+  // A 401 anywhere signs out, saying why.
+  await page.evaluate(() => sessionStorage.setItem(sessionStorage.key(0), "a-token-the-server-no-longer-takes"));
+  await page.getByRole("link", { name: "API keys" }).click();
+  await page.getByText("You were signed out").waitFor();
+  await page.getByLabel("Admin token").waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+
+  // Sign out.
+  await page.getByLabel("Admin token").fill(server.adminToken);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByLabel("Admin token").waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+  await page.done();
+});
+
+test("create key: the plaintext is shown once, then is in neither the page nor the data directory", async () => {
+  const page = await signedIn();
+  await page.getByRole("link", { name: "Create key" }).click();
+  await page.getByRole("heading", { level: 1, name: "Create an API key" }).waitFor();
+  await page.getByLabel("Name", { exact: true }).fill("Billing backend");
+  await page.getByLabel("Owner (optional)").fill("acme-billing");
+  await page.getByLabel("Rate limit per hour").fill("100");
+  await page.getByLabel("Cost limit per month (USD)").fill("25");
+  await page.getByLabel("Alert thresholds (%)").fill("50, 90");
+  await page.getByRole("checkbox", { name: /echo/ }).check();
+  await page.getByLabel("Allowed browser origins").fill("https://app.example.com");
+  await page.getByRole("button", { name: "Create key" }).click();
+
+  const secret = page.locator(".secret");
+  await secret.waitFor();
+  const key = (await secret.innerText()).trim();
+  assert.match(key, new RegExp(`^${KEY_RE.source}$`));
+  await page.getByText("you will not see it again").waitFor();
+  const copy = page.getByRole("button", { name: "Copy" });
+  await copy.click();
+  await page.getByText(/Copied to the clipboard|press Ctrl\+C/).waitFor();
+  await screenshot(page, "dashboard-key-created");
+
+  // The key is real, with what the form said.
+  assert.equal((await query(key)).status, 200);
+  const listed = (await admin(server, "GET", "/api/v1/api-keys?q=Billing%20backend")).body.data;
+  assert.equal(listed.length, 1);
+  const created = listed[0];
+  assert.equal(created.owner, "acme-billing");
+  assert.equal(created.rate_limit_per_hour, 100);
+  assert.equal(created.cost_limit_per_month, 25);
+  assert.deepEqual(created.alert_thresholds, [50, 90]);
+  assert.deepEqual(created.workflow_ids, [WORKFLOW]);
+  assert.deepEqual(created.allowed_origins, ["https://app.example.com"]);
+
+  await page.getByRole("button", { name: "Done, I have stored it" }).click();
+  await page.getByRole("heading", { level: 1, name: "Billing backend" }).waitFor();
+  assert.ok(!(await html(page)).includes(key), "dismissed: the plaintext is gone from the DOM");
+
+  await page.goBack();
+  await page.getByRole("heading", { level: 1, name: "API keys" }).waitFor();
+  await page.getByRole("link", { name: "Billing backend" }).waitFor();
+  assert.ok(!(await html(page)).includes(key));
+  // Usage loads for all rows at once.
+  await page.locator("table.keys-table tbody tr").filter({ hasText: "Billing backend" }).getByText("$0.0025").waitFor();
+  await screenshot(page, "dashboard-keys");
+  await page.getByRole("link", { name: "Billing backend" }).click();
+  await page.getByRole("heading", { level: 1, name: "Billing backend" }).waitFor();
+  await page.locator('svg[data-chart="requests-hourly"]').waitFor();
+  assert.ok(!(await html(page)).includes(key));
+  await page.goForward().catch(() => {});
+  await page.goto(`${server.baseUrl}/#/keys/new`);
+  await page.getByRole("heading", { level: 1, name: "Create an API key" }).waitFor();
+  assert.ok(!(await html(page)).includes(key), "the create page starts empty again");
+
+  const inFiles = [];
+  for await (const [path, bytes] of filesUnder(server.dataDir)) {
+    if (bytes.includes(Buffer.from(key))) inFiles.push(path);
+  }
+  assert.deepEqual(inFiles, [], "no file in the data directory holds the plaintext key");
+  await page.done();
+});
+
+test("keys list: search and cursor pages", async () => {
+  for (let i = 1; i <= 22; i++) {
+    await createKey({ name: `pager-${String(i).padStart(2, "0")}`, owner: i === 7 ? "Needle Corp" : undefined });
+  }
+  const page = await signedIn();
+  const search = page.getByRole("searchbox", { name: "Search keys" });
+  const rows = page.locator("table.keys-table tbody tr");
+
+  await search.fill("needle");
+  await waitFor(async () => (await rows.count()) === 1 && (await rows.first().innerText()).includes("pager-07"), {
+    what: "the search to find the owner",
+  });
+
+  await search.fill("PAGER-");
+  await waitFor(async () => (await rows.count()) === 20, { what: "a first page of 20" });
+  assert.match(await rows.first().innerText(), /pager-01/);
+  await page.getByRole("button", { name: "Next →" }).click();
+  await waitFor(async () => (await rows.count()) === 2, { what: "the second page" });
+  assert.match(await rows.first().innerText(), /pager-21/);
+  assert.ok(await page.getByRole("button", { name: "Next →" }).isDisabled());
+  await page.getByRole("button", { name: "← Previous" }).click();
+  await waitFor(async () => (await rows.count()) === 20, { what: "back to the first page" });
+  assert.ok(await page.getByRole("button", { name: "← Previous" }).isDisabled());
+
+  await search.fill("no-key-is-called-this");
+  await page.getByText("No keys match").waitFor();
+  await page.done();
+});
+
+test("detail: editing a limit saves it, and clearing it sends null", async () => {
+  const created = await createKey({ name: "Editable", rate_limit_per_hour: 100 });
+  // The refused update at the end is a 422 that chromium logs on its own.
+  const page = await signedIn({ allow: [/status of 422/] });
+  await page.goto(`${server.baseUrl}/#/keys/${created.id}`);
+  await page.getByRole("heading", { level: 1, name: "Editable" }).waitFor();
+
+  await page.getByLabel("Rate limit per hour").fill("250");
+  await page.getByLabel("Cost limit per month (USD)").fill("12.5");
+  await page.getByLabel("Owner (optional)").fill("team-edit");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await page.getByText(/^Saved at/).waitFor();
+  let key = (await admin(server, "GET", `/api/v1/api-keys/${created.id}`)).body;
+  assert.equal(key.rate_limit_per_hour, 250);
+  assert.equal(key.cost_limit_per_month, 12.5);
+  assert.equal(key.owner, "team-edit");
+  assert.equal(key.name, "Editable");
+
+  // The form shows the saved values, and emptying a limit clears it.
+  assert.equal(await page.getByLabel("Rate limit per hour").inputValue(), "250");
+  await page.getByLabel("Rate limit per hour").fill("");
+  await page.getByLabel(/^Active/).uncheck();
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await waitFor(async () => (await admin(server, "GET", `/api/v1/api-keys/${created.id}`)).body.rate_limit_per_hour === null, {
+    what: "the rate limit to be cleared",
+  });
+  key = (await admin(server, "GET", `/api/v1/api-keys/${created.id}`)).body;
+  assert.equal(key.rate_limit_per_hour, null);
+  assert.equal(key.cost_limit_per_month, 12.5, "untouched fields stay");
+  assert.equal(key.active, false);
+  await page.locator(".meta").getByText("Inactive", { exact: true }).waitFor();
+
+  // The server's refusal shows its detail and code.
+  await page.getByLabel("Allowed browser origins").fill("not an origin");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  const problem = page.getByRole("alert").filter({ hasText: "validation_error" });
+  await problem.waitFor();
+  assert.match(await problem.innerText(), /HTTP 422/);
+  await page.done();
+});
+
+test("usage: a query appears in the charts, on its own and with Refresh", async () => {
+  const created = await createKey({ name: "Metered", rate_limit_per_hour: 12, cost_limit_per_month: 0.05 });
+  const page = await signedIn();
+  await page.goto(`${server.baseUrl}/#/keys/${created.id}`);
+  await page.locator('svg[data-chart="requests-hourly"]').waitFor();
+  assert.match(await chartSummary(page, "requests-hourly"), /: 0 requests in total/);
+  assert.match(await chartSummary(page, "requests-hourly"), /Rate limit: 12 requests per hour/);
+  assert.match(await chartSummary(page, "cost-month"), /\$0\.00 spent of the \$0\.05 monthly cost limit/);
+
+  assert.equal((await query(created.key)).status, 200);
+  // No reload, no click: the page refreshes itself every few seconds.
+  await waitFor(async () => /: 1 request in total/.test(await chartSummary(page, "requests-hourly")), {
+    timeoutMs: 12_000,
+    what: "the hourly chart to count the query",
+  });
+  assert.match(await chartSummary(page, "requests-daily"), /: 1 request in total/);
+  assert.match(await chartSummary(page, "cost-month"), /\$0\.0025 spent of the \$0\.05 monthly cost limit \(5%\)/);
+
+  for (let i = 0; i < 7; i++) assert.equal((await query(created.key)).status, 200);
+  await page.getByRole("button", { name: "Refresh" }).click();
+  await waitFor(async () => /: 8 requests in total/.test(await chartSummary(page, "requests-hourly")), {
+    timeoutMs: 5_000,
+    what: "Refresh to show 8 requests",
+  });
+  assert.match(await chartSummary(page, "cost-hourly"), /\$0\.02 in total/);
+
+  // The text alternative also exists as a table.
+  await page.getByText("Show data as a table").first().click();
+  const table = page.getByRole("table", { name: "Requests per hour · last 48 hours" });
+  await table.waitFor();
+  assert.equal(await table.locator("tbody tr").count(), 48);
+  assert.ok((await table.locator("tbody td").allInnerTexts()).includes("8"));
+  await page.getByText("Show data as a table").first().click();
+  await screenshot(page, "dashboard-key-usage");
+  await page.done();
+});
+
+test("revoke asks first: Cancel keeps the key, confirming revokes it", async () => {
+  const created = await createKey({ name: "Doomed" });
+  assert.equal((await query(created.key)).status, 200);
+  const page = await signedIn();
+  await page.goto(`${server.baseUrl}/#/keys/${created.id}`);
+  await page.getByRole("heading", { level: 1, name: "Doomed" }).waitFor();
+
+  const opener = page.getByRole("button", { name: "Revoke key…" }).first();
+  await opener.click();
+  const dialog = page.getByRole("dialog", { name: "Revoke this key?" });
+  await dialog.waitFor();
+  assert.ok(await page.evaluate(() => document.activeElement?.closest("dialog") !== null), "focus moves into the dialog");
+  await dialog.getByRole("button", { name: "Cancel" }).click();
+  await dialog.waitFor({ state: "hidden" });
+  assert.ok(await opener.evaluate((el) => el === document.activeElement), "focus returns to the opener");
+  // Escape cancels too.
+  await opener.click();
+  await dialog.waitFor();
+  await page.keyboard.press("Escape");
+  await dialog.waitFor({ state: "hidden" });
+  assert.equal((await admin(server, "GET", `/api/v1/api-keys/${created.id}`)).status, 200);
+  assert.equal((await query(created.key)).status, 200, "cancelled: the key still works");
+
+  await opener.click();
+  await dialog.getByRole("button", { name: "Revoke key" }).click();
+  await page.getByRole("heading", { level: 1, name: "API keys" }).waitFor();
+  await page.getByText("was revoked").waitFor();
+  assert.equal((await admin(server, "GET", `/api/v1/api-keys/${created.id}`)).status, 404);
+  const refused = await query(created.key);
+  assert.equal(refused.status, 403);
+  assert.equal(refused.body.code, "invalid_api_key");
+  await page.done();
+});
+
+test("rotate shows the new key once; the old one stops working", async () => {
+  const created = await createKey({ name: "Rotating" });
+  const page = await signedIn();
+  await page.goto(`${server.baseUrl}/#/keys/${created.id}`);
+  await page.getByRole("heading", { level: 1, name: "Rotating" }).waitFor();
+  await page.getByRole("button", { name: "Rotate key…" }).first().click();
+  const dialog = page.getByRole("dialog", { name: "Rotate this key?" });
+  await dialog.getByLabel("The old secret stops working").selectOption({ label: "Immediately" });
+  await dialog.getByRole("button", { name: "Rotate key" }).click();
+  await dialog.waitFor({ state: "hidden" });
+
+  const fresh = (await page.locator(".secret").innerText()).trim();
+  assert.match(fresh, new RegExp(`^${KEY_RE.source}$`));
+  assert.notEqual(fresh, created.key);
+  assert.equal(await page.locator(".meta code").first().innerText(), `${fresh.slice(0, 11)}…`, "the new prefix shows");
+  assert.equal((await query(fresh)).status, 200);
+  assert.equal((await query(created.key)).status, 403);
+
+  await page.getByRole("button", { name: "Done, I have stored it" }).click();
+  await page.locator(".secret").waitFor({ state: "detached" });
+  assert.ok(!(await html(page)).includes(fresh));
+  await page.reload();
+  await page.getByRole("heading", { level: 1, name: "Rotating" }).waitFor();
+  assert.ok(!(await html(page)).includes(fresh));
+  await page.done();
+});
+
+test("workflows: register one, then delete it behind a confirmation", async () => {
+  // The duplicate is a 409 that chromium logs on its own.
+  const page = await signedIn({ allow: [/status of 409/] });
+  await page.getByRole("link", { name: "Workflows" }).click();
+  await page.getByRole("heading", { level: 1, name: "Workflows" }).waitFor();
+  await page.getByLabel("ID", { exact: true }).fill("summarise");
+  await page.getByLabel("Name", { exact: true }).fill("Summariser");
+  await page.getByLabel("Upstream URL").fill("builtin:echo");
+  await page.getByLabel("Price per request (USD)").fill("0.01");
+  await page.getByRole("button", { name: "Register workflow" }).last().click();
+  await page.getByRole("row", { name: /summarise/ }).waitFor();
+  const wf = (await admin(server, "GET", "/api/v1/workflows/summarise")).body;
+  assert.equal(wf.price_per_request, 0.01);
+  assert.equal(wf.upstream_url, "builtin:echo");
+
+  // A duplicate is refused with the server's reason.
+  await page.getByLabel("ID", { exact: true }).fill("summarise");
+  await page.getByLabel("Name", { exact: true }).fill("Again");
+  await page.getByLabel("Upstream URL").fill("builtin:echo");
+  await page.getByRole("button", { name: "Register workflow" }).last().click();
+  await page.getByRole("alert").filter({ hasText: "workflow_exists" }).waitFor();
+
+  await page.getByRole("button", { name: "Delete workflow summarise" }).click();
+  const dialog = page.getByRole("dialog", { name: "Delete this workflow?" });
+  await dialog.getByRole("button", { name: "Cancel" }).click();
+  assert.equal((await admin(server, "GET", "/api/v1/workflows/summarise")).status, 200);
+  await page.getByRole("button", { name: "Delete workflow summarise" }).click();
+  await dialog.getByRole("button", { name: "Delete workflow" }).click();
+  await page.getByRole("row", { name: /summarise/ }).waitFor({ state: "detached" });
+  assert.equal((await admin(server, "GET", "/api/v1/workflows/summarise")).status, 404);
+  await page.done();
+});
+
+test("webhooks: create (secret shown once), send a test event, see the failed delivery, retry it", async () => {
+  // Answers 500 to the first request, then 200.
+  const received = [];
+  const receiver = await listen((req, body, res) => {
+    received.push({ id: req.headers["webhook-id"], body: body.toString() });
+    res.writeHead(received.length === 1 ? 500 : 200, { "content-type": "text/plain" });
+    res.end("ok");
+  });
+  try {
+    const page = await signedIn();
+    await page.getByRole("link", { name: "Webhooks" }).click();
+    await page.getByRole("heading", { level: 1, name: "Webhooks" }).waitFor();
+    await page.getByText("No webhook endpoints yet").waitFor();
+
+    const url = `${receiver.url}/hooks/nodai`;
+    await page.getByLabel("Endpoint URL").fill(url);
+    // Only threshold alerts, so the other tests' key events stay away.
+    await page.getByRole("checkbox", { name: "usage.threshold" }).check();
+    await page.getByLabel("Description (optional)").fill("Dashboard test receiver");
+    await page.getByRole("button", { name: "Add endpoint" }).last().click();
+    const secret = (await page.locator(".secret").innerText()).trim();
+    assert.match(secret, /^whsec_[A-Za-z0-9+/=]+$/);
+    await page.getByText("you will not see it again").waitFor();
+    await page.getByRole("button", { name: "Done, I have stored it" }).click();
+    await page.locator(".secret").waitFor({ state: "detached" });
+    assert.ok(!(await html(page)).includes(secret));
+    const hooks = (await admin(server, "GET", "/api/v1/webhooks")).body.data;
+    assert.equal(hooks.length, 1);
+    assert.deepEqual(hooks[0].events, ["usage.threshold"]);
+
+    await page.getByRole("link", { name: url }).click();
+    await page.getByRole("heading", { level: 1, name: "Webhook endpoint" }).waitFor();
+    await page.getByText("No deliveries yet").waitFor();
+    await page.getByRole("button", { name: "Send test event" }).click();
+    const row = page.locator("tr[data-delivery]");
+    await row.first().waitFor();
+    const deliveryId = await row.first().getAttribute("data-delivery");
+    assert.match(await row.first().innerText(), /webhook\.test/);
+
+    // The receiver's 500 shows: pending, 1 attempt, status 500, a next attempt.
+    await waitFor(() => received.length >= 1, { timeoutMs: 15_000, what: "the first delivery attempt" });
+    assert.equal(received[0].id, deliveryId);
+    await waitFor(
+      async () => {
+        const text = await row.first().innerText();
+        return /Pending/.test(text) && /\b500\b/.test(text) && /in \d+ (min|h)/.test(text);
+      },
+      { timeoutMs: 10_000, what: "the failed attempt in the log" },
+    );
+    assert.equal(await row.first().locator("td").nth(2).innerText(), "1");
+
+    await page.getByRole("button", { name: `Retry delivery ${deliveryId}` }).click();
+    await waitFor(() => received.length >= 2, { timeoutMs: 15_000, what: "the retried delivery" });
+    assert.equal(received[1].id, deliveryId, "a retry keeps the webhook-id");
+    await waitFor(async () => /Succeeded/.test(await row.first().innerText()), {
+      timeoutMs: 10_000,
+      what: "the delivery to succeed",
+    });
+    const cells = await row.first().locator("td").allInnerTexts();
+    assert.equal(cells[2], "2", "two attempts");
+    assert.equal(cells[3], "200");
+    await screenshot(page, "dashboard-webhooks");
+
+    await page.getByRole("button", { name: "Delete…" }).click();
+    await page.getByRole("dialog", { name: "Delete this endpoint?" }).getByRole("button", { name: "Delete endpoint" }).click();
+    await page.getByRole("heading", { level: 1, name: "Webhooks" }).waitFor();
+    await page.getByText("No webhook endpoints yet").waitFor();
+    assert.equal((await admin(server, "GET", "/api/v1/webhooks")).body.data.length, 0);
+    await page.done();
+  } finally {
+    await receiver.close();
+  }
+});
+
+test("keyboard: sign in and open the create-key form with Tab and Enter only", async () => {
+  const page = await newPage(browser);
+  await page.goto(`${server.baseUrl}/`);
+  await page.getByLabel("Admin token").waitFor();
+  const focused = () =>
+    page.evaluate(() => {
+      const el = document.activeElement;
+      return { id: el?.id ?? "", text: (el?.textContent ?? "").trim(), tag: el?.tagName ?? "" };
+    });
+  /** Presses Tab until `match(focused)`, at most 30 times. */
+  const tabTo = async (match, what) => {
+    for (let i = 0; i < 30; i++) {
+      if (match(await focused())) return;
+      await page.keyboard.press("Tab");
+    }
+    assert.fail(`Tab never reached ${what}`);
+  };
+  await tabTo((f) => f.id === "admin-token", "the token field");
+  await page.keyboard.type(server.adminToken);
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { level: 1, name: "API keys" }).waitFor();
+
+  await tabTo((f) => f.tag === "A" && f.text === "Create key", "the Create key link");
+  const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+  assert.notEqual(outline, "none", "the focused link shows a focus ring");
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { level: 1, name: "Create an API key" }).waitFor();
+  await tabTo((f) => f.id === "new-key-name", "the Name field");
+  await page.keyboard.type("Typed by keyboard");
+  await tabTo((f) => f.tag === "BUTTON" && f.text === "Create key", "the submit button");
+  await page.keyboard.press("Enter");
+  await page.locator(".secret").waitFor();
+  await tabTo((f) => f.text === "Done, I have stored it", "Done");
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { level: 1, name: "Typed by keyboard" }).waitFor();
+  await page.done();
+});
+
+test("360 px wide: no sideways page scroll on the keys list, a key's detail and the other pages", async () => {
+  const created = await createKey({ name: "Small screen", rate_limit_per_hour: 5, cost_limit_per_month: 1 });
+  for (let i = 0; i < 3; i++) await query(created.key);
+  const page = await signedIn({ width: 360, height: 740 });
+  const overflow = () => page.evaluate(() => document.documentElement.scrollWidth);
+  await page.locator("table.keys-table").waitFor();
+  assert.ok((await overflow()) <= 360, `keys list is ${await overflow()} px wide`);
+  // Squeezed into 360 px, wrapping headers once stood 336 px tall.
+  const header = await page.locator("table.keys-table thead").evaluate((el) => el.getBoundingClientRect().height);
+  assert.ok(header < 60, `the keys table's header row is ${header} px tall`);
+  await screenshot(page, "dashboard-mobile");
+
+  await page.goto(`${server.baseUrl}/#/keys/${created.id}`);
+  await page.locator('svg[data-chart="cost-month"]').waitFor();
+  await waitFor(async () => /: 3 requests in total/.test(await chartSummary(page, "requests-hourly")), {
+    what: "the detail's usage",
+  });
+  assert.ok((await overflow()) <= 360, `key detail is ${await overflow()} px wide`);
+  const svgWidth = await page.locator('svg[data-chart="requests-hourly"]').evaluate((el) => el.getBoundingClientRect().width);
+  assert.ok(svgWidth <= 340, `the chart fits (${svgWidth} px)`);
+
+  for (const [hash, heading] of [
+    ["#/keys/new", "Create an API key"],
+    ["#/workflows", "Workflows"],
+    ["#/webhooks", "Webhooks"],
+  ]) {
+    await page.goto(`${server.baseUrl}/${hash}`);
+    await page.getByRole("heading", { level: 1, name: heading }).waitFor();
+    assert.ok((await overflow()) <= 360, `${hash} is ${await overflow()} px wide`);
+  }
+  await page.done();
+});
