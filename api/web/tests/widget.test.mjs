@@ -399,3 +399,18 @@ test("two script tags make two working widgets, and a 360 px screen does not ove
   assert.ok(right && right.x + right.width <= 360, `the button fits: ${JSON.stringify(right)}`);
   await page.done();
 });
+
+test("the README's snippet alone, which lands in <head>, renders a working widget in <body>", async () => {
+  const key = await createKey({ name: "bare", allowed_origins: [siteA.url], workflow_ids: ["echo"] });
+  // Exactly a pasted tag and nothing else: the parser puts it in <head>.
+  pagesA["/bare"] = `${widgetTag(key, "echo")}<link rel="icon" href="data:,">`;
+  const page = await newPage(browser);
+  await page.goto(`${siteA.url}/bare`);
+  const w = widget(page);
+  await w.input.waitFor();
+  assert.equal(await page.locator("body > .nodai-query").count(), 1);
+  await w.input.fill("hello from a bare page");
+  await w.ask.click();
+  await finalAnswer(w, "hello from a bare page");
+  await page.done();
+});

@@ -4,8 +4,8 @@
 //   <script src="https://nodai.example/widget.js" data-workflow="support"
 //           data-key="nk_…" async></script>
 //
-// renders a widget right after itself, or into the element `data-target`
-// names (a CSS selector). nodai is the origin of the script's own `src`
+// renders a widget right after itself (at the end of <body> if the tag is
+// in <head>), or into the element `data-target` names (a CSS selector). nodai is the origin of the script's own `src`
 // unless `data-base-url` says otherwise; `data-placeholder`, `data-label`,
 // `data-button` and `data-theme` (the theme object as JSON) are optional.
 // Several tags on one page each get their widget, whether the browser loads
@@ -32,6 +32,12 @@ function mountFor(script: HTMLScriptElement): void {
       }
       if (parent === null) return false;
     }
+    // A tag in <head> (a page that is nothing but the pasted snippet puts
+    // it there) renders at the end of <body>, once there is one.
+    if (!parent && !script.closest("body")) {
+      if (!document.body) return false;
+      parent = document.body;
+    }
     const host = document.createElement("div");
     host.className = "nodai-query";
     if (parent) parent.append(host);
@@ -47,7 +53,8 @@ function mountFor(script: HTMLScriptElement): void {
     });
     return true;
   };
-  // An async script can run before the page's target element is parsed.
+  // An async script can run before the page's target element (or its
+  // <body>) is parsed.
   if (!place()) {
     const later = () => {
       if (!place()) console.warn(`nodai widget: no element matches data-target ${JSON.stringify(selector)}`);
