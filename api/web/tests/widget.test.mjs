@@ -1,11 +1,14 @@
 // The embeddable widget in a real browser against a real nodai: /widget.js
 // on host pages of other origins (streaming, origins the key does not allow,
-// hostile page CSS, theming, 429 and 402, two widgets, a 360 px screen) and
-// the React component bundled into a page at test time.
+// hostile page CSS, a strict Content-Security-Policy, theming, 429 and 402,
+// focus, two widgets, a 360 px screen, a nodai behind a proxy's path prefix)
+// and the React component bundled into a page at test time; and, in Node,
+// the SSE parser and the script tag's default baseUrl, bundled from source.
 //
 // Run `node build.mjs --only widget` first: the server reads api/assets.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { request } from "node:http";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
@@ -74,12 +77,27 @@ async function totalRequests(keyId) {
 }
 
 /** A `<script>` tag that embeds a widget. */
-function widgetTag(key, workflow, attrs = {}) {
+function widgetTag(key, workflow, attrs = {}, src = `${server.baseUrl}/widget.js`) {
   const extra = Object.entries(attrs)
     .map(([name, value]) => ` data-${name}='${value}'`)
     .join("");
-  return `<script src="${server.baseUrl}/widget.js" data-workflow="${workflow}" data-key="${key.key}"${extra} async></script>`;
+  return `<script src="${src}" data-workflow="${workflow}" data-key="${key.key}"${extra} async></script>`;
 }
+
+/** Bundles one of the widget's source modules and imports it here, in Node. */
+async function importSource(path) {
+  const built = await esbuild.build({
+    entryPoints: [fileURLToPath(new URL(path, import.meta.url))],
+    bundle: true,
+    write: false,
+    format: "esm",
+    target: ["es2020"],
+    logLevel: "warning",
+  });
+  return import(`data:text/javascript;base64,${Buffer.from(built.outputFiles[0].text).toString("base64")}`);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function hostPage(body, { css = "", title = "Host page" } = {}) {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -98,6 +116,8 @@ function widget(page, n = 0) {
     stop: host.getByRole("button", { name: "Stop", exact: true }),
     answer: host.locator(".answer"),
     notice: host.locator(".notice"),
+    /** The 429 countdown (the notice, the alert, announces the wait once). */
+    wait: host.locator(".wait"),
     limit: host.locator(".limit"),
   };
 }
@@ -296,6 +316,9 @@ test("429 after the rate limit and 402 after the cost limit show friendly messag
     what: "the rate-limit message",
   });
   assert.equal(await rate.ask.isDisabled(), true, "Ask is disabled until Retry-After passes");
+  assert.equal(await rate.notice.getAttribute("role"), "alert");
+  assert.match(await rate.wait.textContent(), /^Too many requests — try again in \d+ (s|min)\.$/);
+  assert.equal(await rate.wait.isVisible(), true);
 
   await cost.input.fill("second question");
   await cost.ask.click();
@@ -413,4 +436,218 @@ test("the README's snippet alone, which lands in <head>, renders a working widge
   await w.ask.click();
   await finalAnswer(w, "hello from a bare page");
   await page.done();
+});
+
+test("a host page whose Content-Security-Policy forbids inline styles still gets a styled widget", async () => {
+  // style-src 'self' blocks <style> elements (in shadow roots too), not
+  // constructed stylesheets nor CSSOM changes (the theme's custom properties).
+  const policy = `script-src ${server.baseUrl}; connect-src ${server.baseUrl}; style-src 'self'`;
+  const pages = {};
+  const strict = await listen((req, _body, res) => {
+    const html = pages[new URL(req.url, "http://x").pathname];
+    res.writeHead(html === undefined ? 404 : 200, {
+      "content-type": "text/html; charset=utf-8",
+      "content-security-policy": policy,
+    });
+    res.end(html ?? "not found");
+  });
+  try {
+    const key = await createKey({ name: "strict csp", allowed_origins: [strict.url] });
+    // No inline <style> of its own: the page would break its own policy.
+    pages["/csp"] = `<!doctype html><html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">
+<title>Strict CSP</title></head><body><h1>Strict CSP</h1>
+<div id="plain"></div>${widgetTag(key, "echo", { target: "#plain" })}
+<div id="themed"></div>${widgetTag(key, "echo", { target: "#themed", theme: '{"accent":"rgb(200, 0, 100)"}' })}</body></html>`;
+    const page = await newPage(browser);
+    await page.goto(`${strict.url}/csp`);
+    const plain = widget(page, 0);
+    const themed = widget(page, 1);
+    await themed.ask.waitFor();
+    const background = (w) => w.ask.evaluate((el) => getComputedStyle(el).backgroundColor);
+    assert.equal(await background(plain), "rgb(37, 99, 235)", "the default accent, #2563eb");
+    assert.equal(await background(themed), "rgb(200, 0, 100)");
+    assert.equal(await plain.input.evaluate((el) => getComputedStyle(el).display), "block");
+    await plain.input.fill("styled under a strict policy");
+    await plain.ask.click();
+    await finalAnswer(plain, "styled under a strict policy");
+    await page.done();
+  } finally {
+    await strict.close();
+  }
+});
+
+test("429 cooldown: the alert is announced once, the countdown ticks outside any live region, Ask comes back", async () => {
+  const key = await createKey({ name: "cooldown", allowed_origins: [siteA.url] });
+  pagesA["/cooldown"] = hostPage(widgetTag(key, "echo"));
+  const page = await newPage(browser, { allow: [/status of 429/] });
+  // nodai's own 429 waits out the hour; this one (the first query only) asks for 4 s.
+  let limited = true;
+  await page.route(`${server.baseUrl}/api/v1/workflows/echo/query`, (route) => {
+    if (route.request().method() !== "POST" || !limited) return route.fallback();
+    limited = false;
+    return route.fulfill({
+      status: 429,
+      headers: {
+        "content-type": "application/problem+json",
+        "retry-after": "4",
+        "access-control-allow-origin": siteA.url,
+        "access-control-expose-headers": "Retry-After",
+      },
+      body: JSON.stringify({ code: "rate_limited", title: "Too many requests", status: 429 }),
+    });
+  });
+  await page.goto(`${siteA.url}/cooldown`);
+  const w = widget(page);
+  await w.input.fill("too soon");
+  await w.ask.click();
+  await waitFor(async () => (await w.wait.isVisible()) && /try again in \d s/.test(await w.wait.textContent()), {
+    what: "the countdown",
+  });
+  assert.equal(await w.ask.isDisabled(), true);
+  const alert = w.host.locator("[role=alert]");
+  const before = { alert: await alert.textContent(), wait: await w.wait.textContent() };
+  assert.equal(before.alert, "Too many requests — try again in 4 s.");
+  await sleep(1500);
+  const later = { alert: await alert.textContent(), wait: await w.wait.textContent() };
+  assert.equal(later.alert, before.alert, "the alert is not rewritten every second");
+  assert.notEqual(later.wait, before.wait, "the visible countdown ticks");
+  assert.equal(
+    await w.wait.evaluate((el) => el.getAttribute("aria-hidden") === "true" && !el.closest("[aria-live],[role=alert],[role=status]")),
+    true,
+    "the countdown is in no live region",
+  );
+  // The alert itself is visually hidden meanwhile: one visible message.
+  const box = await alert.boundingBox();
+  assert.ok(box && box.width <= 1 && box.height <= 1, `the alert is visually hidden: ${JSON.stringify(box)}`);
+  await waitFor(() => w.ask.isEnabled(), { timeoutMs: 5_000, what: "Ask enabled again after Retry-After" });
+  assert.equal(await alert.textContent(), "");
+  assert.equal(await w.wait.isHidden(), true);
+  // And the next question goes through.
+  await w.ask.click();
+  await finalAnswer(w, "too soon");
+  await page.done();
+});
+
+test("focus stays on the text field after Stop and after an answer (not on <body>)", async () => {
+  const key = await createKey({ name: "focus", allowed_origins: [siteA.url] });
+  pagesA["/focus"] = hostPage(widgetTag(key, "slow"));
+  const page = await newPage(browser);
+  await page.goto(`${siteA.url}/focus`);
+  const w = widget(page);
+  const focused = () =>
+    page.evaluate(() => {
+      const inside = document.querySelector(".nodai-query").shadowRoot.activeElement;
+      return inside ? `${inside.tagName.toLowerCase()}${inside.className ? `.${inside.className}` : ""}` : document.activeElement.tagName.toLowerCase();
+    });
+  const long = Array.from({ length: 30 }, (_, i) => `word${i}`).join(" ");
+  // Stop, clicked (which focuses it in chromium), then hidden.
+  await w.input.fill(long);
+  await w.ask.click();
+  await waitFor(async () => ((await w.answer.textContent()) ?? "").length > 0, { what: "the first chunk" });
+  await w.stop.click();
+  await waitFor(async () => (await w.notice.textContent()) === "Stopped.", { what: "the stopped notice" });
+  assert.equal(await focused(), "textarea");
+  // Ask, clicked, is disabled while the answer streams, then the answer completes.
+  await w.input.fill("short question here");
+  await w.ask.click();
+  await finalAnswer(w, "short question here");
+  assert.equal(await focused(), "textarea");
+  // Stop focused by keyboard while streaming, and the answer completes (Stop hides).
+  await w.input.fill("four words come back");
+  await w.input.press("Enter");
+  await w.stop.waitFor();
+  await w.stop.focus();
+  assert.equal(await focused(), "button.stop");
+  await finalAnswer(w, "four words come back");
+  assert.equal(await focused(), "textarea");
+  await page.done();
+});
+
+test("the script tag behind a proxy's path prefix queries nodai under that prefix", async () => {
+  // A reverse proxy serving nodai under /nodai/ on an origin of its own.
+  const proxy = await listen((req, body, res) => {
+    if (!req.url.startsWith("/nodai/")) {
+      res.writeHead(404, { "content-type": "text/plain" });
+      return res.end("not found");
+    }
+    const target = new URL(req.url.slice("/nodai".length), server.baseUrl);
+    const forward = request(target, { method: req.method, headers: { ...req.headers, host: target.host } }, (answer) => {
+      res.writeHead(answer.statusCode, answer.headers);
+      answer.pipe(res);
+    });
+    forward.on("error", () => res.destroy());
+    forward.end(body);
+  });
+  try {
+    const key = await createKey({ name: "proxied", allowed_origins: [siteA.url] });
+    pagesA["/proxied"] = hostPage(widgetTag(key, "echo", {}, `${proxy.url}/nodai/widget.js?v=1`));
+    const page = await newPage(browser);
+    const queried = [];
+    page.on("request", (r) => r.method() === "POST" && queried.push(r.url()));
+    await page.goto(`${siteA.url}/proxied`);
+    const w = widget(page);
+    await w.input.fill("through the proxy");
+    await w.ask.click();
+    await finalAnswer(w, "through the proxy");
+    assert.deepEqual(queried, [`${proxy.url}/nodai/api/v1/workflows/echo/query`]);
+    await page.done();
+  } finally {
+    await proxy.close();
+  }
+});
+
+test("the script tag's default baseUrl is the directory of its src, without the trailing slash", async () => {
+  const { scriptBaseUrl } = await importSource("../../../sdk/widget/src/base-url.ts");
+  const page = "https://acme.example/help/faq.html";
+  assert.equal(scriptBaseUrl("https://nodai.example/widget.js", page), "https://nodai.example");
+  assert.equal(scriptBaseUrl("https://x.example/nodai/widget.js", page), "https://x.example/nodai");
+  assert.equal(scriptBaseUrl("https://x.example/a/b/widget.js?v=2#top", page), "https://x.example/a/b");
+  assert.equal(scriptBaseUrl("/nodai/widget.js", page), "https://acme.example/nodai");
+  assert.equal(scriptBaseUrl("widget.js", page), "https://acme.example/help");
+  assert.equal(scriptBaseUrl("", page), undefined);
+});
+
+test("SSE parser: line ends, multi-line data, comments, fields and the BOM", async () => {
+  const { SseParser } = await importSource("../../../sdk/widget/src/sse.ts");
+  const parse = (...chunks) => {
+    const parser = new SseParser();
+    return chunks.flatMap((chunk) => parser.push(chunk));
+  };
+  const message = (data, event = "message") => ({ event, data });
+  assert.deepEqual(parse("data: a\r\n\r\ndata: b\r\n\r\n"), [message("a"), message("b")], "CRLF");
+  assert.deepEqual(parse("event: chunk\rdata: a\r\rdata: b\r\r"), [message("a", "chunk"), message("b")], "lone CR");
+  assert.deepEqual(parse("data: a\r", "\n\r", "\n"), [message("a")], "a CRLF split between chunks is one line end");
+  assert.deepEqual(parse("data: a\r", "\r"), [message("a")], "CR, CR is two line ends");
+  assert.deepEqual(parse("data: one\ndata:two\ndata\ndata:  three\n\n"), [message("one\ntwo\n\n three")], "multi-line data");
+  assert.deepEqual(parse(": ping\n\n:\ndata: x\n: between\n\n"), [message("x")], "comments");
+  assert.deepEqual(parse("event: done\n\nid: 7\nretry: 5\ndata: y\n\n"), [message("y")], "no data, no event; unknown fields");
+  assert.deepEqual(parse("data: cut off"), [], "an event without its blank line is not dispatched");
+  assert.deepEqual(parse("\uFEFFdata: a\n\n"), [message("a")], "a leading BOM is dropped");
+  assert.deepEqual(parse("\uFEFF", "data: a\n\n"), [message("a")], "a BOM alone in the first chunk");
+  assert.deepEqual(parse("\uFEFF\uFEFFdata: a\n\n"), [], "only one BOM is dropped");
+  assert.deepEqual(parse("data: a\n\n", "\uFEFFdata: b\n\n"), [message("a")], "not one after the start");
+});
+
+test("SSE parser: the same events whatever the byte boundaries (CRLF and UTF-8 characters split)", async () => {
+  const { SseParser } = await importSource("../../../sdk/widget/src/sse.ts");
+  const stream =
+    '\uFEFF: hi\r\nevent: chunk\r\ndata: héllo €\r\ndata: 🙂 wörld\r\n\r\nevent: chunk\rdata: 二\r\revent: done\ndata: {"ok":true}\n\n';
+  const bytes = new TextEncoder().encode(stream);
+  const expected = [
+    { event: "chunk", data: "héllo €\n🙂 wörld" },
+    { event: "chunk", data: "二" },
+    { event: "done", data: '{"ok":true}' },
+  ];
+  const feed = (parts) => {
+    const parser = new SseParser();
+    return [...parts.flatMap((part) => parser.feed(part)), ...parser.feed()];
+  };
+  assert.deepEqual(feed([bytes]), expected);
+  assert.deepEqual(feed(Array.from(bytes, (b) => Uint8Array.of(b))), expected, "one byte at a time");
+  for (let i = 0; i <= bytes.length; i++) {
+    for (let j = i; j <= bytes.length; j++) {
+      const parts = [bytes.subarray(0, i), bytes.subarray(i, j), bytes.subarray(j)];
+      assert.deepEqual(feed(parts), expected, `split at bytes ${i} and ${j}`);
+    }
+  }
 });

@@ -79,8 +79,6 @@ export function mountNodaiQuery(host: HTMLElement, options: NodaiQueryOptions): 
     for (const [name, value] of Object.entries(attrs)) el.setAttribute(name, value);
     return el;
   };
-  const style = make("style");
-  style.textContent = CSS;
   const root = make("div", { class: "nodai", part: "root" });
   const form = make("form", { novalidate: "" });
   const label = make("label", { for: "q" });
@@ -93,10 +91,14 @@ export function mountNodaiQuery(host: HTMLElement, options: NodaiQueryOptions): 
   // The answer is announced once complete (aria-busy holds it back while streaming).
   const answer = make("div", { class: "answer", "aria-live": "polite", "aria-busy": "false" });
   const notice = make("p", { class: "notice", role: "alert" });
+  // The 429 countdown: the alert above announces the wait once (and is
+  // visually hidden meanwhile); this ticks, outside any live region.
+  const wait = make("p", { class: "wait", "aria-hidden": "true", hidden: "" });
   row.append(limit, stop, ask);
   form.append(label, input, row);
-  root.append(form, answer, notice);
-  shadow.append(style, root);
+  root.append(form, answer, notice, wait);
+  adoptStyles(shadow);
+  shadow.append(root);
 
   let running: AbortController | null = null;
   let cooldown: ReturnType<typeof setInterval> | undefined;
@@ -104,6 +106,9 @@ export function mountNodaiQuery(host: HTMLElement, options: NodaiQueryOptions): 
 
   const configured = () => Boolean(opts.workflowId && opts.apiKey);
   const refresh = () => {
+    // A focused control that is about to disappear or be disabled would
+    // drop focus to <body>: it moves to the text field instead.
+    const focused = shadow.activeElement;
     label.textContent = opts.label ?? "Ask a question";
     input.placeholder = opts.placeholder ?? "Type your question…";
     ask.textContent = opts.buttonText ?? "Ask";
@@ -111,6 +116,7 @@ export function mountNodaiQuery(host: HTMLElement, options: NodaiQueryOptions): 
     ask.disabled = running !== null || cooldown !== undefined || !configured();
     stop.hidden = running === null;
     answer.setAttribute("aria-busy", String(running !== null));
+    if ((focused === stop && stop.hidden) || (focused === ask && ask.disabled)) input.focus();
     if (!configured()) say(MISCONFIGURED, true);
     else if (notice.textContent === MISCONFIGURED) say("");
   };
@@ -121,14 +127,19 @@ export function mountNodaiQuery(host: HTMLElement, options: NodaiQueryOptions): 
   const endCooldown = () => {
     clearInterval(cooldown);
     cooldown = undefined;
+    notice.classList.remove("sr");
+    wait.hidden = true;
   };
   const startCooldown = (seconds: number) => {
     endCooldown();
     let left = Math.max(1, Math.ceil(seconds));
     say(retryMessage(left), true);
+    notice.classList.add("sr");
+    wait.textContent = notice.textContent;
+    wait.hidden = false;
     cooldown = setInterval(() => {
       left -= 1;
-      if (left > 0) return say(retryMessage(left), true);
+      if (left > 0) return void (wait.textContent = retryMessage(left));
       endCooldown();
       say("");
       refresh();
@@ -217,12 +228,11 @@ export function mountNodaiQuery(host: HTMLElement, options: NodaiQueryOptions): 
       return resultOf(output, body, rateLimit) ?? { message: CUT_OFF, error: true };
     }
     const reader = response.body.getReader();
-    const decoder = new TextDecoder();
     const parser = new SseParser();
     let output = "";
     for (;;) {
       const { value, done } = await reader.read();
-      const events = parser.push(done ? decoder.decode() : decoder.decode(value, { stream: true }));
+      const events = parser.feed(done ? undefined : value);
       for (const event of events) {
         if (event.event === "chunk") {
           output += event.data;
@@ -249,7 +259,10 @@ export function mountNodaiQuery(host: HTMLElement, options: NodaiQueryOptions): 
       submit();
     }
   });
-  stop.addEventListener("click", () => running?.abort());
+  stop.addEventListener("click", () => {
+    running?.abort();
+    input.focus();
+  });
   refresh();
 
   return {
@@ -264,8 +277,30 @@ export function mountNodaiQuery(host: HTMLElement, options: NodaiQueryOptions): 
       running?.abort();
       endCooldown();
       shadow.replaceChildren();
+      if ("adoptedStyleSheets" in shadow) shadow.adoptedStyleSheets = [];
     },
   };
+}
+
+/**
+ * Gives the shadow root its stylesheet: a constructed one, which a host
+ * page's Content-Security-Policy (`style-src` without 'unsafe-inline') does
+ * not block, or a `<style>` element where constructed sheets are missing.
+ */
+function adoptStyles(shadow: ShadowRoot): void {
+  if ("adoptedStyleSheets" in shadow) {
+    try {
+      const sheet = new CSSStyleSheet();
+      sheet.replaceSync(CSS);
+      shadow.adoptedStyleSheets = [sheet];
+      return;
+    } catch {
+      // Fall back to <style> below.
+    }
+  }
+  const style = document.createElement("style");
+  style.textContent = CSS;
+  shadow.append(style);
 }
 
 type Usage = { cost?: unknown; duration_ms?: unknown };

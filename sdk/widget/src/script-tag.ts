@@ -5,13 +5,16 @@
 //           data-key="nk_…" async></script>
 //
 // renders a widget right after itself (at the end of <body> if the tag is
-// in <head>), or into the element `data-target` names (a CSS selector). nodai is the origin of the script's own `src`
-// unless `data-base-url` says otherwise; `data-placeholder`, `data-label`,
-// `data-button` and `data-theme` (the theme object as JSON) are optional.
+// in <head>), or into the element `data-target` names (a CSS selector). nodai
+// is where the script is served from (its `src` up to the last `/`, so a path
+// prefix of a proxy is kept) unless `data-base-url` says otherwise;
+// `data-placeholder`, `data-label`, `data-button` and `data-theme` (the theme
+// object as JSON) are optional.
 // Several tags on one page each get their widget, whether the browser loads
 // the file once or once per tag. Also defines `window.NodaiWidget.mount`,
 // the framework-free `mountNodaiQuery`, for pages that mount by hand.
 
+import { scriptBaseUrl } from "./base-url.js";
 import { mountNodaiQuery, type NodaiTheme } from "./core.js";
 
 /** Set on a script element once its widget is mounted (or being mounted). */
@@ -45,7 +48,7 @@ function mountFor(script: HTMLScriptElement): void {
     mountNodaiQuery(host, {
       workflowId: data.workflow ?? "",
       apiKey: data.key ?? "",
-      baseUrl: data.baseUrl ?? (script.src ? new URL(script.src, location.href).origin : undefined),
+      baseUrl: data.baseUrl ?? scriptBaseUrl(script.src, location.href),
       placeholder: data.placeholder,
       label: data.label,
       buttonText: data.button,

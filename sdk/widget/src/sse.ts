@@ -3,8 +3,10 @@
 // LF or a lone CR (also when a chunk boundary falls between the CR and the
 // LF); `:` starts a comment; one space after the colon is dropped; the `data`
 // lines of an event are joined with "\n"; an empty line dispatches the event,
-// unless it had no data lines. It works on decoded text and keeps no `id` or
-// `retry`: the widget never reconnects (a query is not resumable).
+// unless it had no data lines; one byte order mark at the very start is
+// dropped. `feed` takes the body's bytes (a UTF-8 character may be split
+// across them), `push` decoded text. It keeps no `id` or `retry`: the widget
+// never reconnects (a query is not resumable).
 
 /** One dispatched event: its `event` field ("message" when none) and its data. */
 export interface SseEvent {
@@ -18,10 +20,22 @@ export class SseParser {
   private afterCR = false;
   private type = "";
   private data: string[] = [];
+  private started = false;
+  // The BOM is left in for `push` to drop (exactly one, as the standard says).
+  private decoder = new TextDecoder("utf-8", { ignoreBOM: true });
+
+  /** Feeds the next bytes of the body, or none at its end; returns the events they completed. */
+  feed(bytes?: Uint8Array): SseEvent[] {
+    return this.push(bytes ? this.decoder.decode(bytes, { stream: true }) : this.decoder.decode());
+  }
 
   /** Feeds decoded text; returns the events it completed, in order. */
   push(text: string): SseEvent[] {
     if (text === "") return [];
+    if (!this.started) {
+      this.started = true;
+      if (text.startsWith("\uFEFF")) text = text.slice(1);
+    }
     if (this.afterCR && text.startsWith("\n")) text = text.slice(1);
     // A CR right at the end may be the first half of a CRLF split across chunks.
     this.afterCR = text.endsWith("\r");

@@ -90,7 +90,8 @@ button:disabled{opacity:.55;cursor:not-allowed}
 .answer[aria-busy=true]::after{content:"\\258D";animation:nodai-blink 1s steps(2) infinite}
 @keyframes nodai-blink{to{visibility:hidden}}
 @media (prefers-reduced-motion:reduce){.answer[aria-busy=true]::after{animation:none}}
-.notice{margin:8px 0 0;font-size:.9em;color:var(--nodai-muted,#6b7280)}
+.notice,.wait{margin:8px 0 0;font-size:.9em;color:var(--nodai-muted,#6b7280)}
 .notice:empty{margin:0}
-.notice.error{color:var(--nodai-error,#b91c1c)}
+.notice.error,.wait{color:var(--nodai-error,#b91c1c)}
+.notice.sr{position:absolute;width:1px;height:1px;margin:-1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 `;
