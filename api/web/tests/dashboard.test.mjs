@@ -9,6 +9,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { admin, launchBrowser, newPage, screenshot, startServer, waitFor } from "./harness.mjs";
 import { listen } from "../../../sdk/typescript/test/support/http.js";
+import * as esbuild from "esbuild";
 
 const WORKFLOW = "echo";
 const PRICE = 0.0025;
@@ -88,6 +89,10 @@ test("sign-in: a wrong token is refused, the right one opens the keys page and s
   await page.goto(`${server.baseUrl}/`);
   await page.getByRole("heading", { name: "Sign in to the dashboard" }).waitFor();
   await screenshot(page, "dashboard-signin");
+  // The token is for this tab only: nothing invites a password manager to keep it.
+  assert.equal(await page.getByLabel("Admin token").getAttribute("type"), "password");
+  assert.equal(await page.getByLabel("Admin token").getAttribute("autocomplete"), "off");
+  assert.equal(await page.locator('input[autocomplete="username"], input[name="username"]').count(), 0);
 
   await page.getByLabel("Admin token").fill("not-the-admin-token-at-all");
   await page.getByRole("button", { name: "Sign in" }).click();
@@ -262,6 +267,136 @@ test("detail: editing a limit saves it, and clearing it sends null", async () =>
   await page.done();
 });
 
+test("detail: a mistyped number is refused, not saved as \"no limit\"", async () => {
+  const created = await createKey({ name: "Mistyped", rate_limit_per_hour: 100, cost_limit_per_month: 5 });
+  const page = await signedIn();
+  await page.goto(`${server.baseUrl}/#/keys/${created.id}`);
+  await page.getByRole("heading", { level: 1, name: "Mistyped" }).waitFor();
+
+  const rate = page.getByLabel("Rate limit per hour");
+  await rate.fill("");
+  await rate.pressSequentially("1e");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  const problem = page.getByRole("alert").filter({ hasText: "Rate limit" });
+  await problem.waitFor();
+  assert.equal(await rate.getAttribute("aria-invalid"), "true");
+  assert.equal(await page.getByText(/^Saved at/).count(), 0);
+  assert.equal((await admin(server, "GET", `/api/v1/api-keys/${created.id}`)).body.rate_limit_per_hour, 100);
+
+  // The same for the cost limit, and for a workflow's price.
+  await rate.fill("100");
+  const cost = page.getByLabel("Cost limit per month (USD)");
+  await cost.fill("");
+  await cost.pressSequentially("2e");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await page.getByRole("alert").filter({ hasText: "Cost limit" }).waitFor();
+  assert.equal((await admin(server, "GET", `/api/v1/api-keys/${created.id}`)).body.cost_limit_per_month, 5);
+
+  await page.goto(`${server.baseUrl}/#/workflows`);
+  await page.getByRole("heading", { level: 1, name: "Workflows" }).waitFor();
+  await page.getByLabel("ID", { exact: true }).fill("mistyped-price");
+  await page.getByLabel("Name", { exact: true }).fill("Mistyped price");
+  await page.getByLabel("Upstream URL").fill("builtin:echo");
+  await page.getByLabel("Price per request (USD)").pressSequentially("1e");
+  await page.getByRole("button", { name: "Register workflow" }).last().click();
+  await page.getByRole("alert").filter({ hasText: "Price per request" }).waitFor();
+  assert.equal((await admin(server, "GET", "/api/v1/workflows/mistyped-price")).status, 404, "not registered as free");
+  await page.done();
+});
+
+test("detail: a refresh that started before Save does not undo it, nor wipe unsaved edits", async () => {
+  const created = await createKey({ name: "Racing", rate_limit_per_hour: 100 });
+  const page = await signedIn();
+  const keyPath = `/api/v1/api-keys/${created.id}`;
+  await page.goto(`${server.baseUrl}/#/keys/${created.id}`);
+  await page.getByRole("heading", { level: 1, name: "Racing" }).waitFor();
+  await page.locator('svg[data-chart="requests-hourly"]').waitFor();
+
+  // Hold the next background GET of the key (answered as it was then) until after the save.
+  let holding = false;
+  let held;
+  let intercepted;
+  const release = new Promise((resolve) => (intercepted = resolve));
+  await page.route(
+    (url) => url.pathname === keyPath,
+    async (route) => {
+      if (route.request().method() !== "GET" || holding) return route.continue();
+      holding = true;
+      const response = await route.fetch();
+      held = new Promise((resolve) => intercepted(resolve)).then(() => route.fulfill({ response }));
+    },
+  );
+  // Resolves with the function that lets the held answer through.
+  const letThrough = await release;
+  const rate = page.getByLabel("Rate limit per hour");
+  await rate.fill("250");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await page.getByText(/^Saved at/).waitFor();
+  letThrough();
+  await held;
+  await page.waitForTimeout(300);
+  assert.equal(await rate.inputValue(), "250", "the late refresh did not bring back the old limit");
+  assert.match(await page.locator(".stats").innerText(), /of 250 \/ hour/);
+  await page.unrouteAll();
+
+  // Changed elsewhere while the form has edits: the edits stay, and a notice says so.
+  await page.getByLabel("Owner (optional)").fill("typed-not-saved");
+  assert.equal((await admin(server, "PUT", keyPath, { rate_limit_per_hour: 300 })).status, 200);
+  await page.getByText("changed elsewhere").waitFor({ timeout: 12_000 });
+  assert.equal(await page.getByLabel("Owner (optional)").inputValue(), "typed-not-saved");
+  assert.equal(await rate.inputValue(), "250");
+  // Saving sends only the user's change, so the other one stays.
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await waitFor(async () => (await admin(server, "GET", keyPath)).body.owner === "typed-not-saved", { what: "the save" });
+  await page.getByText(/^Saved at/).waitFor();
+  const key = (await admin(server, "GET", keyPath)).body;
+  assert.equal(key.owner, "typed-not-saved");
+  assert.equal(key.rate_limit_per_hour, 300);
+  await waitFor(async () => (await rate.inputValue()) === "300", { what: "the form to show the saved key" });
+  assert.equal(await page.getByText("changed elsewhere").count(), 0);
+  await page.done();
+});
+
+test("usage: a limit of 0 reads as 100% used", async () => {
+  const created = await createKey({ name: "Blocked", rate_limit_per_hour: 0, cost_limit_per_month: 0 });
+  const page = await signedIn();
+  await page.goto(`${server.baseUrl}/#/keys/${created.id}`);
+  await page.getByRole("heading", { level: 1, name: "Blocked" }).waitFor();
+  for (const name of ["Rate limit used", "Monthly cost limit used"]) {
+    assert.equal(await page.getByRole("meter", { name }).getAttribute("aria-valuetext"), "100% used", name);
+  }
+  assert.match(await chartSummary(page, "cost-month"), /\(100%\)/);
+  await page.done();
+});
+
+test("cost axis: micro-dollar maxima get distinct ticks in whole micro-dollars", async () => {
+  const built = await esbuild.build({
+    entryPoints: [new URL("../src/dashboard/ticks.ts", import.meta.url).pathname],
+    bundle: true,
+    write: false,
+    format: "esm",
+    logLevel: "silent",
+  });
+  const { axis } = await import(`data:text/javascript;base64,${Buffer.from(built.outputFiles[0].text).toString("base64")}`);
+  const usd = (v) => `$${v.toFixed(6)}`;
+  assert.deepEqual(axis(0.000001, false).map(usd), ["$0.000000", "$0.000001", "$0.000002"]);
+  assert.deepEqual(axis(0, false), [0, 0.005, 0.01]);
+  assert.deepEqual(axis(0.0000015, false).map(usd), ["$0.000000", "$0.000001", "$0.000002"]);
+  assert.deepEqual(axis(0.05, false), [0, 0.025, 0.05]);
+  assert.deepEqual(axis(0.04, false), [0, 0.025, 0.05]);
+  assert.deepEqual(axis(12, false), [0, 10, 20]);
+  // Counts: whole numbers only, a top of at least 2.
+  assert.deepEqual(axis(0, true), [0, 1, 2]);
+  assert.deepEqual(axis(1, true), [0, 1, 2]);
+  assert.deepEqual(axis(8, true), [0, 5, 10]);
+  assert.deepEqual(axis(3, true), [0, 5]);
+  for (const max of [0.000001, 0.000003, 0.00001, 0.0000123, 0.0025, 0.3, 7, 1234.5]) {
+    const ticks = axis(max, false);
+    assert.ok(ticks.at(-1) >= max, `top ${ticks.at(-1)} covers ${max}`);
+    assert.equal(new Set(ticks.map(usd)).size, ticks.length, `distinct labels for ${max}: ${ticks}`);
+  }
+});
+
 test("usage: a query appears in the charts, on its own and with Refresh", async () => {
   const created = await createKey({ name: "Metered", rate_limit_per_hour: 12, cost_limit_per_month: 0.05 });
   const page = await signedIn();
@@ -286,6 +421,10 @@ test("usage: a query appears in the charts, on its own and with Refresh", async 
     timeoutMs: 5_000,
     what: "Refresh to show 8 requests",
   });
+  assert.ok(
+    await page.getByRole("button", { name: "Refresh" }).evaluate((el) => el === document.activeElement),
+    "Refresh keeps the focus",
+  );
   assert.match(await chartSummary(page, "cost-hourly"), /\$0\.02 in total/);
 
   // The text alternative also exists as a table.
@@ -390,6 +529,55 @@ test("workflows: register one, then delete it behind a confirmation", async () =
   await dialog.getByRole("button", { name: "Delete workflow" }).click();
   await page.getByRole("row", { name: /summarise/ }).waitFor({ state: "detached" });
   assert.equal((await admin(server, "GET", "/api/v1/workflows/summarise")).status, 404);
+  await waitFor(() => page.evaluate(() => document.activeElement?.tagName === "H1"), {
+    what: "focus on the list's heading after the delete",
+  });
+  await page.done();
+});
+
+test("workflows and webhooks: lists longer than one page are followed to the end", async () => {
+  const page = await signedIn();
+  const item = (id) => ({
+    id,
+    name: `Listed ${id}`,
+    upstream_url: "builtin:echo",
+    price_per_request: 0,
+    created_at: "2026-01-01T00:00:00Z",
+    updated_at: "2026-01-01T00:00:00Z",
+  });
+  const hook = (id) => ({
+    id,
+    url: `https://example.com/${id}`,
+    events: [],
+    description: null,
+    active: true,
+    disabled_reason: null,
+    disabled_at: null,
+    created_at: "2026-01-01T00:00:00Z",
+    updated_at: "2026-01-01T00:00:00Z",
+  });
+  // Two pages of each list: the second only comes with the first's cursor.
+  for (const [path, make] of [
+    ["/api/v1/workflows", item],
+    ["/api/v1/webhooks", hook],
+  ]) {
+    await page.route(
+      (url) => url.pathname === path,
+      (route) => {
+        const cursor = new URL(route.request().url()).searchParams.get("cursor");
+        const body = cursor === "page-2" ? { data: [make("zz-second")], next_cursor: null } : { data: [make("aa-first")], next_cursor: "page-2" };
+        return route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(body) });
+      },
+    );
+  }
+  await page.goto(`${server.baseUrl}/#/workflows`);
+  await page.getByRole("row", { name: /aa-first/ }).waitFor();
+  await page.getByRole("row", { name: /zz-second/ }).waitFor();
+  await page.goto(`${server.baseUrl}/#/keys/new`);
+  await page.getByRole("checkbox", { name: /zz-second/ }).waitFor();
+  await page.goto(`${server.baseUrl}/#/webhooks`);
+  await page.getByRole("link", { name: "https://example.com/aa-first" }).waitFor();
+  await page.getByRole("link", { name: "https://example.com/zz-second" }).waitFor();
   await page.done();
 });
 
@@ -454,6 +642,7 @@ test("webhooks: create (secret shown once), send a test event, see the failed de
     const cells = await row.first().locator("td").allInnerTexts();
     assert.equal(cells[2], "2", "two attempts");
     assert.equal(cells[3], "200");
+    assert.equal(await page.getByRole("button", { name: `Retry delivery ${deliveryId}` }).count(), 0, "no Retry once it succeeded");
     await screenshot(page, "dashboard-webhooks");
 
     await page.getByRole("button", { name: "Delete…" }).click();
@@ -476,9 +665,9 @@ test("keyboard: sign in and open the create-key form with Tab and Enter only", a
       const el = document.activeElement;
       return { id: el?.id ?? "", text: (el?.textContent ?? "").trim(), tag: el?.tagName ?? "" };
     });
-  /** Presses Tab until `match(focused)`, at most 30 times. */
+  /** Presses Tab until `match(focused)`, at most 40 times. */
   const tabTo = async (match, what) => {
-    for (let i = 0; i < 30; i++) {
+    for (let i = 0; i < 40; i++) {
       if (match(await focused())) return;
       await page.keyboard.press("Tab");
     }
@@ -502,6 +691,31 @@ test("keyboard: sign in and open the create-key form with Tab and Enter only", a
   await tabTo((f) => f.text === "Done, I have stored it", "Done");
   await page.keyboard.press("Enter");
   await page.getByRole("heading", { level: 1, name: "Typed by keyboard" }).waitFor();
+  await waitFor(async () => (await focused()).tag === "H1", { what: "focus on the key page's heading after Done" });
+  assert.equal((await focused()).text, "Typed by keyboard");
+
+  // Save keeps the focus in the form (the page is not rebuilt under it).
+  await page.locator('svg[data-chart="requests-hourly"]').waitFor();
+  await tabTo((f) => f.id === "key-owner", "the Owner field");
+  await page.keyboard.type("keyboard-owner");
+  await tabTo((f) => f.tag === "BUTTON" && f.text === "Save changes", "Save");
+  await page.keyboard.press("Enter");
+  await page.getByText(/^Saved at/).waitFor();
+  let now = await focused();
+  assert.notEqual(now.tag, "BODY", "focus stays in the form after Save");
+  assert.equal(now.text, "Save changes");
+
+  // Next keeps the focus on the pager.
+  const listed = (await admin(server, "GET", "/api/v1/api-keys?limit=1000")).body.data.length;
+  for (let i = listed; i <= 20; i++) await createKey({ name: `keyboard-filler-${i}` });
+  await page.goto(`${server.baseUrl}/#/keys`);
+  await page.locator("table.keys-table tbody tr").first().waitFor();
+  await tabTo((f) => f.tag === "BUTTON" && f.text === "Next →", "Next");
+  await page.keyboard.press("Enter");
+  await page.getByText("Page 2", { exact: true }).waitFor();
+  now = await focused();
+  assert.notEqual(now.tag, "BODY", "focus stays on the pager after Next");
+  assert.equal(now.text, "Next →");
   await page.done();
 });
 

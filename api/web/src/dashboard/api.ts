@@ -188,5 +188,20 @@ export function withQuery(path: string, params: Record<string, string | number |
   return query ? `${path}?${query}` : path;
 }
 
+/**
+ * Every item of a list, page after page along `next_cursor`: for the short
+ * lists (workflows, webhooks) that the dashboard shows whole.
+ */
+export async function all<T>(path: string): Promise<T[]> {
+  const items: T[] = [];
+  let cursor: string | null = null;
+  do {
+    const page: Page<T> = await api<Page<T>>("GET", withQuery(path, { limit: 1000, cursor }));
+    items.push(...page.data);
+    cursor = page.next_cursor;
+  } while (cursor);
+  return items;
+}
+
 /** Path segment, escaped. */
 export const seg = encodeURIComponent;

@@ -5,6 +5,7 @@
 // table behind a disclosure.
 
 import { useEffect, useRef, useState } from "preact/hooks";
+import { axis } from "./ticks";
 
 export interface Point {
   /** The period in full, for the table and tooltip: `2026-11-25 14:00 UTC`. */
@@ -24,7 +25,7 @@ export interface ChartProps {
   /** Oldest first. */
   points: Point[];
   format: (value: number) => string;
-  /** Whole numbers only on the y axis (counts). */
+  /** Whole numbers only on the y axis (counts); else USD, in whole micro-dollars. */
   integer?: boolean;
   /** What the chart says, in a sentence: the SVG's accessible name. */
   summary: string;
@@ -39,15 +40,6 @@ const HEIGHT = 190;
 const TOP = 22;
 const BOTTOM = 24;
 const RIGHT = 6;
-
-/** 1, 2, 2.5, 5 or 10 times a power of ten, at least `value`. */
-function niceCeil(value: number, integer: boolean): number {
-  if (value <= 0) return integer ? 2 : 0.01;
-  const power = 10 ** Math.floor(Math.log10(value));
-  const f = value / power;
-  const nice = (f <= 1 ? 1 : f <= 2 ? 2 : f <= 2.5 ? 2.5 : f <= 5 ? 5 : 10) * power;
-  return integer ? Math.max(2, Math.ceil(nice)) : nice;
-}
 
 function useWidth(): [{ current: HTMLDivElement | null }, number] {
   const ref = useRef<HTMLDivElement>(null);
@@ -77,8 +69,8 @@ export function BarChart(props: ChartProps) {
   const width = measured || 600;
   const { points, format, integer = false, limit } = props;
   const max = Math.max(0, ...points.map((p) => p.value), limit ? limit.value : 0);
-  const top = niceCeil(max, integer);
-  const ticks = [0, top / 2, top].filter((t) => !integer || Number.isInteger(t));
+  const ticks = axis(max, integer);
+  const top = ticks[ticks.length - 1];
   const left = Math.max(...ticks.map((t) => format(t).length)) * 6.5 + 10;
   const plotW = Math.max(10, width - left - RIGHT);
   const plotH = HEIGHT - TOP - BOTTOM;

@@ -18,6 +18,17 @@ export const num = (value: number): string => count.format(value);
 /** `3 requests`, `1 request`. */
 export const plural = (n: number, one: string, many = `${one}s`): string => `${num(n)} ${n === 1 ? one : many}`;
 
+/**
+ * A non-negative amount as typed (`12`, `0.5`, `.5`); null when empty, NaN
+ * when it is not one (`1e`, `1,5`, `-1`, `$5`). The number inputs are text
+ * inputs read with this: a `type="number"` input reports a half-typed `1e`
+ * as empty, which would save as "no limit".
+ */
+export function amount(text: string): number | null {
+  const t = text.trim();
+  return !t ? null : /^(\d+\.?\d*|\.\d+)$/.test(t) ? Number(t) : NaN;
+}
+
 /** USD as integer micro-dollars, so that sums are exact. */
 export const micros = (value: number): number => Math.round(value * 1_000_000);
 export const fromMicros = (value: number): number => value / 1_000_000;

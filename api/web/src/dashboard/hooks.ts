@@ -88,9 +88,22 @@ export function useMounted(): { current: boolean } {
 }
 
 /**
+ * Numbers a page's loads and changes, so that an answer cannot overwrite a
+ * newer one: `start()` before each load (and before and after a save, a
+ * rotate or an action), then keep the load's answer only if `latest(n)`.
+ * A background refresh that was already on its way when the user saved
+ * carries the state from before the save; it is dropped.
+ */
+export function useSequence(): { start: () => number; latest: (n: number) => boolean } {
+  const last = useRef(0);
+  return { start: () => ++last.current, latest: (n) => n === last.current };
+}
+
+/**
  * Runs `fetch` now (and whenever `deps` change); returns its latest value
  * (null until the first answer), its latest error (cleared by a success)
- * and `reload`. A late answer after unmounting is dropped.
+ * and `reload`. A late answer after unmounting, or from a load that a later
+ * one overtook, is dropped.
  */
 export function useLoad<T>(
   fetch: () => Promise<T>,
@@ -99,15 +112,17 @@ export function useLoad<T>(
   const [value, setValue] = useState<T | null>(null);
   const [error, setError] = useState<unknown>(null);
   const mounted = useMounted();
+  const sequence = useSequence();
   const reload = async () => {
+    const n = sequence.start();
     try {
       const next = await fetch();
-      if (mounted.current) {
+      if (mounted.current && sequence.latest(n)) {
         setValue(next);
         setError(null);
       }
     } catch (e) {
-      if (mounted.current) setError(e);
+      if (mounted.current && sequence.latest(n)) setError(e);
     }
   };
   useEffect(() => {

@@ -1,11 +1,13 @@
 // `#/keys/<id>`: one key — its usage (refreshed every few seconds while
 // the page is visible), its settings (PUT, changed fields only), rotate
-// (the new key shown once) and revoke, each behind a confirmation.
+// (the new key shown once) and revoke, each behind a confirmation. Loads
+// are numbered: a refresh that was under way when a save or rotate began
+// carries the key from before it, and is dropped.
 
 import { useEffect, useState } from "preact/hooks";
 import { api, ApiError, seg, type Key, type KeyWithSecret, type Usage } from "./api";
 import { dateTime, relative } from "./format";
-import { navigate, useMounted, usePoll } from "./hooks";
+import { navigate, useMounted, usePoll, useSequence } from "./hooks";
 import { changedFields, KeyForm } from "./keyform";
 import { KeyState } from "./keys";
 import { UsageCharts, UsageStats } from "./usage";
@@ -27,6 +29,7 @@ export function KeyDetailPage({ id }: { id: string }) {
   const [loadError, setLoadError] = useState<unknown>(null);
   const [refreshError, setRefreshError] = useState<unknown>(null);
   const [refreshedAt, setRefreshedAt] = useState<Date | null>(null);
+  // Only a refresh the user asked for (the Refresh button's own state).
   const [refreshing, setRefreshing] = useState(false);
   const [saved, setSaved] = useState("");
   const [dialog, setDialog] = useState<null | "rotate" | "revoke">(null);
@@ -35,24 +38,26 @@ export function KeyDetailPage({ id }: { id: string }) {
   const [secret, setSecret] = useState<{ value: string; until: string | null } | null>(null);
   const [revoked, setRevoked] = useState(false);
   const mounted = useMounted();
+  const sequence = useSequence();
   const notify = useNotify();
   const base = `/api/v1/api-keys/${seg(id)}`;
 
-  const load = async () => {
-    setRefreshing(true);
+  const load = async (asked = false) => {
+    const n = sequence.start();
+    if (asked) setRefreshing(true);
     try {
       const [k, u] = await Promise.all([api<Key>("GET", base), api<Usage>("GET", `${base}/usage`)]);
-      if (!mounted.current) return;
+      if (!mounted.current || !sequence.latest(n)) return;
       setKey(k);
       setUsage(u);
       setRefreshedAt(new Date());
       setRefreshError(null);
     } catch (e) {
-      if (!mounted.current) return;
+      if (!mounted.current || !sequence.latest(n)) return;
       if (apiKey === null || (e instanceof ApiError && e.status === 404)) setLoadError(e);
       else setRefreshError(e);
     } finally {
-      if (mounted.current) setRefreshing(false);
+      if (asked && mounted.current) setRefreshing(false);
     }
   };
   useEffect(() => {
@@ -91,7 +96,9 @@ export function KeyDetailPage({ id }: { id: string }) {
   }
 
   const rotate = async () => {
+    sequence.start();
     const { key, ...rest } = await api<KeyWithSecret>("POST", `${base}/rotate`, { grace_period_seconds: grace });
+    sequence.start();
     const until = grace > 0 ? new Date(Date.now() + grace * 1000).toISOString() : null;
     setKey(rest);
     setSecret({ value: key, until });
@@ -176,7 +183,8 @@ export function KeyDetailPage({ id }: { id: string }) {
             <span class="muted small" aria-live="off">
               {refreshedAt ? `Updated ${refreshedAt.toISOString().slice(11, 19)} UTC · every ${REFRESH_MS / 1000} s` : ""}
             </span>
-            <button type="button" class="btn" onClick={() => void load()} disabled={refreshing}>
+            {/* aria-disabled, not disabled, so that the focus stays on it. */}
+            <button type="button" class="btn" onClick={() => refreshing || void load(true)} aria-disabled={refreshing}>
               {refreshing ? "Refreshing…" : "Refresh"}
             </button>
           </div>
@@ -188,20 +196,26 @@ export function KeyDetailPage({ id }: { id: string }) {
 
       <section class="card" aria-labelledby="settings-title">
         <h2 id="settings-title">Settings</h2>
+        {/* Not keyed on the key: a refresh must not rebuild the form under the user's edits. */}
         <KeyForm
-          key={apiKey.updated_at}
           idPrefix="key"
           apiKey={apiKey}
           submitLabel="Save changes"
           status={saved}
-          onSubmit={async (fields) => {
+          onSubmit={async (fields, from) => {
             setSaved("");
-            const body = changedFields(fields, apiKey);
+            // Against the key the form was filled from: changes made elsewhere since then stay.
+            const body = changedFields(fields, from ?? apiKey);
             if (Object.keys(body).length === 0) {
               setSaved("Nothing changed.");
               return;
             }
+            sequence.start();
             const updated = await api<Key>("PUT", base, body);
+            sequence.start();
+            return updated;
+          }}
+          onSaved={(updated) => {
             setKey(updated);
             setSaved(`Saved at ${new Date().toISOString().slice(11, 19)} UTC.`);
           }}

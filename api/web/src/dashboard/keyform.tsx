@@ -1,12 +1,16 @@
 // The key settings form, shared by "Create key" and the key's detail page.
 // Inputs hold text; `readForm` turns it into the API's fields (null for an
-// emptied limit), and `changedFields` keeps only what differs from the key,
-// for PUT's partial update.
+// emptied limit), and `changedFields` keeps only what differs from the key
+// the form started from, for PUT's partial update.
+//
+// On the detail page the key is refreshed every few seconds. The form takes
+// a refreshed key in only while it has no unsaved edits; with edits, it
+// keeps them and says the key changed elsewhere.
 
 import { useEffect, useState } from "preact/hooks";
-import { api, type Key, type Page, type Workflow } from "./api";
-import { fromInputUtc, toInputUtc } from "./format";
-import { ErrorBox, Field } from "./ui";
+import { all, type Key, type Workflow } from "./api";
+import { amount, fromInputUtc, toInputUtc } from "./format";
+import { describe, ErrorBox, Field } from "./ui";
 
 export interface KeyFields {
   name: string;
@@ -52,24 +56,26 @@ const list = (text: string) =>
     .map((s) => s.trim())
     .filter(Boolean);
 
+/** Which input is wrong, and how. */
+interface Invalid {
+  field: keyof Values;
+  message: string;
+}
+
 /** The API's fields from the inputs, or what is wrong with them. */
-function readForm(v: Values): KeyFields | string {
+function readForm(v: Values): KeyFields | Invalid {
+  const bad = (field: keyof Values, message: string) => ({ field, message });
   const name = v.name.trim();
-  if (!name) return "Name: required.";
-  let rate: number | null = null;
-  if (v.rate.trim()) {
-    rate = Number(v.rate);
-    if (!Number.isInteger(rate) || rate < 0) return "Rate limit: a whole number of requests per hour, or empty for none.";
-  }
-  let cost: number | null = null;
-  if (v.cost.trim()) {
-    cost = Number(v.cost);
-    if (!Number.isFinite(cost) || cost < 0) return "Cost limit: an amount in USD, or empty for none.";
-  }
+  if (!name) return bad("name", "Name: required.");
+  const rate = amount(v.rate);
+  if (rate !== null && !Number.isInteger(rate))
+    return bad("rate", "Rate limit: a whole number of requests per hour, like 1000, or empty for none.");
+  const cost = amount(v.cost);
+  if (Number.isNaN(cost)) return bad("cost", "Cost limit: an amount in USD, like 12.50, or empty for none.");
   const thresholds = list(v.thresholds).map(Number);
-  if (thresholds.some((t) => !Number.isInteger(t))) return "Alert thresholds: whole percents, like 80, 100.";
+  if (thresholds.some((t) => !Number.isInteger(t))) return bad("thresholds", "Alert thresholds: whole percents, like 80, 100.");
   const expires = v.expires ? fromInputUtc(v.expires) : null;
-  if (v.expires && !expires) return "Expires: not a valid date and time.";
+  if (v.expires && !expires) return bad("expires", "Expires: not a valid date and time.");
   return {
     name,
     owner: v.owner.trim() || null,
@@ -111,8 +117,8 @@ function useWorkflows(): { workflows: Workflow[] | null; error: unknown } {
   const [error, setError] = useState<unknown>(null);
   useEffect(() => {
     let live = true;
-    api<Page<Workflow>>("GET", "/api/v1/workflows?limit=1000").then(
-      (page) => live && setWorkflows(page.data),
+    all<Workflow>("/api/v1/workflows").then(
+      (list) => live && setWorkflows(list),
       (e) => live && setError(e),
     );
     return () => {
@@ -122,19 +128,43 @@ function useWorkflows(): { workflows: Workflow[] | null; error: unknown } {
   return { workflows, error };
 }
 
+const same = (a: Values, b: Values) => JSON.stringify(a) === JSON.stringify(b);
+
 export function KeyForm(props: {
   idPrefix: string;
+  /** The key as last loaded (null: a new key). */
   apiKey: Key | null;
   submitLabel: string;
-  onSubmit: (fields: KeyFields) => Promise<void>;
+  /** Gets the form's fields and the key they were edited from; may answer with the saved key. */
+  onSubmit: (fields: KeyFields, from: Key | null) => Promise<Key | void>;
+  /** The saved key, once the form shows it (so that the page never shows it first, as a change from elsewhere). */
+  onSaved?: (key: Key) => void;
   onCancel?: () => void;
   status?: string;
 }) {
+  // The key the inputs were filled from, and the inputs.
+  const [from, setFrom] = useState(props.apiKey);
   const [v, setV] = useState<Values>(() => valuesOf(props.apiKey));
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
+  const [invalid, setInvalid] = useState<Invalid | null>(null);
   const { workflows, error: workflowsError } = useWorkflows();
   const id = (name: string) => `${props.idPrefix}-${name}`;
+  const fieldError = (name: keyof Values) => (invalid?.field === name ? invalid.message : null);
+  const a11y = (name: keyof Values, hint = true) => describe(id(name), fieldError(name), hint);
+  // The settings changed since the form was filled (a refresh brought
+  // them): taken in, unless that would undo unsaved edits.
+  const latest = props.apiKey;
+  const changed = latest !== null && !same(valuesOf(latest), valuesOf(from));
+  const conflict = changed && !same(v, valuesOf(from)) && !same(v, valuesOf(latest));
+  const fill = (key: Key | null) => {
+    setFrom(key);
+    setV(valuesOf(key));
+    setInvalid(null);
+  };
+  useEffect(() => {
+    if (changed && !conflict) fill(latest);
+  }, [changed, conflict]);
   const set =
     <K extends keyof Values>(name: K) =>
     (event: Event) => {
@@ -151,15 +181,22 @@ export function KeyForm(props: {
     }));
   const submit = async (event: Event) => {
     event.preventDefault();
+    if (busy) return;
     const fields = readForm(v);
-    if (typeof fields === "string") {
-      setError(new Error(fields));
+    setInvalid("field" in fields ? fields : null);
+    if ("field" in fields) {
+      setError(new Error(fields.message));
+      document.getElementById(id(fields.field))?.focus();
       return;
     }
     setBusy(true);
     setError(null);
     try {
-      await props.onSubmit(fields);
+      const saved = await props.onSubmit(fields, from);
+      if (saved) {
+        fill(saved);
+        props.onSaved?.(saved);
+      }
     } catch (e) {
       setError(e);
     } finally {
@@ -174,11 +211,30 @@ export function KeyForm(props: {
   ];
   return (
     <form class="form" onSubmit={submit} noValidate>
+      {conflict && (
+        <p class="notice notice-warn" role="status">
+          <span>
+            This key's settings were changed elsewhere while you were editing. Saving changes only the fields you
+            edited.
+          </span>
+          <button type="button" class="btn-link" onClick={() => fill(latest)}>
+            Discard my edits
+          </button>
+        </p>
+      )}
       <fieldset>
         <legend>Identity</legend>
         <div class="grid-2">
-          <Field id={id("name")} label="Name">
-            <input id={id("name")} value={v.name} onInput={set("name")} required maxLength={128} autoComplete="off" />
+          <Field id={id("name")} label="Name" error={fieldError("name")}>
+            <input
+              id={id("name")}
+              value={v.name}
+              onInput={set("name")}
+              required
+              maxLength={128}
+              autoComplete="off"
+              {...a11y("name", false)}
+            />
           </Field>
           <Field id={id("owner")} label="Owner (optional)" hint="Who the key is for: a customer, team or e-mail.">
             <input
@@ -202,41 +258,48 @@ export function KeyForm(props: {
       <fieldset>
         <legend>Limits</legend>
         <div class="grid-3">
-          <Field id={id("rate")} label="Rate limit per hour" hint="Requests in any 60 minutes. Empty: no limit.">
+          <Field
+            id={id("rate")}
+            label="Rate limit per hour"
+            hint="Requests in any 60 minutes. Empty: no limit."
+            error={fieldError("rate")}
+          >
             <input
               id={id("rate")}
-              type="number"
               inputMode="numeric"
-              min={0}
-              step={1}
+              autoComplete="off"
               value={v.rate}
               onInput={set("rate")}
-              aria-describedby={id("rate-hint")}
+              {...a11y("rate")}
             />
           </Field>
-          <Field id={id("cost")} label="Cost limit per month (USD)" hint="Per UTC calendar month. Empty: no limit.">
+          <Field
+            id={id("cost")}
+            label="Cost limit per month (USD)"
+            hint="Per UTC calendar month. Empty: no limit."
+            error={fieldError("cost")}
+          >
             <input
               id={id("cost")}
-              type="number"
               inputMode="decimal"
-              min={0}
-              step="any"
+              autoComplete="off"
               value={v.cost}
               onInput={set("cost")}
-              aria-describedby={id("cost-hint")}
+              {...a11y("cost")}
             />
           </Field>
           <Field
             id={id("thresholds")}
             label="Alert thresholds (%)"
             hint="Percents of the cost limit that send a usage.threshold webhook."
+            error={fieldError("thresholds")}
           >
             <input
               id={id("thresholds")}
               value={v.thresholds}
               onInput={set("thresholds")}
               autoComplete="off"
-              aria-describedby={id("thresholds-hint")}
+              {...a11y("thresholds")}
             />
           </Field>
         </div>
@@ -288,13 +351,18 @@ export function KeyForm(props: {
               aria-describedby={id("origins-hint")}
             />
           </Field>
-          <Field id={id("expires")} label="Expires at (UTC, optional)" hint="Empty: never expires.">
+          <Field
+            id={id("expires")}
+            label="Expires at (UTC, optional)"
+            hint="Empty: never expires."
+            error={fieldError("expires")}
+          >
             <input
               id={id("expires")}
               type="datetime-local"
               value={v.expires}
               onInput={set("expires")}
-              aria-describedby={id("expires-hint")}
+              {...a11y("expires")}
             />
           </Field>
         </div>
@@ -302,7 +370,8 @@ export function KeyForm(props: {
 
       <ErrorBox error={error} title="Not saved:" />
       <div class="form-actions">
-        <button type="submit" class="btn btn-primary" disabled={busy}>
+        {/* aria-disabled, not disabled: a disabled button drops the focus to <body>. */}
+        <button type="submit" class="btn btn-primary" aria-disabled={busy}>
           {busy ? "Saving…" : props.submitLabel}
         </button>
         {props.onCancel && (
@@ -311,7 +380,7 @@ export function KeyForm(props: {
           </button>
         )}
         <span class="form-status" role="status" aria-live="polite">
-          {props.status}
+          {error ? "" : props.status}
         </span>
       </div>
     </form>

@@ -75,6 +75,10 @@ export function KeysPage() {
   }, [cursor, q]);
 
   const pageNumber = cursors.length;
+  // aria-disabled, not disabled: a button disabled under the focus (while
+  // the next page loads, or on the last page) drops the focus to <body>.
+  const noPrevious = pageNumber === 1 || loading;
+  const noNext = !page?.next_cursor || loading;
   return (
     <>
       <PageHeader title="API keys">
@@ -183,8 +187,8 @@ export function KeysPage() {
             <button
               type="button"
               class="btn"
-              disabled={pageNumber === 1 || loading}
-              onClick={() => setCursors((c) => c.slice(0, -1))}
+              aria-disabled={noPrevious}
+              onClick={() => noPrevious || setCursors((c) => c.slice(0, -1))}
             >
               ← Previous
             </button>
@@ -192,8 +196,8 @@ export function KeysPage() {
             <button
               type="button"
               class="btn"
-              disabled={!page.next_cursor || loading}
-              onClick={() => page.next_cursor && setCursors((c) => [...c, page.next_cursor])}
+              aria-disabled={noNext}
+              onClick={() => noNext || setCursors((c) => [...c, page.next_cursor])}
             >
               Next →
             </button>

@@ -25,6 +25,7 @@ function SignIn({ reason, onSignedIn }: { reason: string | null; onSignedIn: () 
   }, []);
   const submit = async (event: Event) => {
     event.preventDefault();
+    if (busy) return;
     const value = token.trim();
     if (!value) {
       setError(new Error("Enter the admin token."));
@@ -58,15 +59,15 @@ function SignIn({ reason, onSignedIn }: { reason: string | null; onSignedIn: () 
             {reason}
           </p>
         )}
-        {/* Password managers (and Chrome) expect a username next to a password. */}
-        <input type="text" name="username" autoComplete="username" value="admin" hidden readOnly />
         <div class="field">
+          {/* autocomplete="off" and no username field: the token is kept for this tab only, so the
+              form does not invite a password manager to keep it. */}
           <label for="admin-token">Admin token</label>
           <input
             id="admin-token"
             ref={input}
             type="password"
-            autoComplete="current-password"
+            autoComplete="off"
             spellcheck={false}
             value={token}
             onInput={(e) => setToken((e.currentTarget as HTMLInputElement).value)}
@@ -78,7 +79,7 @@ function SignIn({ reason, onSignedIn }: { reason: string | null; onSignedIn: () 
           </p>
         </div>
         <ErrorBox error={error} />
-        <button type="submit" class="btn btn-primary btn-block" disabled={busy}>
+        <button type="submit" class="btn btn-primary btn-block" aria-disabled={busy}>
           {busy ? "Signing in…" : "Sign in"}
         </button>
       </form>

@@ -64,7 +64,9 @@ export function Empty({ children }: { children: ComponentChildren }) {
 /**
  * A modal confirmation on a real `<dialog>`: focus moves into it (to Cancel,
  * the safe choice), Escape cancels, and focus returns to the button that
- * opened it. `onConfirm` may fail: its error shows inside the dialog.
+ * opened it, or to the page's heading if that button went (the row it
+ * deleted). `onConfirm` may fail: its error shows inside the dialog. While
+ * it runs the buttons are aria-disabled, not disabled, so focus stays.
  */
 export function ConfirmDialog(props: {
   title: string;
@@ -85,11 +87,12 @@ export function ConfirmDialog(props: {
     cancel.current?.focus();
     return () => {
       if (el?.open) el.close();
-      if (opener && opener.isConnected) opener.focus();
+      focusOr(opener);
     };
   }, []);
   const confirm = async (event: Event) => {
     event.preventDefault();
+    if (busy) return;
     setBusy(true);
     setError(null);
     try {
@@ -115,16 +118,22 @@ export function ConfirmDialog(props: {
         <div class="dialog-body">{props.children}</div>
         <ErrorBox error={error} />
         <div class="dialog-actions">
-          <button type="button" class="btn" ref={cancel} onClick={props.onClose} disabled={busy}>
+          <button type="button" class="btn" ref={cancel} onClick={() => busy || props.onClose()} aria-disabled={busy}>
             Cancel
           </button>
-          <button type="submit" class={props.danger ? "btn btn-danger" : "btn btn-primary"} disabled={busy}>
+          <button type="submit" class={props.danger ? "btn btn-danger" : "btn btn-primary"} aria-disabled={busy}>
             {busy ? "Working…" : props.confirmLabel}
           </button>
         </div>
       </form>
     </dialog>
   );
+}
+
+/** Focuses `el` if it is still on the page, else the page's `<h1>` (never leaving focus on `<body>`). */
+export function focusOr(el: HTMLElement | null): void {
+  if (el?.isConnected) el.focus();
+  else document.querySelector("h1")?.focus();
 }
 
 /** Copies `text`: the async clipboard API, else a selection and execCommand. */
@@ -153,7 +162,8 @@ async function copy(text: string, fallbackNode: HTMLElement | null): Promise<boo
 /**
  * A secret shown once (a new API key, a webhook signing secret). The caller
  * holds the secret and drops it in `onDone`, so that afterwards it is in
- * neither the DOM nor any state.
+ * neither the DOM nor any state. Focus that was in it goes to the page's
+ * `<h1>` when it closes (a new page's heading takes it after that).
  */
 export function SecretReveal(props: {
   title: string;
@@ -165,12 +175,17 @@ export function SecretReveal(props: {
 }) {
   const code = useRef<HTMLElement>(null);
   const heading = useRef<HTMLHeadingElement>(null);
+  const box = useRef<HTMLElement>(null);
   const [copied, setCopied] = useState<"" | "copied" | "manual">("");
   useEffect(() => {
     heading.current?.focus();
+    const section = box.current;
+    return () => {
+      if (section?.contains(document.activeElement)) focusOr(null);
+    };
   }, []);
   return (
-    <section class="reveal" aria-labelledby="reveal-title">
+    <section class="reveal" aria-labelledby="reveal-title" ref={box}>
       <h2 id="reveal-title" tabIndex={-1} ref={heading}>
         {props.title}
       </h2>
@@ -219,12 +234,23 @@ export const NoticeContext = createContext<(text: string, at?: string) => void>(
 /** Shows `text` on route `at` (default: the current one) until the next notice or dismissal. */
 export const useNotify = () => useContext(NoticeContext);
 
-/** A labelled form row. */
-export function Field(props: { label: string; hint?: ComponentChildren; id: string; children: ComponentChildren }) {
+/** A labelled form row; `error` shows under it (its input says aria-invalid, see `describe`). */
+export function Field(props: {
+  label: string;
+  hint?: ComponentChildren;
+  id: string;
+  error?: string | null;
+  children: ComponentChildren;
+}) {
   return (
     <div class="field">
       <label for={props.id}>{props.label}</label>
       {props.children}
+      {props.error && (
+        <p class="field-error" id={`${props.id}-error`}>
+          {props.error}
+        </p>
+      )}
       {props.hint && (
         <p class="hint" id={`${props.id}-hint`}>
           {props.hint}
@@ -233,3 +259,9 @@ export function Field(props: { label: string; hint?: ComponentChildren; id: stri
     </div>
   );
 }
+
+/** The input's aria-invalid and aria-describedby (its error, then its hint) for a `Field`. */
+export const describe = (id: string, error: unknown, hint = true) => ({
+  "aria-invalid": error ? true : undefined,
+  "aria-describedby": [error && `${id}-error`, hint && `${id}-hint`].filter(Boolean).join(" ") || undefined,
+});

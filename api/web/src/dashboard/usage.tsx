@@ -11,7 +11,8 @@ const hourLabel = (iso: string) => `${iso.slice(0, 10)} ${hourOf(iso)} UTC`;
 const hourTick = (iso: string) => (hourOf(iso) === "00:00" ? shortDate(iso.slice(0, 10)) : hourOf(iso));
 const hourNumber = (iso: string) => Math.floor(new Date(iso).getTime() / 3_600_000);
 const HOUR_STEPS = [1, 2, 3, 4, 6, 12, 24];
-const percent = (part: number, whole: number) => `${whole > 0 ? Math.round((part / whole) * 1000) / 10 : 0}%`;
+// A limit of 0 blocks the key: all of it is used.
+const percent = (part: number, whole: number) => `${whole > 0 ? Math.round((part / whole) * 1000) / 10 : 100}%`;
 
 /** Requests of this UTC month, summed from the daily series (which spans 31 days, so the whole month). */
 export function requestsThisMonth(usage: Usage, now = new Date()): number {
@@ -69,8 +70,8 @@ function Meter({ value, max, label }: { value: number; max: number; label: strin
       role="meter"
       aria-label={label}
       aria-valuemin={0}
-      aria-valuemax={max}
-      aria-valuenow={Math.min(value, max)}
+      aria-valuemax={max || 1}
+      aria-valuenow={max ? Math.min(value, max) : 1}
       aria-valuetext={`${percent(value, max)} used`}
     >
       <span style={{ width: `${share * 100}%` }} />

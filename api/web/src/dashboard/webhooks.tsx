@@ -3,9 +3,9 @@
 // retry, a test event, turning it on or off, and delete.
 
 import { useEffect, useState } from "preact/hooks";
-import { api, ApiError, EVENT_TYPES, seg, type Delivery, type Page, type Webhook } from "./api";
+import { all, api, ApiError, EVENT_TYPES, seg, type Delivery, type Webhook } from "./api";
 import { dateTime, relative } from "./format";
-import { href, navigate, useLoad, useMounted, usePoll } from "./hooks";
+import { href, navigate, useLoad, useMounted, usePoll, useSequence } from "./hooks";
 import { ConfirmDialog, Empty, ErrorBox, Field, Loading, PageHeader, SecretReveal, useNotify } from "./ui";
 
 const DELIVERIES_REFRESH_MS = 3000;
@@ -24,8 +24,8 @@ function WebhookState({ webhook }: { webhook: Webhook }) {
 export function WebhooksPage() {
   // The new subscription's signing secret, from the 201 until "Done".
   const [created, setCreated] = useState<{ id: string; url: string; secret: string } | null>(null);
-  const list = useLoad(() => api<Page<Webhook>>("GET", "/api/v1/webhooks?limit=1000"));
-  const webhooks = list.value?.data ?? null;
+  const list = useLoad(() => all<Webhook>("/api/v1/webhooks"));
+  const webhooks = list.value;
   const error = list.error;
   const load = list.reload;
 
@@ -107,6 +107,7 @@ function NewWebhook({ onCreated }: { onCreated: (w: Webhook) => void }) {
   const [error, setError] = useState<unknown>(null);
   const submit = async (event: Event) => {
     event.preventDefault();
+    if (busy) return;
     setBusy(true);
     setError(null);
     try {
@@ -172,7 +173,7 @@ function NewWebhook({ onCreated }: { onCreated: (w: Webhook) => void }) {
         </Field>
         <ErrorBox error={error} title="Not added:" />
         <div class="form-actions">
-          <button type="submit" class="btn btn-primary" disabled={busy}>
+          <button type="submit" class="btn btn-primary" aria-disabled={busy}>
             {busy ? "Adding…" : "Add endpoint"}
           </button>
         </div>
@@ -197,21 +198,31 @@ export function WebhookDetailPage({ id }: { id: string }) {
   const [deleting, setDeleting] = useState(false);
   const [gone, setGone] = useState(false);
   const mounted = useMounted();
+  const sequence = useSequence();
   const notify = useNotify();
   const base = `/api/v1/webhooks/${seg(id)}`;
 
+  // The deliveries log comes whole every few seconds (the API does not page
+  // it). That is bounded: per endpoint the server keeps every pending
+  // delivery and, once it holds more than 2000, only the newest 1000
+  // finished ones (FINISHED_KEPT in ledger/src/webhooks.rs). So a poll is at
+  // most about 2000 rows plus the pending ones — one per event sent to a
+  // failing endpoint within its retry schedule.
+  // Loads are numbered (see useSequence): a poll that was under way when an
+  // action began carries the state from before it, and is dropped.
   const load = async () => {
+    const n = sequence.start();
     try {
       const [w, d] = await Promise.all([
         api<Webhook>("GET", base),
         api<{ data: Delivery[] }>("GET", `${base}/deliveries`),
       ]);
-      if (!mounted.current) return;
+      if (!mounted.current || !sequence.latest(n)) return;
       setWebhook(w);
       setDeliveries(d.data);
       setLoadError(null);
     } catch (e) {
-      if (mounted.current) setLoadError(e);
+      if (mounted.current && sequence.latest(n)) setLoadError(e);
     }
   };
   useEffect(() => {
@@ -220,9 +231,13 @@ export function WebhookDetailPage({ id }: { id: string }) {
   const missing = loadError instanceof ApiError && loadError.status === 404;
   usePoll(load, DELIVERIES_REFRESH_MS, !gone && !missing && webhook !== null);
 
+  // Buttons are aria-disabled while an action runs (a disabled button
+  // would drop the focus to <body>); a click then does nothing.
   const act = async (what: string, run: () => Promise<void>) => {
+    if (busy !== null) return;
     setBusy(what);
     setActionError(null);
+    sequence.start();
     try {
       await run();
       await load();
@@ -263,7 +278,7 @@ export function WebhookDetailPage({ id }: { id: string }) {
         <button
           type="button"
           class="btn"
-          disabled={busy !== null}
+          aria-disabled={busy !== null}
           onClick={() =>
             act("test", async () => {
               const sent = await api<{ delivery_id: string }>("POST", `${base}/test`);
@@ -276,7 +291,7 @@ export function WebhookDetailPage({ id }: { id: string }) {
         <button
           type="button"
           class="btn"
-          disabled={busy !== null}
+          aria-disabled={busy !== null}
           onClick={() =>
             act("toggle", async () => {
               await api<Webhook>("PUT", base, { active: !webhook.active });
@@ -386,20 +401,23 @@ export function WebhookDetailPage({ id }: { id: string }) {
                     </td>
                     <td>{dateTime(d.created_at)}</td>
                     <td>
-                      <button
-                        type="button"
-                        class="btn btn-small"
-                        aria-label={`Retry delivery ${d.id}`}
-                        disabled={busy !== null}
-                        onClick={() =>
-                          act(`retry-${d.id}`, async () => {
-                            await api<Delivery>("POST", `${base}/deliveries/${seg(d.id)}/retry`);
-                            notify(`Delivery ${d.id} will be sent again now.`);
-                          })
-                        }
-                      >
-                        {busy === `retry-${d.id}` ? "Retrying…" : "Retry"}
-                      </button>
+                      {/* A delivery that succeeded is done: only pending and failed ones are retried. */}
+                      {d.status !== "succeeded" && (
+                        <button
+                          type="button"
+                          class="btn btn-small"
+                          aria-label={`Retry delivery ${d.id}`}
+                          aria-disabled={busy !== null}
+                          onClick={() =>
+                            act(`retry-${d.id}`, async () => {
+                              await api<Delivery>("POST", `${base}/deliveries/${seg(d.id)}/retry`);
+                              notify(`Delivery ${d.id} will be sent again now.`);
+                            })
+                          }
+                        >
+                          {busy === `retry-${d.id}` ? "Retrying…" : "Retry"}
+                        </button>
+                      )}
                     </td>
                   </tr>
                 ))}

@@ -1,16 +1,16 @@
 // `#/workflows`: the registry of upstreams (list, register, delete).
 
 import { useState } from "preact/hooks";
-import { api, seg, type Page, type Workflow } from "./api";
-import { dateTime, money } from "./format";
+import { all, api, seg, type Workflow } from "./api";
+import { amount, dateTime, money } from "./format";
 import { useLoad } from "./hooks";
-import { ConfirmDialog, Empty, ErrorBox, Field, Loading, PageHeader, useNotify } from "./ui";
+import { ConfirmDialog, describe, Empty, ErrorBox, Field, Loading, PageHeader, useNotify } from "./ui";
 
 export function WorkflowsPage() {
   const [deleting, setDeleting] = useState<Workflow | null>(null);
   const notify = useNotify();
-  const list = useLoad(() => api<Page<Workflow>>("GET", "/api/v1/workflows?limit=1000"));
-  const workflows = list.value?.data ?? null;
+  const list = useLoad(() => all<Workflow>("/api/v1/workflows"));
+  const workflows = list.value;
   const error = list.error;
   const load = list.reload;
 
@@ -91,8 +91,10 @@ export function WorkflowsPage() {
           onConfirm={async () => {
             await api<void>("DELETE", `/api/v1/workflows/${seg(deleting.id)}`);
             notify(`Workflow “${deleting.id}” deleted.`);
-            setDeleting(null);
+            // The list first: the dialog then finds its opener (the row's
+            // Delete button) gone and hands the focus to the page's heading.
             await load();
+            setDeleting(null);
           }}
         >
           <p>
@@ -112,18 +114,22 @@ function NewWorkflow({ onCreated }: { onCreated: (w: Workflow) => void }) {
   const [price, setPrice] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
+  const [priceError, setPriceError] = useState<string | null>(null);
   const submit = async (event: Event) => {
     event.preventDefault();
+    if (busy) return;
     setError(null);
+    setPriceError(null);
     const body: Record<string, unknown> = { id: id.trim(), name: name.trim(), upstream_url: upstream.trim() };
-    if (price.trim()) {
-      const p = Number(price);
-      if (!Number.isFinite(p) || p < 0) {
-        setError(new Error("Price per request: an amount in USD, like 0.002."));
-        return;
-      }
-      body.price_per_request = p;
+    const p = amount(price);
+    if (Number.isNaN(p)) {
+      const message = "Price per request: an amount in USD, like 0.002, or empty for free.";
+      setPriceError(message);
+      setError(new Error(message));
+      document.getElementById("wf-price")?.focus();
+      return;
     }
+    if (p !== null) body.price_per_request = p;
     setBusy(true);
     try {
       const created = await api<Workflow>("POST", "/api/v1/workflows", body);
@@ -169,22 +175,20 @@ function NewWorkflow({ onCreated }: { onCreated: (w: Workflow) => void }) {
               aria-describedby="wf-upstream-hint"
             />
           </Field>
-          <Field id="wf-price" label="Price per request (USD)" hint="Empty: free (0).">
+          <Field id="wf-price" label="Price per request (USD)" hint="Empty: free (0)." error={priceError}>
             <input
               id="wf-price"
-              type="number"
-              min={0}
-              step="any"
               inputMode="decimal"
+              autoComplete="off"
               value={price}
               onInput={text(setPrice)}
-              aria-describedby="wf-price-hint"
+              {...describe("wf-price", priceError)}
             />
           </Field>
         </div>
         <ErrorBox error={error} title="Not registered:" />
         <div class="form-actions">
-          <button type="submit" class="btn btn-primary" disabled={busy}>
+          <button type="submit" class="btn btn-primary" aria-disabled={busy}>
             {busy ? "Registering…" : "Register workflow"}
           </button>
         </div>
