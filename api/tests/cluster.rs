@@ -199,15 +199,30 @@ impl Cluster {
         (status == StatusCode::OK).then(|| usage["total_requests"].as_u64().unwrap())
     }
 
-    /// Every record on the stream, read from the start.
+    /// Every record on the stream, read from the start. Right after a fault
+    /// the cluster may still be electing, and a JetStream request of this
+    /// read can time out: that is retried (until a deadline), never taken
+    /// as the answer.
     async fn records(&self) -> Vec<ingest::Record> {
-        let stream = ingest::nats::NatsStream::connect(ingest::nats::Options::new(self.nats_urls(), "NODAI"))
-            .await
-            .unwrap();
-        futures::StreamExt::collect::<Vec<_>>(stream.replay(1).await.unwrap())
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match self.try_records().await {
+                Ok(records) => return records,
+                Err(e) if Instant::now() < deadline => {
+                    eprintln!("reading the stream failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => panic!("the stream could not be read for 60 s: {e}"),
+            }
+        }
+    }
+
+    async fn try_records(&self) -> Result<Vec<ingest::Record>, ingest::StreamError> {
+        let options = ingest::nats::Options::new(self.nats_urls(), "NODAI");
+        let stream = ingest::nats::NatsStream::connect(options).await?;
+        futures::StreamExt::collect::<Vec<_>>(stream.replay(1).await?)
             .await
             .into_iter()
-            .map(|r| r.unwrap())
             .collect()
     }
 
