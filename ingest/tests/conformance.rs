@@ -49,13 +49,30 @@ impl Harness {
     async fn reopen(&mut self) {
         self.stream = None;
         self.stream = Some(match &self.backend {
-            Backend::Embedded(dir) => Arc::new(EmbeddedLog::open(embedded::Options::new(dir.path())).await.unwrap()),
+            Backend::Embedded(dir) => Arc::new(open_again(dir.path()).await),
             Backend::Nats(server, name) => Arc::new(
                 NatsStream::connect(nats::Options::new(server.url(), name))
                     .await
                     .unwrap(),
             ),
         });
+    }
+}
+
+/// Opens the log in `dir` again, right after this process closed it. The
+/// OS lock is on an open file description, which a child process being
+/// spawned by a test running beside this one (a `nats-server`) shares until
+/// its exec closes it; so a `Locked` here can be that brief window rather
+/// than a lock this process still holds. Retried for up to 5 s.
+async fn open_again(dir: &std::path::Path) -> EmbeddedLog {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match EmbeddedLog::open(embedded::Options::new(dir)).await {
+            Err(StreamError::Locked { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            opened => return opened.unwrap(),
+        }
     }
 }
 
