@@ -12,17 +12,19 @@ import { all, type Key, type Workflow } from "./api";
 import { amount, fromInputUtc, toInputUtc } from "./format";
 import { describe, ErrorBox, Field } from "./ui";
 
-export interface KeyFields {
-  name: string;
-  owner: string | null;
-  active: boolean;
-  workflow_ids: string[];
-  rate_limit_per_hour: number | null;
-  cost_limit_per_month: number | null;
-  alert_thresholds: number[];
-  allowed_origins: string[];
-  expires_at: string | null;
-}
+/** The settings the form edits, as the API names them. */
+export type KeyFields = Pick<
+  Key,
+  | "name"
+  | "owner"
+  | "active"
+  | "workflow_ids"
+  | "rate_limit_per_hour"
+  | "cost_limit_per_month"
+  | "alert_thresholds"
+  | "allowed_origins"
+  | "expires_at"
+>;
 
 interface Values {
   name: string;
