@@ -315,6 +315,7 @@ test("detail: a refresh that started before Save does not undo it, nor wipe unsa
   // Hold the next background GET of the key (answered as it was then) until after the save.
   let holding = false;
   let held;
+  let heldRequest;
   let intercepted;
   const release = new Promise((resolve) => (intercepted = resolve));
   await page.route(
@@ -322,6 +323,7 @@ test("detail: a refresh that started before Save does not undo it, nor wipe unsa
     async (route) => {
       if (route.request().method() !== "GET" || holding) return route.continue();
       holding = true;
+      heldRequest = route.request();
       const response = await route.fetch();
       held = new Promise((resolve) => intercepted(resolve)).then(() => route.fulfill({ response }));
     },
@@ -332,9 +334,14 @@ test("detail: a refresh that started before Save does not undo it, nor wipe unsa
   await rate.fill("250");
   await page.getByRole("button", { name: "Save changes" }).click();
   await page.getByText(/^Saved at/).waitFor();
+  // The next poll's answer arrives after the page has handled the held one.
+  const nextPoll = page.waitForResponse(
+    (r) => new URL(r.url()).pathname === keyPath && r.request().method() === "GET" && r.request() !== heldRequest,
+    { timeout: 12_000 },
+  );
   letThrough();
   await held;
-  await page.waitForTimeout(300);
+  await nextPoll;
   assert.equal(await rate.inputValue(), "250", "the late refresh did not bring back the old limit");
   assert.match(await page.locator(".stats").innerText(), /of 250 \/ hour/);
   await page.unrouteAll();

@@ -97,8 +97,6 @@ async function importSource(path) {
   return import(`data:text/javascript;base64,${Buffer.from(built.outputFiles[0].text).toString("base64")}`);
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
 function hostPage(body, { css = "", title = "Host page" } = {}) {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,"><title>${title}</title>
@@ -507,7 +505,7 @@ test("429 cooldown: the alert is announced once, the countdown ticks outside any
   const alert = w.host.locator("[role=alert]");
   const before = { alert: await alert.textContent(), wait: await w.wait.textContent() };
   assert.equal(before.alert, "Too many requests — try again in 4 s.");
-  await sleep(1500);
+  await waitFor(async () => (await w.wait.textContent()) !== before.wait, { what: "the countdown to tick" });
   const later = { alert: await alert.textContent(), wait: await w.wait.textContent() };
   assert.equal(later.alert, before.alert, "the alert is not rewritten every second");
   assert.notEqual(later.wait, before.wait, "the visible countdown ticks");
