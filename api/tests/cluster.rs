@@ -154,8 +154,21 @@ impl Cluster {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    /// Creates a key on `name`; returns (id, plaintext).
+    /// Creates a key on `name` and waits until both API replicas have it
+    /// (the other one may answer 403 `invalid_api_key` for a moment before:
+    /// a write is read-your-writes only on the replica that took it);
+    /// returns (id, plaintext).
     async fn create_key(&self, name: &str, body: Value) -> (String, String) {
+        let (id, key) = self.post_key(name, body).await;
+        until("both API replicas have the key", Duration::from_secs(10), async || {
+            self.usage("api-1", &id).await.is_some() && self.usage("api-2", &id).await.is_some()
+        })
+        .await;
+        (id, key)
+    }
+
+    /// Creates a key on `name` and returns at once: (id, plaintext).
+    async fn post_key(&self, name: &str, body: Value) -> (String, String) {
         let (status, key) = self.admin(name, Method::POST, "/api/v1/api-keys", Some(body)).await;
         assert_eq!(status, StatusCode::CREATED, "{key}");
         (
@@ -577,7 +590,7 @@ async fn replicas_see_each_others_writes_and_limits_are_exact_across_them() {
         } else {
             ("api-2", "api-1")
         };
-        let (key_id, _) = cluster.create_key(writer, json!({"name": format!("k{i}")})).await;
+        let (key_id, _) = cluster.post_key(writer, json!({"name": format!("k{i}")})).await;
         let written = Instant::now();
         let path = format!("/api/v1/api-keys/{key_id}");
         let (status, _) = cluster.admin(writer, Method::GET, &path, None).await;
@@ -603,10 +616,6 @@ async fn replicas_see_each_others_writes_and_limits_are_exact_across_them() {
             .unwrap()
             .extend(limits.as_object().unwrap().clone());
         let (key_id, key) = cluster.create_key("api-1", body).await;
-        until("api-2 has the key", Duration::from_secs(10), async || {
-            cluster.usage("api-2", &key_id).await.is_some()
-        })
-        .await;
         let queries: Vec<_> = (0..120)
             .map(|i| {
                 let (cluster, key) = (cluster.clone(), key.clone());
