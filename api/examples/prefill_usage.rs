@@ -32,6 +32,7 @@ async fn main() {
                         status_code: 200,
                         cost: Micros::new(1_500),
                         duration_ms: 3,
+                        reported_cost: None,
                     });
                     let outgoing = Outgoing::new(&event, chrono::Utc::now()).expect("encode");
                     log.append(&outgoing).await.expect("append");

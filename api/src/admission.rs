@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use crate::error::ApiError;
 use crate::limiter::{Limits, Verdict};
-use crate::routes::AppState;
+use crate::state::AppState;
 
 const STRIPES: usize = 256;
 /// How long a query may keep losing the race for a key before it gets 503.
@@ -58,7 +58,8 @@ pub struct Ask<'a> {
     pub workflow_id: &'a str,
     pub request_id: &'a str,
     pub limits: Limits,
-    pub price: Micros,
+    /// What the query counts for against cost limits until recorded.
+    pub hold: Micros,
     /// The id the query's `query.recorded` will carry.
     pub record_id: EventId,
 }
@@ -82,7 +83,7 @@ impl Admissions {
             let now = Utc::now();
             let (verdict, after_seq) = {
                 let projection = state.projection();
-                let verdict = state.limiter.admit(ask.key_id, ask.limits, ask.price, now, &projection);
+                let verdict = state.limiter.admit(ask.key_id, ask.limits, ask.hold, now, &projection);
                 (
                     verdict,
                     projection.usage.admissions(ask.key_id).map_or(0, |a| a.last_seq),
@@ -95,17 +96,18 @@ impl Admissions {
                 request_id: ask.request_id.to_owned(),
                 key_id: ask.key_id.to_owned(),
                 workflow_id: ask.workflow_id.to_owned(),
-                cost: ask.price,
+                cost: ask.hold,
                 record_id: ask.record_id,
                 expires_at: expiry(now, state.upstream_timeout),
                 after_seq,
             });
             let outgoing = Outgoing::new(&event, now).map_err(ApiError::internal)?;
-            reservation.expect(outgoing.id);
-            let appended = state.stream.append(&outgoing).await.map_err(unavailable)?;
-            state.appended(appended.seq);
             // Counted as in flight until folded, then as pending if it holds.
-            reservation.stored();
+            let appended = reservation
+                .append(state.stream.as_ref(), &outgoing)
+                .await
+                .map_err(unavailable)?;
+            state.appended(appended.seq);
             if !wait(state, appended.seq, deadline).await {
                 return Err(ApiError::MeteringUnavailable);
             }

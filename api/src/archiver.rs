@@ -303,6 +303,7 @@ mod tests {
             status_code: 200,
             cost: Micros::new(1000),
             duration_ms: n,
+            reported_cost: None,
         })
     }
 

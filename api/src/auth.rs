@@ -13,7 +13,7 @@ use std::path::Path;
 use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
-use crate::routes::AppState;
+use crate::state::AppState;
 
 /// The admin token. Never printed: `Debug` shows a placeholder.
 #[derive(Clone)]

@@ -165,10 +165,16 @@ impl IntoResponse for ApiError {
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (status, [(header::CONTENT_TYPE, "application/problem+json")], json).into_response();
-        if let ApiError::RateLimited { retry_after_secs, .. } = self {
+        let retry_after = match self {
+            ApiError::RateLimited { retry_after_secs, .. } => Some(retry_after_secs),
+            // A replica catching up is ready within seconds.
+            ApiError::NotReady(_) => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -7,6 +7,7 @@
 //! - [`follower`]: tails the stream into the projection, tracks how far it got, writes snapshots.
 //! - [`archiver`]: the worker's Parquet archive writer.
 //! - [`metrics`]: Prometheus metrics, and a stream wrapper that counts appends.
+//! - [`state`]: [`state::AppState`], what every handler may use, and how a handler writes.
 //! - [`routes`]: one module per group of endpoints, each exporting `router()`.
 //! - [`auth`]: the admin token and the middleware that requires it.
 //! - [`limiter`]: exact rate and cost limits under concurrency (reservations).
@@ -29,6 +30,7 @@ pub mod limiter;
 pub mod metrics;
 pub mod routes;
 pub mod server;
+pub mod state;
 pub mod upstream;
 pub mod usd;
 pub mod validate;

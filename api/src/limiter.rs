@@ -12,14 +12,15 @@
 //! fails before its event is stored gives its place back when the
 //! reservation drops; one whose event is stored keeps its place until the
 //! follower settles it, so the handler answers without waiting for the
-//! follower.
+//! follower. In-flight queries count against a cost limit at their hold
+//! (the workflow's `max_cost_per_request`, else its price).
 //!
 //! Across replicas (NATS), [`crate::admission`] puts each admission on the
 //! stream first; the queries it admitted elsewhere count here as pending.
 //! See ARCHITECTURE.md for the guarantee.
 
 use chrono::{DateTime, Utc};
-use ingest::{EventId, Micros};
+use ingest::{Appended, EventId, EventStream, Micros, Outgoing, StreamError};
 use ledger::Projection;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,7 +30,8 @@ const SHARDS: usize = 64;
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     id: u64,
-    /// What the query will cost at the workflow's price.
+    /// What the query counts for against a cost limit while in flight:
+    /// its hold (the workflow's `max_cost_per_request`, else its price).
     cost: Micros,
     /// Its usage event, once named.
     event: Option<EventId>,
@@ -82,19 +84,42 @@ pub enum Verdict {
     CostExceeded(Option<RateState>),
 }
 
-/// A place taken by an in-flight query; given back on drop.
+/// A place taken by an admitted query, from admission to settlement.
+///
+/// Its one way forward is [`Reservation::append`]: the event that settles
+/// it (the query's `query.recorded`, or on NATS its `query.admitted`) is
+/// named first, then appended. Stored, the place stays counted until the
+/// follower applies that event; refused by the stream, the place is given
+/// back. Dropped before the append started (the query failed before it had
+/// anything to record), the place is given back; dropped while the append
+/// was under way (the task was cancelled: only at shutdown), it is kept as
+/// stored, since the event may be on the stream: counting it twice for a
+/// while is safe, counting it not at all is not.
 #[derive(Debug)]
 pub struct Reservation {
     limiter: Arc<Limiter>,
     key_id: String,
     id: u64,
-    stored: bool,
+    /// An append of its event started: never give the place back on drop.
+    appending: bool,
 }
 
 impl Reservation {
-    /// Names the usage event about to be appended, so that the follower
-    /// can settle this reservation when it applies it.
-    pub fn expect(&self, event: EventId) {
+    /// Appends `outgoing`, the event whose folding settles this place.
+    pub async fn append(mut self, stream: &dyn EventStream, outgoing: &Outgoing) -> Result<Appended, StreamError> {
+        self.expect(outgoing.id);
+        self.appending = true;
+        let appended = stream.append(outgoing).await;
+        match &appended {
+            Ok(_) => self.stored(),
+            // Nothing to settle it: the place is free again.
+            Err(_) => self.appending = false,
+        }
+        appended
+    }
+
+    /// Names the event that will settle this place.
+    fn expect(&self, event: EventId) {
         self.limiter.with_slot(&self.key_id, |slots| {
             if let Some(slot) = slots.iter_mut().find(|s| s.id == self.id) {
                 slot.event = Some(event);
@@ -102,11 +127,9 @@ impl Reservation {
         });
     }
 
-    /// The usage event is on the stream. The query stays counted as in
-    /// flight until the follower applies the event (at once, if it already
-    /// has).
-    pub fn stored(mut self) {
-        self.stored = true;
+    /// The event is on the stream. The query stays counted as in flight
+    /// until the follower applies it (at once, if it already has).
+    fn stored(&self) {
         self.limiter.with_slot(&self.key_id, |slots| {
             if let Some(at) = slots.iter().position(|s| s.id == self.id) {
                 if slots[at].settled {
@@ -121,9 +144,12 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        if !self.stored {
+        if self.appending {
+            // Settled by the fold if the event landed; see the type's doc.
+            self.stored();
+        } else {
             self.limiter
-                .with_slot(&self.key_id, |slots| slots.retain(|s| s.id != self.id));
+                .with_slot(&self.key_id, |slots| slots.retain(|s| s.id != self.id || s.stored));
         }
     }
 }
@@ -157,61 +183,38 @@ impl Limiter {
 
     /// Admits a query of `key_id` or says which limit stops it, reading the
     /// key's recorded usage from `projection` (held by the caller, so the
-    /// follower cannot apply anything meanwhile).
+    /// follower cannot apply anything meanwhile). An admitted query counts
+    /// against a cost limit at `hold` until its usage is applied.
     pub fn admit(
         self: &Arc<Self>,
         key_id: &str,
         limits: Limits,
-        price: Micros,
+        hold: Micros,
         now: DateTime<Utc>,
         projection: &Projection,
     ) -> Verdict {
         let mut shard = self.shards[shard_index(key_id)]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let (mut in_flight, mut in_flight_cost) = (0u64, Micros::ZERO);
-        for slot in shard.get(key_id).into_iter().flatten().filter(|s| !s.settled) {
-            in_flight += 1;
-            in_flight_cost += slot.cost;
-        }
-        // Admitted on any replica (NATS), not yet recorded.
-        let (pending, pending_cost) = projection
-            .usage
-            .admissions(key_id)
-            .map_or((0, Micros::ZERO), |a| a.pending(now));
-        in_flight += pending;
-        in_flight_cost += pending_cost;
-        let usage = projection.usage.get(key_id);
-        let recorded = usage.map_or(0, |u| u.requests_this_hour(now));
-        let used = recorded + in_flight;
-        let next_hour = now.timestamp() - now.timestamp().rem_euclid(60) + 3600;
-        let reset = usage.and_then(|u| u.window_reset(now)).unwrap_or(next_hour);
-        let rate = |taken: u64| {
-            limits.rate_per_hour.map(|limit| RateState {
-                limit,
-                remaining: limit.saturating_sub(taken),
-                reset,
-            })
-        };
+        let taken = Taken::read(shard.get(key_id), key_id, now, projection);
         if let Some(limit) = limits.rate_per_hour {
-            if used >= limit {
+            if taken.requests >= limit {
                 return Verdict::RateLimited(RateState {
                     limit,
                     remaining: 0,
-                    reset,
+                    reset: taken.reset,
                 });
             }
         }
         if let Some(limit) = limits.cost_per_month {
-            let month = usage.map_or(Micros::ZERO, |u| u.cost_this_month(now));
-            if month + in_flight_cost >= limit {
-                return Verdict::CostExceeded(rate(used));
+            if taken.cost_this_month >= limit {
+                return Verdict::CostExceeded(taken.rate(limits, 0));
             }
         }
         let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         shard.entry(key_id.to_owned()).or_default().push(Slot {
             id,
-            cost: price,
+            cost: hold,
             event: None,
             settled: false,
             stored: false,
@@ -221,10 +224,70 @@ impl Limiter {
                 limiter: self.clone(),
                 key_id: key_id.to_owned(),
                 id,
-                stored: false,
+                appending: false,
             },
-            rate(used + 1),
+            taken.rate(limits, 1),
         )
+    }
+
+    /// The key's rate-limit state as it stands, for the headers of an
+    /// answer that admits nothing (a refused or malformed query).
+    pub fn rate_state(
+        &self,
+        key_id: &str,
+        limits: Limits,
+        now: DateTime<Utc>,
+        projection: &Projection,
+    ) -> Option<RateState> {
+        limits.rate_per_hour?;
+        let shard = self.shards[shard_index(key_id)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        Taken::read(shard.get(key_id), key_id, now, projection).rate(limits, 0)
+    }
+}
+
+/// What a key has used of its limits: recorded, plus in flight here and
+/// admitted on other replicas.
+struct Taken {
+    requests: u64,
+    cost_this_month: Micros,
+    /// When the oldest query in the rolling window leaves it.
+    reset: i64,
+}
+
+impl Taken {
+    fn read(slots: Option<&Vec<Slot>>, key_id: &str, now: DateTime<Utc>, projection: &Projection) -> Taken {
+        let (mut in_flight, mut in_flight_cost) = (0u64, Micros::ZERO);
+        for slot in slots.into_iter().flatten().filter(|s| !s.settled) {
+            in_flight += 1;
+            in_flight_cost += slot.cost;
+        }
+        // Admitted on any replica (NATS), not yet recorded.
+        let (pending, pending_cost) = projection
+            .usage
+            .admissions(key_id)
+            .map_or((0, Micros::ZERO), |a| a.pending(now));
+        let usage = projection.usage.get(key_id);
+        let next_minute = now.timestamp() - now.timestamp().rem_euclid(60) + 60;
+        Taken {
+            requests: usage.map_or(0, |u| u.requests_this_hour(now)) + in_flight + pending,
+            cost_this_month: usage.map_or(Micros::ZERO, |u| u.cost_this_month(now)) + in_flight_cost + pending_cost,
+            // With nothing in the window, a query admitted now leaves it
+            // once its own 60 full minutes have passed.
+            reset: usage
+                .and_then(|u| u.window_reset(now))
+                .unwrap_or(next_minute + ledger::usage::WINDOW_MINUTES * 60),
+        }
+    }
+
+    /// The rate-limit headers with `more` queries taken besides.
+    fn rate(&self, limits: Limits, more: u64) -> Option<RateState> {
+        limits.rate_per_hour.map(|limit| RateState {
+            limit,
+            remaining: limit.saturating_sub(self.requests + more),
+            reset: self.reset,
+        })
     }
 }
 

@@ -15,7 +15,8 @@ use crate::follower::{self, Progress, Snapshots};
 use crate::lease;
 use crate::limiter::Limiter;
 use crate::metrics::{MeteredStream, Metrics};
-use crate::routes::{self, AppState};
+use crate::routes;
+use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {

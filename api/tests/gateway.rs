@@ -126,18 +126,37 @@ async fn key_management_and_bad_input(app: App) {
         problem(send(b"{\"name\": ".to_vec()).await.unwrap()).await,
         (400, "invalid_json".into())
     );
-    // The server closes a connection whose oversized body it did not read:
-    // use a client of its own, so the pooled one is not left a dead connection.
-    let oversized = reqwest::Client::new()
-        .post(format!("{}/api/v1/api-keys", app.base))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/json")
-        .body(vec![b' '; 2 << 20])
-        .send();
-    assert_eq!(
-        problem(oversized.await.unwrap()).await,
-        (413, "payload_too_large".into())
-    );
+    // The server answers an oversized body once it has read 1 MiB, and may
+    // close the connection while a client is still writing the rest (a
+    // broken pipe for reqwest, seen once in a run): write on one half of
+    // the socket, read the answer on the other.
+    let answer = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /api/v1/api-keys HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {TOKEN}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            2 << 20
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        let (mut socket, mut writer) = socket.into_split();
+        // Written beside the read: the server stops reading after 1 MiB.
+        tokio::spawn(async move { writer.write_all(&vec![b' '; 2 << 20]).await });
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&answer).contains("payload_too_large") {
+            let n = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "closed without an answer: {}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
     let (status, body) = app
         .admin(
             reqwest::Method::PUT,
@@ -241,14 +260,44 @@ async fn the_error_table(app: App) {
         problem(app.query("echo", Some("nk_nope"), json!(1)).await).await,
         (403, "invalid_api_key".into())
     );
-    assert_eq!(
-        problem(app.query("other", Some(&good), json!(1)).await).await,
-        (403, "workflow_not_allowed".into())
-    );
-    assert_eq!(
-        problem(app.query("missing", Some(&good), json!(1)).await).await,
-        (404, "workflow_not_found".into())
-    );
+    // Once the key is known, every answer carries its rate-limit state,
+    // also when the query fails before admission.
+    let remaining = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("x-ratelimit-remaining")
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let response = app.query("other", Some(&good), json!(1)).await;
+    assert_eq!(remaining(&response).as_deref(), Some("1"));
+    assert_eq!(problem(response).await, (403, "workflow_not_allowed".into()));
+    let response = app.query("missing", Some(&good), json!(1)).await;
+    assert_eq!(remaining(&response).as_deref(), Some("1"));
+    assert_eq!(problem(response).await, (404, "workflow_not_found".into()));
+    let response = app
+        .http
+        .post(format!("{}/api/v1/workflows/echo/query", app.base))
+        .header("x-api-key", &good)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(remaining(&response).as_deref(), Some("1"));
+    assert_eq!(problem(response).await, (400, "invalid_json".into()));
+    let response = app
+        .http
+        .post(format!("{}/api/v1/workflows/echo/query", app.base))
+        .header("x-api-key", &good)
+        .header("origin", "https://elsewhere.example")
+        .json(&json!({"input": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(remaining(&response).as_deref(), Some("1"));
+    assert_eq!(problem(response).await, (403, "origin_not_allowed".into()));
+    let response = app.query("echo", Some("nk_nope"), json!(1)).await;
+    assert_eq!(remaining(&response), None, "an unknown key has no limits to tell");
     assert_eq!(app.query("echo", Some(&good), json!(2)).await.status(), 200);
     let limited = app.query("echo", Some(&good), json!(3)).await;
     assert!(
@@ -262,17 +311,16 @@ async fn the_error_table(app: App) {
     assert_eq!(limited.headers()["x-ratelimit-remaining"], "0");
     assert_eq!(problem(limited).await, (429, "rate_limited".into()));
 
-    let (inactive_id, inactive) = app.create_key(json!({"name": "off"})).await;
+    let (inactive_id, inactive) = app.create_key(json!({"name": "off", "rate_limit_per_hour": 7})).await;
     app.admin(
         reqwest::Method::PUT,
         &format!("/api/v1/api-keys/{inactive_id}"),
         Some(json!({"active": false})),
     )
     .await;
-    assert_eq!(
-        problem(app.query("echo", Some(&inactive), json!(1)).await).await,
-        (403, "key_inactive".into())
-    );
+    let response = app.query("echo", Some(&inactive), json!(1)).await;
+    assert_eq!(remaining(&response).as_deref(), Some("7"));
+    assert_eq!(problem(response).await, (403, "key_inactive".into()));
 
     let soon = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
     let (_, expiring) = app.create_key(json!({"name": "brief", "expires_at": soon})).await;
@@ -878,9 +926,12 @@ fn sse_events(body: &str) -> Vec<(String, String)> {
 /// `Accept: text/event-stream`: chunks as they come (`builtin:echo` word by
 /// word, an event-stream upstream passed through), then `done` with the
 /// usage; errors before the first chunk are problem+json; usage is recorded
-/// once, also when the client goes away mid-stream.
+/// once, also when the client goes away mid-stream (the upstream is read to
+/// its end all the same).
 async fn streaming_queries(app: App) {
     use futures::StreamExt;
+    let upstream_ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ended = upstream_ended.clone();
     let upstream = {
         let events = |texts: Vec<&'static str>| {
             axum::response::sse::Sse::new(
@@ -891,12 +942,25 @@ async fn streaming_queries(app: App) {
         let router = axum::Router::new()
             .route("/events", post(move || async move { events(vec!["a", "b c", "d\ne"]) }))
             .route(
-                "/hangs",
-                post(|| async {
-                    let first = futures::stream::once(async {
-                        Ok::<_, std::convert::Infallible>(axum::response::sse::Event::default().data("first"))
-                    });
-                    axum::response::sse::Sse::new(first.chain(futures::stream::pending()))
+                "/trickle",
+                post(move || {
+                    let ended = ended.clone();
+                    async move {
+                        // "first", then after a while "second", and the end, which
+                        // the test can see was reached.
+                        let first = futures::stream::once(async {
+                            Ok::<_, std::convert::Infallible>(axum::response::sse::Event::default().data("first"))
+                        });
+                        let rest = futures::stream::once(async move {
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            Ok(axum::response::sse::Event::default().data("second"))
+                        });
+                        let end = futures::stream::once(async move {
+                            ended.store(true, std::sync::atomic::Ordering::SeqCst);
+                            Ok(axum::response::sse::Event::default().comment("end"))
+                        });
+                        axum::response::sse::Sse::new(first.chain(rest).chain(end))
+                    }
                 }),
             );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -906,7 +970,7 @@ async fn streaming_queries(app: App) {
     };
     app.workflow("echo", "builtin:echo", 0.25).await;
     app.workflow("events", &format!("{upstream}/events"), 0.5).await;
-    app.workflow("hangs", &format!("{upstream}/hangs"), 0.75).await;
+    app.workflow("trickle", &format!("{upstream}/trickle"), 0.75).await;
     app.workflow(
         "closed",
         &format!("http://127.0.0.1:{}/", ingest::testkit::free_port()),
@@ -967,12 +1031,17 @@ async fn streaming_queries(app: App) {
     );
     assert_eq!(usage().await, (3, 0.75));
 
-    // The client takes the first chunk and goes away: recorded once anyway.
-    let mut body = streamed("hangs", json!(1)).await.unwrap().bytes_stream();
+    // The client takes the first chunk and goes away: the upstream is still
+    // read to its end, and the query recorded once.
+    let mut body = streamed("trickle", json!(1)).await.unwrap().bytes_stream();
     let first = String::from_utf8(body.next().await.unwrap().unwrap().to_vec()).unwrap();
     assert!(first.contains("first"), "{first}");
     drop(body);
     eventually("the abandoned query is recorded", async || usage().await == (4, 1.5)).await;
+    assert!(
+        upstream_ended.load(std::sync::atomic::Ordering::SeqCst),
+        "the upstream was read to its end"
+    );
 }
 
 /// `?q=` finds keys by name, owner or prefix, ignoring case, and pages
@@ -1031,7 +1100,244 @@ async fn key_search(app: App) {
     );
 }
 
+/// Admitted means recorded: a client that gives up before the answer
+/// changes nothing. Before, each abandoned query released its place, so a
+/// key limited to 1 request an hour drove one upstream call per attempt and
+/// recorded none of them.
+async fn a_client_that_leaves_changes_nothing(app: App) {
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let upstream = {
+        let calls = calls.clone();
+        let router = axum::Router::new().route(
+            "/slow",
+            post(move || {
+                let calls = calls.clone();
+                async move {
+                    calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(400)).await;
+                    axum::Json(json!({"output": "done", "usage": {"cost": 0.3}}))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        base
+    };
+    app.workflow("slow", &format!("{upstream}/slow"), 0.1).await;
+    let (key_id, key) = app
+        .create_key(json!({"name": "impatient", "rate_limit_per_hour": 1}))
+        .await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    for i in 0..10 {
+        let sent = impatient
+            .post(format!("{}/api/v1/workflows/slow/query", app.base))
+            .header("x-api-key", &key)
+            .json(&json!({"input": i}))
+            .send()
+            .await;
+        // Either the client gave up (the first) or it was refused at once.
+        if let Ok(response) = sent {
+            assert_eq!(response.status(), 429, "only one query fits the limit");
+        }
+    }
+    let usage = async || {
+        let path = format!("/api/v1/api-keys/{key_id}/usage");
+        let (_, usage) = app.admin(reqwest::Method::GET, &path, None).await;
+        (usage["total_requests"].clone(), usage["total_cost"].clone())
+    };
+    eventually("the abandoned query is recorded", async || {
+        usage().await == (json!(1), json!(0.3))
+    })
+    .await;
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "one upstream call");
+    assert_eq!(problem(app.query("slow", Some(&key), json!(1)).await).await.0, 429);
+}
+
+/// Holds: in-flight queries count against a cost limit at the workflow's
+/// `max_cost_per_request` (else its price), and a reported cost above the
+/// maximum is recorded as the maximum. 200 concurrent queries against an
+/// upstream that reports $0.40 a query, on a limit of $1.00.
+async fn holds_bound_spend_under_concurrency(app: App) {
+    let upstream = {
+        let reporting = |cost: f64| {
+            post(move || async move {
+                // Long enough for all 200 to arrive while the first are in flight.
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                axum::Json(json!({"output": "ok", "usage": {"cost": cost}}))
+            })
+        };
+        let router = axum::Router::new()
+            .route("/costly", reporting(0.4))
+            .route("/over", reporting(0.55));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        base
+    };
+    let workflow = |id: &str, path: &str, max: Value| json!({"id": id, "name": id, "upstream_url": format!("{upstream}/{path}"), "price_per_request": 0.1, "max_cost_per_request": max});
+    assert_eq!(
+        app.post("/api/v1/workflows", workflow("low", "costly", json!(0.05)))
+            .await
+            .0,
+        422,
+        "a maximum below the price is refused"
+    );
+    for (id, path, max) in [
+        ("capped", "costly", json!(0.4)),
+        ("uncapped", "costly", Value::Null),
+        ("over", "over", json!(0.4)),
+    ] {
+        let (status, body) = app.post("/api/v1/workflows", workflow(id, path, max.clone())).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["max_cost_per_request"], max);
+    }
+    let app = Arc::new(app);
+    let burst = async |workflow: &'static str| {
+        let (key_id, key) = app
+            .create_key(json!({"name": workflow, "cost_limit_per_month": 1.0}))
+            .await;
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let (app, key) = (app.clone(), key.clone());
+                tokio::spawn(async move { app.query(workflow, Some(&key), json!(i)).await.status().as_u16() })
+            })
+            .collect();
+        let mut admitted = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                200 => admitted += 1,
+                402 => {}
+                other => panic!("{workflow}: {other}"),
+            }
+        }
+        let (_, usage) = app
+            .admin(reqwest::Method::GET, &format!("/api/v1/api-keys/{key_id}/usage"), None)
+            .await;
+        (admitted, usage["cost_this_month"].as_f64().unwrap())
+    };
+    // Held at $0.40: 0, 0.40 and 0.80 are under $1.00, 1.20 is not. Spend
+    // passes the limit by less than one query's hold.
+    assert_eq!(burst("capped").await, (3, 1.2));
+    // Held at the price, $0.10: ten fit under $1.00, and each then costs
+    // what the upstream says. The bound without a maximum: the limit over
+    // the price, times the largest reported cost.
+    assert_eq!(burst("uncapped").await, (10, 4.0));
+    // Reported $0.55, recorded and answered as the maximum.
+    let (_, key) = app.create_key(json!({"name": "over"})).await;
+    let response = app.query("over", Some(&key), json!(1)).await;
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["usage"]["cost"], json!(0.4), "{body}");
+    let (status, cleared) = app
+        .admin(
+            reqwest::Method::PUT,
+            "/api/v1/workflows/over",
+            Some(json!({"max_cost_per_request": null})),
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), cleared["max_cost_per_request"].clone()),
+        (200, Value::Null)
+    );
+    let mut app = Arc::into_inner(app).unwrap();
+    app.stop().await;
+    let over: Vec<_> = app
+        .events()
+        .await
+        .into_iter()
+        .filter_map(|(e, _)| match e {
+            Event::QueryRecorded(q) if q.workflow_id == "over" => {
+                Some((q.cost.get(), q.reported_cost.map(|c| c.get())))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        over,
+        [(400_000, Some(550_000))],
+        "the event keeps what the upstream reported"
+    );
+}
+
+/// A streaming client that stops reading does not hold its query open: the
+/// upstream is read to its end and the usage recorded while the client
+/// still sits on its unread answer. One that falls more than 8 MiB behind
+/// is told so and gets no more.
+async fn a_slow_sse_reader_is_recorded_when_the_upstream_ends(app: App) {
+    use futures::StreamExt;
+    let upstream = {
+        // `n` events of 1 KiB, as fast as the reader takes them.
+        let big = |n: usize| {
+            post(move || async move {
+                let piece = "x".repeat(1024);
+                axum::response::sse::Sse::new(futures::stream::iter((0..n).map(move |_| {
+                    Ok::<_, std::convert::Infallible>(axum::response::sse::Event::default().data(piece.clone()))
+                })))
+            })
+        };
+        let router = axum::Router::new()
+            .route("/big", big(6 * 1024))
+            .route("/huge", big(32 * 1024));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        base
+    };
+    app.workflow("big", &format!("{upstream}/big"), 0.5).await;
+    app.workflow("huge", &format!("{upstream}/huge"), 0.5).await;
+    let (key_id, key) = app
+        .create_key(json!({"name": "reader", "rate_limit_per_hour": 2}))
+        .await;
+    let streamed = |workflow: &str| {
+        app.http
+            .post(format!("{}/api/v1/workflows/{workflow}/query", app.base))
+            .header("x-api-key", &key)
+            .header("accept", "text/event-stream")
+            .json(&json!({"input": 1}))
+            .send()
+    };
+    let requests = async || {
+        let path = format!("/api/v1/api-keys/{key_id}/usage");
+        let (_, usage) = app.admin(reqwest::Method::GET, &path, None).await;
+        usage["total_requests"].as_u64().unwrap()
+    };
+    // 6 MiB, more than the sockets buffer: the client reads nothing yet.
+    let stalled = streamed("big").await.unwrap();
+    assert_eq!(stalled.status(), 200);
+    eventually("recorded while the client reads nothing", async || {
+        requests().await == 1
+    })
+    .await;
+    // When it does read, it gets all of it, then `done`.
+    let text = stalled.text().await.unwrap();
+    let events = sse_events(&text);
+    assert_eq!(events.iter().filter(|(e, _)| e == "chunk").count(), 6 * 1024);
+    assert_eq!(events.last().unwrap().0, "done");
+
+    let stalled = streamed("huge").await.unwrap();
+    eventually("recorded while the client reads nothing", async || {
+        requests().await == 2
+    })
+    .await;
+    let mut body = stalled.bytes_stream();
+    let mut text = Vec::new();
+    while let Some(piece) = body.next().await {
+        text.extend_from_slice(&piece.unwrap());
+    }
+    let events = sse_events(&String::from_utf8(text).unwrap());
+    let (last, data) = events.last().unwrap();
+    assert_eq!(last, "error");
+    assert!(data.contains("client_too_slow"), "{data}");
+    assert!(events.iter().filter(|(e, _)| e == "chunk").count() < 32 * 1024);
+}
+
 on_both_backends!(
+    a_client_that_leaves_changes_nothing,
+    holds_bound_spend_under_concurrency,
+    a_slow_sse_reader_is_recorded_when_the_upstream_ends,
     key_search,
     streaming_queries,
     allowed_origins_and_cors,

@@ -28,6 +28,7 @@ fn events(n: usize) -> Vec<Outgoing> {
                 status_code: 200,
                 cost: Micros::new(2500),
                 duration_ms: 812,
+                reported_cost: None,
             });
             Outgoing::new(&e, chrono::Utc::now()).unwrap()
         })

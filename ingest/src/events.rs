@@ -80,6 +80,11 @@ pub struct WorkflowSettings {
     /// `http(s)://…` or `builtin:echo`.
     pub upstream_url: String,
     pub price_per_request: Micros,
+    /// The most one query may cost (none: no maximum). In-flight queries
+    /// count against cost limits at this hold; a reported cost above it is
+    /// recorded as it. Absent in events written before it existed.
+    #[serde(default)]
+    pub max_cost_per_request: Option<Micros>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,8 +114,14 @@ pub struct QueryRecorded {
     pub workflow_id: String,
     /// The HTTP status nodai answered with (200, 502, 504, …).
     pub status_code: u16,
+    /// What the query costs: the upstream's reported cost, else the
+    /// workflow's price, capped at the workflow's `max_cost_per_request`.
     pub cost: Micros,
     pub duration_ms: u64,
+    /// What the upstream reported, when it reported a cost (it may be above
+    /// `cost`, which is capped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_cost: Option<Micros>,
 }
 
 /// A replica admitted a query of a key with limits, before calling its
@@ -124,7 +135,8 @@ pub struct QueryAdmitted {
     pub request_id: String,
     pub key_id: String,
     pub workflow_id: String,
-    /// What the query is expected to cost (the workflow's price).
+    /// What the query counts for against cost limits until recorded: its
+    /// hold (the workflow's `max_cost_per_request`, else its price).
     pub cost: Micros,
     /// The id the query's `query.recorded` event will carry.
     pub record_id: crate::EventId,

@@ -85,6 +85,7 @@ fn event(key: &str, n: u64) -> Outgoing {
         status_code: 200,
         cost: Micros::new(n as i64),
         duration_ms: n,
+        reported_cost: None,
     });
     Outgoing::new(&e, chrono::Utc::now()).unwrap()
 }

@@ -236,6 +236,7 @@ mod tests {
             status_code: 200,
             cost: Micros::new(dollars * 1_000_000),
             duration_ms: 1,
+            reported_cost: None,
         });
         p.apply(*seq, EventId::new(), ts, &q);
         *seq += 1;

@@ -114,19 +114,22 @@ impl Keys {
         }
     }
 
-    /// The key a presented secret opens at `now`, or why it does not.
-    pub fn validate(&self, hash: &KeyHash, now: DateTime<Utc>) -> Result<&ApiKey, KeyRejection> {
-        let key = self
-            .by_hash
-            .get(hash)
-            .and_then(|id| self.by_id.get(id))
-            .ok_or(KeyRejection::Invalid)?;
+    /// The live key whose current (or in-grace previous) secret this is,
+    /// whether or not it may be used now.
+    pub fn named_by(&self, hash: &KeyHash, now: DateTime<Utc>) -> Option<&ApiKey> {
+        let key = self.by_hash.get(hash).and_then(|id| self.by_id.get(id))?;
         if key.hash != *hash {
             match key.previous.as_deref() {
                 Some(&(previous, until)) if previous == *hash && now < until => {}
-                _ => return Err(KeyRejection::Invalid),
+                _ => return None,
             }
         }
+        Some(key)
+    }
+
+    /// The key a presented secret opens at `now`, or why it does not.
+    pub fn validate(&self, hash: &KeyHash, now: DateTime<Utc>) -> Result<&ApiKey, KeyRejection> {
+        let key = self.named_by(hash, now).ok_or(KeyRejection::Invalid)?;
         if !key.settings.active {
             return Err(KeyRejection::Inactive);
         }

@@ -202,6 +202,7 @@ mod tests {
                 status_code: 200,
                 cost: Micros::new(1500),
                 duration_ms: 3,
+                reported_cost: None,
             });
             p.apply(i + 2, EventId::new(), t + chrono::Duration::minutes(i as i64 * 7), &q);
         }

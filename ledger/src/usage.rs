@@ -200,18 +200,20 @@ impl KeyUsage {
         self.last_used_at = Some(newest);
     }
 
-    /// Admitted queries in the 60 minutes before `now` (minute granularity:
-    /// a query counts until the end of the 60th minute after its minute).
+    /// Admitted queries in the rolling hour before `now`. Buckets are
+    /// minutes, and a query counts until the end of the 60th minute after
+    /// its own: for at least 60 full minutes (a query at 10:00:59 until
+    /// 11:01:00), at most 61.
     pub fn requests_this_hour(&self, now: DateTime<Utc>) -> u64 {
-        self.minutes.sum_from(minute_of(now) - WINDOW_MINUTES + 1).requests
+        self.minutes.sum_from(minute_of(now) - WINDOW_MINUTES).requests
     }
 
     /// When the oldest query in the window leaves it (epoch seconds), if any.
     pub fn window_reset(&self, now: DateTime<Utc>) -> Option<i64> {
         self.minutes
-            .range(minute_of(now) - WINDOW_MINUTES + 1, i64::MAX)
+            .range(minute_of(now) - WINDOW_MINUTES, i64::MAX)
             .next()
-            .map(|(m, _)| (m + WINDOW_MINUTES) * 60)
+            .map(|(m, _)| (m + WINDOW_MINUTES + 1) * 60)
     }
 
     /// Cost in the UTC calendar month of `now`: what the cost limit reads.
@@ -331,6 +333,7 @@ mod tests {
             status_code: status,
             cost: Micros::new(cost),
             duration_ms: 1,
+            reported_cost: None,
         }
     }
 
@@ -385,7 +388,7 @@ mod tests {
     }
 
     #[test]
-    fn the_rolling_hour_counts_by_minute_and_slides() {
+    fn a_query_stays_in_the_rolling_hour_for_60_full_minutes() {
         let u = given(&[
             (at(25, 10, 0, 30), query(1, 200)),
             (at(25, 10, 0, 59), query(1, 200)),
@@ -393,16 +396,18 @@ mod tests {
         ]);
         let k = u.get("key_a").unwrap();
         assert_eq!(k.requests_this_hour(at(25, 10, 30, 1)), 3);
-        assert_eq!(k.requests_this_hour(at(25, 10, 59, 59)), 3);
-        assert_eq!(k.window_reset(at(25, 10, 59, 59)), Some(at(25, 11, 0, 0).timestamp()));
+        // 60 full minutes after 10:00:59 is 11:00:59: still counted then.
+        assert_eq!(k.requests_this_hour(at(25, 11, 0, 59)), 3);
+        assert_eq!(k.window_reset(at(25, 11, 0, 59)), Some(at(25, 11, 1, 0).timestamp()));
         assert_eq!(
-            k.requests_this_hour(at(25, 11, 0, 0)),
+            k.requests_this_hour(at(25, 11, 1, 0)),
             1,
             "the 10:00 minute has left the window"
         );
-        assert_eq!(k.window_reset(at(25, 11, 0, 0)), Some(at(25, 11, 30, 0).timestamp()));
-        assert_eq!(k.requests_this_hour(at(25, 11, 30, 0)), 0);
-        assert_eq!(k.window_reset(at(25, 11, 30, 0)), None);
+        assert_eq!(k.window_reset(at(25, 11, 1, 0)), Some(at(25, 11, 31, 0).timestamp()));
+        assert_eq!(k.requests_this_hour(at(25, 11, 30, 59)), 1);
+        assert_eq!(k.requests_this_hour(at(25, 11, 31, 0)), 0);
+        assert_eq!(k.window_reset(at(25, 11, 31, 0)), None);
         assert_eq!((k.total.requests, k.total.errors), (3, 1));
     }
 

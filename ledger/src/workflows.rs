@@ -82,6 +82,7 @@ mod tests {
             name: name.into(),
             upstream_url: "builtin:echo".into(),
             price_per_request: Micros::new(5),
+            max_cost_per_request: None,
         };
         let mut w = Workflows::default();
         let now = Utc::now();

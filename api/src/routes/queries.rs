@@ -4,6 +4,9 @@
 //! the limits (a reservation, see [`crate::limiter`]) → call the upstream →
 //! append the usage event → answer.
 //! No usage event, no answer: if the append fails the client gets 503.
+//! Admitted means recorded: from admission on, the query runs on a task of
+//! its own, so a client that disconnects, times out or stops reading
+//! changes nothing about what is called, recorded and counted.
 
 use axum::extract::{Path, State};
 use axum::http::header::{
@@ -23,6 +26,8 @@ use ledger::{KeyHash, KeyRejection};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
 use utoipa::ToSchema;
@@ -92,13 +97,17 @@ pub struct QueryResponse {
     params(("X-API-Key" = String, Header, description = "nk_…")),
     responses(
         (status = 200, body = QueryResponse, description = "JSON; or, with `Accept: text/event-stream`, server-sent events: `chunk` (partial output) as it comes, then `done` ({usage, request_id}) or `error`"),
+        (status = 400, description = "invalid_json"),
         (status = 401, description = "missing_api_key"),
         (status = 402, description = "cost_limit_exceeded"),
         (status = 403, description = "invalid_api_key, key_inactive, key_expired, origin_not_allowed, workflow_not_allowed"),
         (status = 404, description = "workflow_not_found"),
+        (status = 413, description = "payload_too_large"),
+        (status = 415, description = "unsupported_media_type"),
+        (status = 422, description = "validation_error"),
         (status = 429, description = "rate_limited, with Retry-After"),
         (status = 502, description = "upstream_error"),
-        (status = 503, description = "metering_unavailable"),
+        (status = 503, description = "metering_unavailable; not_ready, with Retry-After"),
         (status = 504, description = "upstream_timeout"),
     ))]
 pub async fn query(
@@ -109,31 +118,7 @@ pub async fn query(
 ) -> Response {
     let mut meta = Meta::default();
     let result = run(&state, &workflow_id, &headers, body, &mut meta).await;
-    let Meta { rate, cors, request_id } = meta;
-    let mut response = match result {
-        Ok(Answer::Json(answer)) => Json(answer).into_response(),
-        Ok(Answer::Events(response)) => response,
-        Err(e) => e.into_response(),
-    };
-    // Only an origin the key lists is named (or, for a refused key, one some
-    // live key lists).
-    if let Some(origin) = cors {
-        let h = response.headers_mut();
-        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSED));
-        h.insert(VARY, HeaderValue::from_static("origin"));
-    }
-    if let Some(rate) = rate {
-        let h = response.headers_mut();
-        h.insert("x-ratelimit-limit", HeaderValue::from(rate.limit));
-        h.insert("x-ratelimit-remaining", HeaderValue::from(rate.remaining));
-        h.insert("x-ratelimit-reset", HeaderValue::from(rate.reset));
-    }
-    // Once the query is admitted it has an id, on errors too (502, 504, 503).
-    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
-        response.headers_mut().insert("x-request-id", id);
-    }
-    response
+    meta.respond(result)
 }
 
 /// What a query's response carries besides its body.
@@ -145,6 +130,35 @@ struct Meta {
     request_id: Option<String>,
 }
 
+impl Meta {
+    fn respond(self, result: Result<Answer, ApiError>) -> Response {
+        let mut response = match result {
+            Ok(Answer::Json(answer)) => Json(answer).into_response(),
+            Ok(Answer::Events(response)) => response,
+            Err(e) => e.into_response(),
+        };
+        let h = response.headers_mut();
+        // Only an origin the key lists is named (or, for a refused key, one
+        // some live key lists).
+        if let Some(origin) = self.cors {
+            h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.insert(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSED));
+            h.insert(VARY, HeaderValue::from_static("origin"));
+        }
+        if let Some(rate) = self.rate {
+            h.insert("x-ratelimit-limit", HeaderValue::from(rate.limit));
+            h.insert("x-ratelimit-remaining", HeaderValue::from(rate.remaining));
+            h.insert("x-ratelimit-reset", HeaderValue::from(rate.reset));
+        }
+        // Once the query is admitted it has an id, on errors too (502, 504, 503).
+        if let Some(id) = self.request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+            h.insert("x-request-id", id);
+        }
+        response
+    }
+}
+
+/// validate → admit → call → record → answer.
 async fn run(
     state: &AppState,
     workflow_id: &str,
@@ -154,91 +168,179 @@ async fn run(
 ) -> Result<Answer, ApiError> {
     let started = Instant::now();
     let presented = headers.get("x-api-key").ok_or(ApiError::MissingApiKey)?;
-    let hash = KeyHash::from_digest(Sha256::digest(presented.as_bytes()).into());
+    // Nothing is decided from state older than the stream was at start: a
+    // key revoked or a limit reached before a restart is not in it yet.
+    if !state.progress.is_ready() {
+        return Err(catching_up());
+    }
     let now = Utc::now();
-    let (key_id, limits, upstream_url, price) = {
-        let projection = state.projection();
-        let key = match projection.keys.validate(&hash, now) {
-            Ok(key) => key,
-            Err(rejection) => {
-                // A page on an origin some live key lists may read why its
-                // key was refused (an embedded widget can then say so); its
-                // preflight already told it as much.
-                meta.cors = headers
-                    .get(ORIGIN)
-                    .filter(|o| o.to_str().is_ok_and(|o| projection.keys.any_allows(o)))
-                    .cloned();
-                return Err(match rejection {
-                    // A replica still catching up may not have the key yet.
-                    KeyRejection::Invalid if !state.progress.is_ready() => catching_up(),
-                    KeyRejection::Invalid => ApiError::InvalidApiKey,
-                    KeyRejection::Inactive => ApiError::KeyInactive,
-                    KeyRejection::Expired => ApiError::KeyExpired,
-                });
-            }
-        };
-        // A browser (it sends Origin) only from the origins the key lists.
-        if let Some(origin) = headers.get(ORIGIN) {
-            let listed = origin
-                .to_str()
-                .is_ok_and(|origin| key.settings.allowed_origins.iter().any(|o| o == origin));
-            if !listed {
-                return Err(ApiError::OriginNotAllowed);
-            }
-            meta.cors = Some(origin.clone());
-        }
-        let workflow = projection
-            .workflows
-            .get(workflow_id)
-            .ok_or_else(|| match state.progress.is_ready() {
-                true => ApiError::WorkflowNotFound,
-                false => catching_up(),
-            })?;
-        let s = &key.settings;
-        if !s.workflow_ids.is_empty() && !s.workflow_ids.iter().any(|w| w == workflow_id) {
-            return Err(ApiError::WorkflowNotAllowed);
-        }
-        let limits = Limits {
-            rate_per_hour: s.rate_limit_per_hour,
-            cost_per_month: s.cost_limit_per_month,
-        };
-        (
-            key.id.to_string(),
-            limits,
-            workflow.settings.upstream_url.clone(),
-            workflow.settings.price_per_request,
-        )
-    };
+    let checked = check(state, workflow_id, headers, presented, now, meta)?;
     // Body errors come after key checks: an unauthenticated caller learns nothing from them.
     let ApiJson(body) = body?;
+    let admitted = admit(state, checked, started, now, meta).await?;
+    meta.request_id = Some(admitted.request_id.clone());
+    let wants_events = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if wants_events {
+        return stream_events(state, admitted, body.input).await.map(Answer::Events);
+    }
+    // On its own task: a client that goes away changes nothing about what
+    // is called, recorded and counted.
+    let task = tokio::spawn(answer_json(state.clone(), admitted, body.input));
+    task.await
+        .unwrap_or_else(|e| Err(ApiError::internal(e)))
+        .map(Answer::Json)
+}
 
+enum Answer {
+    Json(QueryResponse),
+    /// `text/event-stream`.
+    Events(Response),
+}
+
+/// A query whose key, origin and workflow check out.
+struct Checked {
+    key_id: String,
+    workflow_id: String,
+    limits: Limits,
+    upstream_url: String,
+    pricing: Pricing,
+}
+
+/// How a workflow's queries are charged.
+#[derive(Debug, Clone, Copy)]
+struct Pricing {
+    price: Micros,
+    max: Option<Micros>,
+}
+
+impl Pricing {
+    /// What an in-flight query counts for against cost limits.
+    fn hold(self) -> Micros {
+        self.max.unwrap_or(self.price)
+    }
+
+    /// What a query costs, given what the upstream reported.
+    fn cost(self, reported: Option<Micros>) -> Micros {
+        let cost = reported.unwrap_or(self.price);
+        self.max.map_or(cost, |max| cost.min(max))
+    }
+}
+
+/// The key (from the projection), its origins, the workflow and whether
+/// the key may use it. Once the key is known, `meta` carries its rate state.
+fn check(
+    state: &AppState,
+    workflow_id: &str,
+    headers: &HeaderMap,
+    presented: &HeaderValue,
+    now: chrono::DateTime<Utc>,
+    meta: &mut Meta,
+) -> Result<Checked, ApiError> {
+    let hash = KeyHash::from_digest(Sha256::digest(presented.as_bytes()).into());
+    let projection = state.projection();
+    if let Some(key) = projection.keys.named_by(&hash, now) {
+        meta.rate = state.limiter.rate_state(&key.id, limits_of(key), now, &projection);
+    }
+    let key = match projection.keys.validate(&hash, now) {
+        Ok(key) => key,
+        Err(rejection) => {
+            // A page on an origin some live key lists may read why its key
+            // was refused (an embedded widget can then say so); its
+            // preflight already told it as much.
+            meta.cors = headers
+                .get(ORIGIN)
+                .filter(|o| o.to_str().is_ok_and(|o| projection.keys.any_allows(o)))
+                .cloned();
+            return Err(match rejection {
+                KeyRejection::Invalid => ApiError::InvalidApiKey,
+                KeyRejection::Inactive => ApiError::KeyInactive,
+                KeyRejection::Expired => ApiError::KeyExpired,
+            });
+        }
+    };
+    // A browser (it sends Origin) only from the origins the key lists.
+    if let Some(origin) = headers.get(ORIGIN) {
+        let listed = origin
+            .to_str()
+            .is_ok_and(|origin| key.settings.allowed_origins.iter().any(|o| o == origin));
+        if !listed {
+            return Err(ApiError::OriginNotAllowed);
+        }
+        meta.cors = Some(origin.clone());
+    }
+    let workflow = projection
+        .workflows
+        .get(workflow_id)
+        .ok_or(ApiError::WorkflowNotFound)?;
+    let s = &key.settings;
+    if !s.workflow_ids.is_empty() && !s.workflow_ids.iter().any(|w| w == workflow_id) {
+        return Err(ApiError::WorkflowNotAllowed);
+    }
+    Ok(Checked {
+        key_id: key.id.to_string(),
+        workflow_id: workflow_id.to_owned(),
+        limits: limits_of(key),
+        upstream_url: workflow.settings.upstream_url.clone(),
+        pricing: Pricing {
+            price: workflow.settings.price_per_request,
+            max: workflow.settings.max_cost_per_request,
+        },
+    })
+}
+
+fn limits_of(key: &ledger::ApiKey) -> Limits {
+    Limits {
+        rate_per_hour: key.settings.rate_limit_per_hour,
+        cost_per_month: key.settings.cost_limit_per_month,
+    }
+}
+
+/// Takes the query's place under its key's limits: on this replica, or on
+/// the stream when limits must hold across replicas (NATS).
+async fn admit(
+    state: &AppState,
+    checked: Checked,
+    started: Instant,
+    now: chrono::DateTime<Utc>,
+    meta: &mut Meta,
+) -> Result<Admitted, ApiError> {
     let request_id = format!("req_{}", uuid::Uuid::now_v7().simple());
     let record_id = EventId::new();
+    let Checked {
+        key_id,
+        workflow_id,
+        limits,
+        upstream_url,
+        pricing,
+    } = checked;
     let limited = limits.rate_per_hour.is_some() || limits.cost_per_month.is_some();
     let verdict = match &state.admissions {
         Some(admissions) if limited => {
             let ask = Ask {
                 key_id: &key_id,
-                workflow_id,
+                workflow_id: &workflow_id,
                 request_id: &request_id,
                 limits,
-                price,
+                hold: pricing.hold(),
                 record_id,
             };
             admissions.admit(state, ask).await?
         }
         _ => {
             let projection = state.projection();
-            state.limiter.admit(&key_id, limits, price, now, &projection)
+            state.limiter.admit(&key_id, limits, pricing.hold(), now, &projection)
         }
     };
     let reservation = match verdict {
-        Verdict::Admitted(reservation, state) => {
-            meta.rate = state;
+        Verdict::Admitted(reservation, rate) => {
+            meta.rate = rate;
             Some(reservation)
         }
-        Verdict::Stored(state) => {
-            meta.rate = state;
+        Verdict::Stored(rate) => {
+            meta.rate = rate;
             None
         }
         Verdict::RateLimited(limited) => {
@@ -250,197 +352,152 @@ async fn run(
                 retry_after_secs,
             });
         }
-        Verdict::CostExceeded(state) => {
-            meta.rate = state;
+        Verdict::CostExceeded(rate) => {
+            meta.rate = rate;
             return Err(ApiError::CostLimitExceeded);
         }
     };
-
-    meta.request_id = Some(request_id.clone());
-    let query = Admitted {
+    Ok(Admitted {
         key_id,
-        workflow_id: workflow_id.to_owned(),
+        workflow_id,
+        upstream_url,
         request_id,
         record_id,
-        price,
+        pricing,
         started,
         reservation,
-    };
-    let wants_events = headers
-        .get(ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/event-stream"));
-    if wants_events {
-        return stream_events(state, query, upstream_url, body.input)
-            .await
-            .map(Answer::Events);
-    }
-    let outcome = upstream::call(
-        &state.http,
-        &upstream_url,
-        workflow_id,
-        body.input,
-        &query.request_id,
-        state.upstream_timeout,
-    )
-    .await;
-    let (status_code, cost, answer) = settle(outcome, price);
-    let (request_id, duration_ms) = (query.request_id.clone(), query.started.elapsed().as_millis() as u64);
-    record(state, query, status_code, cost).await?;
-    Ok(Answer::Json(QueryResponse {
-        output: answer?,
-        usage: QueryUsage {
-            cost: usd::to_json(cost),
-            duration_ms,
-        },
-        request_id,
-    }))
+    })
 }
 
-enum Answer {
-    Json(QueryResponse),
-    /// `text/event-stream`.
-    Events(Response),
-}
-
-/// A query past its limits, on its way to the upstream.
+/// An admitted query: from here it runs to its end and is recorded once.
 struct Admitted {
     key_id: String,
     workflow_id: String,
+    upstream_url: String,
     request_id: String,
     /// The id its `query.recorded` carries.
     record_id: EventId,
-    price: Micros,
+    pricing: Pricing,
     started: Instant,
     /// Its place under the limits on this replica (None: on the stream).
     reservation: Option<Reservation>,
 }
 
-/// What the query records and answers, from what the upstream did.
-fn settle(outcome: upstream::Outcome, price: Micros) -> (u16, Micros, Result<Value, ApiError>) {
-    match outcome {
-        upstream::Outcome::Answered { output, cost } => (200, cost.unwrap_or(price), Ok(output)),
-        upstream::Outcome::Failed(reason) => (502, Micros::ZERO, Err(ApiError::UpstreamError(reason))),
-        upstream::Outcome::TimedOut => (504, Micros::ZERO, Err(ApiError::UpstreamTimeout)),
-    }
+/// What the upstream did, as the query records and answers it.
+struct Settled {
+    status_code: u16,
+    cost: Micros,
+    reported_cost: Option<Micros>,
+    output: Result<Value, ApiError>,
 }
 
-/// Appends the query's usage event; without it there is no answer (503).
-async fn record(state: &AppState, query: Admitted, status_code: u16, cost: Micros) -> Result<(), ApiError> {
-    let duration_ms = query.started.elapsed().as_millis() as u64;
-    let event = Event::QueryRecorded(QueryRecorded {
-        request_id: query.request_id.clone(),
-        key_id: query.key_id.clone(),
-        workflow_id: query.workflow_id.clone(),
-        status_code,
-        cost,
-        duration_ms,
-    });
-    let outgoing = Outgoing::with_id(query.record_id, &event, Utc::now()).map_err(ApiError::internal)?;
-    if let Some(reservation) = &query.reservation {
-        reservation.expect(outgoing.id);
-    }
-    match state.stream.append(&outgoing).await {
-        Ok(appended) => state.appended(appended.seq),
-        Err(error) => {
-            let (key_id, request_id) = (&query.key_id, &query.request_id);
-            tracing::error!(%error, key_id, request_id, "usage event not recorded; answering 503");
-            return Err(ApiError::MeteringUnavailable);
+impl Admitted {
+    fn settle(&self, outcome: upstream::Outcome) -> Settled {
+        let (status_code, reported_cost, output) = match outcome {
+            upstream::Outcome::Answered { output, cost } => (200, cost, Ok(output)),
+            upstream::Outcome::Failed(reason) => (502, None, Err(ApiError::UpstreamError(reason))),
+            upstream::Outcome::TimedOut => (504, None, Err(ApiError::UpstreamTimeout)),
+        };
+        let cost = match (&output, reported_cost) {
+            (Ok(_), reported) => self.pricing.cost(reported),
+            // A failed upstream costs nothing unless it said otherwise.
+            (Err(_), _) => Micros::ZERO,
+        };
+        Settled {
+            status_code,
+            cost,
+            reported_cost,
+            output,
         }
-    };
-    // No wait for the follower: the limiter counts this query as in flight
-    // until the projection has it, and reads of usage wait for this
-    // replica's own appends (read-your-writes).
-    if let Some(reservation) = query.reservation {
-        reservation.stored();
     }
-    tracing::debug!(
-        key_id = query.key_id,
-        workflow_id = query.workflow_id,
-        request_id = query.request_id,
-        status_code,
-        cost = cost.get(),
-        duration_ms,
-        "query recorded"
-    );
-    Ok(())
+
+    /// Appends the query's usage event; without it there is no answer (503).
+    async fn record(self, state: &AppState, settled: &Settled) -> Result<(), ApiError> {
+        let duration_ms = self.started.elapsed().as_millis() as u64;
+        let event = Event::QueryRecorded(QueryRecorded {
+            request_id: self.request_id.clone(),
+            key_id: self.key_id.clone(),
+            workflow_id: self.workflow_id.clone(),
+            status_code: settled.status_code,
+            cost: settled.cost,
+            duration_ms,
+            reported_cost: settled.reported_cost,
+        });
+        let outgoing = Outgoing::with_id(self.record_id, &event, Utc::now()).map_err(ApiError::internal)?;
+        // No wait for the follower: the limiter counts this query as in
+        // flight until the projection has it, and reads of usage wait for
+        // this replica's own appends (read-your-writes).
+        let appended = match self.reservation {
+            Some(reservation) => reservation.append(state.stream.as_ref(), &outgoing).await,
+            None => state.stream.append(&outgoing).await,
+        };
+        match appended {
+            Ok(appended) => state.appended(appended.seq),
+            Err(error) => {
+                let (key_id, request_id) = (&self.key_id, &self.request_id);
+                tracing::error!(%error, key_id, request_id, "usage event not recorded; answering 503");
+                return Err(ApiError::MeteringUnavailable);
+            }
+        };
+        tracing::debug!(
+            key_id = self.key_id,
+            workflow_id = self.workflow_id,
+            request_id = self.request_id,
+            status_code = settled.status_code,
+            cost = settled.cost.get(),
+            duration_ms,
+            "query recorded"
+        );
+        Ok(())
+    }
 }
 
-/// What the producer of an event stream hands the response.
+/// Calls the upstream, records, answers: run on a task of its own.
+async fn answer_json(state: AppState, query: Admitted, input: Value) -> Result<QueryResponse, ApiError> {
+    let outcome = upstream::call(
+        &state.http,
+        &query.upstream_url,
+        &query.workflow_id,
+        input,
+        &query.request_id,
+        state.upstream_timeout,
+    )
+    .await;
+    let settled = query.settle(outcome);
+    let (request_id, started) = (query.request_id.clone(), query.started);
+    query.record(&state, &settled).await?;
+    Ok(QueryResponse {
+        output: settled.output?,
+        usage: QueryUsage {
+            cost: usd::to_json(settled.cost),
+            duration_ms: started.elapsed().as_millis() as u64,
+        },
+        request_id,
+    })
+}
+
+/// What the query's task hands the response of an event stream.
 enum Piece {
-    Event(sse::Event),
+    /// An event and the bytes of output it carries.
+    Event((sse::Event, usize)),
     /// Failed before any output: a normal problem+json answer.
     Failed(ApiError),
 }
 
+/// Output queued for a client that has not read it yet, at most: past it
+/// the client is dropped (the query still runs to its end and is recorded).
+const UNREAD_LIMIT: usize = 8 << 20;
+
 /// `Accept: text/event-stream`: `event: chunk` for each piece of output as
 /// the upstream gives it, then `event: done` with the usage, or `event:
-/// error`. A task runs the query to its end whatever the client does, so
-/// the usage is recorded once, also when the client goes away mid-stream
-/// (the upstream is then read no further). Errors before the first piece
-/// are answered as problem+json.
-async fn stream_events(
-    state: &AppState,
-    query: Admitted,
-    upstream_url: String,
-    input: Value,
-) -> Result<Response, ApiError> {
-    let (tx, mut rx) = mpsc::channel::<Piece>(16);
-    let state = state.clone();
-    tokio::spawn(async move {
-        let (pieces_tx, mut pieces_rx) = mpsc::channel::<String>(16);
-        let call = upstream::stream(
-            &state.http,
-            &upstream_url,
-            &query.workflow_id,
-            input,
-            &query.request_id,
-            state.upstream_timeout,
-            pieces_tx,
-        );
-        let forward = async {
-            let mut sent = false;
-            while let Some(text) = pieces_rx.recv().await {
-                if tx
-                    .send(Piece::Event(sse::Event::default().event("chunk").data(text)))
-                    .await
-                    .is_err()
-                {
-                    // The client went away: stop reading the upstream.
-                    break;
-                }
-                sent = true;
-            }
-            sent
-        };
-        // A client that went away stops the upstream call: what was served
-        // so far is what the query did.
-        let call = async {
-            tokio::select! {
-                outcome = call => outcome,
-                _ = tx.closed() => upstream::Outcome::Answered { output: Value::Null, cost: None },
-            }
-        };
-        let (outcome, sent) = tokio::join!(call, forward);
-        let (status_code, cost, answer) = settle(outcome, query.price);
-        let (request_id, started) = (query.request_id.clone(), query.started);
-        let recorded = record(&state, query, status_code, cost).await;
-        let piece = match (recorded.and(answer.map(|_| ())), sent) {
-            (Ok(()), _) => {
-                let done = json!({
-                    "usage": {"cost": usd::to_json(cost), "duration_ms": started.elapsed().as_millis() as u64},
-                    "request_id": request_id,
-                });
-                Piece::Event(sse::Event::default().event("done").data(done.to_string()))
-            }
-            (Err(error), false) => Piece::Failed(error),
-            (Err(error), true) => {
-                let problem = json!({"code": error.code(), "detail": error.to_string(), "request_id": request_id});
-                Piece::Event(sse::Event::default().event("error").data(problem.to_string()))
-            }
-        };
-        let _ = tx.send(piece).await;
-    });
+/// error`. A task runs the query to its end whatever the client does: the
+/// upstream is read to its end and the usage recorded as soon as it ends,
+/// never held back by a client that reads slowly, stops reading or went
+/// away. Errors before the first piece are answered as problem+json.
+async fn stream_events(state: &AppState, query: Admitted, input: Value) -> Result<Response, ApiError> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Piece>();
+    let unread = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(run_events(state.clone(), query, input, tx, unread.clone()));
     let first = match rx.recv().await {
         Some(Piece::Event(event)) => event,
         Some(Piece::Failed(error)) => return Err(error),
@@ -448,12 +505,86 @@ async fn stream_events(
     };
     let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).filter_map(|piece| async move {
         match piece {
-            Piece::Event(event) => Some(Ok::<_, std::convert::Infallible>(event)),
+            Piece::Event(event) => Some(event),
             Piece::Failed(_) => None,
         }
     });
-    let events = futures::stream::once(async move { Ok(first) }).chain(rest);
+    let events = futures::stream::once(async move { first })
+        .chain(rest)
+        .map(move |(event, len)| {
+            unread.fetch_sub(len, Ordering::Relaxed);
+            Ok::<_, std::convert::Infallible>(event)
+        });
     Ok(Sse::new(events).into_response())
+}
+
+/// The task behind [`stream_events`].
+async fn run_events(
+    state: AppState,
+    query: Admitted,
+    input: Value,
+    tx: mpsc::UnboundedSender<Piece>,
+    unread: Arc<AtomicUsize>,
+) {
+    let (pieces_tx, mut pieces_rx) = mpsc::channel::<String>(16);
+    let call = upstream::stream(
+        &state.http,
+        &query.upstream_url,
+        &query.workflow_id,
+        input,
+        &query.request_id,
+        state.upstream_timeout,
+        pieces_tx,
+    );
+    let forward = async {
+        let (mut sent, mut client) = (false, Some(&tx));
+        // Every piece is taken, so the upstream is read to its end.
+        while let Some(text) = pieces_rx.recv().await {
+            let Some(to) = client else { continue };
+            let len = text.len();
+            if unread.fetch_add(len, Ordering::Relaxed) + len > UNREAD_LIMIT {
+                tracing::warn!(
+                    request_id = query.request_id,
+                    "a client stopped reading its event stream; it gets no more of it"
+                );
+                let problem = json!({"code": "client_too_slow", "detail": "the output was not read fast enough; the query ran to its end and was recorded", "request_id": query.request_id});
+                let _ = to.send(Piece::Event((
+                    sse::Event::default().event("error").data(problem.to_string()),
+                    0,
+                )));
+                client = None;
+                continue;
+            }
+            let chunk = sse::Event::default().event("chunk").data(text);
+            if to.send(Piece::Event((chunk, len))).is_err() {
+                client = None;
+            }
+            sent = true;
+        }
+        (sent, client.is_some())
+    };
+    let (outcome, (sent, listening)) = tokio::join!(call, forward);
+    let settled = query.settle(outcome);
+    let (request_id, started) = (query.request_id.clone(), query.started);
+    let recorded = query.record(&state, &settled).await;
+    if !listening {
+        return;
+    }
+    let piece = match (recorded.and(settled.output.map(|_| ())), sent) {
+        (Ok(()), _) => {
+            let done = json!({
+                "usage": {"cost": usd::to_json(settled.cost), "duration_ms": started.elapsed().as_millis() as u64},
+                "request_id": request_id,
+            });
+            Piece::Event((sse::Event::default().event("done").data(done.to_string()), 0))
+        }
+        (Err(error), false) => Piece::Failed(error),
+        (Err(error), true) => {
+            let problem = json!({"code": error.code(), "detail": error.to_string(), "request_id": request_id});
+            Piece::Event((sse::Event::default().event("error").data(problem.to_string()), 0))
+        }
+    };
+    let _ = tx.send(piece);
 }
 
 fn catching_up() -> ApiError {

@@ -32,6 +32,10 @@ pub struct WorkflowObject {
     upstream_url: String,
     /// USD charged per query when the upstream reports no cost.
     price_per_request: f64,
+    /// USD: the most one query may cost, or null. In-flight queries count
+    /// against cost limits at this hold (else at `price_per_request`); an
+    /// upstream's reported cost above it is recorded as it.
+    max_cost_per_request: Option<f64>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -43,6 +47,7 @@ impl From<&Workflow> for WorkflowObject {
             name: w.settings.name.clone(),
             upstream_url: w.settings.upstream_url.clone(),
             price_per_request: usd::to_json(w.settings.price_per_request),
+            max_cost_per_request: w.settings.max_cost_per_request.map(usd::to_json),
             created_at: w.created_at,
             updated_at: w.updated_at,
         }
@@ -57,6 +62,8 @@ pub struct CreateWorkflow {
     upstream_url: String,
     /// USD, default 0.
     price_per_request: Option<f64>,
+    /// USD, default none: the most one query may cost (at least `price_per_request`).
+    max_cost_per_request: Option<f64>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -71,6 +78,20 @@ pub struct UpdateWorkflow {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<f64>)]
     price_per_request: Option<Option<f64>>,
+    /// null clears the maximum.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<f64>)]
+    max_cost_per_request: Option<Option<f64>>,
+}
+
+/// A maximum below the price would cap every unreported cost: refused.
+fn check_max_cost(settings: &WorkflowSettings) -> Result<(), ApiError> {
+    match settings.max_cost_per_request {
+        Some(max) if max < settings.price_per_request => Err(ApiError::validation(
+            "max_cost_per_request must be at least price_per_request",
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn current(state: &AppState, id: &str) -> Result<(Workflow, u64), ApiError> {
@@ -98,7 +119,12 @@ pub async fn create(
             .map(|p| usd::parse("price_per_request", p))
             .transpose()?
             .unwrap_or(Micros::ZERO),
+        max_cost_per_request: body
+            .max_cost_per_request
+            .map(|p| usd::parse("max_cost_per_request", p))
+            .transpose()?,
     };
+    check_max_cost(&settings)?;
     let expected = {
         let projection = state.projection();
         if projection.workflows.get(&id).is_some() {
@@ -165,6 +191,10 @@ pub async fn update(
     if let Some(v) = body.price_per_request {
         s.price_per_request = usd::parse("price_per_request", v.ok_or_else(|| required("price_per_request"))?)?;
     }
+    if let Some(v) = body.max_cost_per_request {
+        s.max_cost_per_request = v.map(|v| usd::parse("max_cost_per_request", v)).transpose()?;
+    }
+    check_max_cost(&s)?;
     state
         .write(
             Event::WorkflowUpdated(WorkflowUpdated {

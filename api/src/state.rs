@@ -1,0 +1,94 @@
+//! [`AppState`]: what every handler may use (the stream, the projection,
+//! the limiter, the upstream client), and the two ways a handler writes:
+//! [`AppState::write`] (append, then wait until this replica applied it)
+//! and [`AppState::read_own_writes`]. Below the HTTP layer (admission,
+//! auth) this is all that is shared; nothing here knows a route.
+
+use chrono::Utc;
+use ingest::{Event, EventStream, Outgoing, StreamError};
+use ledger::Projection;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use crate::auth::AdminToken;
+use crate::error::ApiError;
+use crate::follower::Progress;
+use crate::limiter::Limiter;
+use crate::metrics::Metrics;
+
+/// How long a handler waits for this replica to apply its own write.
+const APPLY_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub stream: Arc<dyn EventStream>,
+    pub projection: Arc<RwLock<Projection>>,
+    pub progress: Arc<Progress>,
+    pub metrics: Arc<Metrics>,
+    pub admin_token: AdminToken,
+    pub limiter: Arc<Limiter>,
+    /// Pooled connections to upstreams.
+    pub http: reqwest::Client,
+    pub upstream_timeout: Duration,
+    /// Which webhook URLs are allowed.
+    pub webhook_guard: ::webhooks::Guard,
+    /// `usage.rate_limited` alerts this replica has appended, so that a
+    /// storm of 429s appends each once (the fold de-duplicates the rest).
+    pub rate_alerts: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Admissions put on the stream first, for limits exact across
+    /// replicas: on NATS only (an embedded log has one process).
+    pub admissions: Option<Arc<crate::admission::Admissions>>,
+}
+
+impl AppState {
+    pub fn projection(&self) -> RwLockReadGuard<'_, Projection> {
+        self.projection.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends `event` (only if its subject's last sequence is `expected`,
+    /// when given) and waits until this replica has applied it, so the
+    /// caller reads its own write. Returns the event's sequence.
+    pub async fn write(&self, event: Event, expected: Option<u64>) -> Result<u64, ApiError> {
+        let outgoing = Outgoing::new(&event, Utc::now()).map_err(ApiError::internal)?;
+        let appended = match expected {
+            Some(expected) => self.stream.append_expecting(&outgoing, expected).await,
+            None => self.stream.append(&outgoing).await,
+        };
+        let seq = match appended {
+            Ok(appended) => appended.seq,
+            Err(StreamError::Conflict { .. }) => return Err(ApiError::Conflict),
+            Err(StreamError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "stream unavailable for an admin write");
+                return Err(ApiError::NotReady(
+                    "the event stream is unavailable; nothing was changed, retry later".into(),
+                ));
+            }
+            Err(e) => return Err(ApiError::internal(e)),
+        };
+        self.appended(seq);
+        self.applied(seq).await?;
+        Ok(seq)
+    }
+
+    /// Notes that this process appended `seq`, for [`Self::read_own_writes`].
+    pub fn appended(&self, seq: u64) {
+        self.progress.appended(seq);
+    }
+
+    /// Waits until this replica has applied everything it appended itself,
+    /// so that a read after a write (a query, say) sees it.
+    pub async fn read_own_writes(&self) -> Result<(), ApiError> {
+        self.applied(self.progress.own()).await
+    }
+
+    /// Waits until this replica has applied `seq`.
+    pub async fn applied(&self, seq: u64) -> Result<(), ApiError> {
+        if self.progress.wait_for(seq, APPLY_WAIT).await {
+            Ok(())
+        } else {
+            Err(ApiError::NotReady(format!(
+                "the change is stored (sequence {seq}) but this replica has not applied it yet; retry"
+            )))
+        }
+    }
+}
