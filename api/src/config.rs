@@ -73,16 +73,19 @@ pub struct ServeArgs {
     /// JetStream stream name (created if missing).
     #[arg(long, env = "NODAI_STREAM", default_value = "NODAI")]
     pub stream: String,
-    /// Replicas for the JetStream stream when nodai creates it.
-    #[arg(long, env = "NODAI_STREAM_REPLICAS", default_value_t = 1)]
-    pub stream_replicas: usize,
+    /// Replicas for the JetStream stream when nodai creates it (1 to 5).
+    #[arg(long, env = "NODAI_STREAM_REPLICAS", default_value_t = 1,
+        value_parser = clap::value_parser!(u64).range(1..=5))]
+    pub stream_replicas: u64,
     #[arg(long, env = "NODAI_ROLE", value_enum, default_value = "all")]
     pub role: Role,
-    /// Parquet archive flush interval (the archive arrives with the ledger).
-    #[arg(long, env = "NODAI_ARCHIVE_FLUSH_SECS", default_value_t = 60)]
+    /// Seconds between Parquet archive flushes (1 to 86400).
+    #[arg(long, env = "NODAI_ARCHIVE_FLUSH_SECS", default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_FLUSH_SECS))]
     pub archive_flush_secs: u64,
-    /// How long a query waits for its workflow's upstream.
-    #[arg(long, env = "NODAI_UPSTREAM_TIMEOUT_SECS", default_value_t = 30)]
+    /// Seconds a query waits for its workflow's upstream (1 to 3600).
+    #[arg(long, env = "NODAI_UPSTREAM_TIMEOUT_SECS", default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_UPSTREAM_TIMEOUT_SECS))]
     pub upstream_timeout_secs: u64,
     /// The admin token; unset: generated into `<data-dir>/admin-token`.
     #[arg(
@@ -108,6 +111,12 @@ pub struct ServeArgs {
     )]
     pub webhook_retry_schedule: String,
 }
+
+/// A day: a longer flush interval would keep a day's rows only in memory.
+const MAX_FLUSH_SECS: u64 = 86_400;
+/// An hour: admissions on NATS expire this long (plus a minute) after a
+/// query started, so a longer call would outlive its place.
+const MAX_UPSTREAM_TIMEOUT_SECS: u64 = 3_600;
 
 /// Everything `nodai serve` needs, validated.
 #[derive(Debug, Clone)]
@@ -141,7 +150,7 @@ pub enum Backend {
 pub enum ConfigError {
     #[error("--stream {0:?} is not a valid JetStream name (letters, digits, '-' and '_')")]
     StreamName(String),
-    #[error("--archive-flush-secs must be at least 1")]
+    #[error("--archive-flush-secs must be 1 to 86400")]
     FlushInterval,
     #[error("--stream-replicas must be 1 to 5")]
     Replicas,
@@ -165,13 +174,14 @@ impl Config {
         {
             return Err(ConfigError::StreamName(args.stream));
         }
-        if args.archive_flush_secs == 0 {
+        // Checked by the parser too; `ServeArgs` may be built in code.
+        if !(1..=MAX_FLUSH_SECS).contains(&args.archive_flush_secs) {
             return Err(ConfigError::FlushInterval);
         }
         if !(1..=5).contains(&args.stream_replicas) {
             return Err(ConfigError::Replicas);
         }
-        if !(1..=3600).contains(&args.upstream_timeout_secs) {
+        if !(1..=MAX_UPSTREAM_TIMEOUT_SECS).contains(&args.upstream_timeout_secs) {
             return Err(ConfigError::UpstreamTimeout);
         }
         if args.admin_token.as_ref().is_some_and(|t| t.trim().len() < 16) {
@@ -181,7 +191,7 @@ impl Config {
             Some(url) => Backend::Nats {
                 url,
                 stream: args.stream,
-                replicas: args.stream_replicas,
+                replicas: args.stream_replicas as usize,
                 auth: ingest::nats::Auth {
                     user: match (args.nats_user, args.nats_password) {
                         (Some(user), Some(password)) => Some((user, ingest::nats::Password(password))),
@@ -311,9 +321,27 @@ mod tests {
     #[test]
     fn bad_values_are_refused_with_the_reason() {
         assert!(parse(&["--stream", "a.b"]).unwrap_err().contains("--stream"));
-        assert!(parse(&["--archive-flush-secs", "0"])
-            .unwrap_err()
-            .contains("at least 1"));
+        // Every number has bounds and a clear error, never a panic later.
+        for (flag, bad) in [
+            ("--archive-flush-secs", "0"),
+            ("--archive-flush-secs", "86401"),
+            ("--archive-flush-secs", "18446744073709551615"),
+            ("--archive-flush-secs", "18446744073709551616"),
+            ("--archive-flush-secs", "-1"),
+            ("--upstream-timeout-secs", "0"),
+            ("--upstream-timeout-secs", "3601"),
+            ("--upstream-timeout-secs", "18446744073709551615"),
+            ("--stream-replicas", "0"),
+            ("--stream-replicas", "6"),
+            ("--stream-replicas", "18446744073709551615"),
+        ] {
+            let error = parse(&[&format!("{flag}={bad}")]).unwrap_err();
+            assert!(error.contains(flag), "{flag} {bad}: {error}");
+        }
+        assert_eq!(
+            parse(&["--archive-flush-secs", "86400"]).unwrap().archive_flush,
+            Duration::from_secs(86_400)
+        );
         assert!(parse(&["--role", "boss"]).is_err());
         assert!(parse(&["--listen", "nowhere"]).is_err());
         assert!(parse(&["--fsync", "sometimes"]).is_err());

@@ -19,7 +19,8 @@ impl Default for Schedule {
 impl std::str::FromStr for Schedule {
     type Err = Error;
 
-    /// Comma-separated durations: `500ms`, `5s`, `5m`, `2h`, `1d`.
+    /// Comma-separated durations: `500ms`, `5s`, `5m`, `2h`, `1d`; each at
+    /// most 30 days, at most 50 of them.
     fn from_str(text: &str) -> Result<Schedule, Error> {
         let bad = || Error::Schedule(text.to_owned());
         let delays = text
@@ -41,6 +42,10 @@ impl std::str::FromStr for Schedule {
                     .ok_or_else(bad)
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // Every pending delivery may be tried this often: bounded.
+        if delays.len() > 50 {
+            return Err(bad());
+        }
         Ok(Schedule(delays))
     }
 }
@@ -98,9 +103,11 @@ mod tests {
             ms.next_attempt(1, now, 0.5, None),
             Some(now + Duration::milliseconds(200))
         );
-        for bad in ["", "5", "5x", "-5s", "5s,,", "999999d"] {
+        let too_many = vec!["1s"; 51].join(",");
+        for bad in ["", "5", "5x", "-5s", "5s,,", "999999d", "18446744073709551615s", &too_many] {
             assert!(bad.parse::<Schedule>().is_err(), "{bad:?}");
         }
+        assert!(vec!["1s"; 50].join(",").parse::<Schedule>().is_ok());
     }
 
     #[test]
