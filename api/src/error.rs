@@ -31,6 +31,10 @@ pub enum ApiError {
     NotReady(String),
     #[error("malformed JSON: {0}")]
     BadJson(String),
+    #[error("malformed path: {0}")]
+    InvalidPath(String),
+    #[error("malformed query string: {0}")]
+    InvalidQuery(String),
     #[error("request body larger than 1 MiB")]
     PayloadTooLarge,
     #[error("expected a JSON body with Content-Type: application/json")]
@@ -61,6 +65,10 @@ pub enum ApiError {
     UpstreamTimeout,
     #[error("usage cannot be recorded right now; nothing was charged, retry later")]
     MeteringUnavailable,
+    /// An error answered by a layer below our handlers (the HTTP server,
+    /// a router rejection) in its own words, re-said as a problem.
+    #[error("{}", .0.canonical_reason().unwrap_or("error"))]
+    Http(StatusCode),
     /// A failure that is ours, not the caller's: logged with its cause, opaque to the client.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -113,6 +121,8 @@ impl ApiError {
             Conflict => (StatusCode::CONFLICT, "conflict", "Conflict"),
             NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not_ready", "Not Ready"),
             BadJson(_) => (StatusCode::BAD_REQUEST, "invalid_json", "Bad Request"),
+            InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid_path", "Bad Request"),
+            InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query", "Bad Request"),
             PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload Too Large"),
             UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -140,6 +150,11 @@ impl ApiError {
                 "metering_unavailable",
                 "Service Unavailable",
             ),
+            Http(status) => (
+                *status,
+                http_code(*status),
+                status.canonical_reason().unwrap_or("Error"),
+            ),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",
@@ -147,6 +162,43 @@ impl ApiError {
             ),
         }
     }
+}
+
+/// The stable `code` of an error some layer answered with a bare status.
+fn http_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        431 => "request_header_fields_too_large",
+        500..=599 => "internal_error",
+        _ => "http_error",
+    }
+}
+
+/// Every error answer is problem+json: one that a layer below the handlers
+/// made in plain text is re-said through [`ApiError`], keeping its headers
+/// (`Allow`, `Retry-After`).
+pub async fn problems_only(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (parts, _) = response.into_parts();
+    let mut problem = ApiError::Http(status).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().insert(name, value.clone());
+        }
+    }
+    problem
 }
 
 impl IntoResponse for ApiError {

@@ -1,7 +1,10 @@
 //! Extractors whose rejections are [`ApiError`]s, so a malformed request
 //! gets the same problem+json as every other error.
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::Json;
 use serde::de::{Deserialize, DeserializeOwned, Deserializer};
 
@@ -18,6 +21,54 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let Json(value) = Json::<T>::from_request(req, state).await?;
         Ok(ApiJson(value))
+    }
+}
+
+/// `axum::extract::Path` with problem+json rejections: a segment that is not
+/// valid UTF-8 or not of the expected shape is a 400 `invalid_path`.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(ApiError::InvalidPath(e.body_text())),
+            Err(other) => Err(ApiError::internal(other.body_text())),
+        }
+    }
+}
+
+/// `axum::extract::Query` with problem+json rejections: a query string that
+/// does not parse (a field given twice, say) is a 400 `invalid_query`.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(ApiError::InvalidQuery(e.body_text())),
+            Err(other) => Err(ApiError::InvalidQuery(other.body_text())),
+        }
+    }
+}
+
+/// A raw body with problem+json rejections (413 over the limit).
+pub struct Body(pub bytes::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match bytes::Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(Body(bytes)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::PayloadTooLarge),
+            Err(e @ BytesRejection::FailedToBufferBody(_)) => Err(ApiError::BadJson(e.body_text())),
+            Err(other) => Err(ApiError::internal(other.body_text())),
+        }
     }
 }
 

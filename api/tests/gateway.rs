@@ -1334,7 +1334,51 @@ async fn a_slow_sse_reader_is_recorded_when_the_upstream_ends(app: App) {
     assert!(events.iter().filter(|(e, _)| e == "chunk").count() < 32 * 1024);
 }
 
+/// Every error is problem+json, also the ones axum's own extractors would
+/// answer in plain text: a field given twice in a query string, a path
+/// segment that is not UTF-8, a raw body over the limit.
+async fn malformed_paths_and_query_strings_are_problems(app: App) {
+    let (key_id, key) = app.create_key(json!({"name": "p"})).await;
+    let admin = |path: String| app.http.get(format!("{}{path}", app.base)).bearer_auth(TOKEN).send();
+    for (path, expected) in [
+        ("/api/v1/api-keys?limit=1&limit=2".to_owned(), "invalid_query"),
+        ("/api/v1/workflows?limit=1&limit=2".to_owned(), "invalid_query"),
+        ("/api/v1/webhooks?cursor=a&cursor=b".to_owned(), "invalid_query"),
+        (
+            format!("/api/v1/api-keys/{key_id}/usage?from=a&from=b"),
+            "invalid_query",
+        ),
+        ("/api/v1/api-keys/%FF".to_owned(), "invalid_path"),
+        ("/api/v1/api-keys/%FF/usage".to_owned(), "invalid_path"),
+        ("/api/v1/workflows/%FF".to_owned(), "invalid_path"),
+        ("/api/v1/webhooks/%FF/deliveries".to_owned(), "invalid_path"),
+        ("/assets/%FF".to_owned(), "invalid_path"),
+    ] {
+        let response = admin(path.clone()).await.unwrap();
+        assert_eq!(problem(response).await, (400, expected.into()), "{path}");
+    }
+    let response = app
+        .http
+        .post(format!("{}/api/v1/workflows/%FF/query", app.base))
+        .header("x-api-key", &key)
+        .json(&json!({"input": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(response).await, (400, "invalid_path".into()));
+    let response = app
+        .http
+        .post(format!("{}/api/v1/api-keys/{key_id}/rotate", app.base))
+        .bearer_auth(TOKEN)
+        .body(vec![b' '; (1 << 20) + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(response).await, (413, "payload_too_large".into()));
+}
+
 on_both_backends!(
+    malformed_paths_and_query_strings_are_problems,
     a_client_that_leaves_changes_nothing,
     holds_bound_spend_under_concurrency,
     a_slow_sse_reader_is_recorded_when_the_upstream_ends,

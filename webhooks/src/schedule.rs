@@ -104,7 +104,16 @@ mod tests {
             Some(now + Duration::milliseconds(200))
         );
         let too_many = vec!["1s"; 51].join(",");
-        for bad in ["", "5", "5x", "-5s", "5s,,", "999999d", "18446744073709551615s", &too_many] {
+        for bad in [
+            "",
+            "5",
+            "5x",
+            "-5s",
+            "5s,,",
+            "999999d",
+            "18446744073709551615s",
+            &too_many,
+        ] {
             assert!(bad.parse::<Schedule>().is_err(), "{bad:?}");
         }
         assert!(vec!["1s"; 50].join(",").parse::<Schedule>().is_ok());

@@ -2,12 +2,11 @@
 //! change is an event; every answer is read back from this replica's
 //! projection after it applied that event.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bytes::Bytes;
 use chrono::{DateTime, Duration, Utc};
 use ingest::events::{KeyCreated, KeyRevoked, KeyRotated, KeySettings, KeyUpdated};
 use ingest::Event;
@@ -19,7 +18,7 @@ use utoipa::ToSchema;
 
 use super::{AppState, Page, PageParams};
 use crate::error::ApiError;
-use crate::extract::{present, ApiJson};
+use crate::extract::{present, ApiJson, Body, Path, Query};
 use crate::{usd, validate};
 
 pub fn router() -> Router<AppState> {
@@ -90,7 +89,8 @@ pub struct KeyWithSecret {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKey {
-    /// 1 to 128 characters.
+    /// 1 to 128 characters, not blank.
+    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
     name: String,
     owner: Option<String>,
     #[serde(default)]
@@ -114,13 +114,13 @@ pub struct CreateKey {
 #[serde(deny_unknown_fields)]
 pub struct UpdateKey {
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String)]
     name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     owner: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool)]
     active: Option<Option<bool>>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Vec<String>>)]
@@ -150,6 +150,7 @@ pub struct UpdateKey {
 pub struct RotateKey {
     /// How long the old secret keeps validating; default 0 (stops at once), at most 30 days.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2592000)]
     grace_period_seconds: i64,
 }
 
@@ -228,6 +229,7 @@ pub async fn create(
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct KeySearch {
     /// Only keys whose id, prefix, name or owner contains this, ignoring case.
+    #[param(max_length = 128)]
     q: Option<String>,
 }
 
@@ -346,12 +348,12 @@ pub async fn revoke(State(state): State<AppState>, Path(key_id): Path<String>) -
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/v1/api-keys/{key_id}/rotate", operation_id = "rotate_api_key", tag = "api-keys", request_body(content = RotateKey, description = "optional"),
+#[utoipa::path(post, path = "/api/v1/api-keys/{key_id}/rotate", operation_id = "rotate_api_key", tag = "api-keys", request_body(content = Option<RotateKey>, description = "optional"),
     responses((status = 200, body = KeyWithSecret), (status = 401), (status = 404), (status = 422)), security(("admin" = [])))]
 pub async fn rotate(
     State(state): State<AppState>,
     Path(key_id): Path<String>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<KeyWithSecret>, ApiError> {
     // The body is optional, so it is parsed here rather than by ApiJson.
     let body: RotateKey = if body.iter().all(u8::is_ascii_whitespace) {

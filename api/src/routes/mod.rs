@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::map_response(crate::error::problems_only))
         .with_state(state)
 }
 
@@ -47,6 +48,7 @@ pub fn health_router(state: AppState) -> Router {
         .merge(health::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::map_response(crate::error::problems_only))
         .with_state(state)
 }
 
@@ -62,6 +64,7 @@ pub struct Page<T> {
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 pub struct PageParams {
     /// 1 to 1000, default 100.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     pub cursor: Option<String>,
 }

@@ -3,7 +3,11 @@
 
 use axum::routing::get;
 use axum::{Json, Router};
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use super::{health, keys, queries, usage, webhooks, workflows, AppState, Page};
@@ -29,7 +33,7 @@ use super::{health, keys, queries, usage, webhooks, workflows, AppState, Page};
         webhooks::DeliveryObject, webhooks::DeliveryList, webhooks::TestSent,
         Page<keys::KeyObject>, Page<workflows::WorkflowObject>, Page<webhooks::WebhookObject>, Problem,
     )),
-    modifiers(&Security),
+    modifiers(&Security, &EveryError),
 )]
 pub struct ApiDoc;
 
@@ -59,6 +63,78 @@ impl Modify for Security {
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
         );
     }
+}
+
+/// Every status an operation can answer is in the document, each error as
+/// problem+json: the ones every handler shares (a malformed path or query
+/// string, the admin token, a body's size and type, a replica not caught
+/// up) are added here rather than repeated on every handler.
+struct EveryError;
+
+impl Modify for EveryError {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+                &mut item.options,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let admin = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                let api = path.starts_with("/api/");
+                let queried = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| p.parameter_in == ParameterIn::Query);
+                let shared = [
+                    (api, "400", "invalid_path, invalid_query, invalid_json"),
+                    (admin, "401", "unauthorized"),
+                    (path.contains('{'), "404", "not_found"),
+                    (operation.request_body.is_some(), "413", "payload_too_large"),
+                    (operation.request_body.is_some(), "415", "unsupported_media_type"),
+                    (operation.request_body.is_some() || queried, "422", "validation_error"),
+                    (
+                        admin,
+                        "503",
+                        "not_ready (Retry-After): this replica has not applied the stream far enough yet",
+                    ),
+                ];
+                let responses = &mut operation.responses.responses;
+                for (_, status, codes) in shared.into_iter().filter(|(applies, ..)| *applies) {
+                    responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| problem(codes).into());
+                }
+                for (status, response) in responses.iter_mut() {
+                    let RefOr::T(response) = response else { continue };
+                    if status.as_str() >= "400" && response.content.is_empty() {
+                        response.content.insert(
+                            "application/problem+json".into(),
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name("Problem")))
+                                .build(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn problem(codes: &str) -> Response {
+    ResponseBuilder::new()
+        .description(codes)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
 }
 
 pub fn router() -> Router<AppState> {

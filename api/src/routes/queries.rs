@@ -8,7 +8,7 @@
 //! its own, so a client that disconnects, times out or stops reading
 //! changes nothing about what is called, recorded and counted.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::{
     ACCEPT, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ALLOW, ORIGIN, VARY,
@@ -35,7 +35,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use crate::admission::Ask;
 use crate::error::ApiError;
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, Path};
 use crate::limiter::{Limits, RateState, Reservation, Verdict};
 use crate::{upstream, usd};
 

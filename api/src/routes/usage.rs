@@ -2,7 +2,7 @@
 //! projection the limiter enforces, after this replica applied its own
 //! appends (a query answered here is in it).
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use crate::error::ApiError;
+use crate::extract::{Path, Query};
 use crate::usd;
 
 pub fn router() -> Router<AppState> {
@@ -27,8 +28,10 @@ const DEFAULT_DAYS: i64 = 31;
 pub struct UsageParams {
     /// RFC 3339; start of the series (default: the last 48 hours, the
     /// current one included, and the last 31 days).
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
     /// RFC 3339; end of the series, exclusive (default: now).
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
 }
 

@@ -5,7 +5,6 @@
 //! disk on each request (rust-embed's default), so a front-end rebuild shows
 //! without recompiling.
 
-use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -14,6 +13,7 @@ use rust_embed::RustEmbed;
 
 use super::AppState;
 use crate::error::ApiError;
+use crate::extract::Path;
 
 #[derive(RustEmbed)]
 #[folder = "assets/"]

@@ -2,7 +2,7 @@
 //! test messages. Every change is an event; the worker (`webhooks` crate)
 //! does the sending.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use super::{AppState, Page, PageParams};
 use crate::error::ApiError;
-use crate::extract::{present, ApiJson};
+use crate::extract::{present, ApiJson, Path, Query};
 use crate::validate;
 
 pub fn router() -> Router<AppState> {
@@ -125,17 +125,17 @@ pub struct CreateWebhook {
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhook {
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String)]
     url: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Vec<String>)]
     events: Option<Option<Vec<String>>>,
     /// `null` clears it.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     description: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<bool>)]
+    #[schema(value_type = bool)]
     active: Option<Option<bool>>,
     /// True: a new secret, returned in this response only.
     #[serde(default)]

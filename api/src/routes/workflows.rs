@@ -1,6 +1,6 @@
 //! `/api/v1/workflows`: the registry of upstreams that queries go to.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::{AppState, Page, PageParams};
 use crate::error::ApiError;
-use crate::extract::{present, ApiJson};
+use crate::extract::{present, ApiJson, Path, Query};
 use crate::{usd, validate};
 
 pub fn router() -> Router<AppState> {
@@ -57,7 +57,10 @@ impl From<&Workflow> for WorkflowObject {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWorkflow {
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     id: String,
+    /// 1 to 128 characters, not blank.
+    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
     name: String,
     upstream_url: String,
     /// USD, default 0.
@@ -70,13 +73,13 @@ pub struct CreateWorkflow {
 #[serde(deny_unknown_fields)]
 pub struct UpdateWorkflow {
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String)]
     name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String)]
     upstream_url: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<f64>)]
+    #[schema(value_type = f64)]
     price_per_request: Option<Option<f64>>,
     /// null clears the maximum.
     #[serde(default, deserialize_with = "present")]
