@@ -45,6 +45,8 @@ const FEED_CAPACITY: usize = 256;
 pub struct Fed {
     pub first: u64,
     pub last: u64,
+    /// The id of the event at `last`, for the watermark.
+    pub last_id: EventId,
     pub rows: Vec<Row>,
 }
 
@@ -68,11 +70,23 @@ pub fn feed() -> (FeedSender, Feed) {
     (FeedSender(tx), Feed(rx))
 }
 
+async fn open_archive(dir: PathBuf) -> Result<Archive, ledger::Error> {
+    let at = dir.clone();
+    tokio::task::spawn_blocking(move || Archive::open(&dir))
+        .await
+        .map_err(|e| ledger::Error::Io {
+            path: at,
+            source: std::io::Error::other(e),
+        })?
+}
+
 pub struct Archiver {
     archive: Option<Archive>,
     pending: Vec<Row>,
     /// The last sequence read: the next flush covers up to here.
     through: u64,
+    /// The id of the event at `through`.
+    through_id: Option<EventId>,
     /// The projection decides what is a duplicate of an earlier event
     /// (stored twice past the stream's own window). Fed rows come without
     /// them; rows read from the stream are checked against the sequences it
@@ -82,20 +96,56 @@ pub struct Archiver {
 }
 
 impl Archiver {
+    /// Opens the archive in `dir`, checked against `stream`: a watermark
+    /// ahead of the stream, or naming another event than the one the
+    /// stream holds at its sequence, is of another history of the stream
+    /// (a log that lost its tail, a stream deleted and made again) and
+    /// would skip this one's rows. That archive is set aside whole and a
+    /// new one written from the stream's start.
     pub async fn open(
         dir: PathBuf,
+        stream: &Arc<dyn EventStream>,
         projection: Arc<RwLock<Projection>>,
         metrics: Arc<Metrics>,
     ) -> Result<Archiver, ledger::Error> {
-        let archive = tokio::task::spawn_blocking(move || Archive::open(&dir))
-            .await
-            .map_err(|e| ledger::Error::Io {
-                path: PathBuf::new(),
-                source: std::io::Error::other(e),
-            })??;
+        let mut archive = open_archive(dir.clone()).await?;
+        let (watermark, anchor) = (archive.watermark(), archive.anchor());
+        if watermark > 0 {
+            let found = stream.id_at(watermark).await.map_err(|e| ledger::Error::Io {
+                path: dir.join("watermark"),
+                source: std::io::Error::other(format!("cannot read the stream to check the archive's watermark: {e}")),
+            })?;
+            let why = match (anchor, found) {
+                (_, None) => Some(format!(
+                    "the stream holds no event at its watermark, sequence {watermark}"
+                )),
+                (Some(ours), Some(theirs)) if ours != theirs => Some(format!(
+                    "the stream holds event {theirs} at its watermark, sequence {watermark}, not {ours}"
+                )),
+                // Written before watermarks named their event: this is
+                // all there is to check; the next flush names it.
+                _ => None,
+            };
+            if let Some(why) = why {
+                let moving = dir.clone();
+                let aside = tokio::task::spawn_blocking(move || Archive::set_aside(&moving))
+                    .await
+                    .map_err(|e| ledger::Error::Io {
+                        path: dir.clone(),
+                        source: std::io::Error::other(e),
+                    })??;
+                tracing::warn!(
+                    why,
+                    set_aside = %aside.display(),
+                    "the archive is of another history of the stream; set aside, archiving the stream again from its start"
+                );
+                archive = open_archive(dir).await?;
+            }
+        }
         tracing::info!(watermark = archive.watermark(), "archive open");
         Ok(Archiver {
             through: archive.watermark(),
+            through_id: archive.anchor(),
             archive: Some(archive),
             pending: Vec::new(),
             projection,
@@ -157,6 +207,7 @@ impl Archiver {
         self.pending
             .extend(fed.rows.into_iter().filter(|row| row.seq > through));
         self.through = fed.last;
+        self.through_id = Some(fed.last_id);
         if self.pending.len() >= MAX_PENDING {
             self.flush().await;
         }
@@ -192,6 +243,7 @@ impl Archiver {
                 match next {
                     Some(Ok(record)) => {
                         self.through = record.seq;
+                        self.through_id = Some(record.id);
                         if duplicates.binary_search(&record.seq).is_err() {
                             self.pending.extend(row(&record));
                         }
@@ -226,10 +278,10 @@ impl Archiver {
             self.archive = Some(archive);
             return;
         }
-        let (rows, through) = (std::mem::take(&mut self.pending), self.through);
+        let (rows, through, through_id) = (std::mem::take(&mut self.pending), self.through, self.through_id);
         let started = std::time::Instant::now();
         let flushed = tokio::task::spawn_blocking(move || {
-            let result = archive.write(&rows, through).and_then(|written| {
+            let result = archive.write(&rows, through, through_id).and_then(|written| {
                 let compacted = archive.compact(chrono::Utc::now() - COMPACT_GRACE)?;
                 Ok((written, compacted))
             });
@@ -344,26 +396,30 @@ mod tests {
 
         let projection = Arc::new(RwLock::new(projection));
         let archive_dir = dir.path().join("archive");
-        let archiver = Archiver::open(archive_dir.clone(), projection, Arc::new(Metrics::new()))
+        let archiver = Archiver::open(archive_dir.clone(), &log, projection, Arc::new(Metrics::new()))
             .await
             .unwrap();
         let (tx, feed) = feed();
         // Fed: 1 and 2, then 12; 3 to 11 never reach the feed. Seq 1 comes
         // again in the second batch: taken once.
         let row = |seq: u64| rows.iter().find(|r| r.seq == seq).unwrap().clone();
+        let id = |seq: usize| outgoing[seq - 1].id;
         tx.send(Fed {
             first: 1,
             last: 2,
+            last_id: id(2),
             rows: vec![row(1), row(2)],
         });
         tx.send(Fed {
             first: 1,
             last: 1,
+            last_id: id(1),
             rows: vec![row(1)],
         });
         tx.send(Fed {
             first: 12,
             last: 12,
+            last_id: id(12),
             rows: vec![row(12)],
         });
         drop(tx);
@@ -405,6 +461,7 @@ mod tests {
         let archive_dir = dir.path().join("archive");
         let archiver = Archiver::open(
             archive_dir.clone(),
+            &log,
             Arc::new(RwLock::new(projection)),
             Arc::new(Metrics::new()),
         )
@@ -430,5 +487,59 @@ mod tests {
         drop(tx);
         running.await.unwrap();
         log.close().await;
+    }
+
+    /// An archive whose watermark names another event than the stream holds
+    /// there (here: a stream made again, with other events) would skip this
+    /// stream's rows: it is set aside and the stream archived from its start.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_archive_of_another_history_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive_dir = dir.path().join("archive");
+        let mut histories = Vec::new();
+        for (name, events) in [("first", 5), ("second", 8)] {
+            let log: Arc<dyn EventStream> =
+                Arc::new(EmbeddedLog::open(Options::new(dir.path().join(name))).await.unwrap());
+            let mut projection = Projection::default();
+            let mut ids = Vec::new();
+            for n in 1..=events {
+                let event = query(n);
+                let outgoing = Outgoing::new(&event, Utc::now()).unwrap();
+                let seq = log.append(&outgoing).await.unwrap().seq;
+                projection.apply(seq, outgoing.id, Utc::now(), &event);
+                ids.push(outgoing.id.to_string());
+            }
+            let archiver = Archiver::open(
+                archive_dir.clone(),
+                &log,
+                Arc::new(RwLock::new(projection)),
+                Arc::new(Metrics::new()),
+            )
+            .await
+            .unwrap();
+            let (tx, feed) = feed();
+            drop(tx);
+            // Nothing fed: the archiver reads the stream up to the projection.
+            archiver
+                .run(log.clone(), feed, Duration::from_secs(3600), CancellationToken::new())
+                .await;
+            log.close().await;
+            let mut archived: Vec<String> = ledger::archive::read_ids(&archive_dir)
+                .unwrap()
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            archived.sort();
+            ids.sort();
+            assert_eq!(archived, ids, "{name}: exactly this stream's rows");
+            histories.push(name);
+        }
+        let set_aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("archive.set-aside-"))
+            .collect();
+        assert_eq!(set_aside.len(), 1, "the first history's archive, kept aside");
+        assert_eq!(ledger::archive::read_ids(&set_aside[0].path()).unwrap().len(), 5);
     }
 }

@@ -14,6 +14,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("no API key with this id")]
     KeyNotFound,
+    #[error("this API key is revoked: it is kept for its usage, and can no longer change")]
+    KeyRevoked,
     #[error("no workflow with this id")]
     WorkflowNotFound,
     #[error("a workflow with this id exists already")]
@@ -109,6 +111,7 @@ impl ApiError {
                 "Method Not Allowed",
             ),
             KeyNotFound => (StatusCode::NOT_FOUND, "key_not_found", "Not Found"),
+            KeyRevoked => (StatusCode::CONFLICT, "key_revoked", "Conflict"),
             WorkflowNotFound => (StatusCode::NOT_FOUND, "workflow_not_found", "Not Found"),
             WorkflowExists => (StatusCode::CONFLICT, "workflow_exists", "Conflict"),
             WebhookNotFound => (StatusCode::NOT_FOUND, "webhook_not_found", "Not Found"),

@@ -211,6 +211,7 @@ impl Follower {
             archive.send(Fed {
                 first: records[0].seq,
                 last: last.seq,
+                last_id: last.id,
                 rows,
             });
         }

@@ -81,14 +81,18 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         every_events: SNAPSHOT_EVERY_EVENTS,
         every: SNAPSHOT_EVERY,
     };
-    let loading = snapshots.clone();
+    let (loading, checking) = (snapshots.clone(), stream.clone());
     let started = std::time::Instant::now();
-    let projection =
-        tokio::task::spawn_blocking(move || ledger::snapshot::load_newest(&loading.dir, &loading.stream, target))
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+    let runtime = tokio::runtime::Handle::current();
+    let projection = tokio::task::spawn_blocking(move || {
+        // On the blocking pool: waiting here for the stream blocks no worker.
+        let id_at = |seq| runtime.block_on(checking.id_at(seq)).map_err(|e| e.to_string());
+        ledger::snapshot::load_newest(&loading.dir, &loading.stream, target, id_at)
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_default();
     tracing::info!(
         snapshot_seq = projection.seq,
         stream_last_seq = target,
@@ -106,7 +110,13 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let limiter = Arc::new(Limiter::default());
     let mut archive_feed = None;
     if matches!(config.role, Role::All | Role::Worker) {
-        let archiver = Archiver::open(data_dir.path().join("archive"), projection.clone(), metrics.clone()).await?;
+        let archiver = Archiver::open(
+            data_dir.path().join("archive"),
+            &stream,
+            projection.clone(),
+            metrics.clone(),
+        )
+        .await?;
         let (feed_tx, feed) = archiver::feed();
         archive_feed = Some(feed_tx);
         tasks.spawn(archiver.run(stream.clone(), feed, config.archive_flush, background.clone()));

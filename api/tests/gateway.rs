@@ -168,25 +168,17 @@ async fn key_management_and_bad_input(app: App) {
         (status.as_u16(), body["code"].clone()),
         (422, json!("validation_error"))
     );
-    // Revoke: 204, then gone.
+    // Revoke: 204, then kept for billing (revoked_keys_keep_their_history).
     assert_eq!(
         app.admin(reqwest::Method::DELETE, &format!("/api/v1/api-keys/{id}"), None)
             .await
             .0,
         204
     );
-    assert_eq!(
-        app.admin(reqwest::Method::GET, &format!("/api/v1/api-keys/{id}"), None)
-            .await
-            .0,
-        404
-    );
-    assert_eq!(
-        app.admin(reqwest::Method::DELETE, &format!("/api/v1/api-keys/{id}"), None)
-            .await
-            .0,
-        404
-    );
+    let (status, revoked) = app
+        .admin(reqwest::Method::GET, &format!("/api/v1/api-keys/{id}"), None)
+        .await;
+    assert_eq!((status.as_u16(), revoked["active"].clone()), (200, json!(false)));
     // OpenAPI covers every endpoint.
     let doc: Value = app
         .http
@@ -1266,8 +1258,13 @@ async fn holds_bound_spend_under_concurrency(app: App) {
 /// upstream is read to its end and the usage recorded while the client
 /// still sits on its unread answer. One that falls more than 8 MiB behind
 /// is told so and gets no more.
-async fn a_slow_sse_reader_is_recorded_when_the_upstream_ends(app: App) {
+async fn a_slow_sse_reader_is_recorded_when_the_upstream_ends(mut app: App) {
     use futures::StreamExt;
+    // Tens of MiB through a debug build on a loaded machine: more than the
+    // tests' usual 1 s upstream timeout.
+    app.configure = |config| config.upstream_timeout = Duration::from_secs(60);
+    app.stop().await;
+    app.spawn().await;
     let upstream = {
         // `n` events of 1 KiB, as fast as the reader takes them.
         let big = |n: usize| {
@@ -1377,7 +1374,214 @@ async fn malformed_paths_and_query_strings_are_problems(app: App) {
     assert_eq!(problem(response).await, (413, "payload_too_large".into()));
 }
 
+/// A revoked key stops validating at once but is kept for billing: it and
+/// its usage still read, lists show it on request, and it changes no more.
+async fn revoked_keys_keep_their_history(mut app: App) {
+    app.workflow("echo", "builtin:echo", 0.5).await;
+    let (key_id, key) = app.create_key(json!({"name": "former"})).await;
+    let (live_id, _) = app.create_key(json!({"name": "current"})).await;
+    for _ in 0..2 {
+        assert_eq!(app.query("echo", Some(&key), json!(1)).await.status(), 200);
+    }
+    let path = format!("/api/v1/api-keys/{key_id}");
+    let (status, _) = app.admin(reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(status, 204);
+    assert_eq!(
+        problem(app.query("echo", Some(&key), json!(1)).await).await,
+        (403, "invalid_api_key".into())
+    );
+    let ids = async |app: &App, query: &str| {
+        let (status, page) = app
+            .admin(reqwest::Method::GET, &format!("/api/v1/api-keys{query}"), None)
+            .await;
+        assert_eq!(status, 200, "{page}");
+        let mut ids: Vec<String> = page["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut both = vec![key_id.clone(), live_id.clone()];
+    both.sort();
+    for round in ["before a restart", "after a restart"] {
+        let (status, object) = app.admin(reqwest::Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{round}: {object}");
+        assert_eq!(object["active"], false, "{round}");
+        assert!(object["revoked_at"].is_string(), "{round}: {object}");
+        let (status, usage) = app.admin(reqwest::Method::GET, &format!("{path}/usage"), None).await;
+        assert_eq!(status, 200, "{round}");
+        assert_eq!(
+            (usage["total_requests"].clone(), usage["total_cost"].clone()),
+            (json!(2), json!(1.0)),
+            "{round}"
+        );
+        assert_eq!(ids(&app, "").await, vec![live_id.clone()], "{round}: left out by default");
+        assert_eq!(ids(&app, "?status=live").await, vec![live_id.clone()], "{round}");
+        assert_eq!(ids(&app, "?status=revoked").await, vec![key_id.clone()], "{round}");
+        assert_eq!(ids(&app, "?status=all").await, both, "{round}");
+        app.stop().await;
+        app.spawn().await;
+    }
+    let (status, body) = app
+        .admin(reqwest::Method::GET, "/api/v1/api-keys?status=gone", None)
+        .await;
+    assert_eq!(
+        (status.as_u16(), body["code"].clone()),
+        (422, json!("validation_error"))
+    );
+    let (status, body) = app
+        .admin(reqwest::Method::PUT, &path, Some(json!({"name": "again"})))
+        .await;
+    assert_eq!((status.as_u16(), body["code"].clone()), (409, json!("key_revoked")));
+    let (status, body) = app.admin(reqwest::Method::POST, &format!("{path}/rotate"), None).await;
+    assert_eq!((status.as_u16(), body["code"].clone()), (409, json!("key_revoked")));
+    let (status, _) = app.admin(reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(status, 204, "revoking again is a no-op");
+    let (status, _) = app
+        .admin(reqwest::Method::DELETE, "/api/v1/api-keys/key_unknown", None)
+        .await;
+    assert_eq!(status, 404);
+}
+
+/// How a stream loses what a snapshot and the archive's watermark saw.
+#[derive(Clone, Copy, Debug)]
+enum Loss {
+    /// The embedded log's last records are gone, cut at a record's start
+    /// (a power cut under `--fsync interval`)…
+    TailAtRecord,
+    /// …or in the middle of one (a torn write).
+    TailMidRecord,
+    /// The NATS stream is deleted and made again.
+    StreamRecreated,
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Cuts the newest segment of the embedded log in `data_dir` before its
+/// last `records` records: at a record's first byte, or 10 bytes into it.
+fn cut_log_tail(data_dir: &std::path::Path, records: usize, mid_record: bool) {
+    let mut segments: Vec<_> = std::fs::read_dir(data_dir.join("stream"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segments.sort();
+    let newest = segments.last().unwrap();
+    let bytes = std::fs::read(newest).unwrap();
+    // 16-byte header, then frames of len u32 | crc u32 | body.
+    let (mut at, mut starts) = (16usize, Vec::new());
+    while at + 8 <= bytes.len() {
+        starts.push(at);
+        at += 8 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    }
+    let cut = starts[starts.len() - records] + if mid_record { 10 } else { 0 };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(newest)
+        .unwrap()
+        .set_len(cut as u64)
+        .unwrap();
+}
+
+/// A snapshot and an archive watermark are tied to the exact stream they
+/// came from. The stream loses what they saw, takes new events at the
+/// same sequences, and the process dies (here: a copy of its data dir
+/// taken while it runs, as kill -9 would leave it). The next start must
+/// not load the old snapshot (the new key would be unknown, usage would
+/// jump back) nor skip rows under the old watermark.
+async fn a_stream_that_lost_what_a_snapshot_saw(mut app: App, loss: Loss) {
+    app.workflow("echo", "builtin:echo", 0.5).await;
+    let (_, first) = app.create_key(json!({"name": "first"})).await;
+    for _ in 0..5 {
+        assert_eq!(app.query("echo", Some(&first), json!(1)).await.status(), 200);
+    }
+    // A clean stop: a snapshot and an archive flush at the stream's end.
+    app.stop().await;
+    match (&app.store, loss) {
+        (Store::Embedded, Loss::TailAtRecord) => cut_log_tail(app.dir.path(), 3, false),
+        (Store::Embedded, Loss::TailMidRecord) => cut_log_tail(app.dir.path(), 3, true),
+        (Store::Nats(server, name), Loss::StreamRecreated) => {
+            let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
+            assert!(js.delete_stream(name).await.unwrap().success);
+        }
+        (_, loss) => panic!("{loss:?} does not apply here"),
+    }
+    app.spawn().await;
+    if matches!(loss, Loss::StreamRecreated) {
+        app.workflow("echo", "builtin:echo", 0.5).await;
+    }
+    let (second_id, second) = app.create_key(json!({"name": "second"})).await;
+    for _ in 0..10 {
+        assert_eq!(app.query("echo", Some(&second), json!(1)).await.status(), 200);
+    }
+    // The process dies now: its data dir as it is.
+    let crashed = tempfile::tempdir().unwrap();
+    copy_dir(app.dir.path(), crashed.path());
+    app.stop().await;
+    app.dir = crashed;
+    app.spawn().await;
+    let (status, usage) = app
+        .admin(
+            reqwest::Method::GET,
+            &format!("/api/v1/api-keys/{second_id}/usage"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status.as_u16(), usage["total_requests"].clone()),
+        (200, json!(10)),
+        "{usage}"
+    );
+    assert_eq!(app.query("echo", Some(&second), json!(1)).await.status(), 200);
+    app.stop().await;
+    // The archive holds exactly the queries on the stream, each once.
+    let mut recorded: Vec<String> = app
+        .records()
+        .await
+        .into_iter()
+        .filter(|r| matches!(r.envelope().unwrap().event().unwrap(), Event::QueryRecorded(_)))
+        .map(|r| r.id.to_string())
+        .collect();
+    recorded.sort();
+    assert_eq!(common::archived_once(&app.dir.path().join("archive")), recorded);
+    let set_aside = std::fs::read_dir(app.dir.path().join("snapshots/set-aside"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(set_aside >= 1, "the old snapshot was set aside");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_cut_at_a_record_is_not_mistaken_for_the_old_one() {
+    a_stream_that_lost_what_a_snapshot_saw(App::start(false).await.unwrap(), Loss::TailAtRecord).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_torn_mid_record_is_not_mistaken_for_the_old_one() {
+    a_stream_that_lost_what_a_snapshot_saw(App::start(false).await.unwrap(), Loss::TailMidRecord).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_nats_stream_is_not_mistaken_for_the_old_one() {
+    let Some(app) = App::start(true).await else { return };
+    a_stream_that_lost_what_a_snapshot_saw(app, Loss::StreamRecreated).await;
+}
+
 on_both_backends!(
+    revoked_keys_keep_their_history,
     malformed_paths_and_query_strings_are_problems,
     a_client_that_leaves_changes_nothing,
     holds_bound_spend_under_concurrency,

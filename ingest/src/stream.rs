@@ -71,6 +71,22 @@ pub trait EventStream: Send + Sync + 'static {
     /// the stream ends.
     async fn replay(&self, from: u64) -> Result<RecordStream, StreamError>;
 
+    /// The id of the event stored at `seq`, None if there is none (past the
+    /// end, or deleted). What ties a snapshot or an archive watermark to
+    /// this very stream rather than another with the same sequences.
+    async fn id_at(&self, seq: u64) -> Result<Option<EventId>, StreamError> {
+        use futures::StreamExt;
+        if seq == 0 {
+            return Ok(None);
+        }
+        let mut records = self.replay(seq).await?;
+        match records.next().await {
+            Some(Ok(record)) => Ok((record.seq == seq).then_some(record.id)),
+            Some(Err(error)) => Err(error),
+            None => Ok(None),
+        }
+    }
+
     /// Events from `from` on, waiting for new ones as they are appended; the
     /// stream never ends on its own.
     async fn follow(&self, from: u64) -> Result<RecordStream, StreamError>;

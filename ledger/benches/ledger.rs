@@ -118,7 +118,7 @@ fn main() {
         &format!("{} MiB", bytes >> 20),
     );
     let started = Instant::now();
-    let loaded = ledger::snapshot::load_newest(dir.path(), "bench", u64::MAX).unwrap();
+    let loaded = ledger::snapshot::load_newest(dir.path(), "bench", u64::MAX, |_| Ok(projection.last_id)).unwrap();
     row("snapshot load", n, started.elapsed().as_secs_f64(), "");
     assert_eq!(loaded.seq, projection.seq);
     drop((loaded, projection));
@@ -146,7 +146,7 @@ fn main() {
     let mut written = 0u64;
     // Flushes of 300k rows: hours at flush boundaries get two files to compact.
     for chunk in rows.chunks(300_000) {
-        written += archive.write(chunk, chunk.last().unwrap().seq).unwrap().bytes;
+        written += archive.write(chunk, chunk.last().unwrap().seq, None).unwrap().bytes;
     }
     row(
         "archive write (Parquet, zstd)",

@@ -62,6 +62,20 @@ pub struct Written {
 pub struct Archive {
     root: PathBuf,
     watermark: u64,
+    /// The id of the event at the watermark, checked against the stream at
+    /// start (None: none yet, or a watermark written before it was kept).
+    anchor: Option<EventId>,
+}
+
+/// `<seq>` (older archives) or `<seq> <event id>`.
+fn parse_watermark(text: &str) -> Option<(u64, Option<EventId>)> {
+    let mut words = text.split_whitespace();
+    let seq = words.next().map_or(Some(0), |w| w.parse().ok())?;
+    let anchor = match words.next() {
+        Some(id) => Some(id.parse().ok()?),
+        None => None,
+    };
+    words.next().is_none().then_some((seq, anchor))
 }
 
 /// The archive's schema: the spec's columns and the stream sequence.
@@ -93,12 +107,12 @@ impl Archive {
         if staging.exists() {
             fs::remove_dir_all(&staging).map_err(io(&staging))?;
         }
-        let watermark = match fs::read_to_string(root.join("watermark")) {
-            Ok(text) => text.trim().parse::<u64>().map_err(|_| Error::Io {
+        let (watermark, anchor) = match fs::read_to_string(root.join("watermark")) {
+            Ok(text) => parse_watermark(&text).ok_or_else(|| Error::Io {
                 path: root.join("watermark"),
-                source: std::io::Error::other(format!("not a sequence number: {text:?}")),
+                source: std::io::Error::other(format!("not a sequence number and an event id: {text:?}")),
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, None),
             Err(e) => return Err(io(&root.join("watermark"))(e)),
         };
         let mut removed = 0;
@@ -119,7 +133,25 @@ impl Archive {
         Ok(Archive {
             root: root.to_owned(),
             watermark,
+            anchor,
         })
+    }
+
+    /// The id of the event at the watermark, if the watermark names it.
+    pub fn anchor(&self) -> Option<EventId> {
+        self.anchor
+    }
+
+    /// Moves the whole archive at `root` aside, to a sibling named for now,
+    /// and returns where: for an archive of another history of the stream,
+    /// whose watermark would skip rows of this one. The caller opens a new
+    /// one at `root`, to be written again from the stream.
+    pub fn set_aside(root: &Path) -> Result<PathBuf, Error> {
+        let name = root.file_name().and_then(|n| n.to_str()).unwrap_or("archive");
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+        let aside = root.with_file_name(format!("{name}.set-aside-{stamp}"));
+        fs::rename(root, &aside).map_err(io(root))?;
+        Ok(aside)
     }
 
     /// The last stream sequence whose rows are all in the archive.
@@ -129,8 +161,8 @@ impl Archive {
 
     /// Archives `rows` (the admitted queries among sequences
     /// `watermark+1 ..= through`, in sequence order) and moves the
-    /// watermark to `through`.
-    pub fn write(&mut self, rows: &[Row], through: u64) -> Result<Written, Error> {
+    /// watermark to `through`, naming `through_id`, the event there.
+    pub fn write(&mut self, rows: &[Row], through: u64, through_id: Option<EventId>) -> Result<Written, Error> {
         if through <= self.watermark {
             return Ok(Written::default());
         }
@@ -152,7 +184,7 @@ impl Archive {
             written.rows += rows.len();
             Ok::<_, Error>(())
         });
-        if let Err(error) = files.and_then(|()| self.move_watermark(through)) {
+        if let Err(error) = files.and_then(|()| self.move_watermark(through, through_id)) {
             // Leave nothing beyond the watermark: a retry writes this range again.
             for path in paths {
                 let _ = fs::remove_file(path);
@@ -160,14 +192,19 @@ impl Archive {
             return Err(error);
         }
         self.watermark = through;
+        self.anchor = through_id;
         Ok(written)
     }
 
-    fn move_watermark(&self, through: u64) -> Result<(), Error> {
+    fn move_watermark(&self, through: u64, through_id: Option<EventId>) -> Result<(), Error> {
         let mark = self.root.join("watermark");
         let temp = self.root.join(".watermark.tmp");
         let mut file = File::create(&temp).map_err(io(&temp))?;
-        file.write_all(format!("{through}\n").as_bytes())
+        let text = match through_id {
+            Some(id) => format!("{through} {id}\n"),
+            None => format!("{through}\n"),
+        };
+        file.write_all(text.as_bytes())
             .and_then(|()| file.sync_all())
             .map_err(io(&temp))?;
         fs::rename(&temp, &mark).map_err(io(&mark))?;
@@ -422,7 +459,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut archive = Archive::open(dir.path()).unwrap();
         let rows = [row(2, t(3, 59)), row(3, t(4, 0)), row(5, t(4, 1))];
-        let written = archive.write(&rows, 6).unwrap();
+        let written = archive.write(&rows, 6, None).unwrap();
         assert_eq!((written.files, written.rows), (2, 3));
         assert_eq!(archive.watermark(), 6);
         assert!(dir
@@ -430,9 +467,17 @@ mod tests {
             .join("usage/date=2026-11-25/hour=04")
             .join(part_name(1, 6))
             .exists());
-        // Nothing but non-query events: the watermark still moves.
-        assert_eq!(archive.write(&[], 9).unwrap().files, 0);
-        assert_eq!(Archive::open(dir.path()).unwrap().watermark(), 9);
+        // Nothing but non-query events: the watermark still moves, naming
+        // the event there; a watermark of an older version names none.
+        let at_nine = EventId::new();
+        assert_eq!(archive.write(&[], 9, Some(at_nine)).unwrap().files, 0);
+        let reopened = Archive::open(dir.path()).unwrap();
+        assert_eq!((reopened.watermark(), reopened.anchor()), (9, Some(at_nine)));
+        assert_eq!(parse_watermark("7\n"), Some((7, None)));
+        assert_eq!(parse_watermark(""), Some((0, None)));
+        for bad in ["x", "7 x", &format!("7 {at_nine} 8")] {
+            assert_eq!(parse_watermark(bad), None, "{bad:?}");
+        }
         let mut ids = read_ids(dir.path()).unwrap();
         ids.sort_by_key(|(_, seq)| *seq);
         assert_eq!(ids.iter().map(|(_, s)| *s).collect::<Vec<_>>(), [2, 3, 5]);
@@ -442,7 +487,7 @@ mod tests {
     fn an_unfinished_flush_is_removed_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let mut archive = Archive::open(dir.path()).unwrap();
-        archive.write(&[row(1, t(3, 0))], 1).unwrap();
+        archive.write(&[row(1, t(3, 0))], 1, None).unwrap();
         // A crash after a file was renamed into place but before the watermark moved.
         let hour = dir.path().join("usage/date=2026-11-25/hour=05");
         fs::create_dir_all(&hour).unwrap();
@@ -458,9 +503,9 @@ mod tests {
     fn compaction_merges_closed_hours_into_one_file() {
         let dir = tempfile::tempdir().unwrap();
         let mut archive = Archive::open(dir.path()).unwrap();
-        archive.write(&[row(1, t(3, 0)), row(2, t(4, 0))], 2).unwrap();
-        archive.write(&[row(3, t(3, 30)), row(4, t(4, 30))], 4).unwrap();
-        archive.write(&[row(5, t(3, 59))], 5).unwrap();
+        archive.write(&[row(1, t(3, 0)), row(2, t(4, 0))], 2, None).unwrap();
+        archive.write(&[row(3, t(3, 30)), row(4, t(4, 30))], 4, None).unwrap();
+        archive.write(&[row(5, t(3, 59))], 5, None).unwrap();
         let before = read_ids(dir.path()).unwrap();
         let done = archive.compact(t(4, 10)).unwrap();
         assert_eq!((done.files, done.rows), (1, 3), "03:00 closed, 04:00 not");

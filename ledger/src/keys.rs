@@ -43,6 +43,26 @@ pub struct ApiKey {
     /// The stream sequence of the key's last event: what a conditional
     /// append of the next change expects.
     pub seq: u64,
+    /// When it was revoked: it opens nothing since, and is kept for its
+    /// usage and billing. Last, and defaulted: older snapshots still load.
+    #[serde(default)]
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKey {
+    pub fn is_revoked(&self) -> bool {
+        self.revoked_at.is_some()
+    }
+}
+
+/// Which keys a list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Listed {
+    /// Not revoked (whether or not `active`).
+    #[default]
+    Live,
+    Revoked,
+    All,
 }
 
 /// Why a presented secret does not open a key. The order of checks is the
@@ -57,12 +77,13 @@ pub enum KeyRejection {
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Keys {
-    /// Live (not revoked) keys by id; ids are time-ordered, so this is
-    /// creation order. Boxed, because B-tree nodes filled in ascending
+    /// Every key by id, revoked ones included (kept for billing: bounded by
+    /// keys, not by events); ids are time-ordered, so this is creation
+    /// order. Boxed, because B-tree nodes filled in ascending
     /// order stay about half empty, and an empty slot should cost a
     /// pointer, not a whole key.
     by_id: BTreeMap<Arc<str>, Box<ApiKey>>,
-    /// Current and in-grace previous secrets, to the key id.
+    /// Current and in-grace previous secrets of live keys, to the key id.
     by_hash: HashMap<KeyHash, Arc<str>>,
     /// How many live keys list each browser origin, for CORS preflights
     /// (which carry no key).
@@ -74,23 +95,29 @@ impl Keys {
         self.by_id.get(id).map(|k| &**k)
     }
 
-    /// Up to `limit` keys after `cursor` (a key id), in creation order.
+    /// Up to `limit` live keys after `cursor` (a key id), in creation order.
     pub fn page(&self, after: Option<&str>, limit: usize) -> (Vec<&ApiKey>, bool) {
-        self.search(after, limit, "")
+        self.search(after, limit, "", Listed::Live)
     }
 
     /// [`Self::page`] over the keys whose id, prefix, name or owner holds
     /// `query`, ignoring case (all keys when it is empty). A scan: fine for
     /// a dashboard's search box over the keys one process holds anyway.
-    pub fn search(&self, after: Option<&str>, limit: usize, query: &str) -> (Vec<&ApiKey>, bool) {
+    pub fn search(&self, after: Option<&str>, limit: usize, query: &str, listed: Listed) -> (Vec<&ApiKey>, bool) {
         let query = query.to_lowercase();
         let holds = |text: &str| text.to_lowercase().contains(&query);
         let (keys, more) = crate::page_where(&self.by_id, after, limit, |k| {
-            query.is_empty()
-                || holds(&k.id)
-                || holds(&k.prefix)
-                || holds(&k.settings.name)
-                || k.settings.owner.as_deref().is_some_and(holds)
+            let shown = match listed {
+                Listed::Live => !k.is_revoked(),
+                Listed::Revoked => k.is_revoked(),
+                Listed::All => true,
+            };
+            shown
+                && (query.is_empty()
+                    || holds(&k.id)
+                    || holds(&k.prefix)
+                    || holds(&k.settings.name)
+                    || k.settings.owner.as_deref().is_some_and(holds))
         });
         (keys.into_iter().map(|k| &**k).collect(), more)
     }
@@ -159,11 +186,12 @@ impl Keys {
                         hash,
                         previous: None,
                         seq,
+                        revoked_at: None,
                     }),
                 );
             }
             Event::KeyUpdated(e) => {
-                if let Some(key) = self.by_id.get_mut(e.key_id.as_str()) {
+                if let Some(key) = self.by_id.get_mut(e.key_id.as_str()).filter(|k| !k.is_revoked()) {
                     let old = std::mem::replace(&mut key.settings, e.settings.clone());
                     key.updated_at = ts;
                     key.seq = seq;
@@ -172,16 +200,21 @@ impl Keys {
                 }
             }
             Event::KeyRevoked(e) => {
-                if let Some(key) = self.by_id.remove(e.key_id.as_str()) {
-                    self.count_origins(&key.settings, false);
-                    self.by_hash.remove(&key.hash);
-                    if let Some(&(previous, _)) = key.previous.as_deref() {
-                        self.by_hash.remove(&previous);
-                    }
+                let Some(key) = self.by_id.get_mut(e.key_id.as_str()).filter(|k| !k.is_revoked()) else {
+                    return;
+                };
+                key.revoked_at = Some(ts);
+                key.updated_at = ts;
+                key.seq = seq;
+                self.by_hash.remove(&key.hash);
+                if let Some(&(previous, _)) = key.previous.take().as_deref() {
+                    self.by_hash.remove(&previous);
                 }
+                let settings = key.settings.clone();
+                self.count_origins(&settings, false);
             }
             Event::KeyRotated(e) => {
-                let Some(key) = self.by_id.get_mut(e.key_id.as_str()) else {
+                let Some(key) = self.by_id.get_mut(e.key_id.as_str()).filter(|k| !k.is_revoked()) else {
                     return;
                 };
                 let Some(hash) = KeyHash::from_hex(&e.key_hash) else {
@@ -206,7 +239,7 @@ impl Keys {
     }
 }
 
-/// In snapshots: the live keys in id order; the hash index is rebuilt.
+/// In snapshots: every key in id order; the indexes of live keys are rebuilt.
 impl serde::Serialize for Keys {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.by_id.values())
@@ -217,6 +250,10 @@ impl<'de> serde::Deserialize<'de> for Keys {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let mut keys = Keys::default();
         for key in Vec::<Box<ApiKey>>::deserialize(d)? {
+            if key.is_revoked() {
+                keys.by_id.insert(key.id.clone(), key);
+                continue;
+            }
             keys.by_hash.insert(key.hash, key.id.clone());
             if let Some(&(previous, _)) = key.previous.as_deref() {
                 keys.by_hash.insert(previous, key.id.clone());
@@ -299,7 +336,21 @@ mod tests {
             ),
         ]);
         assert_eq!(keys.validate(&hash(1), t(4)), Err(KeyRejection::Invalid));
-        assert!(keys.get("key_a").is_none());
+        // Kept for billing: readable, revoked, out of the default list.
+        let revoked = keys.get("key_a").unwrap();
+        assert_eq!(revoked.revoked_at, Some(t(1)));
+        assert_eq!(revoked.seq, 2, "its last event, the revocation");
+        let ids = |listed| {
+            let (page, _) = keys.search(None, 10, "", listed);
+            page.iter().map(|k| k.id.to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(Listed::Live), ["key_b"]);
+        assert_eq!(ids(Listed::Revoked), ["key_a"]);
+        assert_eq!(ids(Listed::All), ["key_a", "key_b"]);
+        // A snapshot keeps it revoked: its secret still opens nothing.
+        let reloaded: Keys = rmp_serde::from_slice(&rmp_serde::to_vec(&keys).unwrap()).unwrap();
+        assert_eq!(reloaded.validate(&hash(1), t(4)), Err(KeyRejection::Invalid));
+        assert_eq!(reloaded.get("key_a").unwrap().revoked_at, Some(t(1)));
         assert_eq!(keys.validate(&hash(2), t(10)), Err(KeyRejection::Inactive));
         inactive.active = true;
         let keys = given(&[(0, created("key_b", 2, inactive))]);
@@ -367,18 +418,21 @@ mod tests {
         let ids =
             |(page, more): (Vec<&ApiKey>, bool)| (page.iter().map(|k| k.id.to_string()).collect::<Vec<_>>(), more);
         assert_eq!(
-            ids(keys.search(None, 2, "alpha")),
+            ids(keys.search(None, 2, "alpha", Listed::Live)),
             (vec!["key_1".into(), "key_2".into()], true)
         );
         assert_eq!(
-            ids(keys.search(Some("key_2"), 2, "alpha")),
+            ids(keys.search(Some("key_2"), 2, "alpha", Listed::Live)),
             (vec!["key_4".into()], false)
         );
-        assert_eq!(ids(keys.search(None, 10, "GAMMA")), (vec!["key_3".into()], false));
+        assert_eq!(
+            ids(keys.search(None, 10, "GAMMA", Listed::Live)),
+            (vec!["key_3".into()], false)
+        );
         let prefix = keys.get("key_3").unwrap().prefix.clone();
-        assert_eq!(ids(keys.search(None, 10, &prefix)).0, ["key_3"]);
-        assert_eq!(ids(keys.search(None, 10, "")).0.len(), 4);
-        assert_eq!(ids(keys.search(None, 10, "nothing")), (vec![], false));
+        assert_eq!(ids(keys.search(None, 10, &prefix, Listed::Live)).0, ["key_3"]);
+        assert_eq!(ids(keys.search(None, 10, "", Listed::Live)).0.len(), 4);
+        assert_eq!(ids(keys.search(None, 10, "nothing", Listed::Live)), (vec![], false));
     }
 
     #[test]

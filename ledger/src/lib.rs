@@ -33,7 +33,7 @@ use ingest::{Event, EventId};
 pub use alerts::Alerts;
 pub use dedup::Dedup;
 pub use error::Error;
-pub use keys::{ApiKey, KeyHash, KeyRejection, Keys};
+pub use keys::{ApiKey, KeyHash, KeyRejection, Keys, Listed};
 pub use usage::{Bucket, KeyUsage, Usage};
 pub use webhooks::{Delivery, DeliveryStatus, Webhook, Webhooks};
 pub use workflows::{Workflow, Workflows};
@@ -55,6 +55,12 @@ pub struct Projection {
     pub webhooks: Webhooks,
     #[serde(default)]
     pub alerts: Alerts,
+    /// The id of the event at `seq`: checked against the stream before a
+    /// snapshot is loaded, so one from another stream's history (a log
+    /// that lost its tail, a NATS stream deleted and made again) is never
+    /// taken for this one's.
+    #[serde(default)]
+    pub last_id: Option<EventId>,
 }
 
 impl Projection {
@@ -63,6 +69,7 @@ impl Projection {
     /// but the sequence.
     pub fn apply(&mut self, seq: u64, id: EventId, ts: DateTime<Utc>, event: &Event) -> bool {
         self.seq = seq;
+        self.last_id = Some(id);
         if !self.dedup.first_time(id, ts) {
             self.duplicates.insert(seq);
             return false;

@@ -4,12 +4,14 @@
 //! A snapshot is one file, `snapshot-<seq, 20 digits>.bin` in its directory:
 //! a 24-byte header (magic `NODAISNP`, format version, CRC32C of the body,
 //! body length) and a MessagePack body holding the stream it was taken from
-//! and the projection. It is written to a temporary file, synced, renamed
+//! and the projection (which names the event at its sequence, so a load
+//! checks it against the stream). It is written to a temporary file, synced, renamed
 //! into place and the directory synced, so a crash leaves either the whole
 //! snapshot or none. The newest [`KEEP`] are kept. A snapshot that does not
-//! check out (damaged, another stream, ahead of the stream) is skipped with
-//! a warning and the next older one is tried; with none, the stream is
-//! replayed from the start. See ADR 0003.
+//! check out (damaged, another stream) is skipped with a warning, one of
+//! another history of this stream (ahead of it, or another event at its
+//! sequence) is set aside, and the next older one is tried; with none, the
+//! stream is replayed from the start. See ADR 0003.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -17,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{io, Error};
 use crate::Projection;
+use ingest::EventId;
 
 const MAGIC: &[u8; 8] = b"NODAISNP";
 const VERSION: u32 = 1;
@@ -129,10 +132,22 @@ pub fn write(dir: &Path, projection: &Projection, stream: &str) -> Result<u64, E
     Ok(bytes.len() as u64)
 }
 
-/// The newest snapshot in `dir` that checks out, is from `stream` and is
-/// not ahead of it (`last_seq`); `None` means replay from the start.
-/// Leftover temporary files of an interrupted write are removed.
-pub fn load_newest(dir: &Path, stream: &str, last_seq: u64) -> Option<Projection> {
+/// The newest snapshot in `dir` that checks out, is from `stream`, and
+/// belongs to this stream's history: the event at its sequence must be the
+/// one it was taken after (`id_at(seq)` reads it from the stream). `None`
+/// means replay from the start. A snapshot ahead of the stream (`last_seq`)
+/// or whose event is not there is from another history (a log that lost
+/// its tail, a stream deleted and made again): it is moved to
+/// `set-aside/` with a warning, so that no later start takes it either.
+/// If the stream cannot be read to check, nothing is loaded (a full replay
+/// is always right) and nothing is moved. Leftover temporary files of an
+/// interrupted write are removed.
+pub fn load_newest(
+    dir: &Path,
+    stream: &str,
+    last_seq: u64,
+    mut id_at: impl FnMut(u64) -> Result<Option<EventId>, String>,
+) -> Option<Projection> {
     if let Ok(entries) = fs::read_dir(dir) {
         for entry in entries.flatten() {
             if entry.file_name().to_str().is_some_and(|n| n.ends_with(".tmp")) {
@@ -149,21 +164,69 @@ pub fn load_newest(dir: &Path, stream: &str, last_seq: u64) -> Option<Projection
     };
     for (seq, path) in candidates {
         if seq > last_seq {
-            tracing::warn!(path = %path.display(), seq, last_seq, "snapshot is ahead of the stream (was the stream reset?); skipped");
+            set_aside(
+                dir,
+                &path,
+                &format!("taken at sequence {seq}, ahead of the stream's end ({last_seq})"),
+            );
             continue;
         }
         let loaded = fs::read(&path)
             .map_err(io(&path))
             .and_then(|bytes| decode(&bytes, stream));
-        match loaded {
-            Ok(projection) if projection.seq == seq => return Some(projection),
+        let projection = match loaded {
+            Ok(projection) if projection.seq == seq => projection,
             Ok(projection) => {
-                tracing::warn!(path = %path.display(), inside = projection.seq, "snapshot name and content disagree; skipped")
+                tracing::warn!(path = %path.display(), inside = projection.seq, "snapshot name and content disagree; skipped");
+                continue;
             }
-            Err(error) => tracing::warn!(path = %path.display(), %error, "snapshot skipped"),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "snapshot skipped");
+                continue;
+            }
+        };
+        match id_at(seq) {
+            Ok(Some(id)) if Some(id) == projection.last_id => return Some(projection),
+            Ok(found) => {
+                let why = match (projection.last_id, found) {
+                    (None, _) => format!("it does not name the event at sequence {seq} (written by an older version)"),
+                    (Some(ours), Some(theirs)) => {
+                        format!("the stream holds event {theirs} at sequence {seq}, not {ours}")
+                    }
+                    (Some(_), None) => format!("the stream holds no event at sequence {seq}"),
+                };
+                set_aside(dir, &path, &why);
+            }
+            Err(error) => {
+                tracing::warn!(%error, seq, "cannot read the stream to check a snapshot; replaying the whole stream");
+                return None;
+            }
         }
     }
     None
+}
+
+/// Moves a snapshot of another history to `<dir>/set-aside/`.
+fn set_aside(dir: &Path, path: &Path, why: &str) {
+    let aside = dir.join("set-aside");
+    let moved = fs::create_dir_all(&aside).and_then(|()| {
+        let name = path.file_name().unwrap_or_default();
+        fs::rename(path, aside.join(name))
+    });
+    match moved {
+        Ok(()) => tracing::warn!(
+            path = %path.display(),
+            to = %aside.display(),
+            why,
+            "snapshot is not of this stream; set aside, replaying instead"
+        ),
+        Err(error) => tracing::warn!(
+            path = %path.display(),
+            why,
+            %error,
+            "snapshot is not of this stream and cannot be set aside; skipped"
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -215,33 +278,110 @@ mod tests {
         assert_eq!(decode(&encode(&p, "embedded").unwrap(), "embedded").unwrap(), p);
     }
 
+    /// The stream as the snapshots saw it: the event at each one's sequence.
+    fn history<'a>(snapshots: &'a [&'a Projection]) -> impl FnMut(u64) -> Result<Option<EventId>, String> + 'a {
+        move |seq| Ok(snapshots.iter().find(|p| p.seq == seq).and_then(|p| p.last_id))
+    }
+
+    fn set_aside_names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir.join("set-aside"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
     #[test]
     fn damaged_foreign_or_future_snapshots_fall_back_to_older_ones() {
         let dir = tempfile::tempdir().unwrap();
         let (old, new) = (projection(3), projection(9));
         write(dir.path(), &old, "embedded").unwrap();
         write(dir.path(), &new, "embedded").unwrap();
-        assert_eq!(load_newest(dir.path(), "embedded", 100), Some(new.clone()));
+        let same = [&old, &new];
         assert_eq!(
-            load_newest(dir.path(), "embedded", 5),
-            Some(old.clone()),
-            "newest is ahead of the stream"
+            load_newest(dir.path(), "embedded", 100, history(&same)),
+            Some(new.clone())
         );
-        assert_eq!(load_newest(dir.path(), "nats:NODAI", 100), None, "another stream's");
+        assert_eq!(
+            load_newest(dir.path(), "nats:NODAI", 100, history(&same)),
+            None,
+            "another stream's"
+        );
+        // The stream cannot be read to check: nothing loaded, nothing moved.
+        assert_eq!(load_newest(dir.path(), "embedded", 100, |_| Err("down".into())), None);
+        assert_eq!(list(dir.path()).unwrap().len(), 2);
 
         // Flip one byte of the newest: it is skipped for the older one.
         let newest = dir.path().join(file_name(new.seq));
-        let mut bytes = fs::read(&newest).unwrap();
+        let whole = fs::read(&newest).unwrap();
+        let mut bytes = whole.clone();
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0x40;
         fs::write(&newest, &bytes).unwrap();
-        assert_eq!(load_newest(dir.path(), "embedded", 100), Some(old.clone()));
+        assert_eq!(
+            load_newest(dir.path(), "embedded", 100, history(&same)),
+            Some(old.clone())
+        );
         fs::write(&newest, &bytes[..100]).unwrap();
-        assert_eq!(load_newest(dir.path(), "embedded", 100), Some(old));
+        assert_eq!(
+            load_newest(dir.path(), "embedded", 100, history(&same)),
+            Some(old.clone())
+        );
+        fs::write(&newest, &whole).unwrap();
 
         // Only KEEP are kept.
         write(dir.path(), &projection(20), "embedded").unwrap();
         write(dir.path(), &projection(30), "embedded").unwrap();
         assert_eq!(list(dir.path()).unwrap().len(), KEEP);
+    }
+
+    /// A log that lost its tail, then took new events at the same
+    /// sequences; a NATS stream deleted and made again: a snapshot of the
+    /// old history is set aside for good, never loaded.
+    #[test]
+    fn a_snapshot_of_another_history_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (projection(3), projection(9));
+        write(dir.path(), &old, "embedded").unwrap();
+        write(dir.path(), &new, "embedded").unwrap();
+        // Ahead of the stream's end.
+        let same = [&old, &new];
+        assert_eq!(
+            load_newest(dir.path(), "embedded", 5, history(&same)),
+            Some(old.clone())
+        );
+        assert_eq!(set_aside_names(dir.path()), [file_name(new.seq)]);
+        // The stream has grown past it again with other events: still not loaded.
+        assert_eq!(
+            load_newest(dir.path(), "embedded", 100, history(&same)),
+            Some(old.clone())
+        );
+
+        // Another event at its sequence.
+        write(dir.path(), &new, "embedded").unwrap();
+        let other = projection(9);
+        assert_ne!(other.last_id, new.last_id);
+        let rewritten = [&old, &other];
+        assert_eq!(
+            load_newest(dir.path(), "embedded", 100, history(&rewritten)),
+            Some(old.clone())
+        );
+        assert_eq!(
+            list(dir.path()).unwrap().len(),
+            1,
+            "set aside, not left to be tried again"
+        );
+
+        // No event at its sequence, or written before snapshots named theirs.
+        let mut unnamed = old.clone();
+        unnamed.last_id = None;
+        write(dir.path(), &unnamed, "embedded").unwrap();
+        assert_eq!(load_newest(dir.path(), "embedded", 100, history(&same)), None);
+        assert_eq!(load_newest(dir.path(), "embedded", 100, |_| Ok(None)), None);
+        assert!(list(dir.path()).unwrap().is_empty());
     }
 }

@@ -48,7 +48,7 @@ fn generate(root: &Path) {
     let mut archive = Archive::open(root).unwrap();
     // Several flushes, as a running worker would make them.
     for chunk in rows.chunks(150) {
-        archive.write(chunk, chunk.last().unwrap().seq).unwrap();
+        archive.write(chunk, chunk.last().unwrap().seq, None).unwrap();
     }
 }
 

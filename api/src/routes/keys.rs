@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, Duration, Utc};
 use ingest::events::{KeyCreated, KeyRevoked, KeyRotated, KeySettings, KeyUpdated};
 use ingest::Event;
-use ledger::{ApiKey, Projection};
+use ledger::{ApiKey, Listed, Projection};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -51,6 +51,8 @@ pub struct KeyObject {
     updated_at: DateTime<Utc>,
     last_used_at: Option<DateTime<Utc>>,
     metadata: Option<Value>,
+    /// When it was revoked (then `active` is false); null for a live key.
+    revoked_at: Option<DateTime<Utc>>,
 }
 
 impl KeyObject {
@@ -62,7 +64,7 @@ impl KeyObject {
             prefix: key.prefix.clone(),
             name: s.name.clone(),
             owner: s.owner.clone(),
-            active: s.active,
+            active: s.active && !key.is_revoked(),
             workflow_ids: s.workflow_ids.clone(),
             rate_limit_per_hour: s.rate_limit_per_hour,
             cost_limit_per_month: s.cost_limit_per_month.map(usd::to_json),
@@ -73,6 +75,7 @@ impl KeyObject {
             updated_at: key.updated_at,
             last_used_at: projection.usage.get(&key.id).and_then(|u| u.last_used_at),
             metadata: s.metadata.clone(),
+            revoked_at: key.revoked_at,
         }
     }
 }
@@ -162,16 +165,22 @@ fn new_secret() -> Result<(String, String), ApiError> {
     Ok((key, hash))
 }
 
+/// The key `key_id` as it stands, to be changed: a revoked one is kept for
+/// billing but no longer changes.
 fn live_key(state: &AppState, key_id: &str) -> Result<ApiKey, ApiError> {
-    state
+    let key = state
         .projection()
         .keys
         .get(key_id)
         .cloned()
-        .ok_or(ApiError::KeyNotFound)
+        .ok_or(ApiError::KeyNotFound)?;
+    match key.is_revoked() {
+        true => Err(ApiError::KeyRevoked),
+        false => Ok(key),
+    }
 }
 
-/// The live key `key_id` as shown.
+/// The key `key_id` as shown, revoked or not.
 fn key_object(state: &AppState, key_id: &str) -> Result<KeyObject, ApiError> {
     let projection = state.projection();
     let key = projection.keys.get(key_id).ok_or(ApiError::KeyNotFound)?;
@@ -225,12 +234,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(with_secret(&state, &key_id, key)?)))
 }
 
-/// `?q=`: the dashboard's search box.
+/// `?q=`: the dashboard's search box; `?status=`: which keys.
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct KeySearch {
     /// Only keys whose id, prefix, name or owner contains this, ignoring case.
     #[param(max_length = 128)]
     q: Option<String>,
+    /// `live` (default: not revoked, active or not), `revoked` or `all`.
+    #[param(value_type = Option<String>, pattern = "^(live|revoked|all)$")]
+    status: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/api-keys", operation_id = "list_api_keys", tag = "api-keys", params(PageParams, KeySearch),
@@ -242,9 +254,15 @@ pub async fn list(
 ) -> Result<Json<Page<KeyObject>>, ApiError> {
     let limit = validate::page_limit(params.limit.as_deref())?;
     let query = validate::search(search.q.as_deref())?;
+    let listed = match search.status.as_deref() {
+        None | Some("live") => Listed::Live,
+        Some("revoked") => Listed::Revoked,
+        Some("all") => Listed::All,
+        Some(_) => return Err(ApiError::validation("status must be live, revoked or all")),
+    };
     state.read_own_writes().await?;
     let projection = state.projection();
-    let (keys, more) = projection.keys.search(params.cursor.as_deref(), limit, &query);
+    let (keys, more) = projection.keys.search(params.cursor.as_deref(), limit, &query, listed);
     let next_cursor = if more {
         keys.last().map(|k| k.id.to_string())
     } else {
@@ -284,7 +302,7 @@ async fn change(
 }
 
 #[utoipa::path(put, path = "/api/v1/api-keys/{key_id}", operation_id = "update_api_key", tag = "api-keys", request_body = UpdateKey,
-    responses((status = 200, body = KeyObject), (status = 401), (status = 404), (status = 422)), security(("admin" = [])))]
+    responses((status = 200, body = KeyObject), (status = 401), (status = 404), (status = 409, description = "key_revoked; conflict (another change landed first, retry)"), (status = 422)), security(("admin" = [])))]
 pub async fn update(
     State(state): State<AppState>,
     Path(key_id): Path<String>,
@@ -336,20 +354,25 @@ pub async fn update(
 }
 
 #[utoipa::path(delete, path = "/api/v1/api-keys/{key_id}", operation_id = "revoke_api_key", tag = "api-keys",
-    responses((status = 204), (status = 401), (status = 404)), security(("admin" = [])))]
+    responses((status = 204, description = "revoked (also when it already was)"), (status = 401), (status = 404), (status = 409, description = "conflict (another change landed first, retry)")), security(("admin" = [])))]
 pub async fn revoke(State(state): State<AppState>, Path(key_id): Path<String>) -> Result<StatusCode, ApiError> {
-    change(&state, &key_id, |key| {
+    let revoked = change(&state, &key_id, |key| {
         Ok(Event::KeyRevoked(KeyRevoked {
             key_id: key.id.to_string(),
         }))
     })
-    .await?;
+    .await;
+    match revoked {
+        // Revoking is idempotent: a retried DELETE succeeds.
+        Err(ApiError::KeyRevoked) => return Ok(StatusCode::NO_CONTENT),
+        other => other?,
+    }
     tracing::info!(key_id, "api key revoked");
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/api/v1/api-keys/{key_id}/rotate", operation_id = "rotate_api_key", tag = "api-keys", request_body(content = Option<RotateKey>, description = "optional"),
-    responses((status = 200, body = KeyWithSecret), (status = 401), (status = 404), (status = 422)), security(("admin" = [])))]
+    responses((status = 200, body = KeyWithSecret), (status = 401), (status = 404), (status = 409, description = "key_revoked; conflict (another change landed first, retry)"), (status = 422)), security(("admin" = [])))]
 pub async fn rotate(
     State(state): State<AppState>,
     Path(key_id): Path<String>,

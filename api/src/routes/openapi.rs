@@ -75,14 +75,15 @@ impl Modify for EveryError {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for (path, item) in openapi.paths.paths.iter_mut() {
             let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-                &mut item.options,
+                (false, &mut item.get),
+                (true, &mut item.put),
+                (true, &mut item.post),
+                (true, &mut item.delete),
+                (true, &mut item.patch),
+                (false, &mut item.options),
             ];
-            for operation in operations.into_iter().flatten() {
+            for (writes, operation) in operations {
+                let Some(operation) = operation else { continue };
                 let admin = operation.security.as_ref().is_some_and(|s| !s.is_empty());
                 let api = path.starts_with("/api/");
                 let queried = operation
@@ -93,6 +94,11 @@ impl Modify for EveryError {
                 let shared = [
                     (api, "400", "invalid_path, invalid_query, invalid_json"),
                     (admin, "401", "unauthorized"),
+                    (
+                        admin && writes,
+                        "409",
+                        "conflict: another change to this object landed first; retry",
+                    ),
                     (path.contains('{'), "404", "not_found"),
                     (operation.request_body.is_some(), "413", "payload_too_large"),
                     (operation.request_body.is_some(), "415", "unsupported_media_type"),
