@@ -226,6 +226,31 @@ test("keys list: search and cursor pages", async () => {
   await page.done();
 });
 
+test("keys list: a key that reached its rate or its cost limit shows At limit", async () => {
+  const rate = await createKey({ name: "At-limit rate", rate_limit_per_hour: 2 });
+  const cost = await createKey({ name: "At-limit cost", cost_limit_per_month: PRICE });
+  const under = await createKey({ name: "At-limit under", rate_limit_per_hour: 3, cost_limit_per_month: 1 });
+  for (let i = 0; i < 2; i++) assert.equal((await query(rate.key)).status, 200);
+  assert.equal((await query(rate.key)).status, 429);
+  assert.equal((await query(cost.key)).status, 200);
+  assert.equal((await query(cost.key)).status, 402);
+  for (let i = 0; i < 2; i++) assert.equal((await query(under.key)).status, 200);
+
+  const page = await signedIn();
+  await page.getByRole("searchbox", { name: "Search keys" }).fill("At-limit");
+  const row = (name) => page.locator("table.keys-table tbody tr").filter({ hasText: name });
+  // Usage loads after the rows: wait for each row's cost.
+  await row("At-limit rate").getByText("$0.005", { exact: true }).waitFor();
+  await row("At-limit cost").getByText("$0.0025", { exact: true }).waitFor();
+  await row("At-limit under").getByText("$0.005", { exact: true }).waitFor();
+  const badge = (name) => row(name).locator(".badge", { hasText: "At limit" });
+  assert.match(await badge("At-limit rate").innerText(), /At limit.*rate limit: 2 of 2 requests in the last hour/s);
+  assert.match(await badge("At-limit cost").innerText(), /At limit.*cost limit: \$0\.0025 of \$0\.0025 this month/s);
+  assert.equal(await badge("At-limit under").count(), 0, "under both limits: no badge");
+  await row("At-limit rate").locator(".badge", { hasText: "Active" }).waitFor();
+  await page.done();
+});
+
 test("detail: editing a limit saves it, and clearing it sends null", async () => {
   const created = await createKey({ name: "Editable", rate_limit_per_hour: 100 });
   // The refused update at the end is a 422 that chromium logs on its own.
@@ -301,6 +326,18 @@ test("detail: a mistyped number is refused, not saved as \"no limit\"", async ()
   await page.getByRole("button", { name: "Register workflow" }).last().click();
   await page.getByRole("alert").filter({ hasText: "Price per request" }).waitFor();
   assert.equal((await admin(server, "GET", "/api/v1/workflows/mistyped-price")).status, 404, "not registered as free");
+
+  // And for its maximum: mistyped, or below the price, it is refused, not saved as "none".
+  await page.getByLabel("Price per request (USD)").fill("0.01");
+  const max = page.getByLabel("Max cost per request (USD, optional)");
+  await max.pressSequentially("2e");
+  await page.getByRole("button", { name: "Register workflow" }).last().click();
+  await page.getByRole("alert").filter({ hasText: "Max cost per request: an amount" }).waitFor();
+  assert.equal(await max.getAttribute("aria-invalid"), "true");
+  await max.fill("0.005");
+  await page.getByRole("button", { name: "Register workflow" }).last().click();
+  await page.getByRole("alert").filter({ hasText: "at least the price" }).waitFor();
+  assert.equal((await admin(server, "GET", "/api/v1/workflows/mistyped-price")).status, 404, "not registered without a maximum");
   await page.done();
 });
 
@@ -515,11 +552,22 @@ test("workflows: register one, then delete it behind a confirmation", async () =
   await page.getByLabel("Name", { exact: true }).fill("Summariser");
   await page.getByLabel("Upstream URL").fill("builtin:echo");
   await page.getByLabel("Price per request (USD)").fill("0.01");
+  await page.getByLabel("Max cost per request (USD, optional)").fill("0.05");
   await page.getByRole("button", { name: "Register workflow" }).last().click();
   await page.getByRole("row", { name: /summarise/ }).waitFor();
   const wf = (await admin(server, "GET", "/api/v1/workflows/summarise")).body;
   assert.equal(wf.price_per_request, 0.01);
+  assert.equal(wf.max_cost_per_request, 0.05);
   assert.equal(wf.upstream_url, "builtin:echo");
+  // The list shows the maximum, and "None" for a workflow without one.
+  const cells = (id) =>
+    page
+      .getByRole("row")
+      .filter({ has: page.getByRole("rowheader", { name: id, exact: true }) })
+      .getByRole("cell");
+  assert.deepEqual((await cells("summarise").allInnerTexts()).slice(2, 4), ["$0.01", "$0.05"]);
+  assert.equal((await cells(WORKFLOW).allInnerTexts())[3], "None");
+  assert.equal(await page.getByLabel("Max cost per request (USD, optional)").inputValue(), "", "the form starts empty again");
 
   // A duplicate is refused with the server's reason.
   await page.getByLabel("ID", { exact: true }).fill("summarise");

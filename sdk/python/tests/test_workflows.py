@@ -7,8 +7,8 @@ from typing import Callable
 
 import pytest
 
-from _support import ServerProcess, unique
-from nodai import CreatedApiKey, NotFoundError, Nodai, Workflow
+from _support import Receiver, ServerProcess, unique
+from nodai import CreatedApiKey, NotFoundError, Nodai, ValidationError, Workflow
 
 
 def test_workflow_crud(admin: Nodai, server: ServerProcess, make_key: Callable[..., CreatedApiKey]) -> None:
@@ -50,8 +50,61 @@ def test_price_defaults_to_zero(admin: Nodai) -> None:
     workflow = admin.workflows.create(unique("free"), name="Free", upstream_url="builtin:echo")
     try:
         assert workflow.price_per_request == Decimal(0)
+        assert workflow.max_cost_per_request is None
     finally:
         admin.workflows.delete(workflow.id)
+
+
+def test_max_cost_per_request(
+    admin: Nodai, server: ServerProcess, receiver: Receiver, make_key: Callable[..., CreatedApiKey]
+) -> None:
+    receiver.set(200, {"output": "ok", "usage": {"cost": 0.5}})
+    workflow_id = unique("capped")
+    created = admin.workflows.create(
+        workflow_id,
+        name="Capped",
+        upstream_url=receiver.url,
+        price_per_request="0.1",
+        max_cost_per_request="0.3",
+    )
+    try:
+        assert created.max_cost_per_request == Decimal("0.3")
+        assert admin.workflows.get(workflow_id).max_cost_per_request == Decimal("0.3")
+
+        # The upstream reports 0.50: recorded and answered as the maximum.
+        key = make_key()
+        with Nodai(api_key=key.key, base_url=server.base_url) as client:
+            assert client.query_workflow(workflow_id, None).cost == Decimal("0.3")
+
+            # Not given: unchanged. None: cleared.
+            assert admin.workflows.update(workflow_id, name="Renamed").max_cost_per_request == Decimal("0.3")
+            assert admin.workflows.update(workflow_id, max_cost_per_request=None).max_cost_per_request is None
+            assert admin.workflows.get(workflow_id).max_cost_per_request is None
+            assert client.query_workflow(workflow_id, None).cost == Decimal("0.5")
+
+        # Below the price: 422 on update and on create, and nothing changes.
+        with pytest.raises(ValidationError) as caught:
+            admin.workflows.update(workflow_id, max_cost_per_request="0.05")
+        assert (caught.value.status, caught.value.code) == (422, "validation_error")
+        assert admin.workflows.get(workflow_id).max_cost_per_request is None
+        with pytest.raises(ValidationError) as caught:
+            admin.workflows.create(
+                unique("below"),
+                name="Below",
+                upstream_url="builtin:echo",
+                price_per_request="0.1",
+                max_cost_per_request="0.05",
+            )
+        assert (caught.value.status, caught.value.code) == (422, "validation_error")
+
+        # Equal to the price is allowed; a price raised above the maximum is not.
+        assert admin.workflows.update(
+            workflow_id, max_cost_per_request=Decimal("0.1")
+        ).max_cost_per_request == Decimal("0.1")
+        with pytest.raises(ValidationError):
+            admin.workflows.update(workflow_id, price_per_request="0.2")
+    finally:
+        admin.workflows.delete(workflow_id)
 
 
 def test_workflow_list_pages(admin: Nodai) -> None:

@@ -24,9 +24,15 @@ export type KeyUsage = Schemas["UsageObject"];
 export type HourlyUsage = Schemas["Hourly"];
 export type DailyUsage = Schemas["Daily"];
 
+/**
+ * A workflow. `max_cost_per_request` is the most one query may cost (USD), or
+ * `null`: in-flight queries count against a key's cost limit at it (else at
+ * `price_per_request`), and a reported cost above it is recorded as it.
+ */
 export type Workflow = Schemas["WorkflowObject"];
+/** Body of `workflows.create`; `max_cost_per_request`, if given, must be at least `price_per_request`. */
 export type CreateWorkflowParams = Schemas["CreateWorkflow"];
-/** Body of `workflows.update`: fields left out are not changed. */
+/** Body of `workflows.update`: fields left out are not changed; `max_cost_per_request: null` clears the maximum. */
 export type UpdateWorkflowParams = Schemas["UpdateWorkflow"];
 
 /** A webhook subscription; `secret` is only present right after create or a secret rotation. */

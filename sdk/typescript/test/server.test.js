@@ -93,7 +93,8 @@ describe("queryWorkflow", () => {
     assert.equal(result.rateLimit.limit, 5);
     assert.equal(result.rateLimit.remaining, 4);
     const now = Math.floor(Date.now() / 1000);
-    assert.ok(result.rateLimit.reset > now - 5 && result.rateLimit.reset <= now + 3600 + 5, String(result.rateLimit.reset));
+    // The rolling hour counts a query for at least 60 full minutes, at most 61 (minute buckets).
+    assert.ok(result.rateLimit.reset > now - 5 && result.rateLimit.reset <= now + 3660 + 5, String(result.rateLimit.reset));
   });
 
   test("an upstream's reported usage.cost is the cost", async () => {
@@ -166,7 +167,8 @@ describe("errors from the real server", () => {
     assert.deepEqual([first.rateLimit.limit, first.rateLimit.remaining], [1, 0]);
     const err = await expectError(nodai.queryWorkflow("echo", "x", { apiKey: key.key }), RateLimitError, 429, "rate_limited");
     assert.equal(typeof err.retryAfter, "number");
-    assert.ok(err.retryAfter > 0 && err.retryAfter <= 3600, `retryAfter ${err.retryAfter}`);
+    // Until the query leaves the rolling hour: 60 full minutes, at most 61.
+    assert.ok(err.retryAfter > 3000 && err.retryAfter <= 3660, `retryAfter ${err.retryAfter}`);
     assert.equal(err.headers.get("x-ratelimit-remaining"), "0");
 
     // Opting in does not make the SDK wait an hour: a Retry-After past the cap is thrown at once.
@@ -376,6 +378,56 @@ describe("workflows", () => {
 
     assert.equal(await nodai.workflows.delete(id), undefined);
     await expectError(nodai.workflows.get(id), NotFoundError, 404, "workflow_not_found");
+  });
+
+  test("max_cost_per_request: set on create, read back, capped cost, cleared with null, 422 below the price", async () => {
+    const id = unique("wf-max").toLowerCase();
+    const created = await nodai.workflows.create({
+      id,
+      name: "Capped",
+      upstream_url: costUpstream.url,
+      price_per_request: 0.1,
+      max_cost_per_request: 0.3,
+    });
+    assert.equal(created.price_per_request, 0.1);
+    assert.equal(created.max_cost_per_request, 0.3);
+    assert.equal((await nodai.workflows.get(id)).max_cost_per_request, 0.3);
+
+    // The upstream reports $0.50: recorded and answered as the maximum.
+    const key = await nodai.keys.create({ name: unique("wf-max-key") });
+    assert.equal((await nodai.queryWorkflow(id, "x", { apiKey: key.key })).cost, 0.3);
+
+    // Left out: unchanged. null: cleared (and read back as null, not missing).
+    assert.equal((await nodai.workflows.update(id, { name: "Renamed" })).max_cost_per_request, 0.3);
+    const cleared = await nodai.workflows.update(id, { max_cost_per_request: null });
+    assert.equal(cleared.max_cost_per_request, null);
+    assert.equal((await nodai.workflows.get(id)).max_cost_per_request, null);
+    assert.equal((await nodai.queryWorkflow(id, "x", { apiKey: key.key })).cost, 0.5);
+
+    // Below the price: a typed 422, on update and on create; nothing changes.
+    await expectError(
+      nodai.workflows.update(id, { max_cost_per_request: 0.05 }),
+      ValidationError,
+      422,
+      "validation_error",
+    );
+    assert.equal((await nodai.workflows.get(id)).max_cost_per_request, null);
+    await expectError(
+      nodai.workflows.create({
+        id: unique("wf-max").toLowerCase(),
+        name: "Below",
+        upstream_url: "builtin:echo",
+        price_per_request: 0.1,
+        max_cost_per_request: 0.05,
+      }),
+      ValidationError,
+      422,
+      "validation_error",
+    );
+    // Equal to the price is allowed; raising the price above an existing maximum is not.
+    assert.equal((await nodai.workflows.update(id, { max_cost_per_request: 0.1 })).max_cost_per_request, 0.1);
+    await expectError(nodai.workflows.update(id, { price_per_request: 0.2 }), ValidationError, 422, "validation_error");
+    await nodai.workflows.delete(id);
   });
 
   test("422 on an invalid workflow id", async () => {

@@ -51,6 +51,8 @@ export interface Workflow {
   name: string;
   upstream_url: string;
   price_per_request: number;
+  /** The most one query may cost (USD), or null: none. */
+  max_cost_per_request: number | null;
   created_at: string;
   updated_at: string;
 }

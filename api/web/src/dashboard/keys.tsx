@@ -3,7 +3,7 @@
 
 import { useEffect, useState } from "preact/hooks";
 import { api, seg, withQuery, type Key, type KeyWithSecret, type Page, type Usage } from "./api";
-import { dateTime, money, num, relative } from "./format";
+import { dateTime, micros, money, num, relative } from "./format";
 import { href, navigate, useMounted } from "./hooks";
 import { createBody, KeyForm } from "./keyform";
 import { requestsThisMonth } from "./usage";
@@ -20,6 +20,33 @@ export function KeyState({ apiKey }: { apiKey: Key }) {
       ? ["Expired", "badge badge-bad"]
       : ["Active", "badge badge-ok"];
   return <span class={cls}>{label}</span>;
+}
+
+/**
+ * The limits `usage` has reached, as sentences ("" when none): requests in
+ * the rolling hour at `rate_limit_per_hour`, or this month's cost at
+ * `cost_limit_per_month`. Queries with the key are refused (429, 402) then.
+ */
+export function limitsReached(apiKey: Key, usage: Usage): string {
+  const reached: string[] = [];
+  if (apiKey.rate_limit_per_hour !== null && usage.requests_this_hour >= apiKey.rate_limit_per_hour) {
+    reached.push(`rate limit: ${num(usage.requests_this_hour)} of ${num(apiKey.rate_limit_per_hour)} requests in the last hour`);
+  }
+  if (apiKey.cost_limit_per_month !== null && micros(usage.cost_this_month) >= micros(apiKey.cost_limit_per_month)) {
+    reached.push(`cost limit: ${money(usage.cost_this_month)} of ${money(apiKey.cost_limit_per_month)} this month`);
+  }
+  return reached.join("; ");
+}
+
+/** "At limit", with which limit and how far, when the key's usage has reached one. */
+export function AtLimit({ apiKey, usage }: { apiKey: Key; usage: Usage | null | undefined }) {
+  const reached = usage ? limitsReached(apiKey, usage) : "";
+  if (!reached) return null;
+  return (
+    <span class="badge badge-wait" title={`At its ${reached}`}>
+      At limit<span class="visually-hidden"> ({reached})</span>
+    </span>
+  );
 }
 
 export function KeysPage() {
@@ -150,7 +177,10 @@ export function KeysPage() {
                       </td>
                       <td>{k.owner ?? <span class="muted">—</span>}</td>
                       <td>
-                        <KeyState apiKey={k} />
+                        <span class="badges">
+                          <KeyState apiKey={k} />
+                          <AtLimit apiKey={k} usage={u} />
+                        </span>
                       </td>
                       <td class="num">
                         {k.rate_limit_per_hour === null ? (

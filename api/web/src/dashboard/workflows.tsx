@@ -2,7 +2,7 @@
 
 import { useState } from "preact/hooks";
 import { all, api, seg, type Workflow } from "./api";
-import { amount, dateTime, money } from "./format";
+import { amount, dateTime, micros, money } from "./format";
 import { useLoad } from "./hooks";
 import { ConfirmDialog, describe, Empty, ErrorBox, Field, Loading, PageHeader, useNotify } from "./ui";
 
@@ -23,7 +23,8 @@ export function WorkflowsPage() {
       </PageHeader>
       <p class="lead">
         A workflow is an upstream that queries go to: <code>POST /api/v1/workflows/&lt;id&gt;/query</code> with an API
-        key. Its price applies to each query unless the upstream reports a cost.
+        key. Its price applies to each query unless the upstream reports a cost; its maximum, if set, is the most one
+        query may cost (a reported cost above it is recorded as the maximum).
       </p>
       <ErrorBox error={error} title="Could not load the workflows:" />
       {workflows === null ? (
@@ -42,6 +43,9 @@ export function WorkflowsPage() {
                 <th scope="col" class="num">
                   Price per request
                 </th>
+                <th scope="col" class="num">
+                  Max cost per request
+                </th>
                 <th scope="col">Created</th>
                 <th scope="col">
                   <span class="visually-hidden">Actions</span>
@@ -59,6 +63,13 @@ export function WorkflowsPage() {
                     <code>{w.upstream_url}</code>
                   </td>
                   <td class="num">{money(w.price_per_request)}</td>
+                  <td class="num">
+                    {w.max_cost_per_request == null ? (
+                      <span class="muted">None</span>
+                    ) : (
+                      money(w.max_cost_per_request)
+                    )}
+                  </td>
                   <td>{dateTime(w.created_at)}</td>
                   <td>
                     <button
@@ -112,24 +123,39 @@ function NewWorkflow({ onCreated }: { onCreated: (w: Workflow) => void }) {
   const [name, setName] = useState("");
   const [upstream, setUpstream] = useState("");
   const [price, setPrice] = useState("");
+  const [maxCost, setMaxCost] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const [priceError, setPriceError] = useState<string | null>(null);
+  const [maxCostError, setMaxCostError] = useState<string | null>(null);
   const submit = async (event: Event) => {
     event.preventDefault();
     if (busy) return;
     setError(null);
     setPriceError(null);
+    setMaxCostError(null);
     const body: Record<string, unknown> = { id: id.trim(), name: name.trim(), upstream_url: upstream.trim() };
     const p = amount(price);
-    if (Number.isNaN(p)) {
-      const message = "Price per request: an amount in USD, like 0.002, or empty for free.";
-      setPriceError(message);
+    const max = amount(maxCost);
+    const refuse = (field: string, message: string, setFieldError: (m: string) => void) => {
+      setFieldError(message);
       setError(new Error(message));
-      document.getElementById("wf-price")?.focus();
+      document.getElementById(field)?.focus();
+    };
+    if (Number.isNaN(p)) {
+      refuse("wf-price", "Price per request: an amount in USD, like 0.002, or empty for free.", setPriceError);
+      return;
+    }
+    if (Number.isNaN(max)) {
+      refuse("wf-max-cost", "Max cost per request: an amount in USD, like 0.05, or empty for none.", setMaxCostError);
+      return;
+    }
+    if (max !== null && micros(max) < micros(p ?? 0)) {
+      refuse("wf-max-cost", "Max cost per request: at least the price per request, or empty for none.", setMaxCostError);
       return;
     }
     if (p !== null) body.price_per_request = p;
+    if (max !== null) body.max_cost_per_request = max;
     setBusy(true);
     try {
       const created = await api<Workflow>("POST", "/api/v1/workflows", body);
@@ -137,6 +163,7 @@ function NewWorkflow({ onCreated }: { onCreated: (w: Workflow) => void }) {
       setName("");
       setUpstream("");
       setPrice("");
+      setMaxCost("");
       onCreated(created);
     } catch (e) {
       setError(e);
@@ -183,6 +210,21 @@ function NewWorkflow({ onCreated }: { onCreated: (w: Workflow) => void }) {
               value={price}
               onInput={text(setPrice)}
               {...describe("wf-price", priceError)}
+            />
+          </Field>
+          <Field
+            id="wf-max-cost"
+            label="Max cost per request (USD, optional)"
+            hint="The most one query may cost, at least the price. Set it if the upstream reports its own cost. Empty: none."
+            error={maxCostError}
+          >
+            <input
+              id="wf-max-cost"
+              inputMode="decimal"
+              autoComplete="off"
+              value={maxCost}
+              onInput={text(setMaxCost)}
+              {...describe("wf-max-cost", maxCostError)}
             />
           </Field>
         </div>

@@ -369,6 +369,10 @@ class Workflow:
     upstream_url: str
     #: USD charged per query when the upstream reports no cost.
     price_per_request: Decimal
+    #: USD: the most one query may cost, or None. In-flight queries count against
+    #: a key's cost limit at it (else at ``price_per_request``); a cost the upstream
+    #: reports above it is recorded as it.
+    max_cost_per_request: Optional[Decimal]
     created_at: datetime
     updated_at: datetime
 
@@ -379,6 +383,7 @@ class Workflow:
             name=str(body["name"]),
             upstream_url=str(body["upstream_url"]),
             price_per_request=parse_money(body.get("price_per_request", 0)),
+            max_cost_per_request=parse_optional_money(body.get("max_cost_per_request")),
             created_at=parse_datetime(body["created_at"]),
             updated_at=parse_datetime(body["updated_at"]),
         )

@@ -13,7 +13,9 @@ import {
   type StreamEvent,
   type StreamResult,
   type UpdateKeyParams,
+  type UpdateWorkflowParams,
   type WebhookEvent,
+  type Workflow,
 } from "@nodai/sdk";
 
 export async function example(): Promise<void> {
@@ -31,6 +33,17 @@ export async function example(): Promise<void> {
     const k: ApiKey = key;
     void k.prefix;
   }
+  const capped: Workflow = await nodai.workflows.create({
+    id: "capped",
+    name: "Capped",
+    upstream_url: "builtin:echo",
+    price_per_request: 0.01,
+    max_cost_per_request: 0.05,
+  });
+  const maxCost: number | null | undefined = capped.max_cost_per_request;
+  const uncap: UpdateWorkflowParams = { max_cost_per_request: null };
+  await nodai.workflows.update(capped.id, uncap);
+  void maxCost;
   const page = await nodai.keys.listPage({ limit: 10 });
   const cursor: string | null = page.next_cursor;
   const usage: KeyUsage = await nodai.keys.usage(created.id, { from: new Date() });

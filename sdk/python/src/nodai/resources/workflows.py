@@ -14,11 +14,17 @@ _BASE = "/api/v1/workflows"
 
 
 def _create_body(
-    id: str, name: str, upstream_url: str, price_per_request: Optional[Money]
+    id: str,
+    name: str,
+    upstream_url: str,
+    price_per_request: Optional[Money],
+    max_cost_per_request: Optional[Money],
 ) -> Dict[str, Any]:
     body: Dict[str, Any] = {"id": id, "name": name, "upstream_url": upstream_url}
     if price_per_request is not None:
         body["price_per_request"] = money_to_json(price_per_request)
+    if max_cost_per_request is not None:
+        body["max_cost_per_request"] = money_to_json(max_cost_per_request)
     return body
 
 
@@ -26,6 +32,7 @@ def _update_body(
     name: Union[str, NotGiven],
     upstream_url: Union[str, NotGiven],
     price_per_request: Union[Money, NotGiven],
+    max_cost_per_request: Union[Money, None, NotGiven],
 ) -> Dict[str, Any]:
     body: Dict[str, Any] = {}
     if not isinstance(name, NotGiven):
@@ -34,6 +41,10 @@ def _update_body(
         body["upstream_url"] = upstream_url
     if not isinstance(price_per_request, NotGiven):
         body["price_per_request"] = money_to_json(price_per_request)
+    if not isinstance(max_cost_per_request, NotGiven):
+        body["max_cost_per_request"] = (
+            None if max_cost_per_request is None else money_to_json(max_cost_per_request)
+        )
     return body
 
 
@@ -48,10 +59,14 @@ class Workflows:
         name: str,
         upstream_url: str,
         price_per_request: Optional[Money] = None,
+        max_cost_per_request: Optional[Money] = None,
     ) -> Workflow:
         """Create a workflow. ``id`` matches ``[a-z0-9_-]{1,64}``; ``upstream_url`` is
-        ``http(s)://...`` or ``builtin:echo``; ``price_per_request`` in USD (default 0)."""
-        body = _create_body(id, name, upstream_url, price_per_request)
+        ``http(s)://...`` or ``builtin:echo``; ``price_per_request`` in USD (default 0).
+        ``max_cost_per_request`` (USD, default none) is the most one query may cost:
+        in-flight queries count against a key's cost limit at it, and a reported cost
+        above it is recorded as it. Below ``price_per_request``: ``ValidationError``."""
+        body = _create_body(id, name, upstream_url, price_per_request, max_cost_per_request)
         return Workflow.from_json(self._client.request(Request("POST", _BASE, body=body)))
 
     def list(self, *, limit: Optional[int] = None, cursor: Optional[str] = None) -> Page[Workflow]:
@@ -76,9 +91,11 @@ class Workflows:
         name: Union[str, NotGiven] = NOT_GIVEN,
         upstream_url: Union[str, NotGiven] = NOT_GIVEN,
         price_per_request: Union[Money, NotGiven] = NOT_GIVEN,
+        max_cost_per_request: Union[Money, None, NotGiven] = NOT_GIVEN,
     ) -> Workflow:
-        """Change the fields given; the others stay as they are."""
-        body = _update_body(name, upstream_url, price_per_request)
+        """Change the fields given; the others stay as they are.
+        ``max_cost_per_request=None`` removes the maximum."""
+        body = _update_body(name, upstream_url, price_per_request, max_cost_per_request)
         return Workflow.from_json(
             self._client.request(
                 Request("PUT", f"{_BASE}/{path_segment(workflow_id)}", body=body)
@@ -100,8 +117,9 @@ class AsyncWorkflows:
         name: str,
         upstream_url: str,
         price_per_request: Optional[Money] = None,
+        max_cost_per_request: Optional[Money] = None,
     ) -> Workflow:
-        body = _create_body(id, name, upstream_url, price_per_request)
+        body = _create_body(id, name, upstream_url, price_per_request, max_cost_per_request)
         return Workflow.from_json(await self._client.request(Request("POST", _BASE, body=body)))
 
     def list(
@@ -130,8 +148,9 @@ class AsyncWorkflows:
         name: Union[str, NotGiven] = NOT_GIVEN,
         upstream_url: Union[str, NotGiven] = NOT_GIVEN,
         price_per_request: Union[Money, NotGiven] = NOT_GIVEN,
+        max_cost_per_request: Union[Money, None, NotGiven] = NOT_GIVEN,
     ) -> Workflow:
-        body = _update_body(name, upstream_url, price_per_request)
+        body = _update_body(name, upstream_url, price_per_request, max_cost_per_request)
         return Workflow.from_json(
             await self._client.request(
                 Request("PUT", f"{_BASE}/{path_segment(workflow_id)}", body=body)
