@@ -112,6 +112,9 @@ pub struct ServeArgs {
     pub webhook_retry_schedule: String,
 }
 
+/// Events between snapshots.
+const SNAPSHOT_EVERY_EVENTS: u64 = 1_000_000;
+
 /// A day: a longer flush interval would keep a day's rows only in memory.
 const MAX_FLUSH_SECS: u64 = 86_400;
 /// An hour: admissions on NATS expire this long (plus a minute) after a
@@ -131,6 +134,9 @@ pub struct Config {
     pub log_filter: String,
     pub webhook_guard: webhooks::Guard,
     pub webhook_retry_schedule: webhooks::Schedule,
+    /// A snapshot after this many applied events (or 5 minutes). Not a
+    /// flag: tests lower it to write snapshots under load.
+    pub snapshot_every_events: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +230,7 @@ impl Config {
                 allow_private: args.webhook_allow_private,
             },
             webhook_retry_schedule: args.webhook_retry_schedule.parse()?,
+            snapshot_every_events: SNAPSHOT_EVERY_EVENTS,
         })
     }
 
@@ -242,6 +249,7 @@ impl Config {
             log_filter: "info".into(),
             webhook_guard: webhooks::Guard::default(),
             webhook_retry_schedule: webhooks::Schedule::default(),
+            snapshot_every_events: SNAPSHOT_EVERY_EVENTS,
         }
     }
 

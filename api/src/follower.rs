@@ -95,26 +95,40 @@ pub struct Snapshots {
 }
 
 impl Snapshots {
-    /// Writes one of `projection` if it is newer than `last`; returns the
-    /// sequence the newest snapshot reflects. The follower waits for it,
-    /// holding the read lock only: queries are answered meanwhile, and the
-    /// limiter counts theirs as in flight until the follower applies them.
-    async fn write(&self, projection: &Arc<RwLock<Projection>>, last: u64) -> u64 {
-        let (this, projection) = (self.clone(), projection.clone());
+    /// A copy of `projection` to write, if it is newer than `last`. The
+    /// copy is all the fold waits for (the read lock is held for it alone);
+    /// encoding and writing it happen beside the fold. BENCHMARKS.md,
+    /// "Snapshots beside the fold", has the pause at 10M events.
+    fn copy(projection: &RwLock<Projection>, last: u64) -> Option<Projection> {
+        let started = Instant::now();
+        let copy = {
+            let projection = projection.read().unwrap_or_else(|e| e.into_inner());
+            (projection.seq > last).then(|| projection.clone())
+        };
+        if let Some(copy) = &copy {
+            tracing::debug!(
+                seq = copy.seq,
+                pause_ms = started.elapsed().as_millis() as u64,
+                "projection copied for a snapshot"
+            );
+        }
+        copy
+    }
+
+    /// Writes `copy` on the blocking pool; returns the sequence the newest
+    /// snapshot now reflects (`last` if the write failed).
+    async fn write(&self, copy: Projection, last: u64) -> u64 {
+        let this = self.clone();
         let written = tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            let projection = projection.read().unwrap_or_else(|e| e.into_inner());
-            if projection.seq <= last {
-                return Ok(last);
-            }
-            let bytes = ledger::snapshot::write(&this.dir, &projection, &this.stream)?;
+            let bytes = ledger::snapshot::write(&this.dir, &copy, &this.stream)?;
             tracing::info!(
-                seq = projection.seq,
+                seq = copy.seq,
                 bytes,
                 ms = started.elapsed().as_millis() as u64,
                 "snapshot written"
             );
-            Ok::<_, ledger::Error>(projection.seq)
+            Ok::<_, ledger::Error>(copy.seq)
         })
         .await;
         match written {
@@ -154,15 +168,16 @@ pub async fn run(
         snapshot_seq: progress.applied(),
         snapshot_at: Instant::now(),
         snapshots,
+        writing: None,
     };
     follower.follow(&shutdown).await;
     follower.catch_up().await;
     // The archiver has all there is: it flushes while the snapshot is written.
     follower.archive = None;
-    follower
-        .snapshots
-        .write(&follower.projection, follower.snapshot_seq)
-        .await;
+    follower.snapshot_written().await;
+    if let Some(copy) = Snapshots::copy(&follower.projection, follower.snapshot_seq) {
+        follower.snapshots.write(copy, follower.snapshot_seq).await;
+    }
 }
 
 struct Follower {
@@ -177,9 +192,21 @@ struct Follower {
     /// The sequence the newest snapshot reflects, and when it was taken.
     snapshot_seq: u64,
     snapshot_at: Instant,
+    /// A snapshot being written beside the fold: at most one at a time.
+    writing: Option<tokio::task::JoinHandle<u64>>,
 }
 
 impl Follower {
+    /// Waits for the snapshot being written, if any, and notes how far it got.
+    async fn snapshot_written(&mut self) {
+        if let Some(writing) = self.writing.take() {
+            match writing.await {
+                Ok(seq) => self.snapshot_seq = self.snapshot_seq.max(seq),
+                Err(error) => tracing::error!(%error, "snapshot task failed"),
+            }
+        }
+    }
+
     /// Folds records into the projection under one write lock, moves
     /// `applied` past them and hands them to the archiver.
     fn apply(&self, records: &[ingest::Record]) {
@@ -298,8 +325,14 @@ impl Follower {
                 // than one per million events: each costs a pause.
                 let due = progress.applied() - self.snapshot_seq >= self.snapshots.every_events
                     || self.snapshot_at.elapsed() >= self.snapshots.every;
-                if due && progress.is_ready() {
-                    self.snapshot_seq = self.snapshots.write(&projection, self.snapshot_seq).await;
+                if self.writing.as_ref().is_some_and(|w| w.is_finished()) {
+                    self.snapshot_written().await;
+                }
+                if due && progress.is_ready() && self.writing.is_none() {
+                    if let Some(copy) = Snapshots::copy(&projection, self.snapshot_seq) {
+                        let (snapshots, last) = (self.snapshots.clone(), self.snapshot_seq);
+                        self.writing = Some(tokio::spawn(async move { snapshots.write(copy, last).await }));
+                    }
                     self.snapshot_at = Instant::now();
                 }
             }

@@ -42,9 +42,8 @@ pub enum ServeError {
     Http(#[source] std::io::Error),
 }
 
-/// A snapshot after this many applied events…
-const SNAPSHOT_EVERY_EVENTS: u64 = 1_000_000;
-/// …or this long, whichever comes first (and one at shutdown).
+/// A snapshot after `Config::snapshot_every_events` applied events, or
+/// this long, whichever comes first (and one at shutdown).
 const SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Binds the configured address, then [`run`]s.
@@ -78,7 +77,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
             Backend::Embedded { .. } => "embedded".to_owned(),
             Backend::Nats { stream, .. } => format!("nats:{stream}"),
         },
-        every_events: SNAPSHOT_EVERY_EVENTS,
+        every_events: config.snapshot_every_events,
         every: SNAPSHOT_EVERY,
     };
     let (loading, checking) = (snapshots.clone(), stream.clone());

@@ -7,7 +7,7 @@ mod common;
 
 use axum::routing::post;
 use common::app::{eventually, problem, App, Store, TOKEN};
-use ingest::Event;
+use ingest::{Event, EventStream};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -1418,7 +1418,11 @@ async fn revoked_keys_keep_their_history(mut app: App) {
             (json!(2), json!(1.0)),
             "{round}"
         );
-        assert_eq!(ids(&app, "").await, vec![live_id.clone()], "{round}: left out by default");
+        assert_eq!(
+            ids(&app, "").await,
+            vec![live_id.clone()],
+            "{round}: left out by default"
+        );
         assert_eq!(ids(&app, "?status=live").await, vec![live_id.clone()], "{round}");
         assert_eq!(ids(&app, "?status=revoked").await, vec![key_id.clone()], "{round}");
         assert_eq!(ids(&app, "?status=all").await, both, "{round}");
@@ -1580,7 +1584,142 @@ async fn a_recreated_nats_stream_is_not_mistaken_for_the_old_one() {
     a_stream_that_lost_what_a_snapshot_saw(app, Loss::StreamRecreated).await;
 }
 
+/// Snapshots written beside the fold, under load (one every 50 events):
+/// the limit stays exact, and a start from a snapshot taken mid-load (the
+/// one at shutdown removed) answers exactly as the process did.
+async fn snapshots_under_load_restore_the_same_state(mut app: App) {
+    app.configure = |config| config.snapshot_every_events = 50;
+    app.stop().await;
+    app.spawn().await;
+    app.workflow("echo", "builtin:echo", 0.25).await;
+    let (key_id, key) = app
+        .create_key(json!({"name": "busy", "rate_limit_per_hour": 300}))
+        .await;
+    let app = Arc::new(app);
+    let mut admitted = 0;
+    for wave in 0..8 {
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let (app, key) = (app.clone(), key.clone());
+                tokio::spawn(async move { app.query("echo", Some(&key), json!([wave, i])).await.status().as_u16() })
+            })
+            .collect();
+        for task in tasks {
+            match task.await.unwrap() {
+                200 => admitted += 1,
+                429 => {}
+                other => panic!("{other}"),
+            }
+        }
+    }
+    assert_eq!(admitted, 300, "exact while snapshots are written");
+    let mut app = Arc::into_inner(app).unwrap();
+    let usage = async |app: &App| {
+        let (_, usage) = app
+            .admin(reqwest::Method::GET, &format!("/api/v1/api-keys/{key_id}/usage"), None)
+            .await;
+        (
+            usage["total_requests"].clone(),
+            usage["total_cost"].clone(),
+            usage["requests_this_hour"].clone(),
+        )
+    };
+    let before = usage(&app).await;
+    assert_eq!(before.0, json!(300));
+    app.stop().await;
+    let dir = app.dir.path().join("snapshots");
+    let mut snapshots: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "bin"))
+        .collect();
+    snapshots.sort();
+    assert_eq!(snapshots.len(), 2, "{snapshots:?}");
+    std::fs::remove_file(snapshots.pop().unwrap()).unwrap();
+    app.spawn().await;
+    assert_eq!(
+        usage(&app).await,
+        before,
+        "from a snapshot taken under load, plus the tail"
+    );
+    assert_eq!(app.query("echo", Some(&key), json!(1)).await.status(), 429);
+}
+
+/// A restart serves nothing from half-rebuilt state: a key revoked before
+/// the restart, whose creation the replay has seen but not yet its
+/// revocation, is never let through; every query before the replica has
+/// caught up is 503 `not_ready` with `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_decides_nothing_before_it_has_caught_up() {
+    let mut app = App::start(false).await.unwrap();
+    app.workflow("echo", "builtin:echo", 0.0).await;
+    let (key_id, key) = app.create_key(json!({"name": "revoked before the crash"})).await;
+    assert_eq!(app.query("echo", Some(&key), json!(1)).await.status(), 200);
+    app.stop().await;
+    // Enough events after the key's creation for the replay to take a
+    // while, then its revocation; no snapshot, so the start replays all.
+    {
+        let log = ingest::embedded::EmbeddedLog::open(ingest::embedded::Options::new(app.dir.path().join("stream")))
+            .await
+            .unwrap();
+        let query = |n: u64| {
+            Event::QueryRecorded(ingest::events::QueryRecorded {
+                request_id: format!("req_{n}"),
+                key_id: "key_other".into(),
+                workflow_id: "echo".into(),
+                status_code: 200,
+                cost: ingest::Micros::ZERO,
+                duration_ms: 1,
+                reported_cost: None,
+            })
+        };
+        let batch: Vec<_> = (0..100_000)
+            .map(|n| ingest::Outgoing::new(&query(n), chrono::Utc::now()).unwrap())
+            .collect();
+        futures::future::join_all(batch.iter().map(|o| log.append(o))).await;
+        let revoked = Event::KeyRevoked(ingest::events::KeyRevoked { key_id: key_id.clone() });
+        log.append(&ingest::Outgoing::new(&revoked, chrono::Utc::now()).unwrap())
+            .await
+            .unwrap();
+        log.close().await;
+    }
+    std::fs::remove_dir_all(app.dir.path().join("snapshots")).unwrap();
+    app.spawn_unready().await;
+    let mut not_ready = 0;
+    loop {
+        let ready = app
+            .http
+            .get(format!("{}/readyz", app.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        let response = app.query("echo", Some(&key), json!(1)).await;
+        if ready {
+            assert_eq!(problem(response).await, (403, "invalid_api_key".into()));
+            break;
+        }
+        match response.status().as_u16() {
+            503 => {
+                assert_eq!(response.headers()["retry-after"], "1");
+                assert_eq!(problem(response).await, (503, "not_ready".into()));
+                not_ready += 1;
+            }
+            // Ready between the two requests: the revocation is applied.
+            403 => assert_eq!(problem(response).await, (403, "invalid_api_key".into())),
+            other => panic!("a revoked key answered {other} while the replica caught up"),
+        }
+    }
+    assert!(
+        not_ready > 0,
+        "the replay was over before the first query: nothing was tested"
+    );
+    eprintln!("{not_ready} queries answered not_ready during the replay");
+    app.stop().await;
+}
+
 on_both_backends!(
+    snapshots_under_load_restore_the_same_state,
     revoked_keys_keep_their_history,
     malformed_paths_and_query_strings_are_problems,
     a_client_that_leaves_changes_nothing,

@@ -2,6 +2,7 @@
 //! writing the Parquet archive and scanning it with DuckDB.
 //!
 //!   cargo bench -p ledger --bench ledger                 (BENCH_EVENTS=10000000)
+//!   BENCH_ONLY=fold | copy                               (stop after that step)
 //!
 //! Prints markdown rows for BENCHMARKS.md. Baselines run in the same
 //! process just before what they are compared with.
@@ -105,6 +106,21 @@ fn main() {
         "",
     );
     if std::env::var("BENCH_ONLY").as_deref() == Ok("fold") {
+        return;
+    }
+
+    // What a snapshot costs the follower: it writes from a copy taken
+    // under the read lock, so the fold waits for the copy alone.
+    let started = Instant::now();
+    let copy = projection.clone();
+    row(
+        "projection copy (the fold's pause for a snapshot)",
+        n,
+        started.elapsed().as_secs_f64(),
+        "",
+    );
+    drop(copy);
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("copy") {
         return;
     }
 

@@ -57,6 +57,12 @@ impl App {
     }
 
     pub async fn spawn(&mut self) {
+        self.spawn_unready().await;
+        self.ready().await;
+    }
+
+    /// Starts the server without waiting for it to be ready.
+    pub async fn spawn_unready(&mut self) {
         let mut config = Config::embedded(self.dir.path());
         config.admin_token = Some(AdminToken::new(TOKEN.into()));
         config.upstream_timeout = Duration::from_secs(1);
@@ -73,7 +79,11 @@ impl App {
         self.base = format!("http://{}", listener.local_addr().unwrap());
         self.shutdown = CancellationToken::new();
         self.server = Some(tokio::spawn(api::server::run(config, listener, self.shutdown.clone())));
-        let deadline = Instant::now() + Duration::from_secs(30);
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
         while self
             .http
             .get(format!("{}/readyz", self.base))
