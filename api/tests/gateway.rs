@@ -1162,8 +1162,18 @@ async fn holds_bound_spend_under_concurrency(app: App) {
                 axum::Json(json!({"output": "ok", "usage": {"cost": cost}}))
             })
         };
+        // $0.15 to $0.55, a different cost on each call.
+        let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let varied = post(move || {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                axum::Json(json!({"output": "ok", "usage": {"cost": 0.15 + f64::from(n % 5) * 0.1}}))
+            }
+        });
         let router = axum::Router::new()
             .route("/costly", reporting(0.4))
+            .route("/varied", varied)
             .route("/over", reporting(0.55));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -1180,6 +1190,7 @@ async fn holds_bound_spend_under_concurrency(app: App) {
     );
     for (id, path, max) in [
         ("capped", "costly", json!(0.4)),
+        ("varied", "varied", json!(0.4)),
         ("uncapped", "costly", Value::Null),
         ("over", "over", json!(0.4)),
     ] {
@@ -1214,6 +1225,11 @@ async fn holds_bound_spend_under_concurrency(app: App) {
     // Held at $0.40: 0, 0.40 and 0.80 are under $1.00, 1.20 is not. Spend
     // passes the limit by less than one query's hold.
     assert_eq!(burst("capped").await, (3, 1.2));
+    // Costs that vary per call, some above the maximum: still three in
+    // flight at once, each charged at most $0.40.
+    let (admitted, spent) = burst("varied").await;
+    assert_eq!(admitted, 3);
+    assert!(spent <= 1.2 + 1e-9, "{spent}");
     // Held at the price, $0.10: ten fit under $1.00, and each then costs
     // what the upstream says. The bound without a maximum: the limit over
     // the price, times the largest reported cost.

@@ -334,29 +334,7 @@ async fn admit(
             state.limiter.admit(&key_id, limits, pricing.hold(), now, &projection)
         }
     };
-    let reservation = match verdict {
-        Verdict::Admitted(reservation, rate) => {
-            meta.rate = rate;
-            Some(reservation)
-        }
-        Verdict::Stored(rate) => {
-            meta.rate = rate;
-            None
-        }
-        Verdict::RateLimited(limited) => {
-            meta.rate = Some(limited);
-            fire_rate_limited(state, &key_id, limited.limit, now);
-            let retry_after_secs = (limited.reset - now.timestamp()).max(1) as u64;
-            return Err(ApiError::RateLimited {
-                limit: limited.limit,
-                retry_after_secs,
-            });
-        }
-        Verdict::CostExceeded(rate) => {
-            meta.rate = rate;
-            return Err(ApiError::CostLimitExceeded);
-        }
-    };
+    let reservation = place(state, verdict, &key_id, now, meta)?;
     Ok(Admitted {
         key_id,
         workflow_id,
@@ -367,6 +345,40 @@ async fn admit(
         started,
         reservation,
     })
+}
+
+/// The query's place under its limits (None: its place is on the stream),
+/// or the refusal; `meta` gets the key's rate state either way.
+fn place(
+    state: &AppState,
+    verdict: Verdict,
+    key_id: &str,
+    now: chrono::DateTime<Utc>,
+    meta: &mut Meta,
+) -> Result<Option<Reservation>, ApiError> {
+    match verdict {
+        Verdict::Admitted(reservation, rate) => {
+            meta.rate = rate;
+            Ok(Some(reservation))
+        }
+        Verdict::Stored(rate) => {
+            meta.rate = rate;
+            Ok(None)
+        }
+        Verdict::RateLimited(limited) => {
+            meta.rate = Some(limited);
+            fire_rate_limited(state, key_id, limited.limit, now);
+            let retry_after_secs = (limited.reset - now.timestamp()).max(1) as u64;
+            Err(ApiError::RateLimited {
+                limit: limited.limit,
+                retry_after_secs,
+            })
+        }
+        Verdict::CostExceeded(rate) => {
+            meta.rate = rate;
+            Err(ApiError::CostLimitExceeded)
+        }
+    }
 }
 
 /// An admitted query: from here it runs to its end and is recorded once.
