@@ -649,6 +649,64 @@ async fn replicas_see_each_others_writes_and_limits_are_exact_across_them() {
             .await;
         }
     }
+
+    // Holds across replicas: the upstream reports $0.05 a query, the
+    // workflow's maximum is $0.02. In flight, each counts at the maximum on
+    // both replicas (it travels in query.admitted), and each is charged the
+    // maximum: $0.40 admits exactly 20.
+    let upstream = {
+        let router = axum::Router::new().route(
+            "/reports",
+            axum::routing::post(|| async { axum::Json(json!({"output": "ok", "usage": {"cost": 0.05}})) }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/reports", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        url
+    };
+    let change = json!({"upstream_url": upstream, "max_cost_per_request": 0.02});
+    let (status, body) = cluster
+        .admin("api-1", Method::PUT, "/api/v1/workflows/echo", Some(change))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    until(
+        "the other replica has the maximum",
+        Duration::from_secs(10),
+        async || {
+            let (_, workflow) = cluster
+                .admin("api-2", Method::GET, "/api/v1/workflows/echo", None)
+                .await;
+            workflow["max_cost_per_request"] == json!(0.02)
+        },
+    )
+    .await;
+    let (key_id, key) = cluster
+        .create_key("api-1", json!({"name": "held", "cost_limit_per_month": 0.4}))
+        .await;
+    let queries: Vec<_> = (0..120)
+        .map(|i| {
+            let (cluster, key) = (cluster.clone(), key.clone());
+            tokio::spawn(async move {
+                let replica = if i % 2 == 0 { "api-1" } else { "api-2" };
+                cluster.query(replica, &key).await.map(|(status, _)| status)
+            })
+        })
+        .collect();
+    let mut statuses = BTreeMap::<u16, u64>::new();
+    for query in queries {
+        *statuses.entry(query.await.unwrap().expect("an answer")).or_default() += 1;
+    }
+    assert_eq!(statuses.get(&200), Some(&20), "held at the maximum: {statuses:?}");
+    assert_eq!(statuses.get(&402), Some(&100), "{statuses:?}");
+    for replica in ["api-1", "api-2"] {
+        until("both replicas count $0.40", Duration::from_secs(10), async || {
+            let (_, usage) = cluster
+                .admin(replica, Method::GET, &format!("/api/v1/api-keys/{key_id}/usage"), None)
+                .await;
+            usage["cost_this_month"] == json!(0.4)
+        })
+        .await;
+    }
 }
 
 /// Killing the node that leads the stream, under load: queries keep
