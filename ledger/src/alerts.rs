@@ -36,7 +36,9 @@ pub struct Alerts {
     /// Alert ids folded from `alert.fired`, with their time.
     fired: BTreeMap<String, DateTime<Utc>>,
     /// Matched by a rule, not yet on the stream.
-    due: BTreeMap<String, AlertFired>,
+    /// Shared with copies of the projection (a snapshot's), which then copy
+    /// a pointer per alert rather than its JSON.
+    due: BTreeMap<String, std::sync::Arc<AlertFired>>,
     /// The day `fired` was last pruned.
     pruned_day: i64,
     /// Per key: a month, and the month-to-date cost at which the key's next
@@ -54,7 +56,7 @@ impl Alerts {
     /// Alerts a rule matched that are not on the stream yet: the worker
     /// appends them.
     pub fn due(&self) -> impl Iterator<Item = &AlertFired> {
-        self.due.values()
+        self.due.values().map(|a| &**a)
     }
 
     /// Folds `alert.fired`; false if this alert was fired before.
@@ -115,12 +117,12 @@ impl Alerts {
                 });
                 self.due.insert(
                     alert_id.clone(),
-                    AlertFired {
+                    std::sync::Arc::new(AlertFired {
                         alert_id,
                         alert_type: "usage.threshold".into(),
                         key_id: q.key_id.clone(),
                         data,
-                    },
+                    }),
                 );
             }
         }

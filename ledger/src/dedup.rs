@@ -9,25 +9,94 @@
 //! horizon, measured from the newest event seen (no clock: the fold stays
 //! pure). An event older than the horizon cannot be checked and is applied.
 //!
-//! A day's ids are one sorted `Vec`: UUIDv7s begin with their producer's
-//! clock, so they arrive nearly in order and nearly every insert is a push
-//! at the end, which a hash set's random writes and rehashing cannot match.
-//! Out-of-order ids (several producers in the same millisecond) are found by
-//! searching back from the end, where they belong.
+//! A day's ids are sorted: UUIDv7s begin with their producer's clock, so
+//! they arrive nearly in order and nearly every insert is a push at the
+//! end, which a hash set's random writes and rehashing cannot match.
+//! Out-of-order ids (several producers in the same millisecond) are found
+//! in the block where they belong. The sorted ids are cut into blocks of at
+//! most [`BLOCK`] that are shared with copies of the projection until
+//! written (`Arc::make_mut`): a copy for a snapshot clones a pointer per
+//! block, and the fold then copies only the block it writes, nearly always
+//! the newest.
 
 use chrono::{DateTime, Utc};
 use ingest::EventId;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Days of applied ids kept.
 pub const DAYS_KEPT: i64 = 35;
 
+/// Ids in a block at most, but for a block split only past twice this.
+const BLOCK: usize = 1 << 15;
+
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Dedup {
     /// Per UTC day, the ids applied, sorted.
-    by_day: BTreeMap<i64, Vec<u128>>,
+    by_day: BTreeMap<i64, Day>,
     newest_day: i64,
+}
+
+/// One day's ids, sorted, in non-empty blocks: every id of a block is
+/// below every id of the next.
+#[derive(Debug, Default, Clone)]
+struct Day {
+    blocks: Vec<Arc<Vec<u128>>>,
+}
+
+impl PartialEq for Day {
+    fn eq(&self, other: &Day) -> bool {
+        self.ids().eq(other.ids())
+    }
+}
+
+impl Day {
+    fn ids(&self) -> impl Iterator<Item = &u128> {
+        self.blocks.iter().flat_map(|b| b.iter())
+    }
+
+    fn len(&self) -> usize {
+        self.blocks.iter().map(|b| b.len()).sum()
+    }
+
+    /// Inserts `id`; false if it is there already.
+    fn insert(&mut self, id: u128) -> bool {
+        let last = self.blocks.last().and_then(|b| b.last().copied());
+        if last.is_none_or(|last| last < id) {
+            match self.blocks.last_mut() {
+                Some(block) if block.len() < BLOCK => Arc::make_mut(block).push(id),
+                _ => {
+                    let mut block = Vec::with_capacity(BLOCK);
+                    block.push(id);
+                    self.blocks.push(Arc::new(block));
+                }
+            }
+            return true;
+        }
+        // The block whose last id is the first at or above `id`; the last
+        // block's is, so there is one.
+        let at = self.blocks.partition_point(|b| b.last().is_some_and(|&last| last < id));
+        let Some(block) = self.blocks.get_mut(at) else {
+            return true;
+        };
+        let Err(place) = block.binary_search(&id) else {
+            return false;
+        };
+        let block = Arc::make_mut(block);
+        block.insert(place, id);
+        if block.len() > 2 * BLOCK {
+            let upper = block.split_off(BLOCK);
+            self.blocks.insert(at + 1, Arc::new(upper));
+        }
+        true
+    }
+
+    fn from_sorted(ids: Vec<u128>) -> Day {
+        Day {
+            blocks: ids.chunks(BLOCK).map(|c| Arc::new(c.to_vec())).collect(),
+        }
+    }
 }
 
 impl Dedup {
@@ -48,41 +117,19 @@ impl Dedup {
         // Nearly every event is of the newest day: skip the tree walk.
         if let Some(mut newest) = self.by_day.last_entry() {
             if *newest.key() == day {
-                return insert_sorted(newest.get_mut(), id);
+                return newest.get_mut().insert(id);
             }
         }
-        insert_sorted(self.by_day.entry(day).or_default(), id)
+        self.by_day.entry(day).or_default().insert(id)
     }
 
     /// Ids remembered.
     pub fn len(&self) -> usize {
-        self.by_day.values().map(Vec::len).sum()
+        self.by_day.values().map(Day::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.by_day.is_empty()
-    }
-}
-
-/// Inserts `id` into the sorted `ids`; false if it is there already.
-fn insert_sorted(ids: &mut Vec<u128>, id: u128) -> bool {
-    let len = ids.len();
-    if ids.last().is_none_or(|&last| last < id) {
-        ids.push(id);
-        return true;
-    }
-    // Gallop back from the end to the stretch that holds `id`'s place.
-    let mut step = 1;
-    while step < len && ids[len - step] > id {
-        step *= 2;
-    }
-    let from = len.saturating_sub(step);
-    match ids[from..].binary_search(&id) {
-        Ok(_) => false,
-        Err(at) => {
-            ids.insert(from + at, id);
-            true
-        }
     }
 }
 
@@ -94,7 +141,7 @@ impl Serialize for Dedup {
             .iter()
             .map(|(day, ids)| {
                 let mut bytes = Vec::with_capacity(ids.len() * 16);
-                for id in ids {
+                for id in ids.ids() {
                     bytes.extend_from_slice(&id.to_be_bytes());
                 }
                 (*day, serde_bytes::ByteBuf::from(bytes))
@@ -119,7 +166,7 @@ impl<'de> Deserialize<'de> for Dedup {
             if !ids.is_sorted_by(|a, b| a < b) {
                 return Err(serde::de::Error::custom("dedup ids are not sorted"));
             }
-            by_day.insert(day, ids);
+            by_day.insert(day, Day::from_sorted(ids));
         }
         Ok(Dedup { by_day, newest_day })
     }
@@ -163,8 +210,32 @@ mod tests {
         }
         assert_eq!(dedup.len(), 200);
         let day = dedup.by_day.values().next().unwrap();
-        assert!(day.is_sorted_by(|a, b| a < b));
+        assert!(day.ids().is_sorted_by(|a, b| a < b));
         let bytes = rmp_serde::to_vec(&dedup).unwrap();
         assert_eq!(rmp_serde::from_slice::<Dedup>(&bytes).unwrap(), dedup);
+    }
+
+    #[test]
+    fn blocks_split_and_copies_share_what_is_not_written() {
+        let mut day = Day::default();
+        // In order past a block, then out of order into the first.
+        let ids: Vec<u128> = (0..(BLOCK as u128 * 3)).map(|i| i * 2).collect();
+        for id in &ids {
+            assert!(day.insert(*id));
+        }
+        assert_eq!(day.blocks.len(), 3);
+        let copy = day.clone();
+        for odd in (1..(BLOCK as u128 * 2 + 10)).step_by(2) {
+            assert!(day.insert(odd));
+        }
+        assert!(!day.insert(1) && !day.insert(0), "found again");
+        assert!(day.ids().is_sorted_by(|a, b| a < b));
+        assert!(day.blocks.iter().all(|b| !b.is_empty() && b.len() <= 2 * BLOCK));
+        assert_eq!(day.len(), ids.len() + BLOCK + 5);
+        // The copy saw none of it, and still shares the block never written.
+        assert_eq!(copy.len(), ids.len());
+        assert!(Arc::ptr_eq(copy.blocks.last().unwrap(), day.blocks.last().unwrap()));
+        let reloaded = Day::from_sorted(day.ids().copied().collect());
+        assert_eq!(reloaded, day);
     }
 }

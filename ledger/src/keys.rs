@@ -79,10 +79,11 @@ pub enum KeyRejection {
 pub struct Keys {
     /// Every key by id, revoked ones included (kept for billing: bounded by
     /// keys, not by events); ids are time-ordered, so this is creation
-    /// order. Boxed, because B-tree nodes filled in ascending
+    /// order. Behind a pointer, because B-tree nodes filled in ascending
     /// order stay about half empty, and an empty slot should cost a
-    /// pointer, not a whole key.
-    by_id: BTreeMap<Arc<str>, Box<ApiKey>>,
+    /// pointer, not a whole key; shared (`Arc`, changed by `make_mut`), so
+    /// that a copy of the projection for a snapshot copies pointers.
+    by_id: BTreeMap<Arc<str>, Arc<ApiKey>>,
     /// Current and in-grace previous secrets of live keys, to the key id.
     by_hash: HashMap<KeyHash, Arc<str>>,
     /// How many live keys list each browser origin, for CORS preflights
@@ -177,7 +178,7 @@ impl Keys {
                 self.count_origins(&e.settings, true);
                 self.by_id.insert(
                     id.clone(),
-                    Box::new(ApiKey {
+                    Arc::new(ApiKey {
                         id,
                         prefix: e.prefix.clone(),
                         settings: e.settings.clone(),
@@ -192,6 +193,7 @@ impl Keys {
             }
             Event::KeyUpdated(e) => {
                 if let Some(key) = self.by_id.get_mut(e.key_id.as_str()).filter(|k| !k.is_revoked()) {
+                    let key = Arc::make_mut(key);
                     let old = std::mem::replace(&mut key.settings, e.settings.clone());
                     key.updated_at = ts;
                     key.seq = seq;
@@ -203,6 +205,7 @@ impl Keys {
                 let Some(key) = self.by_id.get_mut(e.key_id.as_str()).filter(|k| !k.is_revoked()) else {
                     return;
                 };
+                let key = Arc::make_mut(key);
                 key.revoked_at = Some(ts);
                 key.updated_at = ts;
                 key.seq = seq;
@@ -217,6 +220,7 @@ impl Keys {
                 let Some(key) = self.by_id.get_mut(e.key_id.as_str()).filter(|k| !k.is_revoked()) else {
                     return;
                 };
+                let key = Arc::make_mut(key);
                 let Some(hash) = KeyHash::from_hex(&e.key_hash) else {
                     return;
                 };
@@ -249,7 +253,7 @@ impl serde::Serialize for Keys {
 impl<'de> serde::Deserialize<'de> for Keys {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let mut keys = Keys::default();
-        for key in Vec::<Box<ApiKey>>::deserialize(d)? {
+        for key in Vec::<Arc<ApiKey>>::deserialize(d)? {
             if key.is_revoked() {
                 keys.by_id.insert(key.id.clone(), key);
                 continue;

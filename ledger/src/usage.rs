@@ -11,6 +11,7 @@ use ingest::events::{QueryAdmitted, QueryRecorded};
 use ingest::{EventId, Micros};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::hash::FastMap;
 
@@ -229,7 +230,9 @@ impl KeyUsage {
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
-    by_key: FastMap<String, KeyUsage>,
+    /// Shared with copies of the projection until changed (`make_mut`): a
+    /// copy for a snapshot clones a pointer per key, not its buckets.
+    by_key: FastMap<String, Arc<KeyUsage>>,
     /// Admissions (`query.admitted`, NATS only) whose query is not
     /// recorded yet, by key. Defaulted: older snapshots still load.
     #[serde(default)]
@@ -273,7 +276,7 @@ impl Admissions {
 
 impl Usage {
     pub fn get(&self, key_id: &str) -> Option<&KeyUsage> {
-        self.by_key.get(key_id)
+        self.by_key.get(key_id).map(|u| &**u)
     }
 
     pub fn admissions(&self, key_id: &str) -> Option<&Admissions> {
@@ -311,6 +314,7 @@ impl Usage {
             Some(usage) => usage,
             None => self.by_key.entry(q.key_id.clone()).or_default(),
         };
+        let usage = Arc::make_mut(usage);
         usage.record(ts, q);
         usage.cost_this_month(ts)
     }
