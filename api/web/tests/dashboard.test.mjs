@@ -1,7 +1,7 @@
 // The dashboard at `/`, driven in chromium against a real `nodai serve`:
-// sign-in, keys (create with the secret shown once, search and pages,
-// edit, usage charts, revoke, rotate), workflows, webhooks and their
-// deliveries, keyboard use and a 360 px wide screen. One server and one
+// sign-in, keys (create with the secret shown once, search, pages, the
+// Live/Revoked/All filter, edit, usage charts, revoke, rotate), workflows,
+// webhooks and their deliveries, keyboard use and a 360 px wide screen. One server and one
 // browser for the file; each test opens its own page (fresh sessionStorage).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -507,12 +507,89 @@ test("revoke asks first: Cancel keeps the key, confirming revokes it", async () 
 
   await opener.click();
   await dialog.getByRole("button", { name: "Revoke key" }).click();
-  await page.getByRole("heading", { level: 1, name: "API keys" }).waitFor();
+  await dialog.waitFor({ state: "hidden" });
   await page.getByText("was revoked").waitFor();
-  assert.equal((await admin(server, "GET", `/api/v1/api-keys/${created.id}`)).status, 404);
+  // The key is kept: its page stays, says when it was revoked, and keeps its usage.
+  const kept = await admin(server, "GET", `/api/v1/api-keys/${created.id}`);
+  assert.equal(kept.status, 200);
+  assert.equal(kept.body.active, false);
+  assert.equal(typeof kept.body.revoked_at, "string");
+  const revokedOn = `Revoked on ${kept.body.revoked_at.slice(0, 16).replace("T", " ")} UTC.`;
+  const showsRevoked = async () => {
+    await page.getByRole("heading", { level: 1, name: "Doomed" }).waitFor();
+    assert.match(await page.locator(".revoked-banner").innerText(), new RegExp(`^${revokedOn}`));
+    await page.locator(".meta").getByText("Revoked", { exact: true }).waitFor();
+    assert.equal(await page.locator(".meta").getByText("Inactive", { exact: true }).count(), 0);
+    await waitFor(async () => /: 2 requests in total/.test(await chartSummary(page, "requests-hourly")), {
+      what: "the revoked key's usage",
+    });
+    for (const name of ["Revoke key…", "Rotate key…", "Save changes"]) {
+      assert.equal(await page.getByRole("button", { name }).count(), 0, `no ${name} on a revoked key`);
+    }
+    assert.equal(await page.getByLabel("Name", { exact: true }).count(), 0, "its settings are not editable");
+  };
+  await showsRevoked();
+  assert.ok(await page.evaluate(() => document.activeElement?.tagName === "H1"), "focus goes to the heading");
+  await page.reload();
+  await showsRevoked();
   const refused = await query(created.key);
   assert.equal(refused.status, 403);
   assert.equal(refused.body.code, "invalid_api_key");
+  await page.done();
+});
+
+test("keys list: Live (the default), Revoked or All, as ?status=", async () => {
+  await createKey({ name: "Filter kept" });
+  const gone = await createKey({ name: "Filter gone" });
+  await createKey({ name: "Filter off", active: false });
+  assert.equal((await query(gone.key)).status, 200);
+  assert.equal((await admin(server, "DELETE", `/api/v1/api-keys/${gone.id}`)).status, 204);
+  const revokedAt = (await admin(server, "GET", `/api/v1/api-keys/${gone.id}`)).body.revoked_at;
+
+  const page = await signedIn();
+  const listed = [];
+  page.on("request", (req) => {
+    const url = new URL(req.url());
+    if (url.pathname === "/api/v1/api-keys") listed.push(url.searchParams.get("status"));
+  });
+  const filter = page.getByLabel("Show", { exact: true });
+  assert.equal(await filter.inputValue(), "live");
+  await page.getByRole("searchbox", { name: "Search keys" }).fill("Filter ");
+  const rows = page.locator("table.keys-table tbody tr");
+  const names = async () => (await rows.locator("th").allInnerTexts()).map((t) => t.trim());
+  const showing = async (expected, what) =>
+    waitFor(async () => JSON.stringify(await names()) === JSON.stringify(expected), { what });
+
+  await showing(["Filter kept", "Filter off"], "live keys, the inactive one too");
+  assert.equal(listed.at(-1), "live");
+  await rows.filter({ hasText: "Filter off" }).getByText("Inactive", { exact: true }).waitFor();
+
+  await filter.selectOption({ label: "Revoked" });
+  await showing(["Filter gone"], "the revoked key");
+  assert.equal(listed.at(-1), "revoked");
+  const row = rows.filter({ hasText: "Filter gone" });
+  await row.getByText("Revoked", { exact: true }).waitFor();
+  assert.equal(await row.getByText("Inactive", { exact: true }).count(), 0, "revoked, not inactive");
+  assert.equal(await row.locator(".revoked-on time").getAttribute("datetime"), revokedAt);
+  assert.match(await row.locator(".revoked-on").innerText(), new RegExp(`on ${revokedAt.slice(0, 16).replace("T", " ")} UTC`));
+  // Its usage still shows.
+  await row.getByText(`$${PRICE}`, { exact: true }).waitFor();
+
+  await filter.selectOption({ label: "All" });
+  await showing(["Filter kept", "Filter gone", "Filter off"], "every key, oldest first");
+  assert.equal(listed.at(-1), "all");
+
+  await page.getByRole("searchbox", { name: "Search keys" }).fill("Filter kept");
+  await showing(["Filter kept"], "the search within All");
+  await filter.selectOption({ label: "Revoked" });
+  await page.getByText("No revoked keys match").waitFor();
+
+  // A revoked key's row opens its page.
+  await page.getByRole("searchbox", { name: "Search keys" }).fill("Filter gone");
+  await showing(["Filter gone"], "the revoked key again");
+  await rows.getByRole("link", { name: "Filter gone" }).click();
+  await page.getByRole("heading", { level: 1, name: "Filter gone" }).waitFor();
+  await page.locator(".revoked-banner").waitFor();
   await page.done();
 });
 

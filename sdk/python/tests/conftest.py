@@ -49,7 +49,7 @@ def echo_workflow(admin: Nodai) -> Iterator[Workflow]:
 
 @pytest.fixture
 def make_key(admin: Nodai) -> Iterator[Callable[..., CreatedApiKey]]:
-    """Create keys with unique names; revoke the ones still there at the end."""
+    """Create keys with unique names; revoke them at the end (again is a no-op)."""
     created: list[ApiKey] = []
 
     def make(**fields: object) -> CreatedApiKey:

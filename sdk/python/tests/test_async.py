@@ -16,6 +16,7 @@ from nodai import (
     AsyncNodai,
     AsyncPage,
     AuthenticationError,
+    ConflictError,
     CreatedApiKey,
     NotFoundError,
     PermissionDeniedError,
@@ -52,6 +53,17 @@ async def test_async_query_and_key_lifecycle(server: ServerProcess) -> None:
         assert rotated.id == key.id and rotated.key != key.key
 
         assert (await admin.workflows.get(workflow.id)).price_per_request == Decimal("0.002")
+        await admin.keys.revoke(key.id)
+        revoked = await admin.keys.get(key.id)
+        assert revoked.active is False and revoked.revoked_at is not None
+        assert (await admin.keys.usage(key.id)).total_requests == 1
+        tag = key.name
+        assert [k.id async for k in admin.keys.list(q=tag)] == []
+        assert [k.id async for k in admin.keys.list(q=tag, status="revoked")] == [key.id]
+        assert [k.id for k in (await admin.keys.list(q=tag, status="all")).data] == [key.id]
+        with pytest.raises(ConflictError) as conflict:
+            await admin.keys.update(key.id, owner=None)
+        assert conflict.value.code == "key_revoked"
         await admin.keys.revoke(key.id)
         await admin.workflows.delete(workflow.id)
         with pytest.raises(NotFoundError):

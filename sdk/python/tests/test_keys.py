@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Callable
+from typing import Callable, List, Optional
 
 import pytest
 
 from _support import ServerProcess, unique
 from conftest import ECHO_PRICE
-from nodai import ApiKey, CreatedApiKey, Nodai, NotFoundError, Page, PermissionDeniedError, Workflow
+from nodai import (
+    ApiKey,
+    ConflictError,
+    CreatedApiKey,
+    KeyStatus,
+    Nodai,
+    NotFoundError,
+    Page,
+    PermissionDeniedError,
+    ValidationError,
+    Workflow,
+)
 
 
 def test_create_returns_the_plaintext_once(admin: Nodai, make_key: Callable[..., CreatedApiKey]) -> None:
@@ -43,6 +54,7 @@ def test_create_returns_the_plaintext_once(admin: Nodai, make_key: Callable[...,
     assert fetched.expires_at == expires_at
     assert fetched.metadata == {"plan": "pro", "seats": 3}
     assert fetched.last_used_at is None
+    assert fetched.revoked_at is None
     assert fetched.created_at.tzinfo is not None
 
 
@@ -126,6 +138,50 @@ def test_list_with_q_finds_keys_by_name_or_owner(admin: Nodai, make_key: Callabl
 def test_revoke(admin: Nodai, server: ServerProcess, echo_workflow: Workflow, make_key: Callable[..., CreatedApiKey]) -> None:
     key = make_key()
     admin.keys.revoke(key.id)
+    with Nodai(api_key=key.key, base_url=server.base_url) as client:
+        with pytest.raises(PermissionDeniedError) as caught:
+            client.query_workflow(echo_workflow.id, "x")
+    assert caught.value.code == "invalid_api_key"
+
+
+def test_a_revoked_key_is_kept_but_no_longer_changes(
+    admin: Nodai, server: ServerProcess, echo_workflow: Workflow, make_key: Callable[..., CreatedApiKey]
+) -> None:
+    tag = unique("kept")
+    live = make_key(name=f"{tag} live")
+    key = make_key(name=f"{tag} revoked")
+    with Nodai(api_key=key.key, base_url=server.base_url) as client:
+        client.query_workflow(echo_workflow.id, "x")
+    before = datetime.now(timezone.utc)
+    admin.keys.revoke(key.id)
+
+    revoked = admin.keys.get(key.id)
+    assert (revoked.id, revoked.name, revoked.active) == (key.id, f"{tag} revoked", False)
+    assert revoked.revoked_at is not None
+    assert abs(revoked.revoked_at - before) < timedelta(minutes=1)
+    assert admin.keys.usage(key.id).total_requests == 1  # kept for billing
+
+    def ids(status: Optional[KeyStatus]) -> List[str]:
+        return [k.id for k in admin.keys.list(q=tag, status=status)]
+
+    assert ids(None) == [live.id]  # the default is live
+    assert ids("live") == [live.id]
+    assert ids("revoked") == [key.id]
+    assert ids("all") == [live.id, key.id]
+    assert [k.revoked_at for k in admin.keys.list(q=tag, status="revoked").data] == [revoked.revoked_at]
+    with pytest.raises(ValidationError) as bad_status:
+        admin.keys.list(status="gone")  # type: ignore[arg-type]
+    assert (bad_status.value.status, bad_status.value.code) == (422, "validation_error")
+
+    with pytest.raises(ConflictError) as update:
+        admin.keys.update(key.id, name="back")
+    assert (update.value.status, update.value.code) == (409, "key_revoked")
+    with pytest.raises(ConflictError) as rotate:
+        admin.keys.rotate(key.id)
+    assert (rotate.value.status, rotate.value.code) == (409, "key_revoked")
+
+    admin.keys.revoke(key.id)  # again: fine, and the first time stays
+    assert admin.keys.get(key.id).revoked_at == revoked.revoked_at
     with Nodai(api_key=key.key, base_url=server.base_url) as client:
         with pytest.raises(PermissionDeniedError) as caught:
             client.query_workflow(echo_workflow.id, "x")

@@ -214,11 +214,13 @@ def test_delete_is_not_replayed_after_sending() -> None:
     "status, code, cls",
     [
         (400, "invalid_json", ValidationError),
+        (400, "invalid_query", ValidationError),
         (401, "unauthorized", AuthenticationError),
         (402, "cost_limit_exceeded", CostLimitExceededError),
         (403, "key_inactive", PermissionDeniedError),
         (404, "workflow_not_found", NotFoundError),
         (409, "workflow_exists", ConflictError),
+        (409, "key_revoked", ConflictError),
         (413, "payload_too_large", ValidationError),
         (422, "validation_error", ValidationError),
         (500, "internal", InternalServerError),

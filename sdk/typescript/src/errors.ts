@@ -63,10 +63,14 @@ export class NotFoundError extends NodaiError {}
 /** 402: the key's monthly cost limit is reached (`cost_limit_exceeded`). */
 export class CostLimitExceededError extends NodaiError {}
 
-/** 400 (malformed JSON), 413 (body over 1 MiB) or 422 (invalid fields). */
+/** 400 (malformed JSON or query string, bad path), 413 (body over 1 MiB) or 422 (invalid fields). */
 export class ValidationError extends NodaiError {}
 
-/** 409: e.g. a workflow with this id exists already (`workflow_exists`). */
+/**
+ * 409: a workflow with this id exists already (`workflow_exists`), the key is
+ * revoked and can no longer change (`key_revoked`, from `keys.update` and
+ * `keys.rotate`), or another change landed first (`conflict`).
+ */
 export class ConflictError extends NodaiError {}
 
 /** 429: the key's hourly rate limit is reached (`rate_limited`). */
@@ -83,7 +87,7 @@ export class RateLimitError extends NodaiError {
 /** 502 `upstream_error` or 504 `upstream_timeout`: the workflow's upstream failed. */
 export class UpstreamError extends NodaiError {}
 
-/** 503: e.g. `metering_unavailable` (the stream cannot take the usage event; no work was done). */
+/** 503: `metering_unavailable` (the stream cannot take the usage event; no work was done) or `not_ready`. */
 export class ServiceUnavailableError extends NodaiError {}
 
 /** No response: the connection failed, was refused, or timed out (see `timedOut`). */

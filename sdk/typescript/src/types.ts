@@ -6,7 +6,10 @@ import type { components } from "./generated/openapi.js";
 
 type Schemas = components["schemas"];
 
-/** An API key as the API shows it (never with its secret). */
+/**
+ * An API key as the API shows it (never with its secret). A revoked key has
+ * `active: false` and `revoked_at` set (`null` for a live key).
+ */
 export type ApiKey = Schemas["KeyObject"];
 /** A key plus its plaintext `key`: only returned by `keys.create` and `keys.rotate`. */
 export type ApiKeyWithSecret = Schemas["KeyWithSecret"];
@@ -64,9 +67,16 @@ export interface ListParams {
   cursor?: string | null;
 }
 
-/** `keys.list`'s parameters: a page's, and `q`, text the id, prefix, name or owner must contain (ignoring case). */
+/** Which keys `keys.list` shows: `live` (the default: not revoked, active or not), `revoked` or `all`. */
+export type KeyStatus = "live" | "revoked" | "all";
+
+/**
+ * `keys.list`'s parameters: a page's, `q`, text the id, prefix, name or owner
+ * must contain (ignoring case), and `status` (default `live`).
+ */
 export interface KeyListParams extends ListParams {
   q?: string;
+  status?: KeyStatus;
 }
 
 /** Range of the hourly and daily series of `keys.usage` (RFC 3339 strings or Dates). */

@@ -335,6 +335,39 @@ describe("keys", () => {
     await expectError(nodai.queryWorkflow("echo", "x", { apiKey: created.key }), PermissionDeniedError, 403, "invalid_api_key");
   });
 
+  test("a revoked key is kept: get and usage answer, lists filter by status, it no longer changes", async () => {
+    const tag = unique("kept");
+    const live = await nodai.keys.create({ name: `${tag} live` });
+    const created = await nodai.keys.create({ name: `${tag} revoked` });
+    assert.equal((await nodai.keys.get(created.id)).revoked_at, null);
+    await nodai.queryWorkflow("echo", "x", { apiKey: created.key });
+    const before = Date.now();
+    await nodai.keys.revoke(created.id);
+
+    const key = await nodai.keys.get(created.id);
+    assert.equal(key.id, created.id);
+    assert.equal(key.active, false);
+    assert.equal(typeof key.revoked_at, "string");
+    const revokedAt = Date.parse(key.revoked_at);
+    assert.ok(Math.abs(revokedAt - before) < 60_000, key.revoked_at);
+    assert.equal((await nodai.keys.usage(created.id)).total_requests, 1, "its usage stays");
+
+    const ids = async (status) => (await nodai.keys.list({ q: tag, status }).toArray()).map((k) => k.id);
+    assert.deepEqual(await ids(undefined), [live.id], "the default is live");
+    assert.deepEqual(await ids("live"), [live.id]);
+    assert.deepEqual(await ids("revoked"), [created.id]);
+    assert.deepEqual(await ids("all"), [live.id, created.id]);
+    assert.deepEqual((await nodai.keys.listPage({ q: tag, status: "revoked" })).data.map((k) => k.revoked_at), [key.revoked_at]);
+    await expectError(nodai.keys.listPage({ status: "gone" }), ValidationError, 422, "validation_error");
+
+    const updateError = await expectError(nodai.keys.update(created.id, { name: "back" }), ConflictError, 409, "key_revoked");
+    assert.equal(updateError.name, "ConflictError");
+    await expectError(nodai.keys.rotate(created.id), ConflictError, 409, "key_revoked");
+    assert.equal(await nodai.keys.revoke(created.id), undefined, "revoking again is fine");
+    assert.equal((await nodai.keys.get(created.id)).revoked_at, key.revoked_at, "the first revocation's time stays");
+    await expectError(nodai.queryWorkflow("echo", "x", { apiKey: created.key }), PermissionDeniedError, 403, "invalid_api_key");
+  });
+
   test("usage counts admitted queries with their cost", async () => {
     const created = await nodai.keys.create({ name: unique("usage"), rate_limit_per_hour: 3 });
     for (let i = 0; i < 3; i++) await nodai.queryWorkflow("echo", i, { apiKey: created.key });

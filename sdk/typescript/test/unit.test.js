@@ -215,11 +215,13 @@ describe("retries (fake fetch)", () => {
 describe("errors from responses (fake fetch)", () => {
   const cases = [
     [400, "invalid_json", ValidationError],
+    [400, "invalid_query", ValidationError],
     [401, "unauthorized", AuthenticationError],
     [402, "cost_limit_exceeded", CostLimitExceededError],
     [403, "invalid_api_key", PermissionDeniedError],
     [404, "workflow_not_found", NotFoundError],
     [409, "workflow_exists", ConflictError],
+    [409, "key_revoked", ConflictError],
     [413, "payload_too_large", ValidationError],
     [422, "validation_error", ValidationError],
     [429, "rate_limited", RateLimitError],

@@ -20,7 +20,12 @@ export interface Key {
   updated_at: string;
   last_used_at: string | null;
   metadata?: unknown;
+  /** When it was revoked (then `active` is false), or null: a live key. */
+  revoked_at: string | null;
 }
+
+/** Which keys the list shows: `live` (not revoked, active or not; the API's default), `revoked` or `all`. */
+export type KeyStatus = "live" | "revoked" | "all";
 
 /** Only create and rotate answer with the plaintext `key`. */
 export interface KeyWithSecret extends Key {

@@ -1,13 +1,15 @@
 // `#/keys/<id>`: one key — its usage (refreshed every few seconds while
 // the page is visible), its settings (PUT, changed fields only), rotate
-// (the new key shown once) and revoke, each behind a confirmation. Loads
-// are numbered: a refresh that was under way when a save or rotate began
-// carries the key from before it, and is dropped.
+// (the new key shown once) and revoke, each behind a confirmation. A
+// revoked key stays: its page says when it was revoked and keeps its usage,
+// and its settings are shown read-only, with no rotate or revoke. Loads
+// are numbered: a refresh that was under way when a save, rotate or revoke
+// began carries the key from before it, and is dropped.
 
 import { useEffect, useState } from "preact/hooks";
 import { api, ApiError, seg, type Key, type KeyWithSecret, type Usage } from "./api";
-import { dateTime, relative } from "./format";
-import { navigate, useMounted, usePoll, useSequence } from "./hooks";
+import { dateTime, money, num, relative } from "./format";
+import { useMounted, usePoll, useSequence } from "./hooks";
 import { changedFields, KeyForm } from "./keyform";
 import { KeyState } from "./keys";
 import { UsageCharts, UsageStats } from "./usage";
@@ -36,7 +38,6 @@ export function KeyDetailPage({ id }: { id: string }) {
   const [grace, setGrace] = useState(0);
   // The rotated key's plaintext, from the 200 until "Done".
   const [secret, setSecret] = useState<{ value: string; until: string | null } | null>(null);
-  const [revoked, setRevoked] = useState(false);
   const mounted = useMounted();
   const sequence = useSequence();
   const notify = useNotify();
@@ -63,7 +64,7 @@ export function KeyDetailPage({ id }: { id: string }) {
   useEffect(() => {
     void load();
   }, [id]);
-  usePoll(load, REFRESH_MS, !revoked && !loadError && apiKey !== null);
+  usePoll(load, REFRESH_MS, !loadError && apiKey !== null);
 
   if (loadError) {
     const missing = loadError instanceof ApiError && loadError.status === 404;
@@ -75,7 +76,7 @@ export function KeyDetailPage({ id }: { id: string }) {
         <PageHeader title={missing ? "Key not found" : "Key"} />
         {missing ? (
           <Empty>
-            There is no key <code>{id}</code>: it may have been revoked. <a href="#/keys">Back to the keys</a>.
+            There is no key <code>{id}</code>. <a href="#/keys">Back to the keys</a>.
           </Empty>
         ) : (
           <ErrorBox error={loadError} title="Could not load the key:" />
@@ -105,16 +106,17 @@ export function KeyDetailPage({ id }: { id: string }) {
     setDialog(null);
   };
   const revoke = async () => {
-    setRevoked(true);
-    try {
-      await api<void>("DELETE", base);
-    } catch (e) {
-      setRevoked(false);
-      throw e;
-    }
-    notify(`Key “${apiKey.name}” (${apiKey.prefix}…) was revoked; it no longer validates.`, "#/keys");
-    navigate("#/keys");
+    sequence.start();
+    await api<void>("DELETE", base);
+    // The page stays: the key is kept, revoked, with its usage.
+    sequence.start();
+    // The key first: the dialog then finds its opener (Revoke key…) gone and
+    // hands the focus to the page's heading.
+    await load();
+    setDialog(null);
+    notify(`Key “${apiKey.name}” (${apiKey.prefix}…) was revoked; it no longer validates.`);
   };
+  const revokedAt = apiKey.revoked_at;
 
   return (
     <>
@@ -122,13 +124,25 @@ export function KeyDetailPage({ id }: { id: string }) {
         <a href="#/keys">← API keys</a>
       </p>
       <PageHeader title={apiKey.name}>
-        <button type="button" class="btn" onClick={() => setDialog("rotate")}>
-          Rotate key…
-        </button>
-        <button type="button" class="btn btn-danger-outline" onClick={() => setDialog("revoke")}>
-          Revoke key…
-        </button>
+        {revokedAt === null && (
+          <>
+            <button type="button" class="btn" onClick={() => setDialog("rotate")}>
+              Rotate key…
+            </button>
+            <button type="button" class="btn btn-danger-outline" onClick={() => setDialog("revoke")}>
+              Revoke key…
+            </button>
+          </>
+        )}
       </PageHeader>
+      {revokedAt !== null && (
+        <p class="revoked-banner">
+          <strong>
+            Revoked on <time dateTime={revokedAt}>{dateTime(revokedAt)}</time>.
+          </strong>{" "}
+          Requests with it are refused; its usage is kept, and its settings no longer change.
+        </p>
+      )}
       <dl class="meta">
         <div>
           <dt>Key</dt>
@@ -194,55 +208,64 @@ export function KeyDetailPage({ id }: { id: string }) {
         <UsageCharts usage={usage} apiKey={apiKey} />
       </section>
 
-      <section class="card" aria-labelledby="settings-title">
-        <h2 id="settings-title">Settings</h2>
-        {/* Not keyed on the key: a refresh must not rebuild the form under the user's edits. */}
-        <KeyForm
-          idPrefix="key"
-          apiKey={apiKey}
-          submitLabel="Save changes"
-          status={saved}
-          onSubmit={async (fields, from) => {
-            setSaved("");
-            // Against the key the form was filled from: changes made elsewhere since then stay.
-            const body = changedFields(fields, from ?? apiKey);
-            if (Object.keys(body).length === 0) {
-              setSaved("Nothing changed.");
-              return;
-            }
-            sequence.start();
-            const updated = await api<Key>("PUT", base, body);
-            sequence.start();
-            return updated;
-          }}
-          onSaved={(updated) => {
-            setKey(updated);
-            setSaved(`Saved at ${new Date().toISOString().slice(11, 19)} UTC.`);
-          }}
-        />
-      </section>
+      {revokedAt !== null ? (
+        <section class="card" aria-labelledby="settings-title">
+          <h2 id="settings-title">Settings</h2>
+          <RevokedSettings apiKey={apiKey} />
+        </section>
+      ) : (
+        <>
+          <section class="card" aria-labelledby="settings-title">
+            <h2 id="settings-title">Settings</h2>
+            {/* Not keyed on the key: a refresh must not rebuild the form under the user's edits. */}
+            <KeyForm
+              idPrefix="key"
+              apiKey={apiKey}
+              submitLabel="Save changes"
+              status={saved}
+              onSubmit={async (fields, from) => {
+                setSaved("");
+                // Against the key the form was filled from: changes made elsewhere since then stay.
+                const body = changedFields(fields, from ?? apiKey);
+                if (Object.keys(body).length === 0) {
+                  setSaved("Nothing changed.");
+                  return;
+                }
+                sequence.start();
+                const updated = await api<Key>("PUT", base, body);
+                sequence.start();
+                return updated;
+              }}
+              onSaved={(updated) => {
+                setKey(updated);
+                setSaved(`Saved at ${new Date().toISOString().slice(11, 19)} UTC.`);
+              }}
+            />
+          </section>
 
-      <section class="card danger-zone" aria-labelledby="danger-title">
-        <h2 id="danger-title">Rotate or revoke</h2>
-        <div class="danger-row">
-          <p>
-            <strong>Rotate</strong> issues a new secret for this key (same id, usage and limits); the old one can keep
-            working for a grace period while you deploy the new one.
-          </p>
-          <button type="button" class="btn" onClick={() => setDialog("rotate")}>
-            Rotate key…
-          </button>
-        </div>
-        <div class="danger-row">
-          <p>
-            <strong>Revoke</strong> stops the key at once: every request with it is refused with 403. This cannot be
-            undone.
-          </p>
-          <button type="button" class="btn btn-danger-outline" onClick={() => setDialog("revoke")}>
-            Revoke key…
-          </button>
-        </div>
-      </section>
+          <section class="card danger-zone" aria-labelledby="danger-title">
+            <h2 id="danger-title">Rotate or revoke</h2>
+            <div class="danger-row">
+              <p>
+                <strong>Rotate</strong> issues a new secret for this key (same id, usage and limits); the old one can keep
+                working for a grace period while you deploy the new one.
+              </p>
+              <button type="button" class="btn" onClick={() => setDialog("rotate")}>
+                Rotate key…
+              </button>
+            </div>
+            <div class="danger-row">
+              <p>
+                <strong>Revoke</strong> stops the key at once: every request with it is refused with 403. Its usage
+                stays here. This cannot be undone.
+              </p>
+              <button type="button" class="btn btn-danger-outline" onClick={() => setDialog("revoke")}>
+                Revoke key…
+              </button>
+            </div>
+          </section>
+        </>
+      )}
 
       {dialog === "rotate" && (
         <ConfirmDialog title="Rotate this key?" confirmLabel="Rotate key" onConfirm={rotate} onClose={() => setDialog(null)}>
@@ -278,5 +301,34 @@ export function KeyDetailPage({ id }: { id: string }) {
         </ConfirmDialog>
       )}
     </>
+  );
+}
+
+/** A revoked key's settings as they were when it was revoked: read-only, since it no longer changes. */
+function RevokedSettings({ apiKey }: { apiKey: Key }) {
+  const none = <span class="muted">None</span>;
+  return (
+    <dl class="meta">
+      <div>
+        <dt>Rate limit</dt>
+        <dd>{apiKey.rate_limit_per_hour === null ? none : `${num(apiKey.rate_limit_per_hour)} / hour`}</dd>
+      </div>
+      <div>
+        <dt>Cost limit</dt>
+        <dd>{apiKey.cost_limit_per_month === null ? none : `${money(apiKey.cost_limit_per_month)} / month`}</dd>
+      </div>
+      <div>
+        <dt>Alert thresholds</dt>
+        <dd>{apiKey.alert_thresholds.length ? apiKey.alert_thresholds.map((t) => `${t}%`).join(", ") : none}</dd>
+      </div>
+      <div class="meta-wide">
+        <dt>Workflows</dt>
+        <dd>{apiKey.workflow_ids.length ? apiKey.workflow_ids.join(", ") : "Any"}</dd>
+      </div>
+      <div class="meta-wide">
+        <dt>Allowed origins</dt>
+        <dd>{apiKey.allowed_origins.length ? apiKey.allowed_origins.join(", ") : none}</dd>
+      </div>
+    </dl>
   );
 }

@@ -1,8 +1,9 @@
-// `#/keys`: the keys table (search, cursor pages, this month's usage per
-// row) and `#/keys/new`: the create form, then the new key shown once.
+// `#/keys`: the keys table (live, revoked or all keys; search, cursor pages,
+// this month's usage per row) and `#/keys/new`: the create form, then the
+// new key shown once.
 
 import { useEffect, useState } from "preact/hooks";
-import { api, seg, withQuery, type Key, type KeyWithSecret, type Page, type Usage } from "./api";
+import { api, seg, withQuery, type Key, type KeyStatus, type KeyWithSecret, type Page, type Usage } from "./api";
 import { dateTime, micros, money, num, relative } from "./format";
 import { href, navigate, useMounted } from "./hooks";
 import { createBody, KeyForm } from "./keyform";
@@ -11,8 +12,15 @@ import { Empty, ErrorBox, Loading, PageHeader, SecretReveal } from "./ui";
 
 const PAGE_SIZE = 20;
 
-/** Active, inactive (turned off) or expired; revoked keys no longer exist. */
+/** Revoked, inactive (turned off), expired or active. */
 export function KeyState({ apiKey }: { apiKey: Key }) {
+  if (apiKey.revoked_at !== null) {
+    return (
+      <span class="badge badge-revoked" title={`Revoked on ${dateTime(apiKey.revoked_at)}`}>
+        Revoked
+      </span>
+    );
+  }
   const expired = apiKey.expires_at !== null && new Date(apiKey.expires_at).getTime() <= Date.now();
   const [label, cls] = !apiKey.active
     ? ["Inactive", "badge badge-off"]
@@ -21,6 +29,12 @@ export function KeyState({ apiKey }: { apiKey: Key }) {
       : ["Active", "badge badge-ok"];
   return <span class={cls}>{label}</span>;
 }
+
+const STATUSES: [KeyStatus, string][] = [
+  ["live", "Live"],
+  ["revoked", "Revoked"],
+  ["all", "All"],
+];
 
 /**
  * The limits `usage` has reached, as sentences ("" when none): requests in
@@ -40,7 +54,8 @@ export function limitsReached(apiKey: Key, usage: Usage): string {
 
 /** "At limit", with which limit and how far, when the key's usage has reached one. */
 export function AtLimit({ apiKey, usage }: { apiKey: Key; usage: Usage | null | undefined }) {
-  const reached = usage ? limitsReached(apiKey, usage) : "";
+  // A revoked key is refused whatever its usage.
+  const reached = usage && apiKey.revoked_at === null ? limitsReached(apiKey, usage) : "";
   if (!reached) return null;
   return (
     <span class="badge badge-wait" title={`At its ${reached}`}>
@@ -52,6 +67,7 @@ export function AtLimit({ apiKey, usage }: { apiKey: Key; usage: Usage | null | 
 export function KeysPage() {
   const [search, setSearch] = useState("");
   const [q, setQ] = useState("");
+  const [status, setStatus] = useState<KeyStatus>("live");
   // The cursors of the pages before this one; the last is this page's.
   const [cursors, setCursors] = useState<(string | null)[]>([null]);
   const [page, setPage] = useState<Page<Key> | null>(null);
@@ -75,7 +91,7 @@ export function KeysPage() {
     let live = true;
     setLoading(true);
     setError(null);
-    api<Page<Key>>("GET", withQuery("/api/v1/api-keys", { limit: PAGE_SIZE, cursor, q }))
+    api<Page<Key>>("GET", withQuery("/api/v1/api-keys", { limit: PAGE_SIZE, cursor, q, status }))
       .then(async (result) => {
         if (!live || !mounted.current) return;
         setPage(result);
@@ -99,13 +115,14 @@ export function KeysPage() {
     return () => {
       live = false;
     };
-  }, [cursor, q]);
+  }, [cursor, q, status]);
 
   const pageNumber = cursors.length;
   // aria-disabled, not disabled: a button disabled under the focus (while
   // the next page loads, or on the last page) drops the focus to <body>.
   const noPrevious = pageNumber === 1 || loading;
   const noNext = !page?.next_cursor || loading;
+
   return (
     <>
       <PageHeader title="API keys">
@@ -113,17 +130,36 @@ export function KeysPage() {
           Create key
         </a>
       </PageHeader>
-      <div class="toolbar">
-        <label for="key-search" class="visually-hidden">
-          Search keys
-        </label>
-        <input
-          id="key-search"
-          type="search"
-          placeholder="Search by name, owner, prefix or id"
-          value={search}
-          onInput={(e) => setSearch((e.currentTarget as HTMLInputElement).value)}
-        />
+      <div class="toolbar toolbar-keys">
+        <div class="toolbar-search">
+          <label for="key-search" class="visually-hidden">
+            Search keys
+          </label>
+          <input
+            id="key-search"
+            type="search"
+            placeholder="Search by name, owner, prefix or id"
+            value={search}
+            onInput={(e) => setSearch((e.currentTarget as HTMLInputElement).value)}
+          />
+        </div>
+        <div class="toolbar-filter">
+          <label for="key-status">Show</label>
+          <select
+            id="key-status"
+            value={status}
+            onChange={(e) => {
+              setStatus((e.currentTarget as HTMLSelectElement).value as KeyStatus);
+              setCursors([null]);
+            }}
+          >
+            {STATUSES.map(([value, label]) => (
+              <option key={value} value={value}>
+                {label}
+              </option>
+            ))}
+          </select>
+        </div>
       </div>
       <ErrorBox error={error} title="Could not load the keys:" />
       {loading && !page ? (
@@ -131,18 +167,24 @@ export function KeysPage() {
       ) : page && page.data.length === 0 && pageNumber === 1 ? (
         q ? (
           <Empty>
-            No keys match “{q}”. <button class="btn-link" onClick={() => setSearch("")}>Clear the search</button>
+            No {status === "revoked" ? "revoked " : ""}keys match “{q}”.{" "}
+            <button class="btn-link" onClick={() => setSearch("")}>Clear the search</button>
           </Empty>
+        ) : status === "revoked" ? (
+          <Empty>No revoked keys.</Empty>
         ) : (
           <Empty>
-            No keys yet — <a href="#/keys/new">create one</a>.
+            {status === "live" ? "No live keys" : "No keys yet"} — <a href="#/keys/new">create one</a>.
           </Empty>
         )
       ) : page ? (
         <>
           <div class="table-wrap" aria-busy={loading}>
             <table class="keys-table">
-              <caption class="visually-hidden">API keys{q ? ` matching “${q}”` : ""}, page {pageNumber}</caption>
+              <caption class="visually-hidden">
+                {status === "all" ? "All API keys" : status === "revoked" ? "Revoked API keys" : "Live API keys"}
+                {q ? ` matching “${q}”` : ""}, page {pageNumber}
+              </caption>
               <thead>
                 <tr>
                   <th scope="col">Name</th>
@@ -181,6 +223,12 @@ export function KeysPage() {
                           <KeyState apiKey={k} />
                           <AtLimit apiKey={k} usage={u} />
                         </span>
+                        {k.revoked_at !== null && (
+                          <span class="revoked-on small muted">
+                            {" "}
+                            on <time dateTime={k.revoked_at}>{dateTime(k.revoked_at)}</time>
+                          </span>
+                        )}
                       </td>
                       <td class="num">
                         {k.rate_limit_per_hour === null ? (

@@ -49,6 +49,7 @@ from ._models import (
 from ._pagination import AsyncPage, AsyncPager, Page
 from ._streaming import AsyncQueryStream, QueryStream
 from ._version import __version__
+from .resources.keys import KeyStatus
 
 __all__ = [
     "Nodai",
@@ -66,6 +67,7 @@ __all__ = [
     "RateLimit",
     "ApiKey",
     "CreatedApiKey",
+    "KeyStatus",
     "Usage",
     "HourlyUsage",
     "DailyUsage",

@@ -115,7 +115,9 @@ class APIStatusError(NodaiError):
 
 
 class ValidationError(APIStatusError):
-    """400 (malformed JSON), 413 (body over 1 MiB) or 422 (invalid fields)."""
+    """400 (malformed JSON ``invalid_json``, a query string that does not parse
+    ``invalid_query``, a path that is not UTF-8 ``invalid_path``), 413 (body over
+    1 MiB) or 422 (invalid fields)."""
 
 
 class AuthenticationError(APIStatusError):
@@ -136,7 +138,8 @@ class NotFoundError(APIStatusError):
 
 
 class ConflictError(APIStatusError):
-    """409: e.g. ``workflow_exists`` when a workflow id is taken."""
+    """409: ``workflow_exists`` when a workflow id is taken, ``key_revoked`` when a
+    revoked key is updated or rotated, ``conflict`` when another change landed first."""
 
 
 class RateLimitError(APIStatusError):
@@ -237,6 +240,8 @@ def error_from_response(response: httpx.Response) -> APIStatusError:
 #: error`` in a stream carries only the code, and is raised as that status's class.
 _STATUS_BY_CODE: Dict[str, int] = {
     "invalid_json": 400,
+    "invalid_path": 400,
+    "invalid_query": 400,
     "unauthorized": 401,
     "missing_api_key": 401,
     "cost_limit_exceeded": 402,
@@ -251,6 +256,7 @@ _STATUS_BY_CODE: Dict[str, int] = {
     "delivery_not_found": 404,
     "conflict": 409,
     "workflow_exists": 409,
+    "key_revoked": 409,
     "payload_too_large": 413,
     "validation_error": 422,
     "webhook_url_forbidden": 422,

@@ -227,7 +227,11 @@ StreamEvent = Union[Chunk, Done]
 
 @dataclass(frozen=True)
 class ApiKey:
-    """An API key as the admin API shows it (never its secret)."""
+    """An API key as the admin API shows it (never its secret).
+
+    A revoked key is kept for billing: ``active`` is ``False`` and
+    ``revoked_at`` says when (``None`` for a live key).
+    """
 
     id: str
     #: The first 11 characters of the key: ``nk_`` and 8 hex.
@@ -248,6 +252,8 @@ class ApiKey:
     updated_at: datetime
     last_used_at: Optional[datetime]
     metadata: Any
+    #: When it was revoked, or ``None`` for a live key.
+    revoked_at: Optional[datetime]
 
     @staticmethod
     def _fields(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -267,6 +273,7 @@ class ApiKey:
             updated_at=parse_datetime(body["updated_at"]),
             last_used_at=parse_optional_datetime(body.get("last_used_at")),
             metadata=body.get("metadata"),
+            revoked_at=parse_optional_datetime(body.get("revoked_at")),
         )
 
     @classmethod

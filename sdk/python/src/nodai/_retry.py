@@ -15,7 +15,8 @@ What is retried, and why it is safe:
   same fields again). A ``POST`` may have been served: a query metered (and
   charged) twice, a key or webhook created twice. So it is raised as
   ``APIConnectionError``/``APITimeoutError`` for the caller to decide. ``DELETE``
-  is not replayed either: a revoke that went through would come back as 404.
+  is not replayed either: a workflow or webhook deleted by the first try would
+  come back as 404 (revoking a key again is a harmless 204).
 
 Never retried: every other status, 502/504 in particular (the query was
 admitted and metered).

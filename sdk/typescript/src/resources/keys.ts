@@ -28,17 +28,21 @@ export class Keys {
     return res.data;
   }
 
-  /** Every key (or those matching `q`), fetched page by page as you iterate: `for await (const key of nodai.keys.list())`. */
+  /**
+   * Every live key (or those matching `q`; `status: "revoked"` or `"all"` for
+   * revoked ones too), fetched page by page as you iterate:
+   * `for await (const key of nodai.keys.list())`.
+   */
   list(params: KeyListParams = {}, options?: RequestOptions): PageIterator<ApiKey> {
     return new PageIterator(
-      (cursor) => this.listPage({ limit: params.limit, q: params.q, cursor }, options),
+      (cursor) => this.listPage({ limit: params.limit, q: params.q, status: params.status, cursor }, options),
       params.cursor ?? undefined,
     );
   }
 
   /** One page: `{ data, next_cursor }`; pass `next_cursor` back as `cursor` for the next. */
   async listPage(params: KeyListParams = {}, options?: RequestOptions): Promise<Page<ApiKey>> {
-    const query = { limit: params.limit, cursor: params.cursor, q: params.q };
+    const query = { limit: params.limit, cursor: params.cursor, q: params.q, status: params.status };
     const res = await this.transport.request<{ data: ApiKey[]; next_cursor?: string | null }>(
       { method: "GET", path: BASE, auth: { kind: "admin" }, query },
       options,
@@ -46,7 +50,7 @@ export class Keys {
     return toPage(res.data);
   }
 
-  /** One key; `NotFoundError` if unknown. */
+  /** One key, revoked ones too (`active: false`, `revoked_at` set); `NotFoundError` if unknown. */
   async get(keyId: string, options?: RequestOptions): Promise<ApiKey> {
     const res = await this.transport.request<ApiKey>(
       { method: "GET", path: `${BASE}/${segment(keyId)}`, auth: { kind: "admin" } },
@@ -58,6 +62,7 @@ export class Keys {
   /**
    * Partial update: fields given change, fields left out (or `undefined`) do
    * not, and `null` clears a limit, e.g. `{ cost_limit_per_month: null }`.
+   * A revoked key no longer changes: `ConflictError` with code `key_revoked`.
    */
   async update(keyId: string, params: UpdateKeyParams, options?: RequestOptions): Promise<ApiKey> {
     const res = await this.transport.request<ApiKey>(
@@ -67,7 +72,10 @@ export class Keys {
     return res.data;
   }
 
-  /** Revokes the key: it stops validating at once. */
+  /**
+   * Revokes the key: it stops validating at once. It is kept for billing
+   * (`get` and `usage` still answer); revoking it again does nothing.
+   */
   async revoke(keyId: string, options?: RequestOptions): Promise<void> {
     await this.transport.request<void>(
       { method: "DELETE", path: `${BASE}/${segment(keyId)}`, auth: { kind: "admin" } },
@@ -78,6 +86,7 @@ export class Keys {
   /**
    * Issues a new secret for the key (same `id`, same usage). The old secret
    * keeps validating for `grace_period_seconds` (default 0: stops at once).
+   * `ConflictError` with code `key_revoked` for a revoked key.
    */
   async rotate(keyId: string, params: RotateKeyParams = {}, options?: RequestOptions): Promise<ApiKeyWithSecret> {
     const res = await this.transport.request<ApiKeyWithSecret>(

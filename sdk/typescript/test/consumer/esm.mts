@@ -7,6 +7,7 @@ import {
   verifyWebhook,
   type ApiKey,
   type ApiKeyWithSecret,
+  type KeyStatus,
   type KeyUsage,
   type QueryResult,
   type QueryStream,
@@ -32,6 +33,11 @@ export async function example(): Promise<void> {
   for await (const key of nodai.keys.list({ limit: 10 })) {
     const k: ApiKey = key;
     void k.prefix;
+  }
+  const status: KeyStatus = "revoked";
+  for await (const key of nodai.keys.list({ status })) {
+    const revokedAt: string | null | undefined = key.revoked_at;
+    void revokedAt;
   }
   const capped: Workflow = await nodai.workflows.create({
     id: "capped",

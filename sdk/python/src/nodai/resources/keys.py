@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Dict, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Literal, Mapping, Optional, Sequence, Union
 
 from .._base import AsyncAPIClient, Request, SyncAPIClient, path_segment
 from .._models import (
@@ -18,15 +18,23 @@ from .._models import (
 )
 from .._pagination import AsyncPage, AsyncPager, Page, list_params, parse_page
 
-__all__ = ["Keys", "AsyncKeys"]
+__all__ = ["Keys", "AsyncKeys", "KeyStatus"]
 
 _BASE = "/api/v1/api-keys"
 
+#: Which keys ``list`` shows: ``live`` (the server's default: not revoked,
+#: active or not), ``revoked`` or ``all``.
+KeyStatus = Literal["live", "revoked", "all"]
 
-def _key_params(limit: Optional[int], cursor: Optional[str], q: Optional[str]) -> Dict[str, str]:
+
+def _key_params(
+    limit: Optional[int], cursor: Optional[str], q: Optional[str], status: Optional[KeyStatus]
+) -> Dict[str, str]:
     params = list_params(limit, cursor)
     if q is not None:
         params["q"] = q
+    if status is not None:
+        params["status"] = status
     return params
 
 
@@ -113,23 +121,33 @@ class Keys:
         return CreatedApiKey.from_json(self._client.request(Request("POST", _BASE, body=body)))
 
     def list(
-        self, *, limit: Optional[int] = None, cursor: Optional[str] = None, q: Optional[str] = None
+        self,
+        *,
+        limit: Optional[int] = None,
+        cursor: Optional[str] = None,
+        q: Optional[str] = None,
+        status: Optional[KeyStatus] = None,
     ) -> Page[ApiKey]:
         """The first page (``limit`` per page, server default 100, at most 1000).
 
         Iterate the returned page to walk every key, page after page;
         ``.data`` and ``.next_cursor`` are that one page. ``q`` keeps the keys
-        whose id, prefix, name or owner contains it, ignoring case.
+        whose id, prefix, name or owner contains it, ignoring case. ``status``:
+        ``"live"`` (the default: keys not revoked), ``"revoked"`` or ``"all"``.
         """
 
         def fetch(cursor: Optional[str]) -> Page[ApiKey]:
-            body = self._client.request(Request("GET", _BASE, params=_key_params(limit, cursor, q)))
+            body = self._client.request(
+                Request("GET", _BASE, params=_key_params(limit, cursor, q, status))
+            )
             data, next_cursor = parse_page(body, ApiKey.from_json)
             return Page(data, next_cursor, fetch)
 
         return fetch(cursor)
 
     def get(self, key_id: str) -> ApiKey:
+        """One key, a revoked one too (``active`` false, ``revoked_at`` set);
+        ``NotFoundError`` if there is none."""
         return ApiKey.from_json(self._client.request(Request("GET", f"{_BASE}/{path_segment(key_id)}")))
 
     def update(
@@ -148,7 +166,10 @@ class Keys:
         metadata: Union[Mapping[str, Any], None, NotGiven] = NOT_GIVEN,
     ) -> ApiKey:
         """Change the fields given; ``None`` clears an optional one (a limit, the owner,
-        the expiry, the metadata); fields left out stay as they are."""
+        the expiry, the metadata); fields left out stay as they are.
+
+        A revoked key no longer changes: ``ConflictError`` with code ``key_revoked``.
+        """
         body = _update_body(
             dict(
                 name=name,
@@ -168,12 +189,16 @@ class Keys:
         )
 
     def revoke(self, key_id: str) -> None:
-        """Revoke the key: it stops validating at once."""
+        """Revoke the key: it stops validating at once. It is kept for billing
+        (``get`` and ``usage`` still answer); revoking it again does nothing."""
         self._client.request(Request("DELETE", f"{_BASE}/{path_segment(key_id)}"))
 
     def rotate(self, key_id: str, *, grace_period_seconds: Optional[int] = None) -> CreatedApiKey:
         """A new secret for the same key id and usage; the old secret keeps validating
-        for ``grace_period_seconds`` (default 0: it stops at once)."""
+        for ``grace_period_seconds`` (default 0: it stops at once).
+
+        A revoked key cannot be rotated: ``ConflictError`` with code ``key_revoked``.
+        """
         return CreatedApiKey.from_json(
             self._client.request(
                 Request(
@@ -239,13 +264,19 @@ class AsyncKeys:
         return CreatedApiKey.from_json(await self._client.request(Request("POST", _BASE, body=body)))
 
     def list(
-        self, *, limit: Optional[int] = None, cursor: Optional[str] = None, q: Optional[str] = None
+        self,
+        *,
+        limit: Optional[int] = None,
+        cursor: Optional[str] = None,
+        q: Optional[str] = None,
+        status: Optional[KeyStatus] = None,
     ) -> AsyncPager[ApiKey]:
-        """``await`` it for the first page, or ``async for`` over it for every key (or those matching ``q``)."""
+        """``await`` it for the first page, or ``async for`` over it for every key (or those
+        matching ``q``; ``status``: ``"live"``, the default, ``"revoked"`` or ``"all"``)."""
 
         async def fetch(cursor: Optional[str]) -> AsyncPage[ApiKey]:
             body = await self._client.request(
-                Request("GET", _BASE, params=_key_params(limit, cursor, q))
+                Request("GET", _BASE, params=_key_params(limit, cursor, q, status))
             )
             data, next_cursor = parse_page(body, ApiKey.from_json)
             return AsyncPage(data, next_cursor, fetch)
