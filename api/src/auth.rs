@@ -70,18 +70,30 @@ pub fn random_bytes<const N: usize>() -> std::io::Result<[u8; N]> {
     Ok(bytes)
 }
 
-/// Middleware: 401 unless the request carries the admin token.
+/// Middleware: 401 unless the request carries the admin token, as RFC 6750
+/// says a bearer token is carried: one `Authorization` header (two are a
+/// 400, never the first taken), its scheme `Bearer` in any case (RFC 7235).
 pub async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
+    let mut headers = request.headers().get_all(header::AUTHORIZATION).iter();
+    let (Some(value), None) = (headers.next(), headers.next()) else {
+        return Err(match request.headers().contains_key(header::AUTHORIZATION) {
+            true => ApiError::AmbiguousAuthorization,
+            false => ApiError::Unauthorized,
+        });
+    };
+    match bearer(value.as_bytes()) {
         Some(token) if state.admin_token.matches(token) => Ok(next.run(request).await),
-        _ => Err(ApiError::Unauthorized),
+        Some(_) => Err(ApiError::InvalidToken),
+        None => Err(ApiError::Unauthorized),
     }
+}
+
+/// The token of a `Bearer` credential; the scheme is case-insensitive.
+fn bearer(value: &[u8]) -> Option<&str> {
+    let value = std::str::from_utf8(value).ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 #[cfg(test)]
@@ -108,5 +120,21 @@ mod tests {
         assert_eq!(format!("{first:?}"), "AdminToken(***)");
         let configured = AdminToken::load_or_create(Some(&AdminToken::new("s3cret".into())), dir.path()).unwrap();
         assert!(configured.matches("s3cret"));
+    }
+
+    #[test]
+    fn a_bearer_credential_in_any_case() {
+        for (value, token) in [
+            ("Bearer abc", Some("abc")),
+            ("bearer abc", Some("abc")),
+            ("BEARER  abc ", Some("abc")),
+            ("Basic abc", None),
+            ("Bearer", None),
+            ("Bearer ", None),
+            ("abc", None),
+        ] {
+            assert_eq!(bearer(value.as_bytes()), token, "{value:?}");
+        }
+        assert_eq!(bearer(b"Bearer \xff"), None);
     }
 }

@@ -43,8 +43,12 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("{0}")]
     Validation(String),
-    #[error("missing or wrong admin token (Authorization: Bearer <token>)")]
+    #[error("missing admin token (Authorization: Bearer <token>)")]
     Unauthorized,
+    #[error("wrong admin token")]
+    InvalidToken,
+    #[error("more than one Authorization header")]
+    AmbiguousAuthorization,
     #[error("missing X-API-Key header")]
     MissingApiKey,
     #[error("unknown or revoked API key")]
@@ -137,7 +141,8 @@ impl ApiError {
                 "validation_error",
                 "Unprocessable Entity",
             ),
-            Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Unauthorized | InvalidToken => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            AmbiguousAuthorization => (StatusCode::BAD_REQUEST, "invalid_authorization", "Bad Request"),
             MissingApiKey => (StatusCode::UNAUTHORIZED, "missing_api_key", "Unauthorized"),
             InvalidApiKey => (StatusCode::FORBIDDEN, "invalid_api_key", "Forbidden"),
             KeyInactive => (StatusCode::FORBIDDEN, "key_inactive", "Forbidden"),
@@ -220,6 +225,20 @@ impl IntoResponse for ApiError {
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (status, [(header::CONTENT_TYPE, "application/problem+json")], json).into_response();
+        // RFC 6750: a 401 (and a malformed credential) says which scheme
+        // the admin endpoints take.
+        let challenge = match self {
+            ApiError::Unauthorized => Some(r#"Bearer realm="nodai""#),
+            ApiError::InvalidToken => Some(r#"Bearer realm="nodai", error="invalid_token""#),
+            ApiError::AmbiguousAuthorization => Some(r#"Bearer realm="nodai", error="invalid_request""#),
+            ApiError::MissingApiKey => Some(r#"ApiKey realm="nodai", header="X-API-Key""#),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
         let retry_after = match self {
             ApiError::RateLimited { retry_after_secs, .. } => Some(retry_after_secs),
             // A replica catching up is ready within seconds.

@@ -16,16 +16,41 @@ use std::time::Duration;
 async fn key_management_and_bad_input(app: App) {
     // Auth: nothing, a wrong token, an API key: all 401.
     let (_, key) = app.create_key(json!({"name": "first"})).await;
-    for auth in [None, Some("wrong"), Some(key.as_str())] {
+    for (auth, challenge) in [
+        (None, r#"Bearer realm="nodai""#),
+        (Some("wrong"), r#"Bearer realm="nodai", error="invalid_token""#),
+        (Some(key.as_str()), r#"Bearer realm="nodai", error="invalid_token""#),
+    ] {
         let mut request = app.http.get(format!("{}/api/v1/api-keys", app.base));
         if let Some(auth) = auth {
             request = request.bearer_auth(auth);
         }
-        assert_eq!(
-            problem(request.send().await.unwrap()).await,
-            (401, "unauthorized".into())
-        );
+        let response = request.send().await.unwrap();
+        assert_eq!(response.headers()["www-authenticate"], challenge, "RFC 6750");
+        assert_eq!(problem(response).await, (401, "unauthorized".into()));
     }
+    // The scheme in any case (RFC 7235); two Authorization headers are
+    // refused, never the first taken.
+    let list = |values: &[&str]| {
+        let mut request = app.http.get(format!("{}/api/v1/api-keys", app.base));
+        for value in values {
+            request = request.header("authorization", *value);
+        }
+        request.send()
+    };
+    let token = format!("bearer {TOKEN}");
+    assert_eq!(list(&[&token]).await.unwrap().status(), 200);
+    let response = list(&[&format!("Bearer {TOKEN}"), "Bearer wrong"]).await.unwrap();
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        r#"Bearer realm="nodai", error="invalid_request""#
+    );
+    assert_eq!(problem(response).await, (400, "invalid_authorization".into()));
+    let response = app.query("nothing", None, json!(1)).await;
+    assert!(
+        response.headers().contains_key("www-authenticate"),
+        "every 401 says how to authenticate"
+    );
     let (status, created) = app
         .post("/api/v1/api-keys", json!({"name": "acme", "owner": "acme", "rate_limit_per_hour": 10, "cost_limit_per_month": 12.5, "metadata": {"plan": "pro"}}))
         .await;
