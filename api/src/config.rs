@@ -87,6 +87,20 @@ pub struct ServeArgs {
     #[arg(long, env = "NODAI_UPSTREAM_TIMEOUT_SECS", default_value_t = 30,
         value_parser = clap::value_parser!(u64).range(1..=MAX_UPSTREAM_TIMEOUT_SECS))]
     pub upstream_timeout_secs: u64,
+    /// Seconds a client may take to send a request's head, and may keep a
+    /// connection idle between requests (1 to 3600).
+    #[arg(long, env = "NODAI_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_header_timeout_secs: u64,
+    /// Seconds a client may take to send a request's body (1 to 3600).
+    #[arg(long, env = "NODAI_HTTP_BODY_TIMEOUT_SECS", default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub http_body_timeout_secs: u64,
+    /// HTTP connections open at once, at most; more wait in the backlog
+    /// (1 to 1000000; also kept below the open-file limit).
+    #[arg(long, env = "NODAI_MAX_CONNECTIONS", default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
     /// The admin token; unset: generated into `<data-dir>/admin-token`.
     #[arg(
         long = "admin-token-unsafe-flag",
@@ -111,6 +125,9 @@ pub struct ServeArgs {
     )]
     pub webhook_retry_schedule: String,
 }
+
+/// A request's head (request line and headers) at most: 431 past it.
+const MAX_HEADER_BYTES: usize = 64 << 10;
 
 /// Events between snapshots.
 const SNAPSHOT_EVERY_EVENTS: u64 = 1_000_000;
@@ -137,6 +154,10 @@ pub struct Config {
     /// A snapshot after this many applied events (or 5 minutes). Not a
     /// flag: tests lower it to write snapshots under load.
     pub snapshot_every_events: u64,
+    /// Connection limits (`--http-header-timeout-secs`, `--max-connections`).
+    pub connections: crate::listen::Limits,
+    /// How long a request's body may take to arrive.
+    pub body_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -231,6 +252,12 @@ impl Config {
             },
             webhook_retry_schedule: args.webhook_retry_schedule.parse()?,
             snapshot_every_events: SNAPSHOT_EVERY_EVENTS,
+            connections: crate::listen::Limits {
+                header_timeout: Duration::from_secs(args.http_header_timeout_secs),
+                max_connections: args.max_connections as usize,
+                max_header_bytes: MAX_HEADER_BYTES,
+            },
+            body_timeout: Duration::from_secs(args.http_body_timeout_secs),
         })
     }
 
@@ -250,6 +277,12 @@ impl Config {
             webhook_guard: webhooks::Guard::default(),
             webhook_retry_schedule: webhooks::Schedule::default(),
             snapshot_every_events: SNAPSHOT_EVERY_EVENTS,
+            connections: crate::listen::Limits {
+                header_timeout: Duration::from_secs(30),
+                max_connections: 10_000,
+                max_header_bytes: MAX_HEADER_BYTES,
+            },
+            body_timeout: Duration::from_secs(30),
         }
     }
 
@@ -342,6 +375,10 @@ mod tests {
             ("--stream-replicas", "0"),
             ("--stream-replicas", "6"),
             ("--stream-replicas", "18446744073709551615"),
+            ("--http-header-timeout-secs", "0"),
+            ("--http-body-timeout-secs", "3601"),
+            ("--max-connections", "0"),
+            ("--max-connections", "1000001"),
         ] {
             let error = parse(&[&format!("{flag}={bad}")]).unwrap_err();
             assert!(error.contains(flag), "{flag} {bad}: {error}");

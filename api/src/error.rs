@@ -39,6 +39,8 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("request body larger than 1 MiB")]
     PayloadTooLarge,
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     #[error("expected a JSON body with Content-Type: application/json")]
     UnsupportedMediaType,
     #[error("{0}")]
@@ -131,6 +133,7 @@ impl ApiError {
             InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid_path", "Bad Request"),
             InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query", "Bad Request"),
             PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload Too Large"),
+            RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout", "Request Timeout"),
             UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",

@@ -10,16 +10,28 @@ use serde::de::{Deserialize, DeserializeOwned, Deserializer};
 
 use crate::error::ApiError;
 
+/// How long a request's body may take to arrive (`--http-body-timeout-secs`),
+/// a request extension set by the server.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub std::time::Duration);
+
 /// `Json<T>` with problem+json rejections: 400 for malformed JSON, 422 for
 /// well-formed JSON of the wrong shape, 413 over the body limit, 415
-/// without a JSON content type.
+/// without a JSON content type, 408 when it arrives too slowly.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let Json(value) = Json::<T>::from_request(req, state).await?;
+        let limit = req.extensions().get::<BodyTimeout>().copied();
+        let read = Json::<T>::from_request(req, state);
+        let Json(value) = match limit {
+            Some(BodyTimeout(limit)) => tokio::time::timeout(limit, read)
+                .await
+                .map_err(|_| ApiError::RequestTimeout)??,
+            None => read.await?,
+        };
         Ok(ApiJson(value))
     }
 }
@@ -63,7 +75,15 @@ impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match bytes::Bytes::from_request(req, state).await {
+        let limit = req.extensions().get::<BodyTimeout>().copied();
+        let read = bytes::Bytes::from_request(req, state);
+        let read = match limit {
+            Some(BodyTimeout(limit)) => tokio::time::timeout(limit, read)
+                .await
+                .map_err(|_| ApiError::RequestTimeout)?,
+            None => read.await,
+        };
+        match read {
             Ok(bytes) => Ok(Body(bytes)),
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::PayloadTooLarge),
             Err(e @ BytesRejection::FailedToBufferBody(_)) => Err(ApiError::BadJson(e.body_text())),

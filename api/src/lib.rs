@@ -6,6 +6,7 @@
 //! - [`datadir`]: the data directory and the lock that keeps a second process out.
 //! - [`follower`]: tails the stream into the projection, tracks how far it got, writes snapshots.
 //! - [`archiver`]: the worker's Parquet archive writer.
+//! - [`listen`]: accepting HTTP connections under timeouts and a cap.
 //! - [`metrics`]: Prometheus metrics, and a stream wrapper that counts appends.
 //! - [`state`]: [`state::AppState`], what every handler may use, and how a handler writes.
 //! - [`routes`]: one module per group of endpoints, each exporting `router()`.
@@ -27,6 +28,7 @@ pub mod extract;
 pub mod follower;
 pub mod lease;
 pub mod limiter;
+pub mod listen;
 pub mod metrics;
 pub mod routes;
 pub mod server;

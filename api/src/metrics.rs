@@ -24,6 +24,10 @@ pub struct Metrics {
     pub archive_watermark: Gauge,
     /// 1 while this process is the active worker (holds the lease).
     pub worker_active: Gauge,
+    /// HTTP connections open now.
+    pub open_connections: Gauge,
+    /// Times the connection cap was reached (new ones then wait).
+    pub connection_limit_reached: Counter,
 }
 
 impl Default for Metrics {
@@ -60,6 +64,12 @@ impl Metrics {
                 &mut r,
                 "worker_active",
                 "1 while this process is the active worker (evaluates alerts, delivers webhooks)",
+            ),
+            open_connections: register(&mut r, "http_connections", "HTTP connections open now"),
+            connection_limit_reached: register(
+                &mut r,
+                "http_connection_limit_reached",
+                "Times the cap on open HTTP connections was reached (new connections then wait)",
             ),
             registry: r,
         }

@@ -182,6 +182,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         .pool_idle_timeout(std::time::Duration::from_secs(60))
         .build()
         .map_err(|e| ServeError::Http(std::io::Error::other(e)))?;
+    let metrics_for_http = metrics.clone();
     let state = AppState {
         stream: stream.clone(),
         projection,
@@ -206,8 +207,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         Backend::Nats { .. } => "nats",
     };
     tracing::info!(%addr, backend, role = ?config.role, data_dir = %data_dir.path().display(), stream_last_seq = target, "nodai listening");
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    let app = app.layer(axum::Extension(crate::extract::BodyTimeout(config.body_timeout)));
+    let served = crate::listen::serve(listener, app, config.connections, metrics_for_http, shutdown.clone())
         .await
         .map_err(ServeError::Http);
 

@@ -100,6 +100,11 @@ impl Modify for EveryError {
                         "conflict: another change to this object landed first; retry",
                     ),
                     (path.contains('{'), "404", "not_found"),
+                    (
+                        operation.request_body.is_some(),
+                        "408",
+                        "request_timeout: the body did not arrive in time",
+                    ),
                     (operation.request_body.is_some(), "413", "payload_too_large"),
                     (operation.request_body.is_some(), "415", "unsupported_media_type"),
                     (operation.request_body.is_some() || queried, "422", "validation_error"),
