@@ -21,7 +21,20 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Verify a data dir offline (the server must be stopped) and say what
+    /// is there; exits 1 if anything is wrong.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    #[arg(long, env = "NODAI_DATA_DIR", default_value = "./nodai-data")]
+    pub data_dir: PathBuf,
+    /// Cut a damaged newest log segment at its damage (a copy is kept),
+    /// giving up the records after it.
+    #[arg(long)]
+    pub repair: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -313,8 +326,10 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Config, String> {
         let cli = Cli::try_parse_from([&["nodai", "serve"], args].concat()).map_err(|e| e.to_string())?;
-        let Command::Serve(args) = cli.command;
-        Config::from_args(args).map_err(|e| e.to_string())
+        let Command::Serve(args) = cli.command else {
+            return Err("not serve".into());
+        };
+        Config::from_args(*args).map_err(|e| e.to_string())
     }
 
     #[test]

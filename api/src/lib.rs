@@ -3,6 +3,7 @@
 //! - [`config`]: the command line and environment, parsed once into [`Config`].
 //! - [`server`]: [`server::run`] takes a bound listener and a shutdown token
 //!   and runs everything until the token is cancelled.
+//! - [`check`]: `nodai check`, a data dir verified offline.
 //! - [`datadir`]: the data directory and the lock that keeps a second process out.
 //! - [`follower`]: tails the stream into the projection, tracks how far it got, writes snapshots.
 //! - [`archiver`]: the worker's Parquet archive writer.
@@ -21,6 +22,7 @@
 pub mod admission;
 pub mod archiver;
 pub mod auth;
+pub mod check;
 pub mod config;
 pub mod datadir;
 pub mod error;

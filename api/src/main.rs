@@ -1,5 +1,5 @@
 //! `nodai`: parse the command line, start logging, run the server until
-//! SIGTERM or Ctrl-C.
+//! SIGTERM or Ctrl-C; or `nodai check` a data dir.
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -10,7 +10,10 @@ use api::config::{Cli, Command};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Command::Serve(args) = cli.command;
+    let args = match cli.command {
+        Command::Serve(args) => *args,
+        Command::Check(args) => return check(&args),
+    };
     let config = match api::Config::from_args(args) {
         Ok(config) => config,
         Err(e) => {
@@ -26,6 +29,29 @@ async fn main() -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "nodai cannot run");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `nodai check`: prints what it found; exit 0 when all is well, 1 when
+/// something is wrong, 2 when it could not look.
+fn check(args: &api::config::CheckArgs) -> ExitCode {
+    match api::check::run(&args.data_dir, args.repair) {
+        Ok(found) => {
+            for line in &found.lines {
+                println!("{line}");
+            }
+            match found.problems {
+                0 => ExitCode::SUCCESS,
+                n => {
+                    println!("{n} problem(s)");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Err(error) => {
+            eprintln!("nodai check: {error}");
+            ExitCode::from(2)
         }
     }
 }

@@ -65,8 +65,12 @@ async fn a_torn_tail_is_cut_off_and_every_good_record_kept() {
     assert_eq!(replay_ids(&log, 101).await.len(), 1);
 }
 
-#[tokio::test]
-async fn a_corrupt_record_in_the_last_segment_truncates_from_there() {
+/// One flipped byte in the middle of the newest segment, intact records
+/// after it: not a crash's torn tail, so the open refuses rather than cut
+/// acknowledged records; `check` says where and what follows, and
+/// `repair` (the operator's choice) keeps a copy and cuts there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_followed_by_intact_records_refuses_to_open_until_repaired() {
     let dir = tempfile::tempdir().unwrap();
     let sent = {
         let log = EmbeddedLog::open(Options::new(dir.path())).await.unwrap();
@@ -80,11 +84,67 @@ async fn a_corrupt_record_in_the_last_segment_truncates_from_there() {
     bytes[at] ^= 0xFF;
     std::fs::write(&segment, &bytes).unwrap();
 
+    let Err(StreamError::Corrupt(message)) = EmbeddedLog::open(Options::new(dir.path())).await else {
+        panic!("opened a log damaged in the middle");
+    };
+    let offset = 16 + 7 * record_len;
+    assert!(message.contains(&format!("byte {offset}")), "{message}");
+    assert!(
+        message.contains("sequence 9") && message.contains("nodai check --repair"),
+        "{message}"
+    );
+    assert_eq!(std::fs::read(&segment).unwrap(), bytes, "nothing was cut");
+
+    let report = ingest::embedded::check::check(dir.path(), &[3]).unwrap();
+    assert_eq!((report.records, report.last_seq), (7, 7));
+    assert_eq!(report.ids.get(&3), Some(&sent[2].id));
+    let damage = report.damage.unwrap();
+    assert_eq!(
+        (damage.offset, damage.intact_after, damage.newest),
+        (offset as u64, Some(9), true)
+    );
+
+    let repaired = ingest::embedded::check::repair(dir.path()).unwrap().unwrap();
+    assert_eq!((repaired.offset, repaired.lost_from), (offset as u64, 8));
+    assert_eq!(
+        std::fs::read(&repaired.copy).unwrap(),
+        bytes,
+        "the segment as it was is kept"
+    );
     let log = EmbeddedLog::open(Options::new(dir.path())).await.unwrap();
     assert_eq!(log.last_seq().await.unwrap(), 7);
     assert_eq!(
         replay_ids(&log, 1).await,
         sent[..7].iter().map(|e| e.id).collect::<Vec<_>>()
+    );
+    log.close().await;
+    assert!(
+        ingest::embedded::check::repair(dir.path()).unwrap().is_none(),
+        "whole now: nothing more to cut"
+    );
+}
+
+/// Damage in the last record, with nothing after it, is what a crash
+/// leaves: cut off at open, every earlier record kept.
+#[tokio::test]
+async fn a_corrupt_last_record_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let sent = {
+        let log = EmbeddedLog::open(Options::new(dir.path())).await.unwrap();
+        fill(&log, 10).await
+    };
+    let segment = segments(dir.path()).pop().unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes.len() - 3;
+    bytes[at] ^= 0xFF;
+    std::fs::write(&segment, &bytes).unwrap();
+    let report = ingest::embedded::check::check(dir.path(), &[]).unwrap();
+    assert_eq!(report.damage.map(|d| d.intact_after), Some(None));
+    let log = EmbeddedLog::open(Options::new(dir.path())).await.unwrap();
+    assert_eq!(log.last_seq().await.unwrap(), 9);
+    assert_eq!(
+        replay_ids(&log, 1).await,
+        sent[..9].iter().map(|e| e.id).collect::<Vec<_>>()
     );
 }
 

@@ -137,6 +137,20 @@ impl Archive {
         })
     }
 
+    /// The watermark of the archive at `root` without opening (and so
+    /// recovering) it: None when there is none.
+    pub fn peek(root: &Path) -> Result<Option<(u64, Option<EventId>)>, Error> {
+        let mark = root.join("watermark");
+        match fs::read_to_string(&mark) {
+            Ok(text) => parse_watermark(&text).map(Some).ok_or_else(|| Error::Io {
+                path: mark,
+                source: std::io::Error::other(format!("not a sequence number and an event id: {text:?}")),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&mark)(e)),
+        }
+    }
+
     /// The id of the event at the watermark, if the watermark names it.
     pub fn anchor(&self) -> Option<EventId> {
         self.anchor

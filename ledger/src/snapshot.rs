@@ -55,6 +55,24 @@ pub fn encode(projection: &Projection, stream: &str) -> Result<Vec<u8>, Error> {
 
 /// Reads a snapshot back, checking that it is whole and from `stream`.
 pub fn decode(bytes: &[u8], stream: &str) -> Result<Projection, Error> {
+    let (taken_from, projection) = decode_any(bytes)?;
+    if taken_from != stream {
+        return Err(Error::InvalidSnapshot(format!(
+            "taken from stream {taken_from:?}, not {stream:?}"
+        )));
+    }
+    Ok(projection)
+}
+
+/// The snapshots in `dir`, newest first, with their sequences (for
+/// `nodai check`).
+pub fn files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
+    list(dir)
+}
+
+/// Reads a snapshot back, checking that it is whole; returns the stream it
+/// was taken from and the projection.
+pub fn decode_any(bytes: &[u8]) -> Result<(String, Projection), Error> {
     let invalid = |why: &str| Error::InvalidSnapshot(why.to_owned());
     if bytes.len() < HEADER_LEN || &bytes[..8] != MAGIC {
         return Err(invalid("no snapshot header"));
@@ -76,13 +94,7 @@ pub fn decode(bytes: &[u8], stream: &str) -> Result<Projection, Error> {
     }
     let body: Body<Projection> =
         rmp_serde::from_slice(body).map_err(|e| Error::InvalidSnapshot(format!("undecodable: {e}")))?;
-    if body.stream != stream {
-        return Err(Error::InvalidSnapshot(format!(
-            "taken from stream {:?}, not {stream:?}",
-            body.stream
-        )));
-    }
-    Ok(body.projection)
+    Ok((body.stream, body.projection))
 }
 
 fn file_name(seq: u64) -> String {

@@ -151,6 +151,28 @@ pub fn decode(buf: &Bytes) -> Decoded {
     }
 }
 
+/// The first intact frame in `buf` past its first byte whose sequence is
+/// above `after_seq`: its offset and sequence. What tells damage (intact
+/// records follow it) from a torn tail (nothing intact follows). Positions
+/// whose length and sequence fields are implausible are passed over
+/// before any checksum is computed.
+pub fn next_intact_frame(buf: &[u8], after_seq: u64) -> Option<(usize, u64)> {
+    let word = |at: usize, n: usize| -> Option<&[u8]> { buf.get(at..at + n) };
+    (1..buf.len()).find_map(|at| {
+        let len = u32::from_le_bytes(word(at, 4)?.try_into().ok()?) as usize;
+        if !(BODY_FIXED_LEN..=MAX_BODY_LEN).contains(&len) {
+            return None;
+        }
+        let body = buf.get(at + FRAME_HEADER_LEN..at + FRAME_HEADER_LEN + len)?;
+        let seq = u64::from_le_bytes(body[..8].try_into().ok()?);
+        if seq <= after_seq || seq - after_seq > 1 << 32 {
+            return None;
+        }
+        let crc = u32::from_le_bytes(word(at + 4, 4)?.try_into().ok()?);
+        (crc32c::crc32c(body) == crc).then_some((at, seq))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +221,22 @@ mod tests {
         assert_eq!(parse_segment_name(&segment_name(42)), Some(42));
         assert_eq!(parse_segment_name("42.log"), None);
         assert_eq!(parse_segment_name("LOCK"), None);
+    }
+
+    #[test]
+    fn intact_frames_after_damage_are_found_and_a_torn_tail_has_none() {
+        let mut buf = Vec::new();
+        for seq in 1..=5 {
+            encode(&mut buf, seq, 0, &EventId::new(), "usage.k", b"{}");
+        }
+        let frame = buf.len() / 5;
+        // A bit flipped in the second frame: the third is intact after it.
+        let mut damaged = buf.clone();
+        damaged[frame + 20] ^= 1;
+        assert_eq!(next_intact_frame(&damaged[frame..], 1), Some((frame, 3)));
+        // The last frame torn: nothing intact follows the damage.
+        assert_eq!(next_intact_frame(&buf[4 * frame..buf.len() - 3], 4), None);
+        // Only sequences after the last good one count.
+        assert_eq!(next_intact_frame(&buf[frame..], 5), None);
     }
 }

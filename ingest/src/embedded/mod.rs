@@ -3,10 +3,13 @@
 //! Appenders take turns leading group-committed batches ([`writer`]); any
 //! number of readers replay and follow through their own file handles
 //! ([`reader`]); [`format`] is the byte layout. On open the whole log is
-//! scanned once: checksums are verified, a torn or corrupt tail of the last
-//! segment is cut off (and logged), and the per-subject sequences and recent
-//! ids are rebuilt. A lock file keeps a second process out.
+//! scanned once: checksums are verified, a torn tail of the last segment (a
+//! write a crash cut short: nothing intact after it) is cut off and logged,
+//! damage anywhere else refuses the open ([`check`] says what it is and can
+//! cut it by hand), and the per-subject sequences and recent ids are
+//! rebuilt. A lock file keeps a second process out.
 
+pub mod check;
 mod format;
 mod reader;
 mod summary;
@@ -526,8 +529,23 @@ fn recover(options: &Options) -> Result<Recovered, StreamError> {
         if let Some(reason) = damage {
             if !is_last {
                 return Err(StreamError::Corrupt(format!(
-                    "{} is damaged at byte {offset} ({reason}); it is not the newest segment, so it cannot be cut off safely",
+                    "{} is damaged at byte {offset} ({reason}); it is not the newest segment, so it cannot be cut off safely. \
+                     `nodai check` on this data dir says what it finds",
                     path.display()
+                )));
+            }
+            // A crash tears only the end: intact records after the damage
+            // mean it is not that, and cutting would delete them.
+            let rest = std::fs::read(&path).map_err(StreamError::io(&path))?;
+            let after = usize::try_from(offset).ok().and_then(|at| rest.get(at..));
+            if let Some((at, seq)) = after.and_then(|after| format::next_intact_frame(after, next_seq - 1)) {
+                return Err(StreamError::Corrupt(format!(
+                    "{} is damaged at byte {offset} ({reason}), and intact records follow it \
+                     (sequence {seq} at byte {}): this is not a write torn by a crash, so nothing is cut. \
+                     `nodai check --repair` on this data dir keeps a copy of the segment and cuts the log \
+                     at byte {offset}, giving up every record from sequence {next_seq} on",
+                    path.display(),
+                    offset + at as u64
                 )));
             }
             tracing::warn!(

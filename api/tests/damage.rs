@@ -1,0 +1,84 @@
+//! Damaged files on a real data dir: a flipped bit in the middle of the
+//! embedded log refuses the start (naming the file, the offset and the
+//! repair) instead of silently cutting acknowledged queries; `nodai check`
+//! says the same offline, and `--repair` is the operator's way on.
+
+mod common;
+
+use common::app::App;
+use serde_json::json;
+use std::time::Duration;
+
+fn newest_segment(data_dir: &std::path::Path) -> std::path::PathBuf {
+    let mut segments: Vec<_> = std::fs::read_dir(data_dir.join("stream"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segments.sort();
+    segments.pop().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_bit_mid_log_stops_the_start_and_check_repairs_it() {
+    let mut app = App::start(false).await.unwrap();
+    app.workflow("echo", "builtin:echo", 0.0).await;
+    let (key_id, key) = app.create_key(json!({"name": "k"})).await;
+    for i in 0..200 {
+        assert_eq!(app.query("echo", Some(&key), json!(i)).await.status(), 200);
+    }
+    app.stop().await;
+    let segment = newest_segment(app.dir.path());
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&segment, &bytes).unwrap();
+
+    // Offline: the damage, and that intact records follow it.
+    let found = api::check::run(app.dir.path(), false).unwrap();
+    let text = found.lines.join("\n");
+    assert!(found.problems >= 1, "{text}");
+    assert!(
+        text.contains("intact records follow") && text.contains("nodai check --repair"),
+        "{text}"
+    );
+
+    // The server refuses to start on it, saying why and what to run.
+    let mut config = api::Config::embedded(app.dir.path());
+    config.admin_token = Some(api::auth::AdminToken::new(common::app::TOKEN.into()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let started = api::server::run(config, listener, tokio_util::sync::CancellationToken::new());
+    let refused = tokio::time::timeout(Duration::from_secs(30), started)
+        .await
+        .expect("the start neither failed nor served")
+        .expect_err("started on a damaged log");
+    let message = refused.to_string();
+    assert!(
+        message.contains(&segment.display().to_string()) && message.contains("nodai check --repair"),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read(&segment).unwrap(),
+        bytes,
+        "nothing cut by the refused start"
+    );
+
+    // The operator's choice: cut at the damage, a copy kept.
+    let found = api::check::run(app.dir.path(), true).unwrap();
+    let text = found.lines.join("\n");
+    assert!(text.contains("repaired") && text.contains(".damaged-"), "{text}");
+    app.spawn().await;
+    let (status, usage) = app
+        .admin(reqwest::Method::GET, &format!("/api/v1/api-keys/{key_id}/usage"), None)
+        .await;
+    let requests = usage["total_requests"].as_u64().unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        (1..200).contains(&requests),
+        "the queries before the damage: {requests}"
+    );
+    app.stop().await;
+    let found = api::check::run(app.dir.path(), false).unwrap();
+    assert_eq!(found.problems, 0, "{}", found.lines.join("\n"));
+}
