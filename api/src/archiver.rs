@@ -93,6 +93,9 @@ pub struct Archiver {
     /// marked (it has applied them: the follower feeds only what it folded).
     projection: Arc<RwLock<Projection>>,
     metrics: Arc<Metrics>,
+    /// The last flush or compaction failed: the next failure is not logged again.
+    flush_failing: bool,
+    compact_failing: bool,
 }
 
 impl Archiver {
@@ -150,6 +153,8 @@ impl Archiver {
             pending: Vec::new(),
             projection,
             metrics,
+            flush_failing: false,
+            compact_failing: false,
         })
     }
 
@@ -281,38 +286,67 @@ impl Archiver {
         let (rows, through, through_id) = (std::mem::take(&mut self.pending), self.through, self.through_id);
         let started = std::time::Instant::now();
         let flushed = tokio::task::spawn_blocking(move || {
-            let result = archive.write(&rows, through, through_id).and_then(|written| {
-                let compacted = archive.compact(chrono::Utc::now() - COMPACT_GRACE)?;
-                Ok((written, compacted))
-            });
-            (archive, rows, result)
+            let written = archive.write(&rows, through, through_id);
+            // Compaction is housekeeping: its failure neither fails the
+            // flush nor keeps the flushed rows.
+            let compacted = written
+                .is_ok()
+                .then(|| archive.compact(chrono::Utc::now() - COMPACT_GRACE));
+            let rows = if written.is_ok() { Vec::new() } else { rows };
+            (archive, rows, written, compacted)
         })
         .await;
-        let (archive, rows, result) = match flushed {
+        let (archive, rows, written, compacted) = match flushed {
             Ok(flushed) => flushed,
             Err(error) => {
                 tracing::error!(%error, "archive flush task failed; archiving stops until a restart");
                 return;
             }
         };
-        match result {
-            Ok((written, compacted)) => {
+        match written {
+            Ok(written) => {
                 self.metrics.archive_rows.inc_by(written.rows as u64);
                 self.metrics.archive_watermark.set(through as i64);
+                self.flush_failing = false;
                 tracing::info!(
                     through,
                     rows = written.rows,
                     files = written.files,
                     bytes = written.bytes,
-                    compacted_hours = compacted.files,
                     ms = started.elapsed().as_millis() as u64,
                     "archive flushed"
                 );
             }
             Err(error) => {
-                tracing::error!(%error, through, "archive flush failed; retrying at the next flush");
+                // Logged when it starts failing, not at every retry.
+                if !self.flush_failing {
+                    tracing::error!(%error, through, "archive flush failed; retrying at each flush");
+                }
+                self.flush_failing = true;
+                self.metrics.archive_errors.inc();
                 self.pending = rows;
             }
+        }
+        match compacted {
+            Some(Ok(compacted)) => {
+                self.metrics.archive_quarantined.inc_by(compacted.quarantined as u64);
+                if compacted.files > 0 {
+                    tracing::info!(
+                        hours = compacted.files,
+                        rows = compacted.rows,
+                        "archive hours compacted"
+                    );
+                }
+                self.compact_failing = false;
+            }
+            Some(Err(error)) => {
+                if !self.compact_failing {
+                    tracing::warn!(%error, "archive compaction failed; the hours stay uncompacted and it is tried at each flush");
+                }
+                self.compact_failing = true;
+                self.metrics.archive_errors.inc();
+            }
+            None => {}
         }
         self.archive = Some(archive);
     }

@@ -22,6 +22,10 @@ pub struct Metrics {
     pub archive_rows: Counter,
     /// The last stream sequence the archive holds.
     pub archive_watermark: Gauge,
+    /// Archive flushes and compactions that failed.
+    pub archive_errors: Counter,
+    /// Archive files that could not be read, moved to `archive/quarantine/`.
+    pub archive_quarantined: Counter,
     /// 1 while this process is the active worker (holds the lease).
     pub worker_active: Gauge,
     /// HTTP connections open now.
@@ -59,6 +63,12 @@ impl Metrics {
                 &mut r,
                 "archive_watermark_seq",
                 "Last stream sequence the Parquet archive holds",
+            ),
+            archive_errors: register(&mut r, "archive_errors", "Archive flushes and compactions that failed"),
+            archive_quarantined: register(
+                &mut r,
+                "archive_quarantined_files",
+                "Archive files that could not be read, moved to archive/quarantine/",
             ),
             worker_active: register(
                 &mut r,

@@ -55,6 +55,8 @@ pub struct Written {
     pub files: usize,
     pub rows: usize,
     pub bytes: u64,
+    /// Files that could not be read, moved to `quarantine/`.
+    pub quarantined: usize,
 }
 
 /// The archive directory, opened (and recovered) by one process at a time.
@@ -117,6 +119,12 @@ impl Archive {
         };
         let mut removed = 0;
         for (path, range) in files(&usage)? {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if range.is_none() && !name.starts_with('.') {
+                // Not ours (a copy, a stray export): kept aside, not deleted.
+                quarantine(root, &path, "not a part file of this archive")?;
+                continue;
+            }
             let unfinished = range.is_none_or(|(_, last)| last > watermark);
             if unfinished {
                 fs::remove_file(&path).map_err(io(&path))?;
@@ -240,7 +248,11 @@ impl Archive {
     }
 
     /// Merges the files of every hour that ended before `closed_before`
-    /// into one per hour.
+    /// into one per hour. A part that cannot be read is moved to
+    /// `quarantine/` (the hour's other parts are merged without it); an
+    /// hour that fails otherwise is left as it is and the later hours are
+    /// still compacted. The first such error is returned after all hours
+    /// were tried.
     pub fn compact(&self, closed_before: DateTime<Utc>) -> Result<Written, Error> {
         let mut done = Written::default();
         let usage = self.root.join("usage");
@@ -250,11 +262,56 @@ impl Archive {
                 hours.entry(dir.to_owned()).or_default().push((path, range));
             }
         }
-        for (dir, mut parts) in hours {
+        let mut failed = None;
+        for (dir, parts) in hours {
             let Some(end) = hour_end(&dir) else { continue };
             if parts.len() < 2 || end > closed_before {
                 continue;
             }
+            match self.compact_hour(&dir, parts) {
+                Ok(hour) => {
+                    done.files += hour.files;
+                    done.rows += hour.rows;
+                    done.bytes += hour.bytes;
+                    done.quarantined += hour.quarantined;
+                }
+                Err(error) => {
+                    tracing::warn!(dir = %dir.display(), %error, "cannot compact an archive hour; its files stay as they are");
+                    failed.get_or_insert(error);
+                }
+            }
+        }
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(done),
+        }
+    }
+
+    /// Merges one closed hour's `parts` into one file.
+    fn compact_hour(&self, dir: &Path, parts: Vec<(PathBuf, SeqRange)>) -> Result<Written, Error> {
+        let mut done = Written::default();
+        let usage = self.root.join("usage");
+        let mut batches = Vec::new();
+        let mut kept = Vec::with_capacity(parts.len());
+        for (path, range) in parts {
+            match read_batches(&path) {
+                Ok(read) => {
+                    batches.extend(read);
+                    kept.push((path, range));
+                }
+                // The hour's directory is swapped for the merged one below:
+                // a file neither read nor moved aside would be lost with it.
+                Err(error) => {
+                    quarantine(&self.root, &path, &error.to_string())?;
+                    done.quarantined += 1;
+                }
+            }
+        }
+        let mut parts = kept;
+        if parts.len() < 2 {
+            return Ok(done);
+        }
+        {
             parts.sort_by_key(|(_, range)| *range);
             let first = parts.iter().map(|(_, (f, _))| *f).min().unwrap_or_default();
             let last = parts.iter().map(|(_, (_, l))| *l).max().unwrap_or_default();
@@ -263,16 +320,9 @@ impl Archive {
             let merged = staging.join(dir.file_name().unwrap_or_default());
             fs::create_dir_all(&merged).map_err(io(&merged))?;
             let name = part_name(first, last);
-            let mut batches = Vec::new();
-            for (path, _) in &parts {
-                let file = File::open(path).map_err(io(path))?;
-                for batch in ParquetRecordBatchReaderBuilder::try_new(file)?.build()? {
-                    batches.push(batch?);
-                }
-            }
             let bytes = write_batches(&merged, &name, &batches)?;
             sync_dir(&merged)?;
-            exchange(&merged, &dir)?;
+            exchange(&merged, dir)?;
             sync_dir(dir.parent().unwrap_or(&usage))?;
             // `merged` now holds the old small files.
             fs::remove_dir_all(&staging).map_err(io(&staging))?;
@@ -283,6 +333,34 @@ impl Archive {
         }
         Ok(done)
     }
+}
+
+/// Every batch of a Parquet file.
+fn read_batches(path: &Path) -> Result<Vec<RecordBatch>, Error> {
+    let file = File::open(path).map_err(io(path))?;
+    let mut batches = Vec::new();
+    for batch in ParquetRecordBatchReaderBuilder::try_new(file)?.build()? {
+        batches.push(batch?);
+    }
+    Ok(batches)
+}
+
+/// Moves `path` (under `<root>/usage/`) to the same place under
+/// `<root>/quarantine/`, out of the readers' `usage/**` glob, with a warning.
+fn quarantine(root: &Path, path: &Path, why: &str) -> Result<(), Error> {
+    let relative = path.strip_prefix(root.join("usage")).unwrap_or(path);
+    let target = root.join("quarantine").join(relative);
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    fs::rename(path, &target).map_err(io(path))?;
+    tracing::warn!(
+        path = %path.display(),
+        to = %target.display(),
+        why,
+        "archive file quarantined; the archive goes on without it"
+    );
+    Ok(())
 }
 
 /// The first and last stream sequence a part file covers.
@@ -543,5 +621,48 @@ mod tests {
             5,
             "compaction keeps the watermark"
         );
+    }
+
+    /// One unreadable file in a closed hour: moved to `quarantine/`, the
+    /// hour merged without it, later hours compacted all the same, and the
+    /// archive readable (as DuckDB reads it) throughout. A file that is not
+    /// a part file goes to quarantine at open, not to the bin.
+    #[test]
+    fn an_unreadable_file_is_quarantined_and_the_rest_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path()).unwrap();
+        archive.write(&[row(1, t(3, 0)), row(2, t(4, 0))], 2, None).unwrap();
+        archive.write(&[row(3, t(3, 30)), row(4, t(4, 30))], 4, None).unwrap();
+        archive.write(&[row(5, t(3, 59)), row(6, t(4, 59))], 6, None).unwrap();
+        let three = dir.path().join("usage/date=2026-11-25/hour=03");
+        let damaged = three.join(part_name(3, 4));
+        let mut bytes = fs::read(&damaged).unwrap();
+        let len = bytes.len();
+        bytes[len / 2..].fill(0xAB);
+        fs::write(&damaged, &bytes).unwrap();
+        let done = archive.compact(t(5, 10)).unwrap();
+        assert_eq!(
+            (done.files, done.quarantined),
+            (2, 1),
+            "both hours merged, one file aside"
+        );
+        assert!(dir
+            .path()
+            .join("quarantine/date=2026-11-25/hour=03")
+            .join(part_name(3, 4))
+            .exists());
+        let mut seqs: Vec<i64> = read_ids(dir.path()).unwrap().into_iter().map(|(_, s)| s).collect();
+        seqs.sort();
+        assert_eq!(seqs, [1, 2, 4, 5, 6], "every row but the quarantined file's");
+
+        let stray = three.join("export.parquet");
+        fs::write(&stray, b"not ours").unwrap();
+        drop(archive);
+        Archive::open(dir.path()).unwrap();
+        assert!(!stray.exists());
+        assert!(dir
+            .path()
+            .join("quarantine/date=2026-11-25/hour=03/export.parquet")
+            .exists());
     }
 }
