@@ -96,6 +96,7 @@ pub struct Archiver {
     /// The last flush or compaction failed: the next failure is not logged again.
     flush_failing: bool,
     compact_failing: bool,
+    read_failing: bool,
 }
 
 impl Archiver {
@@ -155,6 +156,7 @@ impl Archiver {
             metrics,
             flush_failing: false,
             compact_failing: false,
+            read_failing: false,
         })
     }
 
@@ -247,6 +249,10 @@ impl Archiver {
                 };
                 match next {
                     Some(Ok(record)) => {
+                        if self.read_failing {
+                            tracing::info!(seq = record.seq, "archiver reads the stream again");
+                            self.read_failing = false;
+                        }
                         self.through = record.seq;
                         self.through_id = Some(record.id);
                         if duplicates.binary_search(&record.seq).is_err() {
@@ -254,7 +260,19 @@ impl Archiver {
                         }
                     }
                     Some(Err(error)) => {
-                        tracing::error!(%error, through = self.through, "archiver lost the stream; reading again");
+                        // A record that does not read (damage in a sealed
+                        // segment, a broken connection): read again after
+                        // a pause, never in a hot loop, logged once.
+                        if !self.read_failing {
+                            tracing::error!(%error, through = self.through, "archiver cannot read the stream; reading again with back-off");
+                        }
+                        self.read_failing = true;
+                        self.metrics.archive_errors.inc();
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return false,
+                            _ = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
                         break;
                     }
                     None => break,

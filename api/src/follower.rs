@@ -295,12 +295,20 @@ impl Follower {
     async fn follow(&mut self, shutdown: &CancellationToken) {
         let (stream, projection, progress) = (self.stream.clone(), self.projection.clone(), self.progress.clone());
         let mut backoff = Duration::from_millis(100);
+        let mut failing = false;
         while !shutdown.is_cancelled() {
             let from = progress.applied() + 1;
             let mut chunks = match stream.follow(from).await {
                 Ok(records) => records.ready_chunks(CHUNK),
                 Err(error) => {
-                    tracing::warn!(%error, from, "cannot follow the stream; retrying");
+                    // Logged when it starts failing; then at debug until it works.
+                    if !failing {
+                        tracing::warn!(%error, from, "cannot follow the stream; retrying with back-off");
+                    } else {
+                        tracing::debug!(%error, from, "cannot follow the stream; retrying");
+                    }
+                    failing = true;
+                    self.metrics.follow_errors.inc();
                     sleep_or_stop(backoff, shutdown).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
@@ -315,10 +323,20 @@ impl Follower {
                 let (records, failed) = split(chunk);
                 self.apply(&records);
                 if let Some(error) = failed {
-                    tracing::error!(%error, applied = progress.applied(), "reading the stream failed; re-following");
+                    if !failing {
+                        tracing::error!(%error, applied = progress.applied(), "reading the stream failed; re-following with back-off");
+                    } else {
+                        tracing::debug!(%error, applied = progress.applied(), "reading the stream failed again");
+                    }
+                    failing = true;
+                    self.metrics.follow_errors.inc();
                     sleep_or_stop(backoff, shutdown).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     break;
+                }
+                if failing && !records.is_empty() {
+                    tracing::info!(applied = progress.applied(), "following the stream again");
+                    failing = false;
                 }
                 backoff = Duration::from_millis(100);
                 // While catching up at start, one snapshot at the end rather

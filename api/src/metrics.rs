@@ -22,8 +22,10 @@ pub struct Metrics {
     pub archive_rows: Counter,
     /// The last stream sequence the archive holds.
     pub archive_watermark: Gauge,
-    /// Archive flushes and compactions that failed.
+    /// Archive flushes, compactions and stream reads that failed.
     pub archive_errors: Counter,
+    /// Times the follower could not read the stream (it retries with back-off).
+    pub follow_errors: Counter,
     /// Archive files that could not be read, moved to `archive/quarantine/`.
     pub archive_quarantined: Counter,
     /// 1 while this process is the active worker (holds the lease).
@@ -64,7 +66,16 @@ impl Metrics {
                 "archive_watermark_seq",
                 "Last stream sequence the Parquet archive holds",
             ),
-            archive_errors: register(&mut r, "archive_errors", "Archive flushes and compactions that failed"),
+            archive_errors: register(
+                &mut r,
+                "archive_errors",
+                "Archive flushes, compactions and stream reads that failed",
+            ),
+            follow_errors: register(
+                &mut r,
+                "follow_errors",
+                "Times the follower could not read the stream (it retries with back-off)",
+            ),
             archive_quarantined: register(
                 &mut r,
                 "archive_quarantined_files",

@@ -76,8 +76,15 @@ impl AppState {
     }
 
     /// Waits until this replica has applied everything it appended itself,
-    /// so that a read after a write (a query, say) sees it.
+    /// so that a read after a write (a query, say) sees it. Before the
+    /// replica has caught up with the stream as it was at start, a read
+    /// would show partial numbers as if complete: 503 `not_ready` instead.
     pub async fn read_own_writes(&self) -> Result<(), ApiError> {
+        if !self.progress.is_ready() {
+            return Err(ApiError::NotReady(
+                "this replica is still replaying the stream; its numbers are not complete yet, retry shortly".into(),
+            ));
+        }
         self.applied(self.progress.own()).await
     }
 

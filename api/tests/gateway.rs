@@ -1738,7 +1738,7 @@ async fn a_restart_decides_nothing_before_it_has_caught_up(mut app: App) {
     }
     std::fs::remove_dir_all(app.dir.path().join("snapshots")).unwrap();
     app.spawn_unready().await;
-    let mut not_ready = 0;
+    let (mut not_ready, mut usage_not_ready) = (0, 0);
     loop {
         let ready = app
             .http
@@ -1756,6 +1756,27 @@ async fn a_restart_decides_nothing_before_it_has_caught_up(mut app: App) {
                 assert_eq!(response.headers()["retry-after"], "1");
                 assert_eq!(problem(response).await, (503, "not_ready".into()));
                 not_ready += 1;
+                // Nor does it show usage as if complete.
+                let (status, body) = app
+                    .admin(reqwest::Method::GET, &format!("/api/v1/api-keys/{key_id}/usage"), None)
+                    .await;
+                match status.as_u16() {
+                    503 => {
+                        assert_eq!(body["code"], "not_ready");
+                        usage_not_ready += 1;
+                    }
+                    200 => assert!(
+                        app.http
+                            .get(format!("{}/readyz", app.base))
+                            .send()
+                            .await
+                            .unwrap()
+                            .status()
+                            == 200,
+                        "usage answered before the replica was ready: {body}"
+                    ),
+                    other => panic!("usage answered {other}: {body}"),
+                }
             }
             // Ready between the two requests: the revocation is applied.
             403 => assert_eq!(problem(response).await, (403, "invalid_api_key".into())),
@@ -1766,7 +1787,8 @@ async fn a_restart_decides_nothing_before_it_has_caught_up(mut app: App) {
         not_ready > 0,
         "the replay was over before the first query: nothing was tested"
     );
-    eprintln!("{not_ready} queries answered not_ready during the replay");
+    assert!(usage_not_ready > 0, "usage was never asked while not ready");
+    eprintln!("{not_ready} queries and {usage_not_ready} usage reads answered not_ready during the replay");
     app.stop().await;
 }
 
