@@ -33,6 +33,7 @@ async fn main() {
                         cost: Micros::new(1_500),
                         duration_ms: 3,
                         reported_cost: None,
+                        record_by: None,
                     });
                     let outgoing = Outgoing::new(&event, chrono::Utc::now()).expect("encode");
                     log.append(&outgoing).await.expect("append");

@@ -104,7 +104,7 @@ impl Admissions {
             let outgoing = Outgoing::new(&event, now).map_err(ApiError::internal)?;
             // Counted as in flight until folded, then as pending if it holds.
             let appended = reservation
-                .append(state.stream.as_ref(), &outgoing)
+                .append(outgoing.id, state.stream.append(&outgoing))
                 .await
                 .map_err(unavailable)?;
             state.appended(appended.seq);

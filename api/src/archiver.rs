@@ -408,6 +408,7 @@ mod tests {
             cost: Micros::new(1000),
             duration_ms: n,
             reported_cost: None,
+            record_by: None,
         })
     }
 

@@ -212,13 +212,16 @@ impl Follower {
     fn apply(&self, records: &[ingest::Record]) {
         let Some(last) = records.last() else { return };
         // Decoded before the lock: queries read the projection meanwhile.
-        let decoded: Vec<_> = records.iter().map(|r| (r.seq, self.decode(r))).collect();
+        let decoded: Vec<_> = records
+            .iter()
+            .map(|r| (r.seq, r.stored_micros, self.decode(r)))
+            .collect();
         let mut rows = Vec::new();
         {
             let mut projection = self.projection.write().unwrap_or_else(|e| e.into_inner());
-            for (seq, decoded) in decoded {
+            for (seq, stored_micros, decoded) in decoded {
                 let Some((envelope, event)) = decoded else { continue };
-                let first_time = projection.apply(seq, envelope.id, envelope.ts, &event);
+                let first_time = projection.apply_stored(seq, envelope.id, envelope.ts, stored_micros, &event);
                 // Under the same write lock: counted here, no longer in flight.
                 match event {
                     Event::QueryRecorded(q) => {

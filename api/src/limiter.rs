@@ -20,7 +20,7 @@
 //! See ARCHITECTURE.md for the guarantee.
 
 use chrono::{DateTime, Utc};
-use ingest::{Appended, EventId, EventStream, Micros, Outgoing, StreamError};
+use ingest::{Appended, EventId, Micros, StreamError};
 use ledger::Projection;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -105,11 +105,16 @@ pub struct Reservation {
 }
 
 impl Reservation {
-    /// Appends `outgoing`, the event whose folding settles this place.
-    pub async fn append(mut self, stream: &dyn EventStream, outgoing: &Outgoing) -> Result<Appended, StreamError> {
-        self.expect(outgoing.id);
+    /// Runs `appending`, the append of `event`, the event whose folding
+    /// settles this place.
+    pub async fn append(
+        mut self,
+        event: EventId,
+        appending: impl std::future::Future<Output = Result<Appended, StreamError>>,
+    ) -> Result<Appended, StreamError> {
+        self.expect(event);
         self.appending = true;
-        let appended = stream.append(outgoing).await;
+        let appended = appending.await;
         match &appended {
             Ok(_) => self.stored(),
             // Nothing to settle it: the place is free again.

@@ -195,6 +195,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         webhook_guard: config.webhook_guard,
         rate_alerts: Arc::default(),
         admissions: matches!(config.backend, Backend::Nats { .. }).then(Arc::default),
+        outcome_can_be_unknown: matches!(config.backend, Backend::Nats { .. }),
     };
     // A worker answers health and metrics only; its projection serves no one else.
     let app = match config.role {

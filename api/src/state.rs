@@ -4,8 +4,8 @@
 //! and [`AppState::read_own_writes`]. Below the HTTP layer (admission,
 //! auth) this is all that is shared; nothing here knows a route.
 
-use chrono::Utc;
-use ingest::{Event, EventStream, Outgoing, StreamError};
+use chrono::{DateTime, Utc};
+use ingest::{Appended, Event, EventStream, Outgoing, StreamError};
 use ledger::Projection;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
@@ -18,6 +18,10 @@ use crate::metrics::Metrics;
 
 /// How long a handler waits for this replica to apply its own write.
 const APPLY_WAIT: Duration = Duration::from_secs(10);
+/// How far this replica's clock and the stream's may disagree.
+const CLOCK_SKEW: Duration = Duration::from_secs(2);
+/// How long a late acknowledgement's stored time is looked for.
+const OUTCOME_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -38,6 +42,10 @@ pub struct AppState {
     /// Admissions put on the stream first, for limits exact across
     /// replicas: on NATS only (an embedded log has one process).
     pub admissions: Option<Arc<crate::admission::Admissions>>,
+    /// A failed append may still have been stored (NATS: the acknowledgement
+    /// can be lost), so it is tried again with the same id while there is
+    /// time. The embedded log's failures are final.
+    pub outcome_can_be_unknown: bool,
 }
 
 impl AppState {
@@ -68,6 +76,54 @@ impl AppState {
         self.appended(seq);
         self.applied(seq).await?;
         Ok(seq)
+    }
+
+    /// Appends a query's usage event so that it counts: it must be stored
+    /// by `record_by` (the event says so, and the fold drops one stored
+    /// later, `ledger::Projection::apply_stored`). Ok only when it was
+    /// stored in time; an error means it does not count, so the query may
+    /// be answered 503 without being billed. An append that fails while
+    /// time is left (NATS stalled, a leader election) is tried again with
+    /// the same id (the stream stores it once); an acknowledgement that
+    /// comes near the deadline is checked against the stored time.
+    pub async fn append_in_time(&self, outgoing: &Outgoing, record_by: DateTime<Utc>) -> Result<Appended, StreamError> {
+        let skew = chrono::TimeDelta::from_std(CLOCK_SKEW).unwrap_or_default();
+        loop {
+            let appended = match self.stream.append(outgoing).await {
+                Ok(appended) => appended,
+                Err(StreamError::Unavailable(_)) if self.outcome_can_be_unknown && Utc::now() < record_by + skew => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            // Acknowledged in good time: stored before now, before the deadline.
+            if Utc::now() + skew < record_by {
+                return Ok(appended);
+            }
+            let deadline = tokio::time::Instant::now() + OUTCOME_WAIT;
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                match self.stream.stored_micros(appended.seq).await {
+                    Ok(Some(at)) if at <= record_by.timestamp_micros() => return Ok(appended),
+                    Ok(Some(_)) => {
+                        return Err(StreamError::Unavailable(
+                            "stored after its deadline: it does not count".into(),
+                        ))
+                    }
+                    Ok(None) | Err(_) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                    }
+                    Ok(None) | Err(_) => {
+                        return Err(StreamError::Unavailable(format!(
+                            "stored at sequence {} but its time cannot be read: whether it counts is unknown",
+                            appended.seq
+                        )))
+                    }
+                }
+            }
+        }
     }
 
     /// Notes that this process appended `seq`, for [`Self::read_own_writes`].

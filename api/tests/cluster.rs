@@ -240,6 +240,9 @@ impl Cluster {
     }
 
     /// The `query.recorded` events on the stream: (event id, request id, key id).
+    /// The queries that count: every `query.recorded` on the stream but
+    /// those stored after their `record_by` (their queries were answered
+    /// 503; the fold and the archive leave them out too).
     async fn recorded(&self) -> Vec<(String, String, String)> {
         self.records()
             .await
@@ -247,7 +250,11 @@ impl Cluster {
             .filter_map(|r| {
                 let envelope = r.envelope().unwrap();
                 match envelope.event() {
-                    Ok(Event::QueryRecorded(q)) => Some((envelope.id.to_string(), q.request_id, q.key_id)),
+                    Ok(Event::QueryRecorded(q))
+                        if q.record_by.is_none_or(|by| r.stored_micros <= by.timestamp_micros()) =>
+                    {
+                        Some((envelope.id.to_string(), q.request_id, q.key_id))
+                    }
                     _ => None,
                 }
             })

@@ -1720,6 +1720,7 @@ async fn a_restart_decides_nothing_before_it_has_caught_up(mut app: App) {
                 cost: ingest::Micros::ZERO,
                 duration_ms: 1,
                 reported_cost: None,
+                record_by: None,
             })
         };
         let batch: Vec<_> = (0..100_000)
@@ -1790,6 +1791,121 @@ async fn a_restart_decides_nothing_before_it_has_caught_up(mut app: App) {
     assert!(usage_not_ready > 0, "usage was never asked while not ready");
     eprintln!("{not_ready} queries and {usage_not_ready} usage reads answered not_ready during the replay");
     app.stop().await;
+}
+
+/// A NATS server stopped (SIGSTOP) for `stall` under queries of a key
+/// without limits, then continued: every query answered 200 is recorded
+/// and counted once; a query answered 503 is never billed, even though its
+/// event, buffered while the server was stopped, reaches the stream once
+/// it continues (stored after its `record_by`, it does not count).
+async fn a_stalled_nats_bills_no_query_answered_503(stall: Duration) {
+    let Some(app) = App::start(true).await else { return };
+    app.workflow("echo", "builtin:echo", 0.01).await;
+    let (key_id, key) = app.create_key(json!({"name": "stalled"})).await;
+    assert_eq!(app.query("echo", Some(&key), json!("before")).await.status(), 200);
+    let Store::Nats(server, _) = &app.store else {
+        unreachable!()
+    };
+    let pid = server.pid().unwrap() as libc::pid_t;
+    // SAFETY: signals a child process this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let app = Arc::new(app);
+    let queries: Vec<_> = (0..5)
+        .map(|i| {
+            let (app, key) = (app.clone(), key.clone());
+            tokio::spawn(async move {
+                let response = app.query("echo", Some(&key), json!(i)).await;
+                let request_id = response
+                    .headers()
+                    .get("x-request-id")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                (response.status().as_u16(), request_id)
+            })
+        })
+        .collect();
+    // The fault itself lasts `stall`; nothing here waits for a condition.
+    tokio::time::sleep(stall).await;
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let mut answers = Vec::new();
+    for query in queries {
+        answers.push(query.await.unwrap());
+    }
+    eprintln!("stall {stall:?}: {answers:?}");
+    let ok: Vec<&String> = answers
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .filter_map(|(_, r)| r.as_ref())
+        .collect();
+    assert!(
+        answers.iter().all(|(s, _)| *s == 200 || *s == 503),
+        "only 200 or 503: {answers:?}"
+    );
+    let mut app = Arc::into_inner(app).unwrap();
+    // Whatever reaches the stream has reached it once the events the
+    // stopped server buffered are stored: wait for usage to settle.
+    let counted = async |app: &App| {
+        let (_, usage) = app
+            .admin(reqwest::Method::GET, &format!("/api/v1/api-keys/{key_id}/usage"), None)
+            .await;
+        usage["total_requests"].as_u64()
+    };
+    let expected = 1 + ok.len() as u64;
+    eventually("usage counts the 200s", async || counted(&app).await == Some(expected)).await;
+    app.stop().await;
+    // Billed = the events that count: recorded once for each 200, never
+    // for a 503 (on the stream or not, stored too late to count).
+    let records = app.records().await;
+    let (mut counting, mut too_late) = (Vec::new(), 0);
+    for record in &records {
+        let ingest::Event::QueryRecorded(q) = record.envelope().unwrap().event().unwrap() else {
+            continue;
+        };
+        let in_time = q
+            .record_by
+            .is_none_or(|by| record.stored_micros <= by.timestamp_micros());
+        if in_time {
+            counting.push(q.request_id);
+        } else {
+            too_late += 1;
+        }
+    }
+    eprintln!("stall {stall:?}: {too_late} events reached the stream too late to count");
+    counting.sort();
+    let before = counting.len() - ok.len();
+    assert_eq!(
+        before, 1,
+        "the query before the stall, and the 200s: {counting:?} {answers:?}"
+    );
+    for request_id in &ok {
+        assert_eq!(
+            counting.iter().filter(|r| r == request_id).count(),
+            1,
+            "{request_id} counted once"
+        );
+    }
+    for (status, request_id) in &answers {
+        if *status == 503 {
+            if let Some(request_id) = request_id {
+                assert!(!counting.contains(request_id), "{request_id} answered 503 but billed");
+            }
+        }
+    }
+    // The archive holds exactly what counts.
+    app.spawn().await;
+    app.stop().await;
+    let archived = common::archived_once(&app.dir.path().join("archive"));
+    assert_eq!(archived.len(), counting.len(), "one archived row per billed query");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_12_second_nats_stall_bills_no_query_answered_503() {
+    a_stalled_nats_bills_no_query_answered_503(Duration::from_secs(12)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_30_second_nats_stall_bills_no_query_answered_503() {
+    a_stalled_nats_bills_no_query_answered_503(Duration::from_secs(30)).await;
 }
 
 on_both_backends!(

@@ -29,6 +29,7 @@ fn events(n: usize) -> Vec<Outgoing> {
                 cost: Micros::new(2500),
                 duration_ms: 812,
                 reported_cost: None,
+                record_by: None,
             });
             Outgoing::new(&e, chrono::Utc::now()).unwrap()
         })

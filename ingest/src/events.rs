@@ -122,6 +122,10 @@ pub struct QueryRecorded {
     /// `cost`, which is capped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reported_cost: Option<Micros>,
+    /// Stored after this, it does not count: its query was answered 503
+    /// (no usage, no archive row). Absent: it always counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_by: Option<DateTime<Utc>>,
 }
 
 /// A replica admitted a query of a key with limits, before calling its

@@ -369,6 +369,7 @@ fn to_record(message: &jetstream::Message, prefix: &str) -> Result<Record, Strea
     Ok(Record {
         seq,
         id,
+        stored_micros: (info.published.unix_timestamp_nanos() / 1000) as i64,
         subject: Subject::parse(subject)?,
         payload: message.payload.clone(),
     })

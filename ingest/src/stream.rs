@@ -27,6 +27,9 @@ pub struct Appended {
 pub struct Record {
     pub seq: u64,
     pub id: EventId,
+    /// When the backend stored it, microseconds since the epoch, by the
+    /// backend's clock (the NATS server's; the embedded log's writer's).
+    pub stored_micros: i64,
     /// Relative to the stream, e.g. `key.key_1`.
     pub subject: Subject,
     /// The JSON envelope, exactly as appended.
@@ -70,6 +73,18 @@ pub trait EventStream: Send + Sync + 'static {
     /// Events from `from` up to the newest one at the time of the call; then
     /// the stream ends.
     async fn replay(&self, from: u64) -> Result<RecordStream, StreamError>;
+
+    /// When the event at `seq` was stored (see [`Record::stored_micros`]),
+    /// None if there is none.
+    async fn stored_micros(&self, seq: u64) -> Result<Option<i64>, StreamError> {
+        use futures::StreamExt;
+        let mut records = self.replay(seq).await?;
+        match records.next().await {
+            Some(Ok(record)) => Ok((record.seq == seq).then_some(record.stored_micros)),
+            Some(Err(error)) => Err(error),
+            None => Ok(None),
+        }
+    }
 
     /// The id of the event stored at `seq`, None if there is none (past the
     /// end, or deleted). What ties a snapshot or an archive watermark to

@@ -108,6 +108,11 @@ impl NatsServer {
     }
 
     /// Kills the server at once (SIGKILL), keeping its store.
+    /// The server's process id while it runs (to stop and continue it).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

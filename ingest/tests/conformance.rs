@@ -86,6 +86,7 @@ fn event(key: &str, n: u64) -> Outgoing {
         cost: Micros::new(n as i64),
         duration_ms: n,
         reported_cost: None,
+        record_by: None,
     });
     Outgoing::new(&e, chrono::Utc::now()).unwrap()
 }

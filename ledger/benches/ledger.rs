@@ -28,6 +28,7 @@ fn events(n: u64) -> Vec<(u64, EventId, chrono::DateTime<Utc>, Event)> {
                 cost: Micros::new(1_500),
                 duration_ms: 20 + i % 900,
                 reported_cost: None,
+                record_by: None,
             };
             // 20 days of traffic: 10M events is ~6 per second.
             let ts = start + chrono::Duration::microseconds((i as i64) * 172_800);

@@ -239,6 +239,7 @@ mod tests {
             cost: Micros::new(dollars * 1_000_000),
             duration_ms: 1,
             reported_cost: None,
+            record_by: None,
         });
         p.apply(*seq, EventId::new(), ts, &q);
         *seq += 1;

@@ -45,8 +45,9 @@ pub struct Projection {
     pub workflows: Workflows,
     pub usage: Usage,
     pub dedup: Dedup,
-    /// Sequences that held a duplicate of an earlier event (rare), so that
-    /// the archiver, which reads the same stream, skips them too.
+    /// Sequences that count for nothing (rare): a duplicate of an earlier
+    /// event, or a `query.recorded` stored after its `record_by`; the
+    /// archiver, which reads the same stream, skips them too.
     pub duplicates: std::collections::BTreeSet<u64>,
     /// The last stream sequence folded in.
     pub seq: u64,
@@ -64,15 +65,38 @@ pub struct Projection {
 }
 
 impl Projection {
-    /// Folds one event, which the stream stored at `seq`, made at `ts`.
-    /// False if its id was applied before (a duplicate): nothing changes
-    /// but the sequence.
+    /// Folds one event, which the stream stored at `seq`, made at `ts`, as
+    /// if stored at once (see [`Self::apply_stored`]).
     pub fn apply(&mut self, seq: u64, id: EventId, ts: DateTime<Utc>, event: &Event) -> bool {
+        self.apply_stored(seq, id, ts, ts.timestamp_micros(), event)
+    }
+
+    /// Folds one event, which the stream stored at `seq` at `stored_micros`
+    /// (the backend's clock), made at `ts`. False if it changes nothing but
+    /// the sequence: its id was applied before (a duplicate), or it is a
+    /// `query.recorded` stored after its `record_by` (its query was
+    /// answered 503, so it is not billed; its admission's place is freed).
+    /// Either is marked in [`Self::duplicates`] for the archiver.
+    pub fn apply_stored(
+        &mut self,
+        seq: u64,
+        id: EventId,
+        ts: DateTime<Utc>,
+        stored_micros: i64,
+        event: &Event,
+    ) -> bool {
         self.seq = seq;
         self.last_id = Some(id);
         if !self.dedup.first_time(id, ts) {
             self.duplicates.insert(seq);
             return false;
+        }
+        if let Event::QueryRecorded(q) = event {
+            if q.record_by.is_some_and(|by| stored_micros > by.timestamp_micros()) {
+                self.duplicates.insert(seq);
+                self.usage.unadmit(&q.key_id, id);
+                return false;
+            }
         }
         match event {
             Event::KeyCreated(_) | Event::KeyUpdated(_) | Event::KeyRevoked(_) | Event::KeyRotated(_) => {
@@ -151,4 +175,59 @@ where
     let page: Vec<&V> = iter.by_ref().take(limit).collect();
     let more = iter.next().is_some();
     (page, more)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use ingest::events::{QueryAdmitted, QueryRecorded};
+    use ingest::Micros;
+
+    /// A `query.recorded` stored after its `record_by` (its query was
+    /// answered 503) counts for nothing: no usage, marked for the archiver
+    /// to skip, its admission's place freed. In time, it counts.
+    #[test]
+    fn a_usage_event_stored_after_its_deadline_does_not_count() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+        let by = t + chrono::Duration::seconds(15);
+        let recorded = |record_by| {
+            Event::QueryRecorded(QueryRecorded {
+                request_id: "r".into(),
+                key_id: "key_a".into(),
+                workflow_id: "w".into(),
+                status_code: 200,
+                cost: Micros::new(100),
+                duration_ms: 1,
+                reported_cost: None,
+                record_by,
+            })
+        };
+        let mut p = Projection::default();
+        let (late, in_time) = (EventId::new(), EventId::new());
+        let admitted = Event::QueryAdmitted(QueryAdmitted {
+            request_id: "r".into(),
+            key_id: "key_a".into(),
+            workflow_id: "w".into(),
+            cost: Micros::new(100),
+            record_id: late,
+            expires_at: t + chrono::Duration::hours(1),
+            after_seq: 0,
+        });
+        p.apply(1, EventId::new(), t, &admitted);
+        assert_eq!(p.usage.admissions("key_a").unwrap().pending(t).0, 1);
+        let stored_late = (by + chrono::Duration::microseconds(1)).timestamp_micros();
+        assert!(!p.apply_stored(2, late, t, stored_late, &recorded(Some(by))));
+        assert!(p.usage.get("key_a").is_none(), "not billed");
+        assert_eq!(p.usage.admissions("key_a").unwrap().pending(t).0, 0, "place freed");
+        assert!(p.duplicates.contains(&2), "the archiver skips it");
+        assert_eq!((p.seq, p.last_id), (2, Some(late)));
+
+        assert!(p.apply_stored(3, in_time, t, by.timestamp_micros(), &recorded(Some(by))));
+        assert!(
+            p.apply_stored(4, EventId::new(), t, i64::MAX, &recorded(None)),
+            "no deadline: counts"
+        );
+        assert_eq!(p.usage.get("key_a").unwrap().total.requests, 2);
+    }
 }

@@ -278,6 +278,7 @@ mod tests {
                 cost: Micros::new(1500),
                 duration_ms: 3,
                 reported_cost: None,
+                record_by: None,
             });
             p.apply(i + 2, EventId::new(), t + chrono::Duration::minutes(i as i64 * 7), &q);
         }

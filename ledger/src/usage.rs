@@ -302,6 +302,14 @@ impl Usage {
         });
     }
 
+    /// Frees the place of the admission whose query was recorded as `id`
+    /// too late to count.
+    pub(crate) fn unadmit(&mut self, key_id: &str, id: EventId) {
+        if let Some(admissions) = self.admissions.get_mut(key_id) {
+            admissions.pending.retain(|p| p.record_id != id);
+        }
+    }
+
     /// Folds `q` (event `id`), settling its admission if it had one; returns
     /// the key's cost in the month of `ts`, for the alert rules.
     pub(crate) fn apply(&mut self, id: EventId, ts: DateTime<Utc>, q: &QueryRecorded) -> Micros {
@@ -338,6 +346,7 @@ mod tests {
             cost: Micros::new(cost),
             duration_ms: 1,
             reported_cost: None,
+            record_by: None,
         }
     }
 

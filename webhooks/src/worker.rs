@@ -393,7 +393,13 @@ impl Shared {
                     return false;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "cannot record a webhook event; retrying");
+                    // Once per event, then quietly: a stream that is down
+                    // fails every delivery's record at once.
+                    if backoff == std::time::Duration::from_millis(100) {
+                        tracing::warn!(%error, "cannot record a webhook event; retrying with back-off");
+                    } else {
+                        tracing::debug!(%error, "cannot record a webhook event; retrying");
+                    }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
                 }

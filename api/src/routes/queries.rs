@@ -423,9 +423,12 @@ impl Admitted {
         }
     }
 
-    /// Appends the query's usage event; without it there is no answer (503).
+    /// Appends the query's usage event; without it there is no answer
+    /// (503). It counts only if stored within [`RECORD_WITHIN`]: a 503 is
+    /// never billed, even when the event reaches the stream later.
     async fn record(self, state: &AppState, settled: &Settled) -> Result<(), ApiError> {
         let duration_ms = self.started.elapsed().as_millis() as u64;
+        let record_by = Utc::now() + chrono::TimeDelta::from_std(RECORD_WITHIN).unwrap_or_default();
         let event = Event::QueryRecorded(QueryRecorded {
             request_id: self.request_id.clone(),
             key_id: self.key_id.clone(),
@@ -434,14 +437,16 @@ impl Admitted {
             cost: settled.cost,
             duration_ms,
             reported_cost: settled.reported_cost,
+            record_by: Some(record_by),
         });
         let outgoing = Outgoing::with_id(self.record_id, &event, Utc::now()).map_err(ApiError::internal)?;
         // No wait for the follower: the limiter counts this query as in
         // flight until the projection has it, and reads of usage wait for
         // this replica's own appends (read-your-writes).
+        let appending = state.append_in_time(&outgoing, record_by);
         let appended = match self.reservation {
-            Some(reservation) => reservation.append(state.stream.as_ref(), &outgoing).await,
-            None => state.stream.append(&outgoing).await,
+            Some(reservation) => reservation.append(outgoing.id, appending).await,
+            None => appending.await,
         };
         match appended {
             Ok(appended) => state.appended(appended.seq),
@@ -463,6 +468,12 @@ impl Admitted {
         Ok(())
     }
 }
+
+/// How long a query's usage event may take to be stored: after it, the
+/// query is answered 503 and its event, should it still reach the stream,
+/// does not count. Longer than one round of the NATS backend's own append
+/// retries (10 s), so a short stall still ends in a 200.
+const RECORD_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Calls the upstream, records, answers: run on a task of its own.
 async fn answer_json(state: AppState, query: Admitted, input: Value) -> Result<QueryResponse, ApiError> {

@@ -235,6 +235,7 @@ mod tests {
             cost: ingest::Micros::new(5),
             duration_ms: 1,
             reported_cost: None,
+            record_by: None,
         };
         let mut p = ledger::Projection::default();
         let t = Utc.with_ymd_and_hms(2026, 11, 25, 3, 0, 0).unwrap();

@@ -159,6 +159,7 @@ pub(super) fn to_record(frame: Frame) -> Result<Record, StreamError> {
     Ok(Record {
         seq: frame.seq,
         id: frame.id,
+        stored_micros: frame.appended_at_micros,
         subject: Subject::parse(&frame.subject)?,
         payload: frame.payload,
     })
