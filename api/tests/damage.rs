@@ -84,18 +84,6 @@ async fn a_flipped_bit_mid_log_stops_the_start_and_check_repairs_it() {
     assert_eq!(found.problems, 0, "{}", found.lines.join("\n"));
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if entry.file_name() != "LOCK" {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// deploy/README.md, "Backups and restore": stop, put the backup's
 /// `stream/` in place, leave `snapshots/` and `archive/`, start. Every
 /// query answered after the restore is archived, exactly once.
@@ -109,7 +97,7 @@ async fn the_one_machine_restore_works_as_written() {
     }
     app.stop().await;
     let backup = tempfile::tempdir().unwrap();
-    copy_dir(&app.dir.path().join("stream"), &backup.path().join("stream"));
+    common::copy_dir(&app.dir.path().join("stream"), &backup.path().join("stream"));
     // Life goes on after the backup: a snapshot and the archive move ahead.
     app.spawn().await;
     for i in 0..10 {
@@ -119,7 +107,7 @@ async fn the_one_machine_restore_works_as_written() {
     // The guide's steps.
     let stream = app.dir.path().join("stream");
     std::fs::rename(&stream, app.dir.path().join("stream.before-restore")).unwrap();
-    copy_dir(&backup.path().join("stream"), &stream);
+    common::copy_dir(&backup.path().join("stream"), &stream);
     app.spawn().await;
     for i in 0..20 {
         assert_eq!(app.query("echo", Some(&key), json!(i)).await.status(), 200);

@@ -1503,18 +1503,6 @@ enum Loss {
     StreamRecreated,
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// Cuts the newest segment of the embedded log in `data_dir` before its
 /// last `records` records: at a record's first byte, or 10 bytes into it.
 fn cut_log_tail(data_dir: &std::path::Path, records: usize, mid_record: bool) {
@@ -1575,7 +1563,7 @@ async fn a_stream_that_lost_what_a_snapshot_saw(mut app: App, loss: Loss) {
     }
     // The process dies now: its data dir as it is.
     let crashed = tempfile::tempdir().unwrap();
-    copy_dir(app.dir.path(), crashed.path());
+    common::copy_dir(app.dir.path(), crashed.path());
     app.stop().await;
     app.dir = crashed;
     app.spawn().await;

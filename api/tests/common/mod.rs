@@ -51,3 +51,18 @@ pub fn archived_once(archive: &Path) -> Vec<String> {
     );
     archived
 }
+
+/// Copies a directory tree, leaving out `LOCK` files (a copy of a data dir
+/// as a crash or a backup would leave it).
+#[allow(dead_code)]
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_name() != "LOCK" {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
