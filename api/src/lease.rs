@@ -34,9 +34,14 @@ pub async fn run_while_held<F, Fut>(
     Fut: Future<Output = ()> + Send + 'static,
 {
     let holder = format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple());
-    let mut warned = false;
+    let (mut warned, mut failing) = (false, false);
     loop {
-        match ask(&*stream, &holder).await {
+        let answer = ask(&*stream, &holder).await;
+        if failing && answer.is_ok() {
+            tracing::info!("the worker lease can be asked for again");
+            failing = false;
+        }
+        match answer {
             Ok(true) => {}
             Ok(false) => {
                 if !warned {
@@ -49,7 +54,12 @@ pub async fn run_while_held<F, Fut>(
                 continue;
             }
             Err(error) => {
-                tracing::warn!(%error, "cannot ask for the worker lease; retrying");
+                // Once when asking starts failing; the next success says so.
+                if !failing {
+                    tracing::warn!(%error, "cannot ask for the worker lease; retrying every second");
+                    failing = true;
+                }
+                metrics.lease_errors.inc();
                 if wait(&shutdown, EVERY).await {
                     return;
                 }
@@ -84,7 +94,10 @@ pub async fn run_while_held<F, Fut>(
                     tracing::warn!(%error, "cannot renew the worker lease; stepping down");
                     break;
                 }
-                Err(error) => tracing::warn!(%error, "cannot renew the worker lease; retrying"),
+                Err(error) => {
+                    metrics.lease_errors.inc();
+                    tracing::warn!(%error, "cannot renew the worker lease; retrying");
+                }
             }
         }
         active.cancel();

@@ -26,6 +26,11 @@ pub struct Metrics {
     pub archive_errors: Counter,
     /// Times the follower could not read the stream (it retries with back-off).
     pub follow_errors: Counter,
+    /// Times the worker lease could not be asked for or renewed.
+    pub lease_errors: Counter,
+    /// Times the webhook worker could not record an attempt or an alert
+    /// (it retries with back-off).
+    pub webhook_record_errors: Counter,
     /// Archive files that could not be read, moved to `archive/quarantine/`.
     pub archive_quarantined: Counter,
     /// 1 while this process is the active worker (holds the lease).
@@ -70,6 +75,16 @@ impl Metrics {
                 &mut r,
                 "archive_errors",
                 "Archive flushes, compactions and stream reads that failed",
+            ),
+            lease_errors: register(
+                &mut r,
+                "lease_errors",
+                "Times the worker lease could not be asked for or renewed",
+            ),
+            webhook_record_errors: register(
+                &mut r,
+                "webhook_record_errors",
+                "Times the webhook worker could not record a delivery attempt or an alert (it retries)",
             ),
             follow_errors: register(
                 &mut r,

@@ -134,6 +134,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         );
         let (stream, projection, progress, config) =
             (stream.clone(), projection.clone(), progress.clone(), config.clone());
+        let worker_metrics = metrics.clone();
         tasks.spawn(lease::run_while_held(
             stream.clone(),
             metrics.clone(),
@@ -141,6 +142,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
             move |active| {
                 let (stream, projection, progress, config) =
                     (stream.clone(), projection.clone(), progress.clone(), config.clone());
+                let failures = worker_metrics.webhook_record_errors.clone();
                 async move {
                     // Send nothing before what the previous worker recorded is folded.
                     let ready_at = match stream.last_seq().await {
@@ -160,7 +162,14 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
                         active,
                     );
                     match worker {
-                        Ok(worker) => worker.run().await,
+                        Ok(worker) => {
+                            worker
+                                .on_record_failure(move || {
+                                    failures.inc();
+                                })
+                                .run()
+                                .await
+                        }
                         Err(error) => tracing::error!(%error, "cannot start webhook delivery"),
                     }
                 }

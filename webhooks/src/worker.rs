@@ -75,6 +75,7 @@ impl Worker {
             in_flight: Mutex::default(),
             done: tokio::sync::Notify::new(),
             shutdown,
+            on_record_failure: None,
         });
         Ok(Worker {
             projection,
@@ -82,6 +83,16 @@ impl Worker {
             ready_at,
             shared,
         })
+    }
+
+    /// Calls `f` at each failed try to record an attempt or an alert on the
+    /// stream (the worker retries with back-off and logs once per event).
+    pub fn on_record_failure(mut self, f: impl Fn() + std::marker::Send + Sync + 'static) -> Worker {
+        // Only just made: nothing else holds it yet.
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.on_record_failure = Some(Box::new(f));
+        }
+        self
     }
 
     /// Delivers until `shutdown`; attempts in flight then finish and are
@@ -250,6 +261,8 @@ struct Shared {
     /// Signalled when an attempt ends.
     done: tokio::sync::Notify,
     shutdown: CancellationToken,
+    /// Called at each failed try to record an attempt or an alert (a metric).
+    on_record_failure: Option<Box<dyn Fn() + std::marker::Send + Sync>>,
 }
 
 impl Shared {
@@ -389,10 +402,16 @@ impl Shared {
             match self.stream.append(&outgoing).await {
                 Ok(appended) => break appended.seq,
                 Err(error) if tokio::time::Instant::now() >= give_up || self.shutdown.is_cancelled() => {
+                    if let Some(f) = &self.on_record_failure {
+                        f();
+                    }
                     tracing::error!(%error, "cannot record a webhook event; giving up for now");
                     return false;
                 }
                 Err(error) => {
+                    if let Some(f) = &self.on_record_failure {
+                        f();
+                    }
                     // Once per event, then quietly: a stream that is down
                     // fails every delivery's record at once.
                     if backoff == std::time::Duration::from_millis(100) {
