@@ -46,12 +46,7 @@ pub fn check(dir: &Path, wanted: &[u64]) -> Result<Report, StreamError> {
 }
 
 fn scan(dir: &Path, wanted: &[u64]) -> Result<Report, StreamError> {
-    let mut firsts: Vec<u64> = std::fs::read_dir(dir)
-        .map_err(StreamError::io(dir))?
-        .filter_map(|entry| entry.ok())
-        .filter_map(|entry| format::parse_segment_name(&entry.file_name().to_string_lossy()))
-        .collect();
-    firsts.sort_unstable();
+    let firsts = super::segment_firsts(dir)?;
     let mut report = Report {
         segments: firsts.len(),
         records: 0,

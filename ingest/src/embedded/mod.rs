@@ -434,14 +434,20 @@ struct Recovered {
     recent_order: VecDeque<(i64, crate::envelope::EventId)>,
 }
 
-fn recover(options: &Options) -> Result<Recovered, StreamError> {
-    let dir = &options.dir;
+/// The first sequences of the segment files in `dir`, in order.
+fn segment_firsts(dir: &Path) -> Result<Vec<u64>, StreamError> {
     let mut firsts: Vec<u64> = std::fs::read_dir(dir)
         .map_err(StreamError::io(dir))?
         .filter_map(|entry| entry.ok())
         .filter_map(|entry| format::parse_segment_name(&entry.file_name().to_string_lossy()))
         .collect();
     firsts.sort_unstable();
+    Ok(firsts)
+}
+
+fn recover(options: &Options) -> Result<Recovered, StreamError> {
+    let dir = &options.dir;
+    let mut firsts = segment_firsts(dir)?;
     if firsts.is_empty() {
         let path = dir.join(format::segment_name(1));
         writer::create_segment(&path).map_err(StreamError::io(&path))?;
