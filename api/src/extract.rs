@@ -24,15 +24,37 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let limit = req.extensions().get::<BodyTimeout>().copied();
-        let read = Json::<T>::from_request(req, state);
-        let Json(value) = match limit {
-            Some(BodyTimeout(limit)) => tokio::time::timeout(limit, read)
-                .await
-                .map_err(|_| ApiError::RequestTimeout)??,
-            None => read.await?,
-        };
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let Body(bytes) = Body::from_request(req, state).await?;
+        let Json(value) = Json::<T>::from_bytes(object(&bytes)?)?;
         Ok(ApiJson(value))
+    }
+}
+
+/// `application/json`, or a `+json` type (as axum's `Json` takes).
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Every body this API takes is a JSON object. serde would read an array
+/// into a struct field by field, so anything but an object is refused
+/// first: 422 if it is JSON, 400 if not.
+pub fn object(bytes: &[u8]) -> Result<&[u8], ApiError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(bytes),
+        _ => match serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+            Ok(_) => Err(ApiError::validation("the body must be a JSON object")),
+            Err(e) => Err(ApiError::BadJson(e.to_string())),
+        },
     }
 }
 

@@ -1377,6 +1377,31 @@ async fn a_slow_sse_reader_is_recorded_when_the_upstream_ends(mut app: App) {
 /// segment that is not UTF-8, a raw body over the limit.
 async fn malformed_paths_and_query_strings_are_problems(app: App) {
     let (key_id, key) = app.create_key(json!({"name": "p"})).await;
+    // A body must be a JSON object: serde would read an array into a
+    // struct field by field.
+    for body in [json!(["array"]), json!([]), json!("text"), json!(7)] {
+        let (status, problem) = app.post("/api/v1/api-keys", body.clone()).await;
+        assert_eq!(
+            (status.as_u16(), problem["code"].clone()),
+            (422, json!("validation_error")),
+            "{body}"
+        );
+        let (status, _) = app
+            .post(&format!("/api/v1/api-keys/{key_id}/rotate"), body.clone())
+            .await;
+        assert_eq!(status.as_u16(), 422, "rotate {body}");
+    }
+    // A deleted workflow is gone (a revoked key is not: it is kept for billing).
+    app.workflow("brief", "builtin:echo", 0.0).await;
+    let (status, _) = app
+        .admin(reqwest::Method::DELETE, "/api/v1/workflows/brief", None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, gone) = app.admin(reqwest::Method::GET, "/api/v1/workflows/brief", None).await;
+    assert_eq!(
+        (status.as_u16(), gone["code"].clone()),
+        (404, json!("workflow_not_found"))
+    );
     let admin = |path: String| app.http.get(format!("{}{path}", app.base)).bearer_auth(TOKEN).send();
     for (path, expected) in [
         ("/api/v1/api-keys?limit=1&limit=2".to_owned(), "invalid_query"),

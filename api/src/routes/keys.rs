@@ -379,10 +379,11 @@ pub async fn rotate(
     Body(body): Body,
 ) -> Result<Json<KeyWithSecret>, ApiError> {
     // The body is optional, so it is parsed here rather than by ApiJson.
-    let body: RotateKey = if body.iter().all(u8::is_ascii_whitespace) {
+    let trimmed = body.trim_ascii();
+    let body: RotateKey = if trimmed.is_empty() || trimmed == b"null" {
         RotateKey::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| match e.classify() {
+        serde_json::from_slice(crate::extract::object(&body)?).map_err(|e| match e.classify() {
             serde_json::error::Category::Data => ApiError::Validation(e.to_string()),
             _ => ApiError::BadJson(e.to_string()),
         })?
