@@ -176,7 +176,7 @@ async fn run(
     let now = Utc::now();
     let checked = check(state, workflow_id, headers, presented, now, meta)?;
     // Body errors come after key checks: an unauthenticated caller learns nothing from them.
-    let ApiJson(body) = body?;
+    let ApiJson(body) = body.inspect_err(|_| meta.rate = rate_state(state, &checked.key_id, checked.limits, now))?;
     let admitted = admit(state, checked, started, now, meta).await?;
     meta.request_id = Some(admitted.request_id.clone());
     let wants_events = headers
@@ -241,12 +241,18 @@ fn check(
 ) -> Result<Checked, ApiError> {
     let hash = KeyHash::from_digest(Sha256::digest(presented.as_bytes()).into());
     let projection = state.projection();
-    if let Some(key) = projection.keys.named_by(&hash, now) {
+    // The rate state is read only for an answer that admits nothing: an
+    // admitted query gets it from the limiter's own decision.
+    let tell_rate = |key: &ledger::ApiKey, meta: &mut Meta| {
         meta.rate = state.limiter.rate_state(&key.id, limits_of(key), now, &projection);
-    }
+    };
     let key = match projection.keys.validate(&hash, now) {
         Ok(key) => key,
         Err(rejection) => {
+            // An inactive or expired key is known: its answer tells its rate state.
+            if let Some(key) = projection.keys.named_by(&hash, now) {
+                tell_rate(key, meta);
+            }
             // A page on an origin some live key lists may read why its key
             // was refused (an embedded widget can then say so); its
             // preflight already told it as much.
@@ -267,16 +273,18 @@ fn check(
             .to_str()
             .is_ok_and(|origin| key.settings.allowed_origins.iter().any(|o| o == origin));
         if !listed {
+            tell_rate(key, meta);
             return Err(ApiError::OriginNotAllowed);
         }
         meta.cors = Some(origin.clone());
     }
-    let workflow = projection
-        .workflows
-        .get(workflow_id)
-        .ok_or(ApiError::WorkflowNotFound)?;
+    let Some(workflow) = projection.workflows.get(workflow_id) else {
+        tell_rate(key, meta);
+        return Err(ApiError::WorkflowNotFound);
+    };
     let s = &key.settings;
     if !s.workflow_ids.is_empty() && !s.workflow_ids.iter().any(|w| w == workflow_id) {
+        tell_rate(key, meta);
         return Err(ApiError::WorkflowNotAllowed);
     }
     Ok(Checked {
@@ -289,6 +297,11 @@ fn check(
             max: workflow.settings.max_cost_per_request,
         },
     })
+}
+
+/// The rate state of a known key, for an answer that admits nothing.
+fn rate_state(state: &AppState, key_id: &str, limits: Limits, now: chrono::DateTime<Utc>) -> Option<RateState> {
+    state.limiter.rate_state(key_id, limits, now, &state.projection())
 }
 
 fn limits_of(key: &ledger::ApiKey) -> Limits {
