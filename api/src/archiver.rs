@@ -115,10 +115,16 @@ impl Archiver {
         let mut archive = open_archive(dir.clone()).await?;
         let (watermark, anchor) = (archive.watermark(), archive.anchor());
         if watermark > 0 {
-            let found = stream.id_at(watermark).await.map_err(|e| ledger::Error::Io {
-                path: dir.join("watermark"),
-                source: std::io::Error::other(format!("cannot read the stream to check the archive's watermark: {e}")),
-            })?;
+            let found = stream
+                .record_at(watermark)
+                .await
+                .map(|r| r.map(|r| r.id))
+                .map_err(|e| ledger::Error::Io {
+                    path: dir.join("watermark"),
+                    source: std::io::Error::other(format!(
+                        "cannot read the stream to check the archive's watermark: {e}"
+                    )),
+                })?;
             let why = match (anchor, found) {
                 (_, None) => Some(format!(
                     "the stream holds no event at its watermark, sequence {watermark}"

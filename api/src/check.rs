@@ -55,7 +55,7 @@ pub fn run(data_dir: &Path, repair: bool) -> Result<Findings, CheckError> {
             None => found.lines.push("repair: the log is whole, nothing cut".into()),
         }
     }
-    let snapshots = ledger::snapshot::files(&dir.path().join("snapshots")).unwrap_or_default();
+    let snapshots = ledger::snapshot::list(&dir.path().join("snapshots")).unwrap_or_default();
     let archive = dir.path().join("archive");
     let watermark = ledger::archive::Archive::peek(&archive);
     let mut wanted: Vec<u64> = snapshots.iter().map(|(seq, _)| *seq).collect();

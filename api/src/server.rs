@@ -85,7 +85,12 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let runtime = tokio::runtime::Handle::current();
     let projection = tokio::task::spawn_blocking(move || {
         // On the blocking pool: waiting here for the stream blocks no worker.
-        let id_at = |seq| runtime.block_on(checking.id_at(seq)).map_err(|e| e.to_string());
+        let id_at = |seq| {
+            runtime
+                .block_on(checking.record_at(seq))
+                .map(|r| r.map(|r| r.id))
+                .map_err(|e| e.to_string())
+        };
         ledger::snapshot::load_newest(&loading.dir, &loading.stream, target, id_at)
     })
     .await

@@ -1,7 +1,8 @@
 //! [`AppState`]: what every handler may use (the stream, the projection,
-//! the limiter, the upstream client), and the two ways a handler writes:
-//! [`AppState::write`] (append, then wait until this replica applied it)
-//! and [`AppState::read_own_writes`]. Below the HTTP layer (admission,
+//! the limiter, the upstream client), and how a handler writes and reads:
+//! [`AppState::write`] (append, then wait until this replica applied it),
+//! [`AppState::append_in_time`] (a usage event that counts only if stored
+//! by its deadline) and [`AppState::read_own_writes`]. Below the HTTP layer (admission,
 //! auth) this is all that is shared; nothing here knows a route.
 
 use chrono::{DateTime, Utc};
@@ -104,7 +105,12 @@ impl AppState {
             let deadline = tokio::time::Instant::now() + OUTCOME_WAIT;
             let mut backoff = Duration::from_millis(50);
             loop {
-                match self.stream.stored_micros(appended.seq).await {
+                match self
+                    .stream
+                    .record_at(appended.seq)
+                    .await
+                    .map(|r| r.map(|r| r.stored_micros))
+                {
                     Ok(Some(at)) if at <= record_by.timestamp_micros() => return Ok(appended),
                     Ok(Some(_)) => {
                         return Err(StreamError::Unavailable(

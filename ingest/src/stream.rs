@@ -74,29 +74,18 @@ pub trait EventStream: Send + Sync + 'static {
     /// the stream ends.
     async fn replay(&self, from: u64) -> Result<RecordStream, StreamError>;
 
-    /// When the event at `seq` was stored (see [`Record::stored_micros`]),
-    /// None if there is none.
-    async fn stored_micros(&self, seq: u64) -> Result<Option<i64>, StreamError> {
-        use futures::StreamExt;
-        let mut records = self.replay(seq).await?;
-        match records.next().await {
-            Some(Ok(record)) => Ok((record.seq == seq).then_some(record.stored_micros)),
-            Some(Err(error)) => Err(error),
-            None => Ok(None),
-        }
-    }
-
-    /// The id of the event stored at `seq`, None if there is none (past the
-    /// end, or deleted). What ties a snapshot or an archive watermark to
-    /// this very stream rather than another with the same sequences.
-    async fn id_at(&self, seq: u64) -> Result<Option<EventId>, StreamError> {
+    /// The record stored at `seq`, None if there is none (past the end, or
+    /// deleted). Its id ties a snapshot or an archive watermark to this
+    /// very stream rather than another with the same sequences; its stored
+    /// time says whether a late usage event counts.
+    async fn record_at(&self, seq: u64) -> Result<Option<Record>, StreamError> {
         use futures::StreamExt;
         if seq == 0 {
             return Ok(None);
         }
         let mut records = self.replay(seq).await?;
         match records.next().await {
-            Some(Ok(record)) => Ok((record.seq == seq).then_some(record.id)),
+            Some(Ok(record)) => Ok((record.seq == seq).then_some(record)),
             Some(Err(error)) => Err(error),
             None => Ok(None),
         }

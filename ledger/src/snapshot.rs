@@ -64,12 +64,6 @@ pub fn decode(bytes: &[u8], stream: &str) -> Result<Projection, Error> {
     Ok(projection)
 }
 
-/// The snapshots in `dir`, newest first, with their sequences (for
-/// `nodai check`).
-pub fn files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
-    list(dir)
-}
-
 /// Reads a snapshot back, checking that it is whole; returns the stream it
 /// was taken from and the projection.
 pub fn decode_any(bytes: &[u8]) -> Result<(String, Projection), Error> {
@@ -102,7 +96,7 @@ fn file_name(seq: u64) -> String {
 }
 
 /// Snapshot files in `dir`, newest first, with their sequences.
-fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
+pub fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
