@@ -10,17 +10,6 @@ use common::app::App;
 use serde_json::json;
 use std::time::Duration;
 
-fn newest_segment(data_dir: &std::path::Path) -> std::path::PathBuf {
-    let mut segments: Vec<_> = std::fs::read_dir(data_dir.join("stream"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    segments.sort();
-    segments.pop().unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_bit_mid_log_stops_the_start_and_check_repairs_it() {
     let mut app = App::start(false).await.unwrap();
@@ -30,7 +19,7 @@ async fn a_flipped_bit_mid_log_stops_the_start_and_check_repairs_it() {
         assert_eq!(app.query("echo", Some(&key), json!(i)).await.status(), 200);
     }
     app.stop().await;
-    let segment = newest_segment(app.dir.path());
+    let segment = common::newest_segment(app.dir.path());
     let mut bytes = std::fs::read(&segment).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x10;

@@ -1531,15 +1531,8 @@ enum Loss {
 /// Cuts the newest segment of the embedded log in `data_dir` before its
 /// last `records` records: at a record's first byte, or 10 bytes into it.
 fn cut_log_tail(data_dir: &std::path::Path, records: usize, mid_record: bool) {
-    let mut segments: Vec<_> = std::fs::read_dir(data_dir.join("stream"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    segments.sort();
-    let newest = segments.last().unwrap();
-    let bytes = std::fs::read(newest).unwrap();
+    let newest = common::newest_segment(data_dir);
+    let bytes = std::fs::read(&newest).unwrap();
     // 16-byte header, then frames of len u32 | crc u32 | body.
     let (mut at, mut starts) = (16usize, Vec::new());
     while at + 8 <= bytes.len() {
@@ -1549,7 +1542,7 @@ fn cut_log_tail(data_dir: &std::path::Path, records: usize, mid_record: bool) {
     let cut = starts[starts.len() - records] + if mid_record { 10 } else { 0 };
     std::fs::OpenOptions::new()
         .write(true)
-        .open(newest)
+        .open(&newest)
         .unwrap()
         .set_len(cut as u64)
         .unwrap();
