@@ -114,17 +114,22 @@ impl Archiver {
     ) -> Result<Archiver, ledger::Error> {
         let mut archive = open_archive(dir.clone()).await?;
         let (watermark, anchor) = (archive.watermark(), archive.anchor());
-        if watermark > 0 {
+        let unreadable = |what: &str, e: ingest::StreamError| ledger::Error::Io {
+            path: dir.join("watermark"),
+            source: std::io::Error::other(format!("cannot read the stream to {what}: {e}")),
+        };
+        let first = stream
+            .first_seq()
+            .await
+            .map_err(|e| unreadable("find its first event", e))?;
+        // A watermark before the stream's first event cannot be checked:
+        // retention deleted its event (only after some archive took it).
+        if watermark > 0 && watermark >= first {
             let found = stream
                 .record_at(watermark)
                 .await
                 .map(|r| r.map(|r| r.id))
-                .map_err(|e| ledger::Error::Io {
-                    path: dir.join("watermark"),
-                    source: std::io::Error::other(format!(
-                        "cannot read the stream to check the archive's watermark: {e}"
-                    )),
-                })?;
+                .map_err(|e| unreadable("check the archive's watermark", e))?;
             let why = match (anchor, found) {
                 (_, None) => Some(format!(
                     "the stream holds no event at its watermark, sequence {watermark}"
@@ -152,10 +157,21 @@ impl Archiver {
                 archive = open_archive(dir).await?;
             }
         }
+        // What retention deleted before this archive took it was taken
+        // by the archive of the worker that let it be deleted.
+        let through = archive.watermark().max(first - 1);
+        if through > archive.watermark() {
+            tracing::warn!(
+                watermark = archive.watermark(),
+                first_seq = first,
+                "the stream no longer holds the events after this archive's watermark (retention deleted them); \
+                 this archive goes on from the stream's first event, and the rows before it are in the archive of the worker that ran then"
+            );
+        }
         tracing::info!(watermark = archive.watermark(), "archive open");
         Ok(Archiver {
-            through: archive.watermark(),
-            through_id: archive.anchor(),
+            through,
+            through_id: (through == archive.watermark()).then(|| archive.anchor()).flatten(),
             archive: Some(archive),
             pending: Vec::new(),
             projection,

@@ -96,6 +96,11 @@ pub struct ServeArgs {
     #[arg(long, env = "NODAI_ARCHIVE_FLUSH_SECS", default_value_t = 60,
         value_parser = clap::value_parser!(u64).range(1..=MAX_FLUSH_SECS))]
     pub archive_flush_secs: u64,
+    /// How long events stay on the stream (`s`, `m`, `h` or `d`, e.g. `7d`).
+    /// Older ones are deleted once the snapshot every replica can load
+    /// and, for usage, the Parquet archive cover them; never sooner.
+    #[arg(long, env = "NODAI_RETENTION", default_value = "7d", value_parser = parse_retention)]
+    pub retention: Duration,
     /// Seconds a query waits for its workflow's upstream (1 to 3600).
     #[arg(long, env = "NODAI_UPSTREAM_TIMEOUT_SECS", default_value_t = 30,
         value_parser = clap::value_parser!(u64).range(1..=MAX_UPSTREAM_TIMEOUT_SECS))]
@@ -139,6 +144,36 @@ pub struct ServeArgs {
     pub webhook_retry_schedule: String,
 }
 
+/// A duration of whole seconds, minutes, hours or days: `90s`, `15m`,
+/// `36h`, `7d`; from a second to ten years.
+pub fn parse_retention(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let unit = text.chars().last().ok_or("a duration such as 7d is needed")?;
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        _ => return Err(format!("{text:?} must end in s, m, h or d (e.g. 7d)")),
+    };
+    let number: u64 = text[..text.len() - 1]
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number followed by s, m, h or d"))?;
+    let seconds = number
+        .checked_mul(scale)
+        .filter(|s| (1..=MAX_RETENTION_SECS).contains(s));
+    seconds
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} must be from 1s to 3650d"))
+}
+
+const MAX_RETENTION_SECS: u64 = 3650 * 86_400;
+
+/// How often the worker looks for events to delete.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+/// The embedded log's segment size: retention deletes whole segments.
+const SEGMENT_BYTES: u64 = 256 << 20;
+
 /// A request's head (request line and headers) at most: 431 past it.
 const MAX_HEADER_BYTES: usize = 64 << 10;
 
@@ -171,6 +206,14 @@ pub struct Config {
     pub connections: crate::listen::Limits,
     /// How long a request's body may take to arrive.
     pub body_timeout: Duration,
+    /// `--retention`: how long events stay on the stream at least.
+    pub retention: Duration,
+    /// How often the worker deletes what retention allows. Not a flag:
+    /// tests shorten it.
+    pub retention_every: Duration,
+    /// The embedded log's segment size. Not a flag: tests shrink it so
+    /// that retention has sealed segments to delete.
+    pub segment_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -271,6 +314,9 @@ impl Config {
                 max_header_bytes: MAX_HEADER_BYTES,
             },
             body_timeout: Duration::from_secs(args.http_body_timeout_secs),
+            retention: args.retention,
+            retention_every: RETENTION_EVERY,
+            segment_bytes: SEGMENT_BYTES,
         })
     }
 
@@ -296,6 +342,9 @@ impl Config {
                 max_header_bytes: MAX_HEADER_BYTES,
             },
             body_timeout: Duration::from_secs(30),
+            retention: Duration::from_secs(7 * 86_400),
+            retention_every: RETENTION_EVERY,
+            segment_bytes: SEGMENT_BYTES,
         }
     }
 
@@ -304,6 +353,7 @@ impl Config {
         match &self.backend {
             Backend::Embedded { fsync } => ingest::Backend::Embedded(ingest::embedded::Options {
                 fsync: *fsync,
+                segment_bytes: self.segment_bytes,
                 ..ingest::embedded::Options::new(self.data_dir.join("stream"))
             }),
             Backend::Nats {
@@ -339,6 +389,7 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("./nodai-data"));
         assert_eq!(config.role, Role::All);
         assert_eq!(config.archive_flush, Duration::from_secs(60));
+        assert_eq!(config.retention, Duration::from_secs(7 * 86_400));
         assert!(matches!(
             config.backend,
             Backend::Embedded {
@@ -394,6 +445,12 @@ mod tests {
             ("--http-body-timeout-secs", "3601"),
             ("--max-connections", "0"),
             ("--max-connections", "1000001"),
+            ("--retention", "0d"),
+            ("--retention", "7"),
+            ("--retention", "7w"),
+            ("--retention", "3651d"),
+            ("--retention", "-1h"),
+            ("--retention", "99999999999999999999d"),
         ] {
             let error = parse(&[&format!("{flag}={bad}")]).unwrap_err();
             assert!(error.contains(flag), "{flag} {bad}: {error}");
@@ -402,6 +459,12 @@ mod tests {
             parse(&["--archive-flush-secs", "86400"]).unwrap().archive_flush,
             Duration::from_secs(86_400)
         );
+        for (text, seconds) in [("90s", 90), ("15m", 900), ("36h", 129_600), ("30d", 2_592_000)] {
+            assert_eq!(
+                parse(&["--retention", text]).unwrap().retention,
+                Duration::from_secs(seconds)
+            );
+        }
         assert!(parse(&["--role", "boss"]).is_err());
         assert!(parse(&["--listen", "nowhere"]).is_err());
         assert!(parse(&["--fsync", "sometimes"]).is_err());

@@ -7,6 +7,7 @@
 //! - [`datadir`]: the data directory and the lock that keeps a second process out.
 //! - [`follower`]: tails the stream into the projection, tracks how far it got, writes snapshots.
 //! - [`archiver`]: the worker's Parquet archive writer.
+//! - [`retention`]: the worker deletes old stream events once a snapshot and the archive cover them.
 //! - [`listen`]: accepting HTTP connections under timeouts and a cap.
 //! - [`metrics`]: Prometheus metrics, and a stream wrapper that counts appends.
 //! - [`state`]: [`state::AppState`], what every handler may use, and how a handler writes.
@@ -32,6 +33,7 @@ pub mod lease;
 pub mod limiter;
 pub mod listen;
 pub mod metrics;
+pub mod retention;
 pub mod routes;
 pub mod server;
 pub mod state;

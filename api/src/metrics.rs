@@ -39,6 +39,17 @@ pub struct Metrics {
     pub open_connections: Gauge,
     /// Times the connection cap was reached (new ones then wait).
     pub connection_limit_reached: Counter,
+    /// The oldest sequence still on the stream (retention deletes before it).
+    pub first_seq: Gauge,
+    /// How old the oldest event on the stream is.
+    pub oldest_event_age: Gauge,
+    /// Events past the retention period that are kept because the
+    /// snapshot or the archive does not cover them yet (a worker that is
+    /// down or behind holds deletion back).
+    pub retention_held_back: Gauge,
+    /// The sequence of the snapshot every replica can load (NATS: the
+    /// published one; embedded: the oldest kept in the data dir).
+    pub snapshot_covered_seq: Gauge,
 }
 
 impl Default for Metrics {
@@ -107,6 +118,22 @@ impl Metrics {
                 "http_connection_limit_reached",
                 "Times the cap on open HTTP connections was reached (new connections then wait)",
             ),
+            first_seq: register(&mut r, "stream_first_seq", "Oldest sequence still on the stream"),
+            oldest_event_age: register(
+                &mut r,
+                "stream_oldest_event_age_seconds",
+                "Age of the oldest event still on the stream",
+            ),
+            retention_held_back: register(
+                &mut r,
+                "retention_held_back_events",
+                "Events older than the retention period kept because the snapshot or the archive does not cover them yet",
+            ),
+            snapshot_covered_seq: register(
+                &mut r,
+                "snapshot_covered_seq",
+                "Sequence of the snapshot every replica can load; retention deletes nothing after it",
+            ),
             registry: r,
         }
     }
@@ -164,6 +191,26 @@ impl EventStream for MeteredStream {
 
     async fn last_subject_seq(&self, subject: &Subject) -> Result<u64, StreamError> {
         self.inner.last_subject_seq(subject).await
+    }
+
+    async fn first_seq(&self) -> Result<u64, StreamError> {
+        self.inner.first_seq().await
+    }
+
+    async fn trim_before(&self, seq: u64) -> Result<u64, StreamError> {
+        self.inner.trim_before(seq).await
+    }
+
+    async fn publish_snapshot(&self, seq: u64, bytes: Vec<u8>) -> Result<(), StreamError> {
+        self.inner.publish_snapshot(seq, bytes).await
+    }
+
+    async fn published_snapshot_seq(&self) -> Result<Option<u64>, StreamError> {
+        self.inner.published_snapshot_seq().await
+    }
+
+    async fn fetch_snapshot(&self) -> Result<Option<Vec<u8>>, StreamError> {
+        self.inner.fetch_snapshot().await
     }
 
     async fn replay(&self, from: u64) -> Result<RecordStream, StreamError> {

@@ -40,6 +40,11 @@ pub enum ServeError {
     Archive(#[from] ledger::Error),
     #[error("http server failed: {0}")]
     Http(#[source] std::io::Error),
+    #[error(
+        "the stream's events before sequence {first} were deleted (retention) and no snapshot reaches them: {why}. \
+         Start from a copy of a data dir whose snapshots reach sequence {first}, or (NATS) once a worker has published one"
+    )]
+    NoSnapshot { first: u64, why: String },
 }
 
 /// A snapshot after `Config::snapshot_every_events` applied events, or
@@ -80,23 +85,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         every_events: config.snapshot_every_events,
         every: SNAPSHOT_EVERY,
     };
-    let (loading, checking) = (snapshots.clone(), stream.clone());
+    let first = stream.first_seq().await?;
     let started = std::time::Instant::now();
-    let runtime = tokio::runtime::Handle::current();
-    let projection = tokio::task::spawn_blocking(move || {
-        // On the blocking pool: waiting here for the stream blocks no worker.
-        let id_at = |seq| {
-            runtime
-                .block_on(checking.record_at(seq))
-                .map(|r| r.map(|r| r.id))
-                .map_err(|e| e.to_string())
-        };
-        ledger::snapshot::load_newest(&loading.dir, &loading.stream, target, id_at)
-    })
-    .await
-    .ok()
-    .flatten()
-    .unwrap_or_default();
+    let projection = load_projection(&stream, &snapshots, first, target).await?;
     tracing::info!(
         snapshot_seq = projection.seq,
         stream_last_seq = target,
@@ -140,6 +131,11 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         let (stream, projection, progress, config) =
             (stream.clone(), projection.clone(), progress.clone(), config.clone());
         let worker_metrics = metrics.clone();
+        let (snapshots_dir, stream_name, archive_dir) = (
+            snapshots.dir.clone(),
+            snapshots.stream.clone(),
+            data_dir.path().join("archive"),
+        );
         tasks.spawn(lease::run_while_held(
             stream.clone(),
             metrics.clone(),
@@ -148,6 +144,17 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
                 let (stream, projection, progress, config) =
                     (stream.clone(), projection.clone(), progress.clone(), config.clone());
                 let failures = worker_metrics.webhook_record_errors.clone();
+                // Deletes old events while this process is the worker.
+                let retention = crate::retention::Retention {
+                    stream: stream.clone(),
+                    metrics: worker_metrics.clone(),
+                    keep: config.retention,
+                    snapshots: snapshots_dir.clone(),
+                    stream_name: stream_name.clone(),
+                    publish: matches!(config.backend, Backend::Nats { .. }),
+                    archive: archive_dir.clone(),
+                };
+                tokio::spawn(retention.run(config.retention_every, active.clone()));
                 async move {
                     // Send nothing before what the previous worker recorded is folded.
                     let ready_at = match stream.last_seq().await {
@@ -181,6 +188,15 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
             },
         ));
     }
+    if config.role == Role::Api {
+        tasks.spawn(crate::retention::watch(
+            stream.clone(),
+            metrics.clone(),
+            config.retention,
+            config.retention_every,
+            background.clone(),
+        ));
+    }
     tasks.spawn(follower::run(
         stream.clone(),
         projection.clone(),
@@ -210,6 +226,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         rate_alerts: Arc::default(),
         admissions: matches!(config.backend, Backend::Nats { .. }).then(Arc::default),
         outcome_can_be_unknown: matches!(config.backend, Backend::Nats { .. }),
+        archive: (config.role == Role::All).then(|| data_dir.path().join("archive")),
     };
     // A worker answers health and metrics only; its projection serves no one else.
     let app = match config.role {
@@ -236,6 +253,67 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     stream.close().await;
     tracing::info!("nodai stopped");
     served
+}
+
+/// The projection to start from: the newest snapshot in the data dir that
+/// checks out against the stream, else (after retention deleted the
+/// stream's head) the published one, else an empty one if the stream still
+/// starts at its first event. A start that cannot reach the stream's first
+/// event refuses rather than fold a stream with its beginning missing.
+async fn load_projection(
+    stream: &Arc<dyn ingest::EventStream>,
+    snapshots: &Snapshots,
+    first: u64,
+    target: u64,
+) -> Result<ledger::Projection, ServeError> {
+    let (loading, checking) = (snapshots.clone(), stream.clone());
+    let runtime = tokio::runtime::Handle::current();
+    let local = tokio::task::spawn_blocking(move || {
+        // On the blocking pool: waiting here for the stream blocks no worker.
+        let id_at = |seq| {
+            runtime
+                .block_on(checking.record_at(seq))
+                .map(|r| r.map(|r| r.id))
+                .map_err(|e| e.to_string())
+        };
+        ledger::snapshot::load_newest(&loading.dir, &loading.stream, first, target, id_at)
+    })
+    .await
+    .ok()
+    .flatten();
+    if let Some(projection) = local {
+        return Ok(projection);
+    }
+    if first <= 1 {
+        return Ok(ledger::Projection::default());
+    }
+    let no_snapshot = |why: String| ServeError::NoSnapshot { first, why };
+    let bytes = stream
+        .fetch_snapshot()
+        .await
+        .map_err(|e| no_snapshot(format!("the published snapshot cannot be read ({e})")))?
+        .ok_or_else(|| no_snapshot("none is in the data dir and none is published".into()))?;
+    let projection = ledger::snapshot::decode(&bytes, &snapshots.stream)
+        .map_err(|e| no_snapshot(format!("the published snapshot is not usable ({e})")))?;
+    if projection.seq < first || projection.seq > target {
+        return Err(no_snapshot(format!(
+            "the published snapshot was taken at sequence {}, outside the stream's {first}..={target}",
+            projection.seq
+        )));
+    }
+    let found = stream.record_at(projection.seq).await?.map(|r| r.id);
+    if found.is_none() || found != projection.last_id {
+        return Err(no_snapshot(format!(
+            "the published snapshot names another event at sequence {} than the stream holds",
+            projection.seq
+        )));
+    }
+    tracing::info!(
+        seq = projection.seq,
+        bytes = bytes.len(),
+        "loaded the published snapshot"
+    );
+    Ok(projection)
 }
 
 /// Cancels `token` on SIGTERM or Ctrl-C.

@@ -47,6 +47,9 @@ pub struct AppState {
     /// can be lost), so it is tried again with the same id while there is
     /// time. The embedded log's failures are final.
     pub outcome_can_be_unknown: bool,
+    /// This process's Parquet archive, where usage older than the
+    /// projection keeps is read (role `all` only: an API replica has none).
+    pub archive: Option<std::path::PathBuf>,
 }
 
 impl AppState {

@@ -23,6 +23,10 @@ pub enum StreamError {
     /// The caller asked for something malformed (a bad subject, an undecodable event).
     #[error("invalid event: {0}")]
     Invalid(String),
+    /// The event at `seq` was deleted by retention: the stream now starts
+    /// at `first`. A reader this far behind needs a snapshot to go on.
+    #[error("sequence {seq} was deleted by retention; the stream now starts at {first}")]
+    Trimmed { seq: u64, first: u64 },
     #[error("i/o error on {}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -8,7 +8,7 @@
 //! event. Followers use ordered consumers and re-create them from the next
 //! wanted sequence after any error, so they see every event once, in order.
 
-use async_nats::jetstream::{self, consumer, context::PublishErrorKind, kv, stream};
+use async_nats::jetstream::{self, consumer, context::PublishErrorKind, kv, object_store, stream};
 use async_nats::HeaderMap;
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -78,7 +78,14 @@ pub struct NatsStream {
     replicas: usize,
     /// The KV bucket of leases, made on first use.
     leases: tokio::sync::OnceCell<kv::Store>,
+    /// The Object Store bucket of the published snapshot, made on first use.
+    snapshots: tokio::sync::OnceCell<object_store::ObjectStore>,
 }
+
+/// The published snapshot's object name in `<stream>_SNAPSHOTS`.
+const SNAPSHOT_OBJECT: &str = "projection";
+/// Its metadata entry holding the sequence it was taken at.
+const SNAPSHOT_SEQ: &str = "seq";
 
 /// A follower that has received nothing for this long checks that the
 /// stream has nothing new for it.
@@ -156,7 +163,48 @@ impl NatsStream {
             append_timeout: options.append_timeout,
             replicas: options.replicas,
             leases: tokio::sync::OnceCell::new(),
+            snapshots: tokio::sync::OnceCell::new(),
         })
+    }
+
+    /// `<stream>_SNAPSHOTS`: the snapshot every replica can load, so that
+    /// one joining after retention deleted the stream's head can start.
+    async fn snapshots(&self) -> Result<&object_store::ObjectStore, StreamError> {
+        self.snapshots
+            .get_or_try_init(|| async {
+                let bucket = format!("{}_SNAPSHOTS", self.name);
+                let unavailable = |e: &dyn std::fmt::Display| {
+                    StreamError::Unavailable(format!("cannot open the snapshot bucket {bucket}: {e}"))
+                };
+                // The bucket's stream as `create_object_store` makes it,
+                // made here for the same reason as the lease bucket's.
+                self.context
+                    .get_or_create_stream(stream::Config {
+                        name: format!("OBJ_{bucket}"),
+                        description: Some(format!("published snapshots of the nodai stream {}", self.name)),
+                        subjects: vec![format!("$O.{bucket}.C.>"), format!("$O.{bucket}.M.>")],
+                        storage: stream::StorageType::File,
+                        num_replicas: self.replicas,
+                        discard: stream::DiscardPolicy::New,
+                        allow_rollup: true,
+                        allow_direct: true,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+                self.context
+                    .get_object_store(&bucket)
+                    .await
+                    .map_err(|e| unavailable(&e))
+            })
+            .await
+    }
+
+    async fn info(&self) -> Result<stream::Info, StreamError> {
+        self.stream
+            .get_info()
+            .await
+            .map_err(|e| StreamError::Unavailable(format!("cannot read stream info: {e}")))
     }
 
     /// `<stream>_LEASES`: one entry per lease, holding its holder. Entries
@@ -196,6 +244,12 @@ impl NatsStream {
 
     async fn publish(&self, event: &Outgoing, expected: Option<u64>) -> Result<Appended, StreamError> {
         let subject = format!("{}{}", self.prefix, event.subject);
+        // An expected event that retention deleted: the server knows no
+        // event on the subject since, which is what 0 expects.
+        let expected = match expected {
+            Some(seq) if seq > 0 && seq < self.first_seq().await? => Some(0),
+            other => other,
+        };
         let deadline = Instant::now() + self.append_timeout;
         let mut backoff = Duration::from_millis(20);
         loop {
@@ -258,6 +312,13 @@ impl NatsStream {
                 if until.is_some_and(|u| next > u) {
                     return;
                 }
+                match first_sequence(&context, &name).await {
+                    Ok(first) if next < first => {
+                        let _ = tx.send(Err(StreamError::Trimmed { seq: next, first })).await;
+                        return;
+                    }
+                    _ => {}
+                }
                 let messages = match ordered_messages(&context, &name, &prefix, next).await {
                     Ok(messages) => messages,
                     Err(error) => {
@@ -307,6 +368,16 @@ impl NatsStream {
                     if seq < next {
                         continue;
                     }
+                    // A gap: one message deleted by hand, or retention
+                    // purged what this reader had not read yet.
+                    if seq > next {
+                        if let Ok(first) = first_sequence(&context, &name).await {
+                            if next < first {
+                                let _ = tx.send(Err(StreamError::Trimmed { seq: next, first })).await;
+                                return;
+                            }
+                        }
+                    }
                     if until.is_some_and(|u| seq > u) {
                         return;
                     }
@@ -335,6 +406,25 @@ impl NatsStream {
             }
         });
         tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+    }
+}
+
+/// The stream's first sequence (see [`EventStream::first_seq`]).
+async fn first_sequence(context: &jetstream::Context, name: &str) -> Result<u64, StreamError> {
+    let stream = context
+        .get_stream(name)
+        .await
+        .map_err(|e| StreamError::Unavailable(format!("cannot read stream info: {e}")))?;
+    Ok(first_of(&stream.cached_info().state))
+}
+
+/// A stream never purged reports 0 while empty; one purged reports the
+/// sequence after its last.
+fn first_of(state: &stream::State) -> u64 {
+    if state.messages == 0 {
+        state.last_sequence + 1
+    } else {
+        state.first_sequence.max(1)
     }
 }
 
@@ -390,12 +480,77 @@ impl EventStream for NatsStream {
     }
 
     async fn last_seq(&self) -> Result<u64, StreamError> {
-        let info = self
-            .stream
-            .get_info()
+        Ok(self.info().await?.state.last_sequence)
+    }
+
+    async fn first_seq(&self) -> Result<u64, StreamError> {
+        Ok(first_of(&self.info().await?.state))
+    }
+
+    async fn trim_before(&self, seq: u64) -> Result<u64, StreamError> {
+        if seq > self.first_seq().await? {
+            let purged = self
+                .stream
+                .purge()
+                .sequence(seq)
+                .await
+                .map_err(|e| StreamError::Unavailable(format!("cannot purge the stream before {seq}: {e}")))?;
+            tracing::info!(
+                purged = purged.purged,
+                before = seq,
+                "purged old events from the stream (retention)"
+            );
+        }
+        self.first_seq().await
+    }
+
+    async fn publish_snapshot(&self, seq: u64, bytes: Vec<u8>) -> Result<(), StreamError> {
+        let store = self.snapshots().await?;
+        let meta = object_store::ObjectMetadata {
+            name: SNAPSHOT_OBJECT.to_owned(),
+            description: Some(format!("projection snapshot at sequence {seq}")),
+            metadata: [(SNAPSHOT_SEQ.to_owned(), seq.to_string())].into(),
+            ..Default::default()
+        };
+        store
+            .put(meta, &mut bytes.as_slice())
             .await
-            .map_err(|e| StreamError::Unavailable(format!("cannot read stream info: {e}")))?;
-        Ok(info.state.last_sequence)
+            .map_err(|e| StreamError::Unavailable(format!("cannot publish the snapshot at {seq}: {e}")))?;
+        Ok(())
+    }
+
+    async fn published_snapshot_seq(&self) -> Result<Option<u64>, StreamError> {
+        use async_nats::jetstream::object_store::InfoErrorKind;
+        let store = self.snapshots().await?;
+        match store.info(SNAPSHOT_OBJECT).await {
+            Ok(info) if !info.deleted => Ok(info.metadata.get(SNAPSHOT_SEQ).and_then(|s| s.parse().ok())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == InfoErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StreamError::Unavailable(format!(
+                "cannot read the published snapshot: {e}"
+            ))),
+        }
+    }
+
+    async fn fetch_snapshot(&self) -> Result<Option<Vec<u8>>, StreamError> {
+        use async_nats::jetstream::object_store::GetErrorKind;
+        use tokio::io::AsyncReadExt;
+        let store = self.snapshots().await?;
+        let mut object = match store.get(SNAPSHOT_OBJECT).await {
+            Ok(object) => object,
+            Err(e) if e.kind() == GetErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(StreamError::Unavailable(format!(
+                    "cannot fetch the published snapshot: {e}"
+                )))
+            }
+        };
+        let mut bytes = Vec::new();
+        object
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| StreamError::Unavailable(format!("cannot read the published snapshot: {e}")))?;
+        Ok(Some(bytes))
     }
 
     async fn last_subject_seq(&self, subject: &Subject) -> Result<u64, StreamError> {

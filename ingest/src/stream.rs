@@ -2,7 +2,10 @@
 //! `Arc<dyn EventStream>` and never learn which backend is behind it.
 //!
 //! Sequences start at 1 and have no gaps; 0 means "nothing yet" (an empty
-//! stream, or a subject with no event).
+//! stream, or a subject with no event). Retention deletes the oldest events
+//! ([`EventStream::trim_before`]): the stream then starts at
+//! [`EventStream::first_seq`], and reading before it is
+//! [`StreamError::Trimmed`](crate::StreamError::Trimmed).
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -59,7 +62,12 @@ pub trait EventStream: Send + Sync + 'static {
     /// Appends only if the last event on `event.subject` has sequence
     /// `expected` (0: no event on it yet); otherwise [`StreamError::Conflict`]
     /// and nothing is stored. A duplicate id is answered as by [`append`]
-    /// before the expectation is checked, so retries stay safe.
+    /// before the expectation is checked, so retries stay safe. An
+    /// `expected` before [`first_seq`] (its event deleted by retention)
+    /// means "no event on the subject since": exact for a caller that has
+    /// read the stream up to its first sequence, as every replica has.
+    ///
+    /// [`first_seq`]: EventStream::first_seq
     ///
     /// [`append`]: EventStream::append
     async fn append_expecting(&self, event: &Outgoing, expected: u64) -> Result<Appended, StreamError>;
@@ -67,7 +75,30 @@ pub trait EventStream: Send + Sync + 'static {
     /// The sequence of the newest event (0 when empty).
     async fn last_seq(&self) -> Result<u64, StreamError>;
 
-    /// The sequence of the newest event on `subject` (0 when none).
+    /// The sequence of the oldest event still held: 1 on a stream nothing
+    /// was ever deleted from (even an empty one), `last_seq() + 1` once all
+    /// of it was.
+    async fn first_seq(&self) -> Result<u64, StreamError>;
+
+    /// Deletes events before `seq` (retention). The embedded log deletes
+    /// whole sealed segments only, so it may keep some; NATS purges exactly.
+    /// Returns the stream's first sequence afterwards.
+    async fn trim_before(&self, seq: u64) -> Result<u64, StreamError>;
+
+    /// Publishes a snapshot of the projection taken at `seq` where every
+    /// replica can fetch it (NATS: the JetStream Object Store), replacing
+    /// the one before. The embedded log has one process, whose data dir
+    /// holds its snapshots: there this does nothing.
+    async fn publish_snapshot(&self, seq: u64, bytes: Vec<u8>) -> Result<(), StreamError>;
+
+    /// The sequence of the published snapshot, if any.
+    async fn published_snapshot_seq(&self) -> Result<Option<u64>, StreamError>;
+
+    /// The published snapshot's bytes, if any.
+    async fn fetch_snapshot(&self) -> Result<Option<Vec<u8>>, StreamError>;
+
+    /// The sequence of the newest event on `subject` (0 when none, or when
+    /// it was deleted by retention).
     async fn last_subject_seq(&self, subject: &Subject) -> Result<u64, StreamError>;
 
     /// Events from `from` up to the newest one at the time of the call; then
@@ -80,7 +111,7 @@ pub trait EventStream: Send + Sync + 'static {
     /// time says whether a late usage event counts.
     async fn record_at(&self, seq: u64) -> Result<Option<Record>, StreamError> {
         use futures::StreamExt;
-        if seq == 0 {
+        if seq == 0 || seq < self.first_seq().await? {
             return Ok(None);
         }
         let mut records = self.replay(seq).await?;

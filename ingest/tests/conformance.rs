@@ -67,7 +67,12 @@ impl Harness {
 async fn open_again(dir: &std::path::Path) -> EmbeddedLog {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        match EmbeddedLog::open(embedded::Options::new(dir)).await {
+        // Small segments, so that retention has sealed ones to delete.
+        let options = embedded::Options {
+            segment_bytes: 16 << 10,
+            ..embedded::Options::new(dir)
+        };
+        match EmbeddedLog::open(options).await {
             Err(StreamError::Locked { .. }) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -265,6 +270,79 @@ async fn concurrent_appenders_no_gap_no_dup(h: &mut Harness) {
     );
 }
 
+/// Retention deletes the stream's head: what was there is gone and says
+/// so, the rest reads as before, a subject whose last event was deleted
+/// counts as having none since (for conditional appends), and all of it
+/// holds after a reopen.
+async fn trim_deletes_the_head(h: &mut Harness) {
+    let s = h.stream();
+    assert_eq!(s.first_seq().await.unwrap(), 1, "nothing deleted yet, even empty");
+    let lone = s.append(&event("lone", 0)).await.unwrap().seq;
+    for n in 1..=400 {
+        s.append(&event("busy", n)).await.unwrap();
+    }
+    assert_eq!(s.trim_before(1).await.unwrap(), 1, "nothing before 1");
+    let first = s.trim_before(300).await.unwrap();
+    assert!(first > 1 && first <= 300, "deleted up to {first}");
+    assert_eq!(s.first_seq().await.unwrap(), first);
+    assert!(s.record_at(lone).await.unwrap().is_none());
+    assert_eq!(s.record_at(first).await.unwrap().unwrap().seq, first);
+    let mut before = s.replay(1).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(30), before.next())
+        .await
+        .unwrap()
+    {
+        Some(Err(StreamError::Trimmed { seq: 1, first: f })) if f == first => {}
+        other => panic!("expected Trimmed from sequence 1, got {other:?}"),
+    }
+    let rest = collect(s.replay(first).await.unwrap()).await;
+    assert_eq!(
+        rest.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (first..=401).collect::<Vec<_>>()
+    );
+    // `lone`'s subject: its only event is gone, so expecting it (as a
+    // replica that folded it does) means "nothing on it since".
+    let subject = Subject::new("usage", "lone").unwrap();
+    assert_eq!(s.last_subject_seq(&subject).await.unwrap(), 0);
+    let again = s.append_expecting(&event("lone", 1), lone).await.unwrap();
+    match s.append_expecting(&event("lone", 2), lone).await {
+        Err(StreamError::Conflict { .. }) => {}
+        other => panic!("a stale expectation must conflict, got {other:?}"),
+    }
+    h.reopen().await;
+    let s = h.stream();
+    assert_eq!(s.first_seq().await.unwrap(), first);
+    assert_eq!(s.last_subject_seq(&subject).await.unwrap(), again.seq);
+    match s.append_expecting(&event("lone", 3), lone).await {
+        Err(StreamError::Conflict { .. }) => {}
+        other => panic!("a stale expectation must conflict after a reopen, got {other:?}"),
+    }
+    s.append_expecting(&event("lone", 4), again.seq).await.unwrap();
+    let followed = take(&mut s.follow(first).await.unwrap(), 3).await;
+    assert_eq!(followed[0].seq, first);
+}
+
+/// The published snapshot: none at first, then the last one published.
+async fn publish_and_fetch_a_snapshot(h: &mut Harness) {
+    let s = h.stream();
+    assert_eq!(s.published_snapshot_seq().await.unwrap(), None);
+    assert_eq!(s.fetch_snapshot().await.unwrap(), None);
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    s.publish_snapshot(7, big.clone()).await.unwrap();
+    s.publish_snapshot(9, b"newer".to_vec()).await.unwrap();
+    match &h.backend {
+        Backend::Nats(..) => {
+            assert_eq!(s.published_snapshot_seq().await.unwrap(), Some(9));
+            assert_eq!(s.fetch_snapshot().await.unwrap().as_deref(), Some(&b"newer"[..]));
+            s.publish_snapshot(11, big.clone()).await.unwrap();
+            h.reopen().await;
+            assert_eq!(h.stream().fetch_snapshot().await.unwrap(), Some(big));
+        }
+        // One process, whose data dir holds its snapshots: nothing to publish.
+        Backend::Embedded(_) => assert_eq!(s.published_snapshot_seq().await.unwrap(), None),
+    }
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod embedded_log {
@@ -295,4 +373,6 @@ conformance!(
     follow_sees_later_appends,
     persists_across_reopen,
     concurrent_appenders_no_gap_no_dup,
+    trim_deletes_the_head,
+    publish_and_fetch_a_snapshot,
 );

@@ -135,7 +135,7 @@ fn main() {
         &format!("{} MiB", bytes >> 20),
     );
     let started = Instant::now();
-    let loaded = ledger::snapshot::load_newest(dir.path(), "bench", u64::MAX, |_| Ok(projection.last_id)).unwrap();
+    let loaded = ledger::snapshot::load_newest(dir.path(), "bench", 1, u64::MAX, |_| Ok(projection.last_id)).unwrap();
     row("snapshot load", n, started.elapsed().as_secs_f64(), "");
     assert_eq!(loaded.seq, projection.seq);
     drop((loaded, projection));

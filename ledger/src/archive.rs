@@ -36,6 +36,9 @@ use std::sync::Arc;
 
 use crate::error::{io, Error};
 
+/// Rows in a row group of a compacted file.
+const ROW_GROUP: usize = 8192;
+
 /// One admitted query, as archived.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -320,6 +323,7 @@ impl Archive {
             let merged = staging.join(dir.file_name().unwrap_or_default());
             fs::create_dir_all(&merged).map_err(io(&merged))?;
             let name = part_name(first, last);
+            let batches = [sorted_by_key(&batches)?];
             let bytes = write_batches(&merged, &name, &batches)?;
             sync_dir(&merged)?;
             exchange(&merged, dir)?;
@@ -333,6 +337,100 @@ impl Archive {
         }
         Ok(done)
     }
+}
+
+/// `batches` as one batch sorted by key (then by sequence, as they come).
+fn sorted_by_key(batches: &[RecordBatch]) -> Result<RecordBatch, Error> {
+    let batch = arrow_select::concat::concat_batches(&schema(), batches)?;
+    let keys = batch
+        .column(2)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| Error::InvalidArchive("key_id is not a string column".into()))?;
+    let mut order: Vec<u32> = (0..batch.num_rows() as u32).collect();
+    order.sort_by(|&a, &b| keys.value(a as usize).cmp(keys.value(b as usize)));
+    Ok(arrow_select::take::take_record_batch(
+        &batch,
+        &arrow_array::UInt32Array::from(order),
+    )?)
+}
+
+/// A key's usage in the archive at `root`, per hour, for the hours
+/// numbered `from..to` (hours since the epoch): what DuckDB sums over the
+/// same files. Files of a flush that has not finished (beyond the
+/// watermark) are left out; row groups whose key range cannot hold the key
+/// are not read.
+pub fn key_hours(root: &Path, key_id: &str, from: i64, to: i64) -> Result<BTreeMap<i64, crate::Bucket>, Error> {
+    let mut attempts = 0;
+    loop {
+        match key_hours_once(root, key_id, from, to) {
+            // Compaction swapped an hour while it was read: read again.
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound && attempts < 3 => {
+                attempts += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn key_hours_once(root: &Path, key_id: &str, from: i64, to: i64) -> Result<BTreeMap<i64, crate::Bucket>, Error> {
+    use parquet::arrow::ProjectionMask;
+    use parquet::file::statistics::Statistics;
+    let watermark = Archive::peek(root)?.map_or(0, |(seq, _)| seq);
+    let mut out = BTreeMap::new();
+    let archive = Archive {
+        root: root.to_owned(),
+        watermark,
+        anchor: None,
+    };
+    for hour in from..to {
+        for path in read_dir(&archive.hour_dir(hour))? {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if !parse_part(name).is_some_and(|(_, last)| last <= watermark) {
+                continue;
+            }
+            let file = File::open(&path).map_err(io(&path))?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+            let may_hold = |stats: Option<&Statistics>| match stats {
+                Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
+                    (Some(min), Some(max)) => min.data() <= key_id.as_bytes() && key_id.as_bytes() <= max.data(),
+                    _ => true,
+                },
+                _ => true,
+            };
+            let groups: Vec<usize> = (0..builder.metadata().num_row_groups())
+                .filter(|&i| may_hold(builder.metadata().row_group(i).column(2).statistics()))
+                .collect();
+            if groups.is_empty() {
+                continue;
+            }
+            let mask = ProjectionMask::roots(builder.parquet_schema(), [2, 4, 5]);
+            let bucket: &mut crate::Bucket = out.entry(hour).or_default();
+            for batch in builder.with_row_groups(groups).with_projection(mask).build()? {
+                let batch = batch?;
+                let column = |i: usize| batch.column(i).as_any();
+                let (Some(keys), Some(status), Some(cost)) = (
+                    column(0).downcast_ref::<StringArray>(),
+                    column(1).downcast_ref::<Int32Array>(),
+                    column(2).downcast_ref::<Decimal128Array>(),
+                ) else {
+                    return Err(Error::InvalidArchive(format!(
+                        "{}: unexpected column types",
+                        path.display()
+                    )));
+                };
+                for i in (0..keys.len()).filter(|&i| keys.value(i) == key_id) {
+                    bucket.requests += 1;
+                    bucket.cost += Micros::new(cost.value(i) as i64);
+                    if status.value(i) >= 500 {
+                        bucket.errors += 1;
+                    }
+                }
+            }
+        }
+    }
+    out.retain(|_, b| b.requests > 0);
+    Ok(out)
 }
 
 /// Every batch of a Parquet file.
@@ -467,6 +565,7 @@ fn write_batches(dir: &Path, name: &str, batches: &[RecordBatch]) -> Result<u64,
             b.set_column_dictionary_enabled(column.into(), false)
         })
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+        .set_max_row_group_size(ROW_GROUP)
         .build();
     let mut writer = ArrowWriter::try_new(file, schema(), Some(props))?;
     for batch in batches {

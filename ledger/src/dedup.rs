@@ -1,241 +1,204 @@
-//! Long-horizon de-duplication: every event id applied in the last
-//! [`DAYS_KEPT`] days, so that an event stored twice (a producer retrying
-//! after the stream's own duplicate window, a replayed export) is applied
-//! once. The streams de-duplicate only within minutes.
+//! De-duplication with memory bounded by a window, not by traffic: **an
+//! event stored twice within [`WINDOW`] of stored time is applied once.**
+//! The streams de-duplicate only within their own window (2 minutes); this
+//! catches what comes later: a producer retrying after it, a replayed
+//! export, and the 24-hour idempotency that usage ingest promises.
 //!
-//! Ids are grouped by the UTC day of their envelope's `ts`. A duplicate is
-//! the same envelope stored again, so it carries the same `ts` and is looked
-//! up in that day alone; whole days are dropped once they are older than the
-//! horizon, measured from the newest event seen (no clock: the fold stays
-//! pure). An event older than the horizon cannot be checked and is applied.
+//! How long an id must be remembered depends on the event:
+//! - An event with a deadline (`query.recorded`'s `record_by`,
+//!   `query.admitted`'s `expires_at`) counts for nothing when stored after
+//!   it (see [`crate::Projection::apply_stored`]), so its id is needed only
+//!   until then, plus [`SKEW`] for clocks that disagree. Proxied queries,
+//!   nearly all the traffic, are remembered for seconds.
+//! - Any other event is remembered for [`WINDOW`] after it was stored.
 //!
-//! A day's ids are sorted: UUIDv7s begin with their producer's clock, so
-//! they arrive nearly in order and nearly every insert is a push at the
-//! end, which a hash set's random writes and rehashing cannot match.
-//! Out-of-order ids (several producers in the same millisecond) are found
-//! in the block where they belong. The sorted ids are cut into blocks of at
-//! most [`BLOCK`] that are shared with copies of the projection until
-//! written (`Arc::make_mut`): a copy for a snapshot clones a pointer per
-//! block, and the fold then copies only the block it writes, nearly always
-//! the newest.
+//! Time is the stored time of the newest event folded, never a clock, so
+//! the fold stays pure. Every id is kept exactly (16 bytes and its expiry):
+//! nothing probabilistic, so no real event can be taken for a duplicate.
+//! Memory is the ids of the last [`WINDOW`] of events without a deadline
+//! plus about a minute of queries (BENCHMARKS.md, "A month of traffic").
 
-use chrono::{DateTime, Utc};
 use ingest::EventId;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::VecDeque;
 
-/// Days of applied ids kept.
-pub const DAYS_KEPT: i64 = 35;
+use crate::hash::FastMap;
 
-/// Ids in a block at most, but for a block split only past twice this.
-const BLOCK: usize = 1 << 15;
+/// How long an id without a deadline is remembered, in microseconds of
+/// stored time: the 24 hours of usage-ingest idempotency, and an hour for
+/// a producer's clock and retries around it.
+pub const WINDOW: i64 = 25 * 3600 * 1_000_000;
+
+/// How long past its deadline an id is remembered: NATS's stored time
+/// comes from the leader of the moment, and two leaders' clocks may differ.
+pub const SKEW: i64 = 120 * 1_000_000;
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Dedup {
-    /// Per UTC day, the ids applied, sorted.
-    by_day: BTreeMap<i64, Day>,
-    newest_day: i64,
-}
-
-/// One day's ids, sorted, in non-empty blocks: every id of a block is
-/// below every id of the next.
-#[derive(Debug, Default, Clone)]
-struct Day {
-    blocks: Vec<Arc<Vec<u128>>>,
-}
-
-impl PartialEq for Day {
-    fn eq(&self, other: &Day) -> bool {
-        self.ids().eq(other.ids())
-    }
-}
-
-impl Day {
-    fn ids(&self) -> impl Iterator<Item = &u128> {
-        self.blocks.iter().flat_map(|b| b.iter())
-    }
-
-    fn len(&self) -> usize {
-        self.blocks.iter().map(|b| b.len()).sum()
-    }
-
-    /// Inserts `id`; false if it is there already.
-    fn insert(&mut self, id: u128) -> bool {
-        let last = self.blocks.last().and_then(|b| b.last().copied());
-        if last.is_none_or(|last| last < id) {
-            match self.blocks.last_mut() {
-                Some(block) if block.len() < BLOCK => Arc::make_mut(block).push(id),
-                _ => {
-                    let mut block = Vec::with_capacity(BLOCK);
-                    block.push(id);
-                    self.blocks.push(Arc::new(block));
-                }
-            }
-            return true;
-        }
-        // The block whose last id is the first at or above `id`; the last
-        // block's is, so there is one.
-        let at = self.blocks.partition_point(|b| b.last().is_some_and(|&last| last < id));
-        let Some(block) = self.blocks.get_mut(at) else {
-            return true;
-        };
-        let Err(place) = block.binary_search(&id) else {
-            return false;
-        };
-        let block = Arc::make_mut(block);
-        block.insert(place, id);
-        if block.len() > 2 * BLOCK {
-            let upper = block.split_off(BLOCK);
-            self.blocks.insert(at + 1, Arc::new(upper));
-        }
-        true
-    }
-
-    fn from_sorted(ids: Vec<u128>) -> Day {
-        Day {
-            blocks: ids.chunks(BLOCK).map(|c| Arc::new(c.to_vec())).collect(),
-        }
-    }
+    /// Each remembered id and when it may be forgotten (stored-time micros).
+    ids: FastMap<u128, i64>,
+    /// (forget at, id) in the order remembered, one queue per kind: each is
+    /// nearly in time order, so expiry pops from the front.
+    short: VecDeque<(i64, u128)>,
+    long: VecDeque<(i64, u128)>,
+    /// The newest stored time folded.
+    now: i64,
 }
 
 impl Dedup {
-    /// Records `id`; false if it was applied before (within the horizon).
-    pub fn first_time(&mut self, id: EventId, ts: DateTime<Utc>) -> bool {
-        let day = crate::usage::day_of(ts);
-        if day > self.newest_day {
-            self.newest_day = day;
-            let oldest = day - DAYS_KEPT + 1;
-            while self.by_day.first_key_value().is_some_and(|(d, _)| *d < oldest) {
-                self.by_day.pop_first();
-            }
-        }
-        if day <= self.newest_day - DAYS_KEPT {
-            return true;
+    /// Records `id`, stored at `stored_micros`, with its deadline if it
+    /// has one; false if it was applied before (within the window).
+    pub fn first_time(&mut self, id: EventId, stored_micros: i64, deadline_micros: Option<i64>) -> bool {
+        if stored_micros > self.now {
+            self.now = stored_micros;
+            self.expire();
         }
         let id = u128::from_be_bytes(*id.as_bytes());
-        // Nearly every event is of the newest day: skip the tree walk.
-        if let Some(mut newest) = self.by_day.last_entry() {
-            if *newest.key() == day {
-                return newest.get_mut().insert(id);
+        if self.ids.contains_key(&id) {
+            return false;
+        }
+        let (forget_at, queue) = match deadline_micros {
+            Some(deadline) => (deadline.max(stored_micros).saturating_add(SKEW), &mut self.short),
+            None => (stored_micros.saturating_add(WINDOW), &mut self.long),
+        };
+        self.ids.insert(id, forget_at);
+        queue.push_back((forget_at, id));
+        true
+    }
+
+    fn expire(&mut self) {
+        for queue in [&mut self.short, &mut self.long] {
+            while let Some(&(forget_at, id)) = queue.front() {
+                if forget_at >= self.now {
+                    break;
+                }
+                queue.pop_front();
+                self.ids.remove(&id);
             }
         }
-        self.by_day.entry(day).or_default().insert(id)
     }
 
     /// Ids remembered.
     pub fn len(&self) -> usize {
-        self.by_day.values().map(Day::len).sum()
+        self.ids.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_day.is_empty()
+        self.ids.is_empty()
     }
 }
 
-/// In snapshots: per day, the ids as one byte string (16 bytes each), sorted.
+/// In snapshots: the newest stored time, then each queue as one byte
+/// string of 24-byte entries (id, forget-at), in queue order.
 impl Serialize for Dedup {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let days: Vec<(i64, serde_bytes::ByteBuf)> = self
-            .by_day
-            .iter()
-            .map(|(day, ids)| {
-                let mut bytes = Vec::with_capacity(ids.len() * 16);
-                for id in ids.ids() {
-                    bytes.extend_from_slice(&id.to_be_bytes());
-                }
-                (*day, serde_bytes::ByteBuf::from(bytes))
-            })
-            .collect();
-        (self.newest_day, days).serialize(s)
+        let bytes = |queue: &VecDeque<(i64, u128)>| {
+            let mut out = Vec::with_capacity(queue.len() * 24);
+            for (forget_at, id) in queue {
+                out.extend_from_slice(&id.to_be_bytes());
+                out.extend_from_slice(&forget_at.to_be_bytes());
+            }
+            serde_bytes::ByteBuf::from(out)
+        };
+        (self.now, bytes(&self.short), bytes(&self.long)).serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Dedup {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (newest_day, days) = <(i64, Vec<(i64, serde_bytes::ByteBuf)>)>::deserialize(d)?;
-        let mut by_day = BTreeMap::new();
-        for (day, bytes) in days {
-            if bytes.len() % 16 != 0 {
-                return Err(serde::de::Error::custom("dedup ids are not 16-byte aligned"));
+        let (now, short, long) = <(i64, serde_bytes::ByteBuf, serde_bytes::ByteBuf)>::deserialize(d)?;
+        let queue = |bytes: &[u8]| -> Result<VecDeque<(i64, u128)>, D::Error> {
+            if bytes.len() % 24 != 0 {
+                return Err(serde::de::Error::custom("dedup entries are not 24-byte aligned"));
             }
-            let ids: Vec<u128> = bytes
-                .chunks_exact(16)
-                .map(|chunk| u128::from_be_bytes(chunk.try_into().expect("16-byte chunks")))
-                .collect();
-            if !ids.is_sorted_by(|a, b| a < b) {
-                return Err(serde::de::Error::custom("dedup ids are not sorted"));
-            }
-            by_day.insert(day, Day::from_sorted(ids));
-        }
-        Ok(Dedup { by_day, newest_day })
+            Ok(bytes
+                .chunks_exact(24)
+                .map(|e| {
+                    let (id, at) = e.split_at(16);
+                    let id = u128::from_be_bytes(id.try_into().unwrap_or_default());
+                    (i64::from_be_bytes(at.try_into().unwrap_or_default()), id)
+                })
+                .collect())
+        };
+        let (short, long) = (queue(&short)?, queue(&long)?);
+        let ids = short.iter().chain(&long).map(|&(at, id)| (id, at)).collect();
+        Ok(Dedup { ids, short, long, now })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{Duration, TimeZone};
+
+    const S: i64 = 1_000_000;
 
     #[test]
-    fn an_id_is_applied_once_within_the_horizon() {
-        let t0 = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
+    fn an_id_without_a_deadline_is_applied_once_within_the_window() {
+        let t0 = 1_800_000_000 * S;
         let mut dedup = Dedup::default();
         let (a, b) = (EventId::new(), EventId::new());
-        assert!(dedup.first_time(a, t0));
-        assert!(!dedup.first_time(a, t0), "the same envelope again");
-        assert!(dedup.first_time(b, t0));
-        // 34 days later, a's day is still remembered.
-        assert!(dedup.first_time(EventId::new(), t0 + Duration::days(34)));
-        assert!(!dedup.first_time(a, t0));
-        // Past the horizon the day is dropped, and memory with it.
-        assert!(dedup.first_time(EventId::new(), t0 + Duration::days(35)));
+        assert!(dedup.first_time(a, t0, None));
+        assert!(!dedup.first_time(a, t0 + S, None), "the same event stored again");
+        assert!(dedup.first_time(b, t0, None));
+        // At the window's end it is still remembered…
+        assert!(dedup.first_time(EventId::new(), t0 + WINDOW, None));
+        assert!(!dedup.first_time(a, t0 + WINDOW, None));
+        // …and forgotten once the stream has moved past it, memory with it.
+        assert!(dedup.first_time(EventId::new(), t0 + WINDOW + 1, None));
         assert_eq!(dedup.len(), 2);
-        assert!(dedup.first_time(a, t0), "beyond the horizon: cannot tell, applied");
-        assert_eq!(dedup.len(), 2, "and not remembered");
+        assert!(
+            dedup.first_time(a, t0 + WINDOW + 2, None),
+            "beyond the window: cannot tell, applied"
+        );
     }
 
     #[test]
-    fn ids_out_of_order_are_kept_sorted_and_found() {
-        let t0 = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
+    fn an_id_with_a_deadline_is_kept_until_its_deadline_and_the_skew() {
+        let t0 = 1_800_000_000 * S;
         let mut dedup = Dedup::default();
-        // Ids in a scrambled order, as several producers in one millisecond make them.
-        let ids: Vec<EventId> = (0..200).map(|_| EventId::new()).collect();
-        let scrambled: Vec<EventId> = (0..200).map(|i| ids[(i * 67) % 200]).collect();
-        for id in &scrambled {
-            assert!(dedup.first_time(*id, t0));
+        let a = EventId::new();
+        let deadline = t0 + 15 * S;
+        assert!(dedup.first_time(a, t0, Some(deadline)));
+        assert!(dedup.first_time(EventId::new(), deadline + SKEW, None));
+        assert!(
+            !dedup.first_time(a, deadline + SKEW, Some(deadline)),
+            "remembered through the skew"
+        );
+        assert!(dedup.first_time(EventId::new(), deadline + SKEW + 1, None));
+        assert_eq!(
+            dedup.len(),
+            3,
+            "then forgotten: a copy stored now is past its deadline anyway"
+        );
+    }
+
+    /// Memory follows the window, not the traffic: a day of queries at a
+    /// steady rate leaves about a minute of them remembered.
+    #[test]
+    fn memory_is_bounded_by_the_window_not_by_events() {
+        let t0 = 1_800_000_000 * S;
+        let mut dedup = Dedup::default();
+        for i in 0..100_000i64 {
+            let stored = t0 + i * S; // one a second for 28 hours
+            assert!(dedup.first_time(EventId::new(), stored, Some(stored + 15 * S)));
         }
-        for id in ids.iter().rev() {
-            assert!(!dedup.first_time(*id, t0), "every id is found again");
-        }
-        assert_eq!(dedup.len(), 200);
-        let day = dedup.by_day.values().next().unwrap();
-        assert!(day.ids().is_sorted_by(|a, b| a < b));
-        let bytes = rmp_serde::to_vec(&dedup).unwrap();
-        assert_eq!(rmp_serde::from_slice::<Dedup>(&bytes).unwrap(), dedup);
+        assert!(dedup.len() <= 136, "{} ids kept", dedup.len());
     }
 
     #[test]
-    fn blocks_split_and_copies_share_what_is_not_written() {
-        let mut day = Day::default();
-        // In order past a block, then out of order into the first.
-        let ids: Vec<u128> = (0..(BLOCK as u128 * 3)).map(|i| i * 2).collect();
-        for id in &ids {
-            assert!(day.insert(*id));
+    fn a_snapshot_round_trips_and_forgets_on_time() {
+        let t0 = 1_800_000_000 * S;
+        let mut dedup = Dedup::default();
+        let ids: Vec<EventId> = (0..50).map(|_| EventId::new()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let deadline = (i % 2 == 0).then_some(t0 + 10 * S);
+            assert!(dedup.first_time(*id, t0 + i as i64, deadline));
         }
-        assert_eq!(day.blocks.len(), 3);
-        let copy = day.clone();
-        for odd in (1..(BLOCK as u128 * 2 + 10)).step_by(2) {
-            assert!(day.insert(odd));
-        }
-        assert!(!day.insert(1) && !day.insert(0), "found again");
-        assert!(day.ids().is_sorted_by(|a, b| a < b));
-        assert!(day.blocks.iter().all(|b| !b.is_empty() && b.len() <= 2 * BLOCK));
-        assert_eq!(day.len(), ids.len() + BLOCK + 5);
-        // The copy saw none of it, and still shares the block never written.
-        assert_eq!(copy.len(), ids.len());
-        assert!(Arc::ptr_eq(copy.blocks.last().unwrap(), day.blocks.last().unwrap()));
-        let reloaded = Day::from_sorted(day.ids().copied().collect());
-        assert_eq!(reloaded, day);
+        let bytes = rmp_serde::to_vec(&dedup).unwrap();
+        let mut back: Dedup = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back, dedup);
+        assert!(ids.iter().all(|id| !back.first_time(*id, t0 + 60 * S, None)));
+        assert!(back.first_time(EventId::new(), t0 + 10 * S + SKEW + 100, None));
+        assert_eq!(back.len(), 26, "the 25 with deadlines are forgotten");
     }
 }

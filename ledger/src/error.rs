@@ -15,6 +15,8 @@ pub enum Error {
     Encode(#[from] rmp_serde::encode::Error),
     #[error("not a usable snapshot: {0}")]
     InvalidSnapshot(String),
+    #[error("not a file of this archive: {0}")]
+    InvalidArchive(String),
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]

@@ -8,8 +8,8 @@
 //!
 //! - [`archive`]: every admitted query as a Parquet row, exactly once.
 //! - [`snapshot`]: the projection on disk, to start without replaying it all.
-//! - [`dedup`]: the ids of events applied in the last 35 days, so that an
-//!   event stored twice is applied once.
+//! - [`dedup`]: the ids of recently stored events, so that an event stored
+//!   twice within a window is applied once.
 //!
 //! The projection is a pure fold, `apply(seq, id, ts, event)`, with no I/O
 //! and no clock: questions that depend on the time take `now` as a
@@ -87,7 +87,12 @@ impl Projection {
     ) -> bool {
         self.seq = seq;
         self.last_id = Some(id);
-        if !self.dedup.first_time(id, ts) {
+        let deadline = match event {
+            Event::QueryRecorded(q) => q.record_by.map(|by| by.timestamp_micros()),
+            Event::QueryAdmitted(a) => Some(a.expires_at.timestamp_micros()),
+            _ => None,
+        };
+        if !self.dedup.first_time(id, stored_micros, deadline) {
             self.duplicates.insert(seq);
             return false;
         }

@@ -22,7 +22,10 @@ use crate::Projection;
 use ingest::EventId;
 
 const MAGIC: &[u8; 8] = b"NODAISNP";
-const VERSION: u32 = 1;
+/// 2: de-duplication by stored time within a window (version 1 kept 35
+/// days of ids by event day); a version 1 snapshot is skipped and the
+/// stream replayed.
+const VERSION: u32 = 2;
 const HEADER_LEN: usize = 24;
 /// Snapshots kept; the older ones are deleted after a new one is in place.
 pub const KEEP: usize = 2;
@@ -146,11 +149,14 @@ pub fn write(dir: &Path, projection: &Projection, stream: &str) -> Result<u64, E
 /// its tail, a stream deleted and made again): it is moved to
 /// `set-aside/` with a warning, so that no later start takes it either.
 /// If the stream cannot be read to check, nothing is loaded (a full replay
-/// is always right) and nothing is moved. Leftover temporary files of an
-/// interrupted write are removed.
+/// is always right) and nothing is moved. A snapshot older than the
+/// stream's first event (`first_seq`, after retention deleted the head)
+/// cannot be checked nor replayed on from: it is skipped. Leftover
+/// temporary files of an interrupted write are removed.
 pub fn load_newest(
     dir: &Path,
     stream: &str,
+    first_seq: u64,
     last_seq: u64,
     mut id_at: impl FnMut(u64) -> Result<Option<EventId>, String>,
 ) -> Option<Projection> {
@@ -169,6 +175,10 @@ pub fn load_newest(
         }
     };
     for (seq, path) in candidates {
+        if seq < first_seq {
+            tracing::info!(path = %path.display(), seq, first_seq, "snapshot older than the stream's first event (retention deleted what follows it); skipped");
+            continue;
+        }
         if seq > last_seq {
             set_aside(
                 dir,
@@ -302,6 +312,28 @@ mod tests {
         names
     }
 
+    /// Retention deleted the stream's head: a snapshot from before the
+    /// stream's first event is of no use (nothing to check it against,
+    /// nothing to replay on from), but it is not of another history.
+    #[test]
+    fn a_snapshot_older_than_the_streams_first_event_is_skipped_not_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new) = (projection(3), projection(9));
+        write(dir.path(), &old, "embedded").unwrap();
+        write(dir.path(), &new, "embedded").unwrap();
+        let same = [&old, &new];
+        assert_eq!(
+            load_newest(dir.path(), "embedded", old.seq + 1, 100, history(&same)),
+            Some(new.clone())
+        );
+        assert_eq!(
+            load_newest(dir.path(), "embedded", new.seq + 1, 100, history(&same)),
+            None
+        );
+        assert!(set_aside_names(dir.path()).is_empty());
+        assert_eq!(list(dir.path()).unwrap().len(), 2);
+    }
+
     #[test]
     fn damaged_foreign_or_future_snapshots_fall_back_to_older_ones() {
         let dir = tempfile::tempdir().unwrap();
@@ -310,16 +342,19 @@ mod tests {
         write(dir.path(), &new, "embedded").unwrap();
         let same = [&old, &new];
         assert_eq!(
-            load_newest(dir.path(), "embedded", 100, history(&same)),
+            load_newest(dir.path(), "embedded", 1, 100, history(&same)),
             Some(new.clone())
         );
         assert_eq!(
-            load_newest(dir.path(), "nats:NODAI", 100, history(&same)),
+            load_newest(dir.path(), "nats:NODAI", 1, 100, history(&same)),
             None,
             "another stream's"
         );
         // The stream cannot be read to check: nothing loaded, nothing moved.
-        assert_eq!(load_newest(dir.path(), "embedded", 100, |_| Err("down".into())), None);
+        assert_eq!(
+            load_newest(dir.path(), "embedded", 1, 100, |_| Err("down".into())),
+            None
+        );
         assert_eq!(list(dir.path()).unwrap().len(), 2);
 
         // Flip one byte of the newest: it is skipped for the older one.
@@ -330,12 +365,12 @@ mod tests {
         bytes[middle] ^= 0x40;
         fs::write(&newest, &bytes).unwrap();
         assert_eq!(
-            load_newest(dir.path(), "embedded", 100, history(&same)),
+            load_newest(dir.path(), "embedded", 1, 100, history(&same)),
             Some(old.clone())
         );
         fs::write(&newest, &bytes[..100]).unwrap();
         assert_eq!(
-            load_newest(dir.path(), "embedded", 100, history(&same)),
+            load_newest(dir.path(), "embedded", 1, 100, history(&same)),
             Some(old.clone())
         );
         fs::write(&newest, &whole).unwrap();
@@ -358,13 +393,13 @@ mod tests {
         // Ahead of the stream's end.
         let same = [&old, &new];
         assert_eq!(
-            load_newest(dir.path(), "embedded", 5, history(&same)),
+            load_newest(dir.path(), "embedded", 1, 5, history(&same)),
             Some(old.clone())
         );
         assert_eq!(set_aside_names(dir.path()), [file_name(new.seq)]);
         // The stream has grown past it again with other events: still not loaded.
         assert_eq!(
-            load_newest(dir.path(), "embedded", 100, history(&same)),
+            load_newest(dir.path(), "embedded", 1, 100, history(&same)),
             Some(old.clone())
         );
 
@@ -374,7 +409,7 @@ mod tests {
         assert_ne!(other.last_id, new.last_id);
         let rewritten = [&old, &other];
         assert_eq!(
-            load_newest(dir.path(), "embedded", 100, history(&rewritten)),
+            load_newest(dir.path(), "embedded", 1, 100, history(&rewritten)),
             Some(old.clone())
         );
         assert_eq!(
@@ -387,8 +422,8 @@ mod tests {
         let mut unnamed = old.clone();
         unnamed.last_id = None;
         write(dir.path(), &unnamed, "embedded").unwrap();
-        assert_eq!(load_newest(dir.path(), "embedded", 100, history(&same)), None);
-        assert_eq!(load_newest(dir.path(), "embedded", 100, |_| Ok(None)), None);
+        assert_eq!(load_newest(dir.path(), "embedded", 1, 100, history(&same)), None);
+        assert_eq!(load_newest(dir.path(), "embedded", 1, 100, |_| Ok(None)), None);
         assert!(list(dir.path()).unwrap().is_empty());
     }
 }

@@ -1,7 +1,11 @@
 //! Per-key usage, folded from `query.recorded` events: the rolling 60
-//! minutes the rate limit reads (minute buckets), hourly buckets (90 days),
-//! daily buckets (400 days), UTC calendar months (all of them), all-time
-//! totals and last use. Money is integer micro-dollars throughout.
+//! minutes the rate limit reads (minute buckets), hourly buckets (the last
+//! 48 hours), daily buckets (400 days), UTC calendar months (all of them),
+//! all-time totals and last use. Money is integer micro-dollars throughout.
+//!
+//! Memory is bounded per key, not by traffic: at most 61 minutes, 48 hours,
+//! 400 days and one bucket a month (about 15 KB for a key used every hour
+//! of a year). Older hours are read from the Parquet archive.
 //!
 //! Retention is measured from the newest event of the key, never from a
 //! clock, so the fold stays pure: the same events give the same state.
@@ -17,9 +21,9 @@ use crate::hash::FastMap;
 
 /// Minutes in the rate limit's window.
 pub const WINDOW_MINUTES: i64 = 60;
-/// Hourly buckets kept, in hours (at least: they are pruned when a new day
-/// starts, so up to a day more may linger).
-pub const HOURS_KEPT: i64 = 90 * 24;
+/// Hourly buckets kept, in hours, counted back from the key's newest
+/// (the hour of its newest query and the 47 before it).
+pub const HOURS_KEPT: i64 = 48;
 /// Daily buckets kept, in days.
 pub const DAYS_KEPT: i64 = 400;
 
@@ -189,11 +193,10 @@ impl KeyUsage {
         if self.minutes.add(minute_of(ts), q) {
             self.minutes.keep_from(minute_of(newest) - WINDOW_MINUTES);
         }
-        self.hours.add(hour_of(ts), q);
-        // Hours and days are read by range, so pruning them once a day
-        // is enough, and spares a look at the far end of the hours.
-        if self.days.add(day_of(ts), q) {
+        if self.hours.add(hour_of(ts), q) {
             self.hours.keep_from(hour_of(newest) - HOURS_KEPT + 1);
+        }
+        if self.days.add(day_of(ts), q) {
             self.days.keep_from(day_of(newest) - DAYS_KEPT + 1);
         }
         self.months.add(month_of(ts), q);
@@ -485,7 +488,7 @@ mod tests {
                 hour_of(start + Duration::days(99)),
                 hour_of(start + Duration::days(100))
             ],
-            "the first hour is past 90 days and pruned; the late one is in order"
+            "the first hour is past 48 hours and pruned; the late one is in order"
         );
         assert_eq!(k.days.range(i64::MIN, i64::MAX).count(), 3, "days are kept 400 days");
         assert_eq!(

@@ -1,6 +1,8 @@
 //! `GET /api/v1/api-keys/{key_id}/usage`: a key's usage, read from the same
 //! projection the limiter enforces, after this replica applied its own
-//! appends (a query answered here is in it).
+//! appends (a query answered here is in it). The projection keeps the last
+//! 48 hours hour by hour; older hours of a chosen range are read from the
+//! Parquet archive, where this process has one.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -23,6 +25,8 @@ pub fn router() -> Router<AppState> {
 const DEFAULT_HOURS: i64 = 48;
 /// Daily series shown by default, in days.
 const DEFAULT_DAYS: i64 = 31;
+/// A chosen range spans this many hours at most.
+const MAX_RANGE_HOURS: i64 = 90 * 24;
 
 #[derive(Deserialize, IntoParams)]
 pub struct UsageParams {
@@ -87,10 +91,29 @@ pub async fn key_usage(
     let now = Utc::now();
     let range = Range::parse(&params, now)?;
     state.read_own_writes().await?;
-    let projection = state.projection();
-    if projection.keys.get(&key_id).is_none() {
+    if state.projection().keys.get(&key_id).is_none() {
         return Err(ApiError::KeyNotFound);
     }
+    // Hours before these are no longer in the projection.
+    let kept_from = usage::hour_of(now) - usage::HOURS_KEPT + 1;
+    let archived = if range.hours.0 < kept_from {
+        let Some(root) = state.archive.clone() else {
+            return Err(ApiError::Validation(format!(
+                "hourly usage older than {} hours is read from the Parquet archive, which this replica (role api) does not hold; \
+                 choose a range within the last {} hours, ask a replica running with --role all, or query the worker's archive",
+                usage::HOURS_KEPT,
+                usage::HOURS_KEPT
+            )));
+        };
+        let (key, from, to) = (key_id.clone(), range.hours.0, range.hours.1.min(kept_from));
+        tokio::task::spawn_blocking(move || ledger::archive::key_hours(&root, &key, from, to))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?
+    } else {
+        Default::default()
+    };
+    let projection = state.projection();
     let empty = ledger::KeyUsage::default();
     let u = projection.usage.get(&key_id).unwrap_or(&empty);
     let today = u.today(now);
@@ -102,7 +125,15 @@ pub async fn key_usage(
         requests_this_hour: u.requests_this_hour(now),
         cost_this_month: usd::to_json(u.cost_this_month(now)),
         last_used_at: u.last_used_at,
-        hourly: dense(&u.hours, range.hours.0, range.hours.1)
+        hourly: (range.hours.0..range.hours.1)
+            .map(|hour| {
+                let bucket = if hour < kept_from {
+                    archived.get(&hour).copied().unwrap_or_default()
+                } else {
+                    u.hours.get(hour)
+                };
+                (hour, bucket)
+            })
             .map(|(hour, b)| Hourly {
                 hour: DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default(),
                 requests: b.requests,
@@ -156,10 +187,10 @@ impl Range {
             let this_hour = usage::hour_of(now);
             (this_hour - DEFAULT_HOURS + 1, this_hour + 1)
         };
-        if hours.1 - hours.0 > usage::HOURS_KEPT {
+        if hours.1 - hours.0 > MAX_RANGE_HOURS {
             return Err(ApiError::Validation(format!(
-                "from and to may span at most {} days (hourly buckets are kept that long)",
-                usage::HOURS_KEPT / 24
+                "from and to may span at most {} days",
+                MAX_RANGE_HOURS / 24
             )));
         }
         let days = if chosen {

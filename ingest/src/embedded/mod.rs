@@ -20,7 +20,7 @@ use futures::StreamExt;
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -101,6 +101,9 @@ pub(crate) struct Shared {
     dir: PathBuf,
     queue: Mutex<Queue>,
     segments: RwLock<Vec<Segment>>,
+    /// The first sequence of the oldest segment: older ones were deleted
+    /// by retention. Changed under the `segments` write lock.
+    first_seq: AtomicU64,
     /// The newest sequence that is fully written; readers read up to here.
     committed: watch::Sender<u64>,
     /// Whether anything was written since the last background sync.
@@ -136,6 +139,7 @@ impl EmbeddedLog {
         let lock = lock_dir(&dir)?;
         let recovered = recover(&options)?;
         let (committed, _) = watch::channel(recovered.next_seq - 1);
+        let first_seq = recovered.segments.first().map_or(1, |s| s.first_seq);
         let shared = Arc::new(Shared {
             dir: dir.clone(),
             queue: Mutex::new(Queue {
@@ -144,6 +148,7 @@ impl EmbeddedLog {
                 leader: false,
             }),
             segments: RwLock::new(recovered.segments),
+            first_seq: AtomicU64::new(first_seq),
             committed,
             dirty: AtomicBool::new(false),
             sync_file: Mutex::new(Some(
@@ -285,6 +290,57 @@ impl EmbeddedLog {
     }
 }
 
+impl Shared {
+    pub(crate) fn first_seq(&self) -> u64 {
+        self.first_seq.load(Ordering::Acquire)
+    }
+
+    /// Deletes the sealed segments whose every record is before `seq`,
+    /// oldest first, so that a crash in the middle leaves a log that still
+    /// starts at a segment and has no gap. The segment being written is
+    /// never deleted. Readers already inside a deleted segment read on
+    /// from their open file.
+    fn trim_before(&self, seq: u64) -> Result<u64, StreamError> {
+        let doomed: Vec<PathBuf> = {
+            let mut segments = self.segments.write().unwrap_or_else(|e| e.into_inner());
+            let n = segments.windows(2).take_while(|w| w[1].first_seq <= seq).count();
+            if n == 0 {
+                return Ok(self.first_seq());
+            }
+            let gone: Vec<PathBuf> = segments.drain(..n).map(|s| s.path).collect();
+            self.first_seq.store(segments[0].first_seq, Ordering::Release);
+            gone
+        };
+        for path in &doomed {
+            // The summary first: a segment left without one is scanned at
+            // open, a summary left without its segment would linger.
+            let summary = summary::path_for(path);
+            for file in [&summary, path] {
+                match std::fs::remove_file(file) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(StreamError::Io {
+                            path: file.clone(),
+                            source: e,
+                        })
+                    }
+                }
+            }
+        }
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(StreamError::io(&self.dir))?;
+        let first = self.first_seq();
+        tracing::info!(
+            segments = doomed.len(),
+            first_seq = first,
+            "deleted old log segments (retention)"
+        );
+        Ok(first)
+    }
+}
+
 impl EmbeddedLog {
     /// Refuses further appends, finishes the queued ones, syncs, ends the
     /// followers and releases the lock. Idempotent; blocks briefly.
@@ -342,6 +398,29 @@ impl EventStream for EmbeddedLog {
 
     async fn last_seq(&self) -> Result<u64, StreamError> {
         Ok(*self.shared.committed.borrow())
+    }
+
+    async fn first_seq(&self) -> Result<u64, StreamError> {
+        Ok(self.shared.first_seq())
+    }
+
+    async fn trim_before(&self, seq: u64) -> Result<u64, StreamError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.trim_before(seq))
+            .await
+            .map_err(|e| StreamError::Unavailable(format!("log trim task failed: {e}")))?
+    }
+
+    async fn publish_snapshot(&self, _seq: u64, _bytes: Vec<u8>) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    async fn published_snapshot_seq(&self) -> Result<Option<u64>, StreamError> {
+        Ok(None)
+    }
+
+    async fn fetch_snapshot(&self) -> Result<Option<Vec<u8>>, StreamError> {
+        Ok(None)
     }
 
     async fn last_subject_seq(&self, subject: &Subject) -> Result<u64, StreamError> {

@@ -170,7 +170,13 @@ fn locate(shared: &Shared, seq: u64) -> Result<Position, StreamError> {
     let segments = shared.segments.read().unwrap_or_else(|e| e.into_inner());
     let i = segments.partition_point(|s| s.first_seq <= seq);
     let Some(segment) = i.checked_sub(1).and_then(|i| segments.get(i)) else {
-        return Err(StreamError::Corrupt(format!("no segment holds sequence {seq}")));
+        return Err(match segments.first() {
+            Some(first) => StreamError::Trimmed {
+                seq,
+                first: first.first_seq,
+            },
+            None => StreamError::Corrupt(format!("no segment holds sequence {seq}")),
+        });
     };
     let j = segment.index.partition_point(|&(s, _)| s <= seq);
     let offset = j.checked_sub(1).map_or(format::HEADER_LEN, |j| segment.index[j].1);

@@ -124,7 +124,7 @@ impl Writer {
         for (i, request) in batch.iter_mut().enumerate() {
             match request {
                 Request::LastSubjectSeq { subject, reply } => {
-                    let seq = self.subjects.get(&SubjectKey::of(subject)).copied().unwrap_or(0);
+                    let seq = self.since_trim(self.subjects.get(&SubjectKey::of(subject)).copied().unwrap_or(0));
                     outcomes.push(Outcome::SubjectSeq(reply.take(), seq));
                 }
                 Request::Append { event, expected, reply } => {
@@ -168,6 +168,15 @@ impl Writer {
         batch
     }
 
+    /// A subject's last sequence as seen now: 0 if retention deleted it.
+    fn since_trim(&self, seq: u64) -> u64 {
+        if seq < self.shared.first_seq() {
+            0
+        } else {
+            seq
+        }
+    }
+
     fn encode_one(
         &mut self,
         event: &Outgoing,
@@ -186,7 +195,7 @@ impl Writer {
         let subject_key = SubjectKey::of(subject);
         let current = self.subjects.get(&subject_key).copied();
         if let Some(expected) = expected {
-            if current.unwrap_or(0) != expected {
+            if self.since_trim(current.unwrap_or(0)) != self.since_trim(expected) {
                 return Err(StreamError::Conflict {
                     subject: subject.to_owned(),
                     expected,
