@@ -101,6 +101,19 @@ pub struct ServeArgs {
     /// and, for usage, the Parquet archive cover them; never sooner.
     #[arg(long, env = "NODAI_RETENTION", default_value = "7d", value_parser = parse_retention)]
     pub retention: Duration,
+    /// Seconds between the worker's retention passes (tests shorten it).
+    #[arg(long, hide = true, default_value_t = RETENTION_EVERY.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub retention_check_secs: u64,
+    /// The embedded log's segment size in bytes: retention deletes whole
+    /// segments (tests shrink it).
+    #[arg(long, hide = true, default_value_t = SEGMENT_BYTES,
+        value_parser = clap::value_parser!(u64).range(4096..=(1 << 40)))]
+    pub log_segment_bytes: u64,
+    /// Applied events between snapshots (tests lower it).
+    #[arg(long, hide = true, default_value_t = SNAPSHOT_EVERY_EVENTS,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_every_events: u64,
     /// Seconds a query waits for its workflow's upstream (1 to 3600).
     #[arg(long, env = "NODAI_UPSTREAM_TIMEOUT_SECS", default_value_t = 30,
         value_parser = clap::value_parser!(u64).range(1..=MAX_UPSTREAM_TIMEOUT_SECS))]
@@ -199,7 +212,7 @@ pub struct Config {
     pub log_filter: String,
     pub webhook_guard: webhooks::Guard,
     pub webhook_retry_schedule: webhooks::Schedule,
-    /// A snapshot after this many applied events (or 5 minutes). Not a
+    /// A snapshot after this many applied events (or 5 minutes). A hidden
     /// flag: tests lower it to write snapshots under load.
     pub snapshot_every_events: u64,
     /// Connection limits (`--http-header-timeout-secs`, `--max-connections`).
@@ -208,11 +221,11 @@ pub struct Config {
     pub body_timeout: Duration,
     /// `--retention`: how long events stay on the stream at least.
     pub retention: Duration,
-    /// How often the worker deletes what retention allows. Not a flag:
-    /// tests shorten it.
+    /// How often the worker deletes what retention allows (a hidden flag:
+    /// tests shorten it).
     pub retention_every: Duration,
-    /// The embedded log's segment size. Not a flag: tests shrink it so
-    /// that retention has sealed segments to delete.
+    /// The embedded log's segment size (a hidden flag: tests shrink it so
+    /// that retention has sealed segments to delete).
     pub segment_bytes: u64,
 }
 
@@ -307,7 +320,7 @@ impl Config {
                 allow_private: args.webhook_allow_private,
             },
             webhook_retry_schedule: args.webhook_retry_schedule.parse()?,
-            snapshot_every_events: SNAPSHOT_EVERY_EVENTS,
+            snapshot_every_events: args.snapshot_every_events,
             connections: crate::listen::Limits {
                 header_timeout: Duration::from_secs(args.http_header_timeout_secs),
                 max_connections: args.max_connections as usize,
@@ -315,8 +328,8 @@ impl Config {
             },
             body_timeout: Duration::from_secs(args.http_body_timeout_secs),
             retention: args.retention,
-            retention_every: RETENTION_EVERY,
-            segment_bytes: SEGMENT_BYTES,
+            retention_every: Duration::from_secs(args.retention_check_secs),
+            segment_bytes: args.log_segment_bytes,
         })
     }
 

@@ -27,7 +27,9 @@ pub async fn records(data_dir: &Path, nats: Option<(String, &str)>) -> Vec<inges
                 .unwrap(),
         ),
     };
-    let records: Vec<_> = stream.replay(1).await.unwrap().map(|r| r.unwrap()).collect().await;
+    // From the first event retention left.
+    let first = stream.first_seq().await.unwrap();
+    let records: Vec<_> = stream.replay(first).await.unwrap().map(|r| r.unwrap()).collect().await;
     stream.close().await;
     records
 }
