@@ -171,6 +171,22 @@ impl App {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
+    /// A metric's value from `/metrics` (0 if absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.admin(reqwest::Method::POST, path, Some(body)).await
     }
