@@ -49,6 +49,8 @@ pub(super) struct Writer {
     pub fsync: FsyncPolicy,
     /// The last sequence on each subject, for conditional appends.
     pub subjects: HashMap<SubjectKey, u64>,
+    /// Stored times come from here (see `Options::clock`).
+    pub clock: fn() -> i64,
     /// Ids appended within the duplicate window, with their sequences.
     pub recent_ids: HashMap<EventId, u64>,
     /// The same ids in append order with their append time (µs), to expire them.
@@ -104,7 +106,7 @@ impl Writer {
     /// Handles one batch; returns the emptied vector for reuse.
     fn process(&mut self, mut batch: Vec<Request>, buf: &mut Vec<u8>) -> Vec<Request> {
         buf.clear();
-        let now = now_micros();
+        let now = (self.clock)();
         self.expire_ids(now);
         // A failed roll (disk full, too many files) refuses this batch only;
         // the next batch tries again.
@@ -336,6 +338,6 @@ pub(super) fn create_segment(path: &std::path::Path) -> std::io::Result<File> {
     Ok(file)
 }
 
-pub(super) fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
