@@ -27,6 +27,7 @@ fn main() {
         retention_days: 7,
         segment_bytes: 256 << 20,
         snapshot_hours: 6,
+        flush_hours: 1,
     };
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("data");

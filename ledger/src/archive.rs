@@ -386,7 +386,7 @@ fn key_hours_once(root: &Path, key_id: &str, from: i64, to: i64) -> Result<BTree
     for hour in from..to {
         for path in read_dir(&archive.hour_dir(hour))? {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if !parse_part(name).is_some_and(|(_, last)| last <= watermark) {
+            if parse_part(name).is_none_or(|(_, last)| last > watermark) {
                 continue;
             }
             let file = File::open(&path).map_err(io(&path))?;

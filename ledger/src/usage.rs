@@ -1,11 +1,12 @@
 //! Per-key usage, folded from `query.recorded` events: the rolling 60
 //! minutes the rate limit reads (minute buckets), hourly buckets (the last
-//! 48 hours), daily buckets (400 days), UTC calendar months (all of them),
-//! all-time totals and last use. Money is integer micro-dollars throughout.
+//! 48 hours), daily buckets (the last 31 days), UTC calendar months (all of
+//! them), all-time totals and last use. Money is integer micro-dollars
+//! throughout.
 //!
 //! Memory is bounded per key, not by traffic: at most 61 minutes, 48 hours,
-//! 400 days and one bucket a month (about 15 KB for a key used every hour
-//! of a year). Older hours are read from the Parquet archive.
+//! 31 days and one bucket a month (about 5 KB for a key used every minute).
+//! Older hours and days are read from the Parquet archive.
 //!
 //! Retention is measured from the newest event of the key, never from a
 //! clock, so the fold stays pure: the same events give the same state.
@@ -24,8 +25,9 @@ pub const WINDOW_MINUTES: i64 = 60;
 /// Hourly buckets kept, in hours, counted back from the key's newest
 /// (the hour of its newest query and the 47 before it).
 pub const HOURS_KEPT: i64 = 48;
-/// Daily buckets kept, in days.
-pub const DAYS_KEPT: i64 = 400;
+/// Daily buckets kept, in days, counted back from the key's newest (its
+/// day and the 30 before it: the default view).
+pub const DAYS_KEPT: i64 = 31;
 
 /// What a period of usage comes to.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -490,7 +492,11 @@ mod tests {
             ],
             "the first hour is past 48 hours and pruned; the late one is in order"
         );
-        assert_eq!(k.days.range(i64::MIN, i64::MAX).count(), 3, "days are kept 400 days");
+        assert_eq!(
+            k.days.range(i64::MIN, i64::MAX).map(|(d, _)| d).collect::<Vec<_>>(),
+            [day_of(start + Duration::days(99)), day_of(start + Duration::days(100))],
+            "days are kept 31 days"
+        );
         assert_eq!(
             k.last_used_at,
             Some(start + Duration::days(100)),

@@ -40,6 +40,8 @@ pub struct Params {
     pub segment_bytes: u64,
     /// Simulated hours between snapshots.
     pub snapshot_hours: i64,
+    /// Simulated hours between archive flushes (and retention passes).
+    pub flush_hours: i64,
 }
 
 /// What was measured at the end of one simulated day.
@@ -158,7 +160,7 @@ pub async fn run(dir: &Path, params: &Params, mut report: impl FnMut(&Day)) -> R
                     request_id: format!("req_{r:016x}"),
                     key_id: key_id(key),
                     workflow_id: "summarize".into(),
-                    status_code: if r % 97 == 0 { 502 } else { 200 },
+                    status_code: if r.is_multiple_of(97) { 502 } else { 200 },
                     cost: Micros::new(1_000 + (r >> 50) as i64),
                     duration_ms: 40 + (r >> 54),
                     reported_cost: None,
@@ -171,8 +173,8 @@ pub async fn run(dir: &Path, params: &Params, mut report: impl FnMut(&Day)) -> R
         futures::future::join_all(batch.iter().map(|e| log.append(e))).await;
         minute += Duration::minutes(1);
 
-        // Each simulated hour: fold, flush and compact the archive, trim.
-        if minute.timestamp() % 3600 == 0 {
+        // Every `flush_hours`: fold, flush and compact the archive, trim.
+        if minute.timestamp() % (3600 * params.flush_hours) == 0 {
             fold(&log, &mut projection, &mut pending).await;
             let through = projection.seq;
             archived += pending.len() as u64;
