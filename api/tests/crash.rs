@@ -304,20 +304,9 @@ import sys, duckdb
 rows = duckdb.sql(f"SELECT count(*), sum(cost)::VARCHAR, count(DISTINCT event_id) FROM read_parquet('{sys.argv[1]}/usage/*/*/*.parquet', hive_partitioning = true)").fetchall()
 print(rows[0][0], rows[0][1], rows[0][2])
 "#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(archive)
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if stderr.contains("No module named 'duckdb'") && std::env::var("NODAI_REQUIRE_PYTHON").as_deref() != Ok("1") {
-            eprintln!("skipping the DuckDB check: pip install duckdb (or set NODAI_REQUIRE_PYTHON=1 to fail)");
-            return;
-        }
-        panic!("duckdb failed: {stderr}");
-    }
-    let text = String::from_utf8(out.stdout).unwrap();
+    let Some(text) = common::duckdb(script, &[archive.as_os_str()]) else {
+        return;
+    };
     let fields: Vec<&str> = text.split_whitespace().collect();
     assert_eq!(fields[0].parse::<u64>().unwrap(), requests, "{text}");
     assert_eq!(

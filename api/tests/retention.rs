@@ -282,22 +282,13 @@ rows = duckdb.sql(f"""SELECT epoch(date_trunc('hour', ts))::BIGINT // 3600, coun
   GROUP BY 1 ORDER BY 1""").fetchall()
 for r in rows: print(*r)
 "#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(archive)
-        .args([key_id, from, to])
-        .output()
-        .unwrap();
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if stderr.contains("No module named 'duckdb'") && std::env::var("NODAI_REQUIRE_PYTHON").as_deref() != Ok("1") {
-            eprintln!("skipping the DuckDB check: pip install duckdb (or set NODAI_REQUIRE_PYTHON=1 to fail)");
-            return;
-        }
-        panic!("duckdb failed: {stderr}");
-    }
-    let duck: Vec<(i64, (u64, i64, u64))> = String::from_utf8(out.stdout)
-        .unwrap()
+    let Some(text) = common::duckdb(
+        script,
+        &[archive.as_os_str(), key_id.as_ref(), from.as_ref(), to.as_ref()],
+    ) else {
+        return;
+    };
+    let duck: Vec<(i64, (u64, i64, u64))> = text
         .lines()
         .map(|line| {
             let f: Vec<i64> = line.split_whitespace().map(|x| x.parse().unwrap()).collect();

@@ -81,3 +81,24 @@ pub fn newest_segment(data_dir: &Path) -> std::path::PathBuf {
     segments.sort();
     segments.pop().unwrap()
 }
+
+/// Runs a Python `script` that imports duckdb, with `args` as `sys.argv[1:]`;
+/// its output, or None (logged) if duckdb is not installed, unless
+/// `NODAI_REQUIRE_PYTHON=1` (CI installs it), which fails instead.
+#[allow(dead_code)]
+pub fn duckdb(script: &str, args: &[&std::ffi::OsStr]) -> Option<String> {
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("No module named 'duckdb'") && std::env::var("NODAI_REQUIRE_PYTHON").as_deref() != Ok("1") {
+            eprintln!("skipping the DuckDB check: pip install duckdb (or set NODAI_REQUIRE_PYTHON=1 to fail)");
+            return None;
+        }
+        panic!("duckdb failed: {stderr}");
+    }
+    Some(String::from_utf8(out.stdout).unwrap())
+}
