@@ -116,9 +116,9 @@ fn the_guide_documents_every_setting() {
 fn deployment_files_set_only_settings_nodai_reads() {
     let known = settings();
     // Names that look like settings but are not nodai's: the cluster
-    // script's binary, the lease bucket of the stream NODAI, and the NATS
-    // server configs' own variable for the nodai user's password.
-    let others = ["NODAI_BIN", "NODAI_LEASES", "NODAI_PASSWORD"];
+    // script's binary, the lease and snapshot buckets of the stream NODAI,
+    // and the NATS server configs' own variable for the nodai user's password.
+    let others = ["NODAI_BIN", "NODAI_LEASES", "NODAI_SNAPSHOTS", "NODAI_PASSWORD"];
     let mut checked = 0;
     for dir in ["", "systemd", "k8s", "nats"] {
         for entry in std::fs::read_dir(deploy().join(dir)).unwrap() {

@@ -757,7 +757,13 @@ async fn snapshots_restore_the_same_state(mut app: App) {
         let from = p.seq;
         for record in records.iter().filter(|r| r.seq > from) {
             let envelope = record.envelope().unwrap();
-            p.apply(record.seq, envelope.id, envelope.ts, &envelope.event().unwrap());
+            p.apply_stored(
+                record.seq,
+                envelope.id,
+                envelope.ts,
+                record.stored_micros,
+                &envelope.event().unwrap(),
+            );
         }
         p
     };
