@@ -28,6 +28,9 @@ pub struct Progress {
     target: u64,
     /// The highest sequence this process appended: reads wait for it.
     own: AtomicU64,
+    /// Retention deleted events this process had not applied yet: its
+    /// state can never be complete again, so it is not ready until restarted.
+    fell_behind: std::sync::atomic::AtomicBool,
 }
 
 impl Progress {
@@ -37,6 +40,7 @@ impl Progress {
             applied: watch::channel(start).0,
             target,
             own: AtomicU64::new(0),
+            fell_behind: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -74,7 +78,13 @@ impl Progress {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.applied() >= self.target
+        self.applied() >= self.target && !self.fell_behind.load(Ordering::Relaxed)
+    }
+
+    /// This process missed events retention deleted: never ready again.
+    /// True the first time.
+    fn fell_behind(&self) -> bool {
+        !self.fell_behind.swap(true, Ordering::Relaxed)
     }
 
     fn advance(&self, seq: u64) {
@@ -197,6 +207,22 @@ struct Follower {
 }
 
 impl Follower {
+    /// Events this process has not applied were deleted by retention: it
+    /// answers nothing more (`/readyz` and queries 503) rather than from a
+    /// state that can never be complete. A restart loads a snapshot.
+    fn note_trimmed(&self, error: &ingest::StreamError) {
+        if let ingest::StreamError::Trimmed { seq, first } = error {
+            if self.progress.fell_behind() {
+                tracing::error!(
+                    next = seq,
+                    first_seq = first,
+                    "this process fell behind the stream's retention: events it has not applied were deleted; \
+                     it answers 503 until restarted (a restart loads a snapshot that reaches the stream)"
+                );
+            }
+        }
+    }
+
     /// Waits for the snapshot being written, if any, and notes how far it got.
     async fn snapshot_written(&mut self) {
         if let Some(writing) = self.writing.take() {
@@ -304,6 +330,7 @@ impl Follower {
             let mut chunks = match stream.follow(from).await {
                 Ok(records) => records.ready_chunks(CHUNK),
                 Err(error) => {
+                    self.note_trimmed(&error);
                     // Logged when it starts failing; then at debug until it works.
                     if !failing {
                         tracing::warn!(%error, from, "cannot follow the stream; retrying with back-off");
@@ -326,6 +353,7 @@ impl Follower {
                 let (records, failed) = split(chunk);
                 self.apply(&records);
                 if let Some(error) = failed {
+                    self.note_trimmed(&error);
                     if !failing {
                         tracing::error!(%error, applied = progress.applied(), "reading the stream failed; re-following with back-off");
                     } else {
@@ -402,5 +430,8 @@ mod tests {
             Progress::new(7, 7).is_ready(),
             "a snapshot at the stream's end is caught up"
         );
+        let behind = Progress::new(3, 3);
+        assert!(behind.fell_behind() && !behind.fell_behind(), "true the first time");
+        assert!(!behind.is_ready(), "a process that missed deleted events is never ready again");
     }
 }
