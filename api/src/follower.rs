@@ -432,6 +432,9 @@ mod tests {
         );
         let behind = Progress::new(3, 3);
         assert!(behind.fell_behind() && !behind.fell_behind(), "true the first time");
-        assert!(!behind.is_ready(), "a process that missed deleted events is never ready again");
+        assert!(
+            !behind.is_ready(),
+            "a process that missed deleted events is never ready again"
+        );
     }
 }
