@@ -138,5 +138,29 @@ async fn restart(dir: &std::path::Path) {
         ),
         Err(e) => println!("DuckDB not run: {e}"),
     }
+
+    // Its first four days (older than the 31 the projection keeps): 96
+    // hours and 4 days, all from the archive.
+    let first = chrono::Utc::now().date_naive() - chrono::Duration::days(35);
+    let (from, to) = (
+        format!("{first}T00:00:00Z"),
+        format!("{}T00:00:00Z", first + chrono::Duration::days(4)),
+    );
+    let timed = Instant::now();
+    let usage: serde_json::Value = http
+        .get(format!("{base}/api/v1/api-keys/{key}/usage?from={from}&to={to}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let took = timed.elapsed();
+    let days: Vec<u64> = usage["daily"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|d| d["requests"].as_u64()).collect())
+        .unwrap_or_default();
+    println!("usage of {key} for the 4 days from {first} (96 hours and 4 days from the archive): {days:?} requests a day, in {:.0} ms", took.as_secs_f64() * 1e3);
     let _ = child.start_kill();
 }
