@@ -54,12 +54,13 @@ fn main() {
     }));
     let last = report.days.last().unwrap();
     println!(
-        "\ngenerated {} queries over {} simulated days in {:.0} s; retained {} events ({:.0} bytes each on disk)",
+        "\ngenerated {} queries over {} simulated days in {:.0} s; {} events on disk ({:.0} bytes each), {} of them within the retention period",
         last.events,
         params.days,
         report.generate_secs,
+        last.on_disk_events,
+        last.stream_bytes as f64 / last.on_disk_events.max(1) as f64,
         last.retained_events,
-        last.stream_bytes as f64 / last.retained_events.max(1) as f64
     );
     runtime.block_on(restart(&dir));
 }

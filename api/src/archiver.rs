@@ -281,6 +281,19 @@ impl Archiver {
                             self.pending.extend(row(&record));
                         }
                     }
+                    Some(Err(ingest::StreamError::Trimmed { first, .. })) => {
+                        // A standby's archiver that fell behind retention:
+                        // the active worker's archive took what was deleted.
+                        tracing::warn!(
+                            through = self.through,
+                            first_seq = first,
+                            "the stream no longer holds the events after this archive's watermark (retention deleted them); \
+                             this archive goes on from the stream's first event, and the rows before it are in the active worker's archive"
+                        );
+                        self.through = first - 1;
+                        self.through_id = None;
+                        break;
+                    }
                     Some(Err(error)) => {
                         // A record that does not read (damage in a sealed
                         // segment, a broken connection): read again after

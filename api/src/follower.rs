@@ -81,6 +81,11 @@ impl Progress {
         self.applied() >= self.target && !self.fell_behind.load(Ordering::Relaxed)
     }
 
+    /// Whether this process missed events retention deleted.
+    pub fn has_fallen_behind(&self) -> bool {
+        self.fell_behind.load(Ordering::Relaxed)
+    }
+
     /// This process missed events retention deleted: never ready again.
     /// True the first time.
     fn fell_behind(&self) -> bool {
@@ -167,8 +172,10 @@ pub async fn run(
     snapshots: Snapshots,
     archive: Option<FeedSender>,
     shutdown: CancellationToken,
+    stop_serving: CancellationToken,
 ) {
     let mut follower = Follower {
+        stop_serving,
         archive,
         stream,
         projection,
@@ -191,6 +198,9 @@ pub async fn run(
 }
 
 struct Follower {
+    /// Cancelled when this process falls behind retention: it stops, so
+    /// that a restart loads a snapshot that reaches the stream.
+    stop_serving: CancellationToken,
     stream: Arc<dyn EventStream>,
     projection: Arc<RwLock<Projection>>,
     limiter: Arc<Limiter>,
@@ -209,7 +219,8 @@ struct Follower {
 impl Follower {
     /// Events this process has not applied were deleted by retention: it
     /// answers nothing more (`/readyz` and queries 503) rather than from a
-    /// state that can never be complete. A restart loads a snapshot.
+    /// state that can never be complete, and stops (exit 1), so that its
+    /// supervisor restarts it and the start loads a snapshot.
     fn note_trimmed(&self, error: &ingest::StreamError) {
         if let ingest::StreamError::Trimmed { seq, first } = error {
             if self.progress.fell_behind() {
@@ -217,8 +228,9 @@ impl Follower {
                     next = seq,
                     first_seq = first,
                     "this process fell behind the stream's retention: events it has not applied were deleted; \
-                     it answers 503 until restarted (a restart loads a snapshot that reaches the stream)"
+                     it stops (a restart loads a snapshot that reaches the stream)"
                 );
+                self.stop_serving.cancel();
             }
         }
     }

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+use crate::follower::Progress;
 use crate::metrics::Metrics;
 
 /// Old events kept this long past the retention period before a warning:
@@ -43,6 +44,11 @@ pub struct Retention {
     pub publish: bool,
     /// The archive (`<data-dir>/archive`).
     pub archive: PathBuf,
+    /// How far this process has folded the stream: nothing is deleted
+    /// before it has caught up, nor past what it has applied.
+    pub progress: Arc<Progress>,
+    /// Local snapshots already decoded, by sequence: whether they load.
+    pub checked: std::sync::Mutex<std::collections::HashMap<u64, bool>>,
 }
 
 /// What one pass found and did.
@@ -90,6 +96,16 @@ impl Retention {
     /// snapshot, the archive and the retention period allow.
     pub async fn step(&self) -> Result<Pass, StreamError> {
         let first = self.stream.first_seq().await?;
+        // Still replaying (a snapshot from an older build is not loadable,
+        // say): deleting now could cut the replay short.
+        if !self.progress.is_ready() {
+            return Ok(Pass {
+                first,
+                held_back: 0,
+                held_by: None,
+                overdue: false,
+            });
+        }
         let last = self.stream.last_seq().await?;
         let covered = self.snapshot_covers().await?;
         self.metrics.snapshot_covered_seq.set(covered as i64);
@@ -101,7 +117,7 @@ impl Retention {
         } else {
             (watermark, "archive")
         };
-        let upto = old.min(allowed);
+        let upto = old.min(allowed).min(self.progress.applied() + 1);
         let first = if upto > first {
             self.stream.trim_before(upto).await?
         } else {
@@ -120,7 +136,7 @@ impl Retention {
 
     /// The sequence of the snapshot every replica can load (0: none).
     async fn snapshot_covers(&self) -> Result<u64, StreamError> {
-        let local = ledger::snapshot::list(&self.snapshots).unwrap_or_default();
+        let local = self.loadable_snapshots().await;
         if !self.publish {
             return Ok(local.iter().map(|(seq, _)| *seq).min().unwrap_or(0));
         }
@@ -128,20 +144,12 @@ impl Retention {
         let Some((seq, path)) = local.into_iter().next().filter(|(seq, _)| *seq > published) else {
             return Ok(published);
         };
-        // Checked before it is offered to every replica: a damaged file
-        // published would keep them all from starting.
-        let (stream_name, path_shown) = (self.stream_name.clone(), path.display().to_string());
-        let bytes = tokio::task::spawn_blocking(move || {
-            let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
-            ledger::snapshot::decode(&bytes, &stream_name).map_err(|e| e.to_string())?;
-            Ok::<_, String>(bytes)
-        })
-        .await
-        .map_err(|e| StreamError::Unavailable(e.to_string()))?;
-        let bytes = match bytes {
+        // Only a snapshot that loads (checked above) is offered to every
+        // replica: a damaged one published would keep them all from starting.
+        let bytes = match tokio::fs::read(&path).await {
             Ok(bytes) => bytes,
             Err(error) => {
-                tracing::warn!(path = path_shown, %error, "newest snapshot not published");
+                tracing::warn!(path = %path.display(), %error, "newest snapshot not published");
                 return Ok(published);
             }
         };
@@ -149,6 +157,50 @@ impl Retention {
         self.stream.publish_snapshot(seq, bytes).await?;
         tracing::info!(seq, bytes = size, "snapshot published for other replicas");
         Ok(self.stream.published_snapshot_seq().await?.unwrap_or(0))
+    }
+
+    /// The local snapshots that load (this build's format, this stream),
+    /// newest first: a file that does not (one from an older build after
+    /// an upgrade, a damaged one) covers nothing. Each is decoded once.
+    async fn loadable_snapshots(&self) -> Vec<(u64, PathBuf)> {
+        let mut out = Vec::new();
+        for (seq, path) in ledger::snapshot::list(&self.snapshots).unwrap_or_default() {
+            let known = self
+                .checked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&seq)
+                .copied();
+            let loads = match known {
+                Some(loads) => loads,
+                None => {
+                    let (path, stream) = (path.clone(), self.stream_name.clone());
+                    let loads = tokio::task::spawn_blocking(move || {
+                        std::fs::read(&path)
+                            .ok()
+                            .is_some_and(|bytes| ledger::snapshot::decode(&bytes, &stream).is_ok_and(|p| p.seq == seq))
+                    })
+                    .await
+                    .unwrap_or(false);
+                    self.checked
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(seq, loads);
+                    loads
+                }
+            };
+            if loads {
+                out.push((seq, path));
+            }
+        }
+        let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        let listed: std::collections::HashSet<u64> = ledger::snapshot::list(&self.snapshots)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(seq, _)| seq)
+            .collect();
+        checked.retain(|seq, _| listed.contains(seq));
+        out
     }
 
     fn watermark(&self) -> u64 {

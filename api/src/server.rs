@@ -41,6 +41,10 @@ pub enum ServeError {
     #[error("http server failed: {0}")]
     Http(#[source] std::io::Error),
     #[error(
+        "stopped: events this process had not applied were deleted by retention; a restart loads a snapshot that reaches the stream"
+    )]
+    FellBehind,
+    #[error(
         "the stream's events before sequence {first} were deleted (retention) and no snapshot reaches them: {why}. \
          Start from a copy of a data dir whose snapshots reach sequence {first}, or (NATS) once a worker has published one"
     )]
@@ -95,6 +99,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         "projection loaded; replaying the rest of the stream"
     );
     let progress = Arc::new(Progress::new(target, projection.seq));
+    let fell_behind = progress.clone();
     let projection = Arc::new(RwLock::new(projection));
 
     // Background work stops after the HTTP server has finished its
@@ -153,6 +158,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
                     stream_name: stream_name.clone(),
                     publish: matches!(config.backend, Backend::Nats { .. }),
                     archive: archive_dir.clone(),
+                    progress: progress.clone(),
+                    checked: Default::default(),
                 };
                 tokio::spawn(retention.run(config.retention_every, active.clone()));
                 async move {
@@ -206,6 +213,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         snapshots,
         archive_feed,
         background.clone(),
+        shutdown.clone(),
     ));
 
     let http = reqwest::Client::builder()
@@ -252,6 +260,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     // closed (synced, unlocked) now regardless.
     stream.close().await;
     tracing::info!("nodai stopped");
+    if fell_behind.has_fallen_behind() {
+        return Err(ServeError::FellBehind);
+    }
     served
 }
 

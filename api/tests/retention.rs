@@ -109,6 +109,40 @@ async fn old_events_go_and_a_restart_answers_the_same() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// A snapshot file that does not load (an older build's format after an
+/// upgrade, a damaged one) covers nothing: retention holds deletion back
+/// rather than delete what only a replay could rebuild.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_does_not_load_covers_nothing() {
+    let mut app = App::start_with(false, |c| {
+        eager(c);
+        c.snapshot_every_events = u64::MAX;
+    })
+    .await
+    .unwrap();
+    let (_, secret) = traffic(&app, 100).await;
+    app.stop().await;
+    let snapshots = app.dir.path().join("snapshots");
+    for file in std::fs::read_dir(&snapshots).unwrap() {
+        std::fs::remove_file(file.unwrap().path()).unwrap();
+    }
+    std::fs::write(
+        snapshots.join(format!("snapshot-{:020}.bin", 150)),
+        b"NODAISNP from an older build",
+    )
+    .unwrap();
+    app.spawn().await;
+    for i in 0..100 {
+        assert_eq!(app.query("echo", Some(&secret), json!(i)).await.status(), 200);
+    }
+    eventually("retention holds old events back for want of a snapshot", async || {
+        app.metric("nodai_retention_held_back_events").await > 0.0
+    })
+    .await;
+    assert_eq!(app.metric("nodai_stream_first_seq").await, 1.0, "nothing deleted");
+    assert_eq!(app.metric("nodai_snapshot_covered_seq").await, 0.0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_with_no_snapshot_reaching_the_stream_refuses() {
     let mut app = App::start_with(false, eager).await.unwrap();

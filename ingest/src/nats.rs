@@ -371,10 +371,17 @@ impl NatsStream {
                     // A gap: one message deleted by hand, or retention
                     // purged what this reader had not read yet.
                     if seq > next {
-                        if let Ok(first) = first_sequence(&context, &name).await {
-                            if next < first {
+                        match first_sequence(&context, &name).await {
+                            Ok(first) if next < first => {
                                 let _ = tx.send(Err(StreamError::Trimmed { seq: next, first })).await;
                                 return;
+                            }
+                            Ok(_) => {}
+                            // Cannot tell a deleted message from a purge:
+                            // never pass a gap unchecked; start over at `next`.
+                            Err(error) => {
+                                tracing::warn!(%error, next, "cannot check a gap in the stream; re-creating the consumer");
+                                break;
                             }
                         }
                     }

@@ -376,7 +376,7 @@ pub fn key_hours(root: &Path, key_id: &str, from: i64, to: i64) -> Result<BTreeM
 fn key_hours_once(root: &Path, key_id: &str, from: i64, to: i64) -> Result<BTreeMap<i64, crate::Bucket>, Error> {
     use parquet::arrow::ProjectionMask;
     use parquet::file::statistics::Statistics;
-    let watermark = Archive::peek(root)?.map_or(0, |(seq, _)| seq);
+    let mut watermark = Archive::peek(root)?.map_or(0, |(seq, _)| seq);
     let mut out = BTreeMap::new();
     let archive = Archive {
         root: root.to_owned(),
@@ -386,8 +386,14 @@ fn key_hours_once(root: &Path, key_id: &str, from: i64, to: i64) -> Result<BTree
     for hour in from..to {
         for path in read_dir(&archive.hour_dir(hour))? {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            if parse_part(name).is_none_or(|(_, last)| last > watermark) {
-                continue;
+            let Some((_, last)) = parse_part(name) else { continue };
+            // A flush (or a compaction merging one) may have moved the
+            // watermark since it was read: look again before skipping.
+            if last > watermark {
+                watermark = Archive::peek(root)?.map_or(0, |(seq, _)| seq);
+                if last > watermark {
+                    continue;
+                }
             }
             let file = File::open(&path).map_err(io(&path))?;
             let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;

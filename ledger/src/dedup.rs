@@ -2,7 +2,8 @@
 //! event stored twice within [`WINDOW`] of stored time is applied once.**
 //! The streams de-duplicate only within their own window (2 minutes); this
 //! catches what comes later: a producer retrying after it, a replayed
-//! export, and the 24-hour idempotency that usage ingest promises.
+//! export, and the 24-hour idempotency that usage ingest (not built yet)
+//! will promise.
 //!
 //! How long an id must be remembered depends on the event:
 //! - An event with a deadline (`query.recorded`'s `record_by`,
@@ -25,8 +26,8 @@ use std::collections::VecDeque;
 use crate::hash::FastMap;
 
 /// How long an id without a deadline is remembered, in microseconds of
-/// stored time: the 24 hours of usage-ingest idempotency, and an hour for
-/// a producer's clock and retries around it.
+/// stored time: the 24 hours of idempotency usage ingest will promise, and
+/// an hour for a producer's clock and retries around it.
 pub const WINDOW: i64 = 25 * 3600 * 1_000_000;
 
 /// How long past its deadline an id is remembered: NATS's stored time

@@ -56,8 +56,10 @@ pub struct Day {
     pub dedup_ids: usize,
     pub archive_bytes: u64,
     pub archive_rows: u64,
-    /// Events stored within the retention period, and the largest segment.
+    /// Events stored within the retention period.
     pub retained_events: u64,
+    /// Events still on disk (the period's and the rest of the oldest segment).
+    pub on_disk_events: u64,
 }
 
 pub struct Report {
@@ -220,6 +222,7 @@ pub async fn run(dir: &Path, params: &Params, mut report: impl FnMut(&Day)) -> R
                 archive_bytes: dir_bytes(&archive_dir.join("usage")),
                 archive_rows: archived,
                 retained_events: log.last_seq().await.unwrap() + 1 - old,
+                on_disk_events: log.last_seq().await.unwrap() + 1 - first,
             };
             report(&day);
             days.push(day);

@@ -91,12 +91,19 @@ pub async fn key_usage(
     let now = Utc::now();
     let range = Range::parse(&params, now)?;
     state.read_own_writes().await?;
-    if state.projection().keys.get(&key_id).is_none() {
-        return Err(ApiError::KeyNotFound);
-    }
-    // Hours and days before these are no longer in the projection.
-    let kept_hours = usage::hour_of(now) - usage::HOURS_KEPT + 1;
-    let kept_days = usage::day_of(now) - usage::DAYS_KEPT + 1;
+    // Hours and days before these are no longer in the projection: it
+    // keeps them counted back from the key's newest query, which another
+    // replica's clock may have put ahead of this one's.
+    let newest = {
+        let projection = state.projection();
+        if projection.keys.get(&key_id).is_none() {
+            return Err(ApiError::KeyNotFound);
+        }
+        let used = projection.usage.get(&key_id).and_then(|u| u.last_used_at);
+        used.map_or(now, |at| at.max(now))
+    };
+    let kept_hours = usage::hour_of(newest) - usage::HOURS_KEPT + 1;
+    let kept_days = usage::day_of(newest) - usage::DAYS_KEPT + 1;
     let old_hours = (range.hours.0, range.hours.1.min(kept_hours));
     let old_days = (range.days.0, range.days.1.min(kept_days));
     let archived = if old_hours.0 < old_hours.1 || old_days.0 < old_days.1 {
