@@ -39,6 +39,45 @@ const FINAL_CATCH_UP: Duration = Duration::from_secs(10);
 /// follower drops them and the archiver reads them from the stream.
 const FEED_CAPACITY: usize = 256;
 
+/// Cuts `archive` back to the stream's last event if the archive's newest
+/// row at or before it is the stream's own (same sequence, same event id),
+/// which it can be only at or after the stream's `first` sequence. False
+/// when that cannot be shown: the caller sets the archive aside.
+async fn cut_back_to_the_stream(
+    archive: &mut Archive,
+    stream: &Arc<dyn EventStream>,
+    first: u64,
+) -> Result<bool, ledger::Error> {
+    let unreadable = |e: ingest::StreamError| ledger::Error::Io {
+        path: PathBuf::from("watermark"),
+        source: std::io::Error::other(format!("cannot read the stream: {e}")),
+    };
+    let last = stream.last_seq().await.map_err(unreadable)?;
+    let Some((seq, id)) = archive.last_row_until(last)? else {
+        return Ok(false);
+    };
+    if seq < first {
+        return Ok(false);
+    }
+    let theirs = stream
+        .record_at(seq)
+        .await
+        .map_err(unreadable)?
+        .map(|r| r.id.to_string());
+    if theirs.as_deref() != Some(id.as_str()) {
+        return Ok(false);
+    }
+    let anchor = stream.record_at(last).await.map_err(unreadable)?.map(|r| r.id);
+    let watermark = archive.watermark();
+    archive.cut_back(last, anchor)?;
+    tracing::warn!(
+        watermark,
+        stream_last_seq = last,
+        "the stream lost the events after sequence {last} (an unsynced tail); the archive, which held them, is cut back to there and goes on from the stream"
+    );
+    Ok(true)
+}
+
 /// Records `first..=last` as the follower folded them: the rows of the
 /// `query.recorded` among them that were applied for the first time.
 #[derive(Debug)]
@@ -140,6 +179,23 @@ impl Archiver {
                 // Written before watermarks named their event: this is
                 // all there is to check; the next flush names it.
                 _ => None,
+            };
+            // On a stream whose head retention deleted, rows before its
+            // first event cannot be archived again: an archive that is of
+            // this stream's history up to its end (a log that lost an
+            // unsynced tail) is cut back to the end rather than set aside.
+            let why = match why {
+                Some(why) if first > 1 && found.is_none() => {
+                    match cut_back_to_the_stream(&mut archive, stream, first).await {
+                        Ok(true) => None,
+                        Ok(false) => Some(why),
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot cut the archive back to the stream's end");
+                            Some(why)
+                        }
+                    }
+                }
+                other => other,
             };
             if let Some(why) = why {
                 let moving = dir.clone();

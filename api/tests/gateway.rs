@@ -1534,26 +1534,6 @@ enum Loss {
     StreamRecreated,
 }
 
-/// Cuts the newest segment of the embedded log in `data_dir` before its
-/// last `records` records: at a record's first byte, or 10 bytes into it.
-fn cut_log_tail(data_dir: &std::path::Path, records: usize, mid_record: bool) {
-    let newest = common::newest_segment(data_dir);
-    let bytes = std::fs::read(&newest).unwrap();
-    // 16-byte header, then frames of len u32 | crc u32 | body.
-    let (mut at, mut starts) = (16usize, Vec::new());
-    while at + 8 <= bytes.len() {
-        starts.push(at);
-        at += 8 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-    }
-    let cut = starts[starts.len() - records] + if mid_record { 10 } else { 0 };
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&newest)
-        .unwrap()
-        .set_len(cut as u64)
-        .unwrap();
-}
-
 /// A snapshot and an archive watermark are tied to the exact stream they
 /// came from. The stream loses what they saw, takes new events at the
 /// same sequences, and the process dies (here: a copy of its data dir
@@ -1569,8 +1549,8 @@ async fn a_stream_that_lost_what_a_snapshot_saw(mut app: App, loss: Loss) {
     // A clean stop: a snapshot and an archive flush at the stream's end.
     app.stop().await;
     match (&app.store, loss) {
-        (Store::Embedded, Loss::TailAtRecord) => cut_log_tail(app.dir.path(), 3, false),
-        (Store::Embedded, Loss::TailMidRecord) => cut_log_tail(app.dir.path(), 3, true),
+        (Store::Embedded, Loss::TailAtRecord) => common::cut_log_tail(app.dir.path(), 3, false),
+        (Store::Embedded, Loss::TailMidRecord) => common::cut_log_tail(app.dir.path(), 3, true),
         (Store::Nats(server, name), Loss::StreamRecreated) => {
             let js = async_nats::jetstream::new(async_nats::connect(server.url()).await.unwrap());
             assert!(js.delete_stream(name).await.unwrap().success);

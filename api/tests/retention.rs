@@ -143,6 +143,37 @@ async fn a_snapshot_that_does_not_load_covers_nothing() {
     assert_eq!(app.metric("nodai_snapshot_covered_seq").await, 0.0);
 }
 
+/// A power cut under `--fsync interval` can lose the log's unsynced tail
+/// after the archive took it. On a stream whose head retention deleted,
+/// the archive cannot be rebuilt from the stream: it is cut back to the
+/// stream's end, keeping every older row, rather than set aside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_past_a_lost_tail_is_cut_back_not_set_aside() {
+    let mut app = App::start_with(false, eager).await.unwrap();
+    let (key_id, secret) = traffic(&app, 300).await;
+    deleted_some(&app).await;
+    app.stop().await;
+    assert_eq!(common::archived_once(&app.dir.path().join("archive")).len(), 300);
+    // The last record (a query) never reached the disk. (The newest of
+    // these tiny segments may hold only one.)
+    common::cut_log_tail(app.dir.path(), 1, false);
+    app.spawn().await;
+    assert_eq!(usage(&app, &key_id, "").await["total_requests"], 299);
+    assert_eq!(app.query("echo", Some(&secret), json!("after")).await.status(), 200);
+    app.stop().await;
+    let aside = std::fs::read_dir(app.dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("archive.set-aside"))
+        .count();
+    assert_eq!(aside, 0, "the archive was set aside");
+    assert_eq!(
+        common::archived_once(&app.dir.path().join("archive")).len(),
+        300,
+        "the rows before the cut, each once, and the query after it"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_with_no_snapshot_reaching_the_stream_refuses() {
     let mut app = App::start_with(false, eager).await.unwrap();

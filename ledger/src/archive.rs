@@ -179,6 +179,86 @@ impl Archive {
         Ok(aside)
     }
 
+    /// The archived row with the highest sequence at or before `seq`, as
+    /// (sequence, event id): what ties the archive to a stream's history
+    /// when its watermark is past the stream's end.
+    pub fn last_row_until(&self, seq: u64) -> Result<Option<(u64, String)>, Error> {
+        let mut ranges: BTreeMap<SeqRange, Vec<PathBuf>> = BTreeMap::new();
+        for (path, range) in files(&self.root.join("usage"))? {
+            if let Some(range) = range.filter(|(first, _)| *first <= seq) {
+                ranges.entry(range).or_default().push(path);
+            }
+        }
+        // Flushes from the newest back: the first that has a row at or
+        // before `seq` has the highest one.
+        for (_, paths) in ranges.iter().rev() {
+            let mut best: Option<(u64, String)> = None;
+            for path in paths {
+                for batch in read_batches(path)? {
+                    let ids = batch.column(0).as_any().downcast_ref::<StringArray>();
+                    let seqs = batch.column(7).as_any().downcast_ref::<Int64Array>();
+                    let (Some(ids), Some(seqs)) = (ids, seqs) else {
+                        return Err(Error::InvalidArchive(format!(
+                            "{}: unexpected column types",
+                            path.display()
+                        )));
+                    };
+                    for i in 0..ids.len() {
+                        let at = seqs.value(i) as u64;
+                        if at <= seq && best.as_ref().is_none_or(|(b, _)| at > *b) {
+                            best = Some((at, ids.value(i).to_owned()));
+                        }
+                    }
+                }
+            }
+            if best.is_some() {
+                return Ok(best);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Cuts the archive back to sequence `seq` (the stream lost what
+    /// followed: a log's unsynced tail after a power cut), keeping every
+    /// row at or before it. Parts beyond it go; a part that straddles it
+    /// is rewritten as `part-<first>-<seq>`; then the watermark moves back.
+    /// A crash in the middle leaves the old part beside its cut copy, both
+    /// under the old watermark: the next open cuts back again to the same
+    /// `seq`, writing the same file, and converges.
+    pub fn cut_back(&mut self, seq: u64, anchor: Option<EventId>) -> Result<(), Error> {
+        let mut doomed = Vec::new();
+        for (path, range) in files(&self.root.join("usage"))? {
+            let Some((first, last)) = range else { continue };
+            if last <= seq {
+                continue;
+            }
+            if first <= seq {
+                let kept: Vec<RecordBatch> = read_batches(&path)?
+                    .iter()
+                    .map(|batch| {
+                        let seqs =
+                            batch.column(7).as_any().downcast_ref::<Int64Array>().ok_or_else(|| {
+                                Error::InvalidArchive(format!("{}: seq is not int64", path.display()))
+                            })?;
+                        let keep: arrow_array::BooleanArray = seqs.iter().map(|s| s.map(|s| s as u64 <= seq)).collect();
+                        Ok(arrow_select::filter::filter_record_batch(batch, &keep)?)
+                    })
+                    .collect::<Result<_, Error>>()?;
+                let dir = path.parent().unwrap_or(&self.root);
+                write_batches(dir, &part_name(first, seq), &kept)?;
+                sync_dir(dir)?;
+            }
+            doomed.push(path);
+        }
+        self.move_watermark(seq, anchor)?;
+        for path in &doomed {
+            fs::remove_file(path).map_err(io(path))?;
+        }
+        self.watermark = seq;
+        self.anchor = anchor;
+        Ok(())
+    }
+
     /// The last stream sequence whose rows are all in the archive.
     pub fn watermark(&self) -> u64 {
         self.watermark
@@ -678,6 +758,33 @@ mod tests {
         let mut ids = read_ids(dir.path()).unwrap();
         ids.sort_by_key(|(_, seq)| *seq);
         assert_eq!(ids.iter().map(|(_, s)| *s).collect::<Vec<_>>(), [2, 3, 5]);
+    }
+
+    /// Cutting back keeps every row at or before the cut, once, whether
+    /// its flush ends before the cut or straddles it; a crash that left a
+    /// straddling part beside its cut copy converges at the next cut.
+    #[test]
+    fn cutting_back_keeps_what_precedes_the_cut_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path()).unwrap();
+        archive.write(&[row(2, t(3, 10)), row(4, t(4, 10))], 5, None).unwrap();
+        archive
+            .write(&[row(6, t(3, 20)), row(8, t(4, 20)), row(10, t(4, 30))], 10, None)
+            .unwrap();
+        archive.write(&[row(12, t(4, 40))], 12, None).unwrap();
+        assert_eq!(archive.last_row_until(9).unwrap().map(|(seq, _)| seq), Some(8));
+        assert_eq!(archive.last_row_until(1).unwrap(), None);
+        // A crash mid-way: the straddling flush's cut copy beside it.
+        let straddling = dir.path().join("usage/date=2026-11-25/hour=04");
+        let batches = read_batches(&straddling.join(part_name(6, 10))).unwrap();
+        write_batches(&straddling, &part_name(6, 9), &batches).unwrap();
+        let anchor = Some(EventId::new());
+        archive.cut_back(9, anchor).unwrap();
+        let reopened = Archive::open(dir.path()).unwrap();
+        assert_eq!((reopened.watermark(), reopened.anchor()), (9, anchor));
+        let mut seqs: Vec<i64> = read_ids(dir.path()).unwrap().into_iter().map(|(_, s)| s).collect();
+        seqs.sort();
+        assert_eq!(seqs, [2, 4, 6, 8]);
     }
 
     #[test]

@@ -102,3 +102,24 @@ pub fn duckdb(script: &str, args: &[&std::ffi::OsStr]) -> Option<String> {
     }
     Some(String::from_utf8(out.stdout).unwrap())
 }
+
+/// Cuts the newest segment of the embedded log in `data_dir` before its
+/// last `records` records: at a record's first byte, or 10 bytes into it.
+#[allow(dead_code)]
+pub fn cut_log_tail(data_dir: &std::path::Path, records: usize, mid_record: bool) {
+    let newest = newest_segment(data_dir);
+    let bytes = std::fs::read(&newest).unwrap();
+    // 16-byte header, then frames of len u32 | crc u32 | body.
+    let (mut at, mut starts) = (16usize, Vec::new());
+    while at + 8 <= bytes.len() {
+        starts.push(at);
+        at += 8 + u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    }
+    let cut = starts[starts.len() - records] + if mid_record { 10 } else { 0 };
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .unwrap()
+        .set_len(cut as u64)
+        .unwrap();
+}
