@@ -121,6 +121,9 @@ async fn open_archive(dir: PathBuf) -> Result<Archive, ledger::Error> {
 
 pub struct Archiver {
     archive: Option<Archive>,
+    /// The archive's durable watermark, shared with retention: the stream
+    /// is deleted only up to what a power cut would leave archived.
+    durable: Arc<std::sync::atomic::AtomicU64>,
     pending: Vec<Row>,
     /// The last sequence read: the next flush covers up to here.
     through: u64,
@@ -139,6 +142,12 @@ pub struct Archiver {
 }
 
 impl Archiver {
+    /// The archive's durable watermark (see [`Archive::durable_watermark`]),
+    /// as it moves.
+    pub fn durable_watermark(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.durable.clone()
+    }
+
     /// Opens the archive in `dir`, checked against `stream`: a watermark
     /// ahead of the stream, or naming another event than the one the
     /// stream holds at its sequence, is of another history of the stream
@@ -226,6 +235,7 @@ impl Archiver {
         }
         tracing::info!(watermark = archive.watermark(), "archive open");
         Ok(Archiver {
+            durable: Arc::new(std::sync::atomic::AtomicU64::new(archive.durable_watermark())),
             through,
             through_id: (through == archive.watermark()).then(|| archive.anchor()).flatten(),
             archive: Some(archive),
@@ -412,6 +422,8 @@ impl Archiver {
                 return;
             }
         };
+        self.durable
+            .store(archive.durable_watermark(), std::sync::atomic::Ordering::Release);
         match written {
             Ok(written) => {
                 self.metrics.archive_rows.inc_by(written.rows as u64);

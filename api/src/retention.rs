@@ -8,7 +8,8 @@
 //!   pass publishes the newest local snapshot first), on the embedded log
 //!   the oldest of the snapshots kept in the data dir, so that a damaged
 //!   newest one still leaves one to start from;
-//! - the archive's watermark.
+//! - the archive's watermark, as a power cut would leave it (the file
+//!   renamed and its directory synced).
 //!
 //! The snapshot's and the watermark's own events stay, so both are still
 //! checked against the stream at the next start. What these hold back is
@@ -42,8 +43,8 @@ pub struct Retention {
     /// Publish snapshots for other replicas (NATS) rather than rely on the
     /// data dir's (embedded).
     pub publish: bool,
-    /// The archive (`<data-dir>/archive`).
-    pub archive: PathBuf,
+    /// The archive's durable watermark, from this process's archiver.
+    pub archived: Arc<std::sync::atomic::AtomicU64>,
     /// How far this process has folded the stream: nothing is deleted
     /// before it has caught up, nor past what it has applied.
     pub progress: Arc<Progress>,
@@ -204,13 +205,7 @@ impl Retention {
     }
 
     fn watermark(&self) -> u64 {
-        match ledger::archive::Archive::peek(&self.archive) {
-            Ok(found) => found.map_or(0, |(seq, _)| seq),
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the archive's watermark; deleting nothing");
-                0
-            }
-        }
+        self.archived.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Sets the age of the oldest event; true if it is older than the

@@ -117,6 +117,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
             metrics.clone(),
         )
         .await?;
+        let archived = archiver.durable_watermark();
         let (feed_tx, feed) = archiver::feed();
         archive_feed = Some(feed_tx);
         tasks.spawn(archiver.run(stream.clone(), feed, config.archive_flush, background.clone()));
@@ -136,11 +137,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         let (stream, projection, progress, config) =
             (stream.clone(), projection.clone(), progress.clone(), config.clone());
         let worker_metrics = metrics.clone();
-        let (snapshots_dir, stream_name, archive_dir) = (
-            snapshots.dir.clone(),
-            snapshots.stream.clone(),
-            data_dir.path().join("archive"),
-        );
+        let (snapshots_dir, stream_name) = (snapshots.dir.clone(), snapshots.stream.clone());
         tasks.spawn(lease::run_while_held(
             stream.clone(),
             metrics.clone(),
@@ -157,7 +154,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
                     snapshots: snapshots_dir.clone(),
                     stream_name: stream_name.clone(),
                     publish: matches!(config.backend, Backend::Nats { .. }),
-                    archive: archive_dir.clone(),
+                    archived: archived.clone(),
                     progress: progress.clone(),
                     checked: Default::default(),
                 };

@@ -67,6 +67,10 @@ pub struct Written {
 pub struct Archive {
     root: PathBuf,
     watermark: u64,
+    /// The watermark as a power cut would leave it: moved only once the
+    /// directory holding the file was synced after the rename. What
+    /// retention may delete up to.
+    durable: u64,
     /// The id of the event at the watermark, checked against the stream at
     /// start (None: none yet, or a watermark written before it was kept).
     anchor: Option<EventId>,
@@ -141,9 +145,19 @@ impl Archive {
                 "removed archive files of a flush that did not finish; archiving that range again"
             );
         }
+        // A rename of the watermark before a crash may not have reached
+        // the disk yet: it has once this sync succeeds.
+        let durable = match sync_dir(root) {
+            Ok(()) => watermark,
+            Err(error) => {
+                tracing::warn!(%error, "cannot sync the archive directory; retention deletes nothing until a flush can");
+                0
+            }
+        };
         Ok(Archive {
             root: root.to_owned(),
             watermark,
+            durable,
             anchor,
         })
     }
@@ -250,13 +264,20 @@ impl Archive {
             }
             doomed.push(path);
         }
-        self.move_watermark(seq, anchor)?;
+        let synced = self.move_watermark(seq, anchor)?;
+        self.durable = if synced { seq } else { self.durable.min(seq) };
         for path in &doomed {
             fs::remove_file(path).map_err(io(path))?;
         }
         self.watermark = seq;
         self.anchor = anchor;
         Ok(())
+    }
+
+    /// The watermark a power cut now would leave: what the stream may be
+    /// deleted up to.
+    pub fn durable_watermark(&self) -> u64 {
+        self.durable
     }
 
     /// The last stream sequence whose rows are all in the archive.
@@ -289,19 +310,27 @@ impl Archive {
             written.rows += rows.len();
             Ok::<_, Error>(())
         });
-        if let Err(error) = files.and_then(|()| self.move_watermark(through, through_id)) {
-            // Leave nothing beyond the watermark: a retry writes this range again.
-            for path in paths {
-                let _ = fs::remove_file(path);
+        let synced = match files.and_then(|()| self.move_watermark(through, through_id)) {
+            Ok(synced) => synced,
+            Err(error) => {
+                // Leave nothing beyond the watermark: a retry writes this range again.
+                for path in paths {
+                    let _ = fs::remove_file(path);
+                }
+                return Err(error);
             }
-            return Err(error);
+        };
+        if synced {
+            self.durable = through;
         }
         self.watermark = through;
         self.anchor = through_id;
         Ok(written)
     }
 
-    fn move_watermark(&self, through: u64, through_id: Option<EventId>) -> Result<(), Error> {
+    /// Writes the watermark; true if it is durable (the directory synced
+    /// after the rename).
+    fn move_watermark(&self, through: u64, through_id: Option<EventId>) -> Result<bool, Error> {
         let mark = self.root.join("watermark");
         let temp = self.root.join(".watermark.tmp");
         let mut file = File::create(&temp).map_err(io(&temp))?;
@@ -315,10 +344,13 @@ impl Archive {
         fs::rename(&temp, &mark).map_err(io(&mark))?;
         // The watermark has moved: from here on an error must not make the
         // caller delete the files it covers.
-        if let Err(error) = sync_dir(&self.root) {
-            tracing::warn!(%error, "cannot sync the archive directory after moving the watermark");
+        match sync_dir(&self.root) {
+            Ok(()) => Ok(true),
+            Err(error) => {
+                tracing::warn!(%error, "cannot sync the archive directory after moving the watermark");
+                Ok(false)
+            }
         }
-        Ok(())
     }
 
     /// `usage/date=YYYY-MM-DD/hour=HH` of an hour number (hours since the epoch).
@@ -461,6 +493,7 @@ fn key_hours_once(root: &Path, key_id: &str, from: i64, to: i64) -> Result<BTree
     let archive = Archive {
         root: root.to_owned(),
         watermark,
+        durable: 0,
         anchor: None,
     };
     for hour in from..to {
@@ -739,6 +772,7 @@ mod tests {
         let written = archive.write(&rows, 6, None).unwrap();
         assert_eq!((written.files, written.rows), (2, 3));
         assert_eq!(archive.watermark(), 6);
+        assert_eq!(archive.durable_watermark(), 6, "renamed and its directory synced");
         assert!(dir
             .path()
             .join("usage/date=2026-11-25/hour=04")
