@@ -65,6 +65,28 @@ fn main() {
     runtime.block_on(restart(&dir));
 }
 
+/// A key's usage for `from..to`, and how long the answer took.
+async fn key_usage(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    key: &str,
+    from: &str,
+    to: &str,
+) -> (serde_json::Value, Duration) {
+    let timed = Instant::now();
+    let usage = http
+        .get(format!("{base}/api/v1/api-keys/{key}/usage?from={from}&to={to}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (usage, timed.elapsed())
+}
+
 /// Starts the real binary on the simulated data dir: time to ready, RSS,
 /// and an old-range usage read against DuckDB.
 async fn restart(dir: &std::path::Path) {
@@ -106,17 +128,7 @@ async fn restart(dir: &std::path::Path) {
         format!("{}T00:00:00Z", day + chrono::Duration::days(1)),
     );
     let key = sim::key_id(0);
-    let timed = Instant::now();
-    let usage: serde_json::Value = http
-        .get(format!("{base}/api/v1/api-keys/{key}/usage?from={from}&to={to}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let took = timed.elapsed();
+    let (usage, took) = key_usage(&http, &base, token, &key, &from, &to).await;
     let hourly = usage["hourly"].as_array().cloned().unwrap_or_default();
     let requests: u64 = hourly.iter().filter_map(|h| h["requests"].as_u64()).sum();
     let cost: f64 = hourly.iter().filter_map(|h| h["cost"].as_f64()).sum();
@@ -147,17 +159,7 @@ async fn restart(dir: &std::path::Path) {
         format!("{first}T00:00:00Z"),
         format!("{}T00:00:00Z", first + chrono::Duration::days(4)),
     );
-    let timed = Instant::now();
-    let usage: serde_json::Value = http
-        .get(format!("{base}/api/v1/api-keys/{key}/usage?from={from}&to={to}"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let took = timed.elapsed();
+    let (usage, took) = key_usage(&http, &base, token, &key, &from, &to).await;
     let days: Vec<u64> = usage["daily"]
         .as_array()
         .map(|d| d.iter().filter_map(|d| d["requests"].as_u64()).collect())

@@ -55,8 +55,6 @@ pub struct Retention {
 /// What one pass found and did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pass {
-    /// The stream's first sequence afterwards.
-    pub first: u64,
     /// Events retention would delete but the snapshot or archive holds back.
     pub held_back: u64,
     /// What holds them back.
@@ -101,7 +99,6 @@ impl Retention {
         // say): deleting now could cut the replay short.
         if !self.progress.is_ready() {
             return Ok(Pass {
-                first,
                 held_back: 0,
                 held_by: None,
                 overdue: false,
@@ -128,10 +125,11 @@ impl Retention {
         self.metrics.first_seq.set(first as i64);
         self.metrics.retention_held_back.set(held_back as i64);
         Ok(Pass {
-            first,
             held_back,
             held_by: (held_back > 0).then_some(held_by),
-            overdue: self.observe_age(first).await,
+            overdue: oldest_event_age(&*self.stream, &self.metrics, first)
+                .await
+                .is_some_and(|age| age > self.keep + WARN_AFTER),
         })
     }
 
@@ -164,8 +162,9 @@ impl Retention {
     /// newest first: a file that does not (one from an older build after
     /// an upgrade, a damaged one) covers nothing. Each is decoded once.
     async fn loadable_snapshots(&self) -> Vec<(u64, PathBuf)> {
+        let listed = ledger::snapshot::list(&self.snapshots).unwrap_or_default();
         let mut out = Vec::new();
-        for (seq, path) in ledger::snapshot::list(&self.snapshots).unwrap_or_default() {
+        for (seq, path) in listed.iter().cloned() {
             let known = self
                 .checked
                 .lock()
@@ -194,30 +193,16 @@ impl Retention {
                 out.push((seq, path));
             }
         }
-        let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
-        let listed: std::collections::HashSet<u64> = ledger::snapshot::list(&self.snapshots)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(seq, _)| seq)
-            .collect();
-        checked.retain(|seq, _| listed.contains(seq));
+        // Forget the snapshots deleted since (two are kept).
+        self.checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|seq, _| listed.iter().any(|(s, _)| s == seq));
         out
     }
 
     fn watermark(&self) -> u64 {
         self.archived.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Sets the age of the oldest event; true if it is older than the
-    /// retention period by more than [`WARN_AFTER`].
-    async fn observe_age(&self, first: u64) -> bool {
-        let Ok(Some(record)) = self.stream.record_at(first).await else {
-            self.metrics.oldest_event_age.set(0);
-            return false;
-        };
-        let age = (chrono::Utc::now().timestamp_micros() - record.stored_micros).max(0) / 1_000_000;
-        self.metrics.oldest_event_age.set(age);
-        age as u64 > (self.keep + WARN_AFTER).as_secs()
     }
 }
 
@@ -235,17 +220,14 @@ pub async fn watch(
     loop {
         if let Ok(first) = stream.first_seq().await {
             metrics.first_seq.set(first as i64);
-            if let Ok(Some(record)) = stream.record_at(first).await {
-                let age = (chrono::Utc::now().timestamp_micros() - record.stored_micros).max(0) / 1_000_000;
-                metrics.oldest_event_age.set(age);
-                if age as u64 > (keep + WARN_AFTER).as_secs() && warned_at.is_none_or(|at| at.elapsed() >= WARN_AFTER) {
-                    tracing::warn!(
-                        oldest_event_age_secs = age,
-                        retention_secs = keep.as_secs(),
-                        "events older than the retention period are still on the stream: is the worker running?"
-                    );
-                    warned_at = Some(tokio::time::Instant::now());
-                }
+            let age = oldest_event_age(&*stream, &metrics, first).await;
+            if age.is_some_and(|age| age > keep + WARN_AFTER) && warned_at.is_none_or(|at| at.elapsed() >= WARN_AFTER) {
+                tracing::warn!(
+                    oldest_event_age_secs = age.unwrap_or_default().as_secs(),
+                    retention_secs = keep.as_secs(),
+                    "events older than the retention period are still on the stream: is the worker running?"
+                );
+                warned_at = Some(tokio::time::Instant::now());
             }
         }
         tokio::select! {
@@ -253,6 +235,15 @@ pub async fn watch(
             _ = tokio::time::sleep(every) => {}
         }
     }
+}
+
+/// How long ago the event at `first` (the oldest on the stream) was
+/// stored, also set as `nodai_stream_oldest_event_age_seconds`.
+async fn oldest_event_age(stream: &dyn EventStream, metrics: &Metrics, first: u64) -> Option<Duration> {
+    let stored = stream.record_at(first).await.ok().flatten().map(|r| r.stored_micros);
+    let age = stored.map(|at| Duration::from_micros((chrono::Utc::now().timestamp_micros() - at).max(0) as u64));
+    metrics.oldest_event_age.set(age.map_or(0, |age| age.as_secs() as i64));
+    age
 }
 
 /// The first sequence in `first..=last` stored at or after `cutoff`

@@ -89,19 +89,6 @@ impl Node {
             .code()
     }
 
-    /// A metric's value from `/metrics` (0 if absent).
-    async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.base))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-            .unwrap_or(0.0)
-    }
-
     async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let mut request = reqwest::Client::new()
             .request(method, format!("{}{path}", self.base))
@@ -250,7 +237,7 @@ async fn crash_and_restart(store: Store, retention: bool) {
         // On NATS the worker lease outlives a kill by seconds, longer than
         // a round: the restarted worker deletes here, if not before.
         let deadline = Instant::now() + Duration::from_secs(60);
-        while node.metric("nodai_stream_first_seq").await <= 1.0 {
+        while common::metric(&node.base, "nodai_stream_first_seq").await <= 1.0 {
             assert!(Instant::now() < deadline, "retention deleted nothing");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -336,34 +323,26 @@ async fn kill_9_while_retention_deletes_segments_loses_and_duplicates_nothing() 
     crash_and_restart(Store::Embedded, true).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_under_load_loses_and_duplicates_nothing_on_nats() {
+/// On a private nats-server (skipped without one unless required).
+async fn crash_and_restart_on_nats(retention: bool) {
     let Some(server) = NatsServer::start().await else {
         return;
     };
-    crash_and_restart(
-        Store::Nats {
-            url: server.url(),
-            stream: unique_stream_name(),
-        },
-        false,
-    )
-    .await;
+    let store = Store::Nats {
+        url: server.url(),
+        stream: unique_stream_name(),
+    };
+    crash_and_restart(store, retention).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_and_duplicates_nothing_on_nats() {
+    crash_and_restart_on_nats(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_retention_purges_nats_loses_and_duplicates_nothing() {
-    let Some(server) = NatsServer::start().await else {
-        return;
-    };
-    crash_and_restart(
-        Store::Nats {
-            url: server.url(),
-            stream: unique_stream_name(),
-        },
-        true,
-    )
-    .await;
+    crash_and_restart_on_nats(true).await;
 }
 
 /// Crossing 50% and 100% of a cost limit yields one alert each, also when

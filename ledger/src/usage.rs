@@ -38,6 +38,14 @@ pub struct Bucket {
     pub errors: u64,
 }
 
+impl std::ops::AddAssign for Bucket {
+    fn add_assign(&mut self, other: Bucket) {
+        self.requests += other.requests;
+        self.cost += other.cost;
+        self.errors += other.errors;
+    }
+}
+
 impl Bucket {
     fn add(&mut self, q: &QueryRecorded) {
         self.requests += 1;
@@ -130,9 +138,7 @@ impl Series {
 
     fn sum_from(&self, from: i64) -> Bucket {
         self.range(from, i64::MAX).fold(Bucket::default(), |mut acc, (_, b)| {
-            acc.requests += b.requests;
-            acc.cost += b.cost;
-            acc.errors += b.errors;
+            acc += b;
             acc
         })
     }

@@ -129,10 +129,9 @@ pub async fn key_usage(
     let archived_day = |day: i64| {
         archived
             .range(day * 24..(day + 1) * 24)
-            .fold(Bucket::default(), |acc, (_, b)| Bucket {
-                requests: acc.requests + b.requests,
-                cost: acc.cost + b.cost,
-                errors: acc.errors + b.errors,
+            .fold(Bucket::default(), |mut acc, (_, b)| {
+                acc += *b;
+                acc
             })
     };
     let projection = state.projection();

@@ -173,18 +173,7 @@ impl App {
 
     /// A metric's value from `/metrics` (0 if absent).
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-            .unwrap_or(0.0)
+        super::metric(&self.base, name).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {

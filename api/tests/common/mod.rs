@@ -123,3 +123,17 @@ pub fn cut_log_tail(data_dir: &std::path::Path, records: usize, mid_record: bool
         .set_len(cut as u64)
         .unwrap();
 }
+
+/// A metric's value from the `/metrics` of the server at `base` (0 if absent).
+#[allow(dead_code)]
+pub async fn metric(base: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
