@@ -92,14 +92,26 @@ impl AppState {
     /// comes near the deadline is checked against the stored time.
     pub async fn append_in_time(&self, outgoing: &Outgoing, record_by: DateTime<Utc>) -> Result<Appended, StreamError> {
         let skew = chrono::TimeDelta::from_std(CLOCK_SKEW).unwrap_or_default();
+        // Past `record_by` + skew a store no longer counts, so no attempt
+        // runs longer: the query's answer waits on metering for a bounded
+        // time however long the stream stalls.
+        let give_up = tokio::time::Instant::now() + (record_by + skew - Utc::now()).to_std().unwrap_or_default();
         loop {
-            let appended = match self.stream.append(outgoing).await {
-                Ok(appended) => appended,
-                Err(StreamError::Unavailable(_)) if self.outcome_can_be_unknown && Utc::now() < record_by + skew => {
+            let attempt = tokio::time::timeout_at(give_up, self.stream.append(outgoing)).await;
+            let appended = match attempt {
+                Ok(Ok(appended)) => appended,
+                Ok(Err(StreamError::Unavailable(_)))
+                    if self.outcome_can_be_unknown && Utc::now() < record_by + skew =>
+                {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
-                Err(error) => return Err(error),
+                Ok(Err(error)) => return Err(error),
+                Err(_) => {
+                    return Err(StreamError::Unavailable(
+                        "not acknowledged by its deadline: it does not count".into(),
+                    ))
+                }
             };
             // Acknowledged in good time: stored before now, before the deadline.
             if Utc::now() + skew < record_by {

@@ -59,8 +59,11 @@ impl Cluster {
             dir: tempfile::tempdir().unwrap(),
             base: free_base(),
             env,
+            // Above the longest a query waits on metering in an outage
+            // (ARCHITECTURE.md, "A query answered 503 is never billed":
+            // 15 s to admit, 27 s to record), so a timeout here is a bug.
             http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
+                .timeout(Duration::from_secs(60))
                 .build()
                 .unwrap(),
         };
@@ -193,13 +196,13 @@ impl Cluster {
             .json(&json!({"input": "hello"}))
             .send()
             .await
-            .inspect_err(|e| eprintln!("query to {name}: {e}"))
+            .inspect_err(|e| eprintln!("query to {name}: {e:?}"))
             .ok()?;
         let status = response.status().as_u16();
         let body: Value = response
             .json()
             .await
-            .inspect_err(|e| eprintln!("query to {name}: {e}"))
+            .inspect_err(|e| eprintln!("query to {name}: {e:?}"))
             .ok()?;
         let field = if status == 200 { "request_id" } else { "code" };
         Some((status, body[field].as_str().unwrap_or_default().to_owned()))

@@ -8,7 +8,11 @@
 //! event. Followers use ordered consumers and re-create them from the next
 //! wanted sequence after any error, so they see every event once, in order.
 
-use async_nats::jetstream::{self, consumer, context::PublishErrorKind, kv, object_store, stream};
+use async_nats::jetstream::{
+    self, consumer,
+    context::{PublishError, PublishErrorKind},
+    kv, object_store, stream,
+};
 use async_nats::HeaderMap;
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -259,8 +263,13 @@ impl NatsStream {
             if let Some(expected) = expected {
                 publish = publish.expected_last_subject_sequence(expected);
             }
+            // Bounded here, not only by the client's own timeouts: waiting
+            // for an ack permit or the connection's queue has none.
             let attempt = async { self.context.send_publish(subject.clone(), publish).await?.await };
-            let error = match attempt.await {
+            let attempt = tokio::time::timeout_at(deadline, attempt)
+                .await
+                .unwrap_or_else(|_| Err(PublishError::new(PublishErrorKind::TimedOut)));
+            let error = match attempt {
                 Ok(ack) => {
                     return Ok(Appended {
                         seq: ack.sequence,
