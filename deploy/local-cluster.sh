@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A nodai deployment on one machine: three nats-server nodes with JetStream
 # and cluster routes on loopback, a stream with 3 replicas, two API replicas
-# and a worker. Used by the cluster tests (api/tests/cluster.rs) and by
+# and a worker. Used by the cluster tests (api/tests/it/cluster.rs) and by
 # operators trying the hosted setup (deploy/README.md).
 #
 #   deploy/local-cluster.sh up            start everything, wait until ready

@@ -7,7 +7,7 @@
 //! snapshot, the archive's watermark and the retention period.
 //!
 //! Shared by `benches/month.rs` (the measurements in BENCHMARKS.md) and
-//! `tests/month.rs` (a small run in CI that checks the bounds).
+//! `tests/it/month.rs` (a small run in CI that checks the bounds).
 #![allow(dead_code)]
 
 use chrono::{DateTime, Duration, Utc};

@@ -4,7 +4,7 @@
 //! with the same `webhook-id`, a delivery that fails for good and its manual
 //! retry, pending deliveries that survive a restart, and the SSRF guard.
 
-mod common;
+use crate::common;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
@@ -610,29 +610,7 @@ async fn the_ssrf_guard_refuses_private_addresses() {
     the_ssrf_guard(App::start(false).await.unwrap()).await;
 }
 
-macro_rules! on_both_backends {
-    ($($test:ident),* $(,)?) => {
-        mod embedded_log {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(super::App::start_with(false, super::fast_retries).await.unwrap()).await;
-                }
-            )*
-        }
-        mod nats_jetstream {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let Some(app) = super::App::start_with(true, super::fast_retries).await else { return };
-                    super::$test(app).await;
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(alerts_signed_retried_and_once, pending_deliveries_survive_a_restart);
+common::on_both_backends!(configured by super::fast_retries; alerts_signed_retried_and_once, pending_deliveries_survive_a_restart);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_slow_endpoint_delays_no_other() {

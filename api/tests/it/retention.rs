@@ -4,7 +4,7 @@
 //! has no snapshot reaching it refuses to start; usage older than the
 //! projection keeps is read from the archive.
 
-mod common;
+use crate::common;
 
 use api::config::{Backend, Config, Role};
 use chrono::{Duration as TimeDelta, Utc};

@@ -2,7 +2,7 @@
 //! head or body too slowly, sits idle on a kept-alive connection, sends a
 //! huge head, or opens more connections than the cap.
 
-mod common;
+use crate::common;
 
 use common::app::App;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! `nodai check` says the same offline, and `--repair` is the operator's
 //! way on. The deploy guide's one-machine restore, step by step.
 
-mod common;
+use crate::common;
 
 use common::app::App;
 use serde_json::json;

@@ -7,7 +7,7 @@
 //!
 //! The clusters are heavy for a 2-core machine, so the tests take turns.
 
-mod common;
+use crate::common;
 
 use ingest::{Event, EventStream};
 use reqwest::{Method, StatusCode};
@@ -20,8 +20,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 const TOKEN: &str = "cluster-admin-token-0123456789";
-/// One cluster at a time.
-static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Some test panicked: clusters print their logs when dropped.
 static FAILED: AtomicBool = AtomicBool::new(false);
 
@@ -588,7 +586,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// is admitted exactly up to its limits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_see_each_others_writes_and_limits_are_exact_across_them() {
-    let _turn = TURN.lock().await;
+    let _turn = common::TURN.lock().await;
     let Some(cluster) = Cluster::up(&[]).await else { return };
     let cluster = Arc::new(cluster);
     cluster.echo_workflow(0.01).await;
@@ -724,7 +722,7 @@ async fn replicas_see_each_others_writes_and_limits_are_exact_across_them() {
 /// unmetered 200; the node rejoins.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_a_nats_node_loses_no_acknowledged_query() {
-    let _turn = TURN.lock().await;
+    let _turn = common::TURN.lock().await;
     let Some(cluster) = Cluster::up(&[]).await else { return };
     let cluster = Arc::new(cluster);
     cluster.echo_workflow(0.001).await;
@@ -771,7 +769,7 @@ async fn losing_a_nats_node_loses_no_acknowledged_query() {
 /// the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_api_replica_catches_up_and_agrees() {
-    let _turn = TURN.lock().await;
+    let _turn = common::TURN.lock().await;
     let Some(cluster) = Cluster::up(&[]).await else { return };
     let cluster = Arc::new(cluster);
     cluster.echo_workflow(0.001).await;
@@ -813,7 +811,7 @@ async fn worker_active(cluster: &Cluster, worker: &str) -> bool {
 /// query exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_worker_takes_over_from_a_killed_one() {
-    let _turn = TURN.lock().await;
+    let _turn = common::TURN.lock().await;
     let Some(cluster) = Cluster::up(&[("NODAI_WEBHOOK_RETRY_SCHEDULE", "1s,1s,1s,1s,1s,1s")]).await else {
         return;
     };
@@ -916,7 +914,7 @@ async fn a_standby_worker_takes_over_from_a_killed_one() {
 /// crashes, and everything recovers when it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_of_nats_down_for_ten_seconds_then_back() {
-    let _turn = TURN.lock().await;
+    let _turn = common::TURN.lock().await;
     let Some(cluster) = Cluster::up(&[]).await else { return };
     let cluster = Arc::new(cluster);
     cluster.echo_workflow(0.001).await;

@@ -1,6 +1,5 @@
 //! The test server: a real `nodai` on a free port, on the embedded log or a
 //! NATS server of its own, and helpers to talk to it.
-#![allow(dead_code)]
 
 use api::auth::AdminToken;
 use api::config::{Backend, Config};
@@ -30,9 +29,12 @@ pub struct App {
     pub configure: fn(&mut Config),
 }
 
+/// The test config unchanged: for [`App::start_with`].
+pub fn as_is(_: &mut Config) {}
+
 impl App {
     pub async fn start(nats: bool) -> Option<App> {
-        App::start_with(nats, |_| {}).await
+        App::start_with(nats, as_is).await
     }
 
     pub async fn start_with(nats: bool, configure: fn(&mut Config)) -> Option<App> {

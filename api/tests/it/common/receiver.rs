@@ -1,7 +1,5 @@
 //! A webhook endpoint for tests.
 
-#![allow(dead_code)]
-
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 use std::collections::BTreeMap;

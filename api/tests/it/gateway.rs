@@ -3,7 +3,7 @@
 //! exact limits under concurrency, real upstreams, and no plaintext key
 //! anywhere it should not be.
 
-mod common;
+use crate::common;
 
 use axum::routing::post;
 use common::app::{eventually, problem, App, Store, TOKEN};
@@ -792,28 +792,6 @@ async fn snapshots_restore_the_same_state(mut app: App) {
     std::fs::remove_dir_all(&dir).unwrap();
     app.spawn().await;
     assert_eq!(answers(&app, &first).await, before);
-}
-
-macro_rules! on_both_backends {
-    ($($test:ident),* $(,)?) => {
-        mod embedded_log {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    super::$test(super::App::start(false).await.unwrap()).await;
-                }
-            )*
-        }
-        mod nats_jetstream {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $test() {
-                    let Some(app) = super::App::start(true).await else { return };
-                    super::$test(app).await;
-                }
-            )*
-        }
-    };
 }
 
 /// A browser request (with `Origin`) is served only from an origin its key
@@ -1908,7 +1886,7 @@ async fn a_30_second_nats_stall_bills_no_query_answered_503() {
     a_stalled_nats_bills_no_query_answered_503(Duration::from_secs(30)).await;
 }
 
-on_both_backends!(
+common::on_both_backends!(
     snapshots_under_load_restore_the_same_state,
     a_restart_decides_nothing_before_it_has_caught_up,
     revoked_keys_keep_their_history,

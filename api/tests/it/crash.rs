@@ -4,7 +4,7 @@
 //! the Parquet archive holds every recorded query exactly once, and DuckDB
 //! reading the archive agrees with the usage API to the micro-dollar.
 
-mod common;
+use crate::common;
 
 use ingest::testkit::{unique_stream_name, NatsServer};
 use ingest::Event;
@@ -315,11 +315,13 @@ print(rows[0][0], rows[0][1], rows[0][2])
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_and_duplicates_nothing_on_the_embedded_log() {
+    let _turn = common::TURN.lock().await;
     crash_and_restart(Store::Embedded, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_retention_deletes_segments_loses_and_duplicates_nothing() {
+    let _turn = common::TURN.lock().await;
     crash_and_restart(Store::Embedded, true).await;
 }
 
@@ -337,11 +339,13 @@ async fn crash_and_restart_on_nats(retention: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_and_duplicates_nothing_on_nats() {
+    let _turn = common::TURN.lock().await;
     crash_and_restart_on_nats(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_retention_purges_nats_loses_and_duplicates_nothing() {
+    let _turn = common::TURN.lock().await;
     crash_and_restart_on_nats(true).await;
 }
 
@@ -451,11 +455,13 @@ async fn alerts_once_across_kill_9_mid_retry(store: Store) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_once_across_kill_9_on_the_embedded_log() {
+    let _turn = common::TURN.lock().await;
     alerts_once_across_kill_9_mid_retry(Store::Embedded).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_once_across_kill_9_on_nats() {
+    let _turn = common::TURN.lock().await;
     let Some(server) = NatsServer::start().await else {
         return;
     };

@@ -5,7 +5,7 @@
 //! of ids, per-key usage holds 48 hours, and the snapshot stops growing
 //! with traffic.
 
-#[path = "../benches/month/sim.rs"]
+#[path = "../../benches/month/sim.rs"]
 mod sim;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,48 @@
-//! Shared by the integration tests that read what a server wrote.
+//! The one harness of the integration tests: [`app::App`] (a real server
+//! on a free port, on either backend), [`on_both_backends!`], and helpers
+//! that read what a server wrote.
 
 pub mod app;
 mod receiver;
 
-#[allow(unused_imports)]
 pub use receiver::FlakyReceiver;
+
+/// Runs each `async fn(App)` named, once on the embedded log
+/// (`<module>::embedded_log::<test>`) and once on NATS
+/// (`<module>::nats_jetstream::<test>`, skipped without `nats-server`
+/// unless `NODAI_REQUIRE_NATS=1`). `configured by f;` first passes each
+/// server's config through `f`.
+macro_rules! on_both_backends {
+    (configured by $configure:path; $($test:ident),* $(,)?) => {
+        mod embedded_log {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let app = $crate::common::app::App::start_with(false, $configure).await;
+                    super::$test(app.expect("the embedded log always starts")).await;
+                }
+            )*
+        }
+        mod nats_jetstream {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let Some(app) = $crate::common::app::App::start_with(true, $configure).await else { return };
+                    super::$test(app).await;
+                }
+            )*
+        }
+    };
+    ($($test:ident),* $(,)?) => {
+        $crate::common::on_both_backends!(configured by $crate::common::app::as_is; $($test),*);
+    };
+}
+pub(crate) use on_both_backends;
+
+/// Tests that run several processes under load (a cluster, a kill -9)
+/// take turns: two at once on two cores would starve each other's
+/// deadlines.
+pub static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 use futures::StreamExt;
 use ingest::EventStream;
@@ -35,7 +73,6 @@ pub async fn records(data_dir: &Path, nats: Option<(String, &str)>) -> Vec<inges
 }
 
 /// The event ids in a Parquet archive, sorted; fails if one is there twice.
-#[allow(dead_code)]
 pub fn archived_once(archive: &Path) -> Vec<String> {
     let mut archived: Vec<String> = ledger::archive::read_ids(archive)
         .unwrap_or_default()
@@ -56,7 +93,6 @@ pub fn archived_once(archive: &Path) -> Vec<String> {
 
 /// Copies a directory tree, leaving out `LOCK` files (a copy of a data dir
 /// as a crash or a backup would leave it).
-#[allow(dead_code)]
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap().flatten() {
@@ -70,7 +106,6 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// The newest segment file of the embedded log in `data_dir`.
-#[allow(dead_code)]
 pub fn newest_segment(data_dir: &Path) -> std::path::PathBuf {
     let mut segments: Vec<_> = std::fs::read_dir(data_dir.join("stream"))
         .unwrap()
@@ -85,7 +120,6 @@ pub fn newest_segment(data_dir: &Path) -> std::path::PathBuf {
 /// Runs a Python `script` that imports duckdb, with `args` as `sys.argv[1:]`;
 /// its output, or None (logged) if duckdb is not installed, unless
 /// `NODAI_REQUIRE_PYTHON=1` (CI installs it), which fails instead.
-#[allow(dead_code)]
 pub fn duckdb(script: &str, args: &[&std::ffi::OsStr]) -> Option<String> {
     let out = std::process::Command::new("python3")
         .args(["-c", script])
@@ -105,7 +139,6 @@ pub fn duckdb(script: &str, args: &[&std::ffi::OsStr]) -> Option<String> {
 
 /// Cuts the newest segment of the embedded log in `data_dir` before its
 /// last `records` records: at a record's first byte, or 10 bytes into it.
-#[allow(dead_code)]
 pub fn cut_log_tail(data_dir: &std::path::Path, records: usize, mid_record: bool) {
     let newest = newest_segment(data_dir);
     let bytes = std::fs::read(&newest).unwrap();
@@ -125,7 +158,6 @@ pub fn cut_log_tail(data_dir: &std::path::Path, records: usize, mid_record: bool
 }
 
 /// A metric's value from the `/metrics` of the server at `base` (0 if absent).
-#[allow(dead_code)]
 pub async fn metric(base: &str, name: &str) -> f64 {
     let text = reqwest::get(format!("{base}/metrics"))
         .await
