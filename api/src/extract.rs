@@ -6,7 +6,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::Json;
-use serde::de::{Deserialize, DeserializeOwned, Deserializer};
+use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
@@ -112,11 +112,4 @@ impl<S: Send + Sync> FromRequest<S> for Body {
             Err(other) => Err(ApiError::internal(other.body_text())),
         }
     }
-}
-
-/// For `Option<Option<T>>` fields of partial updates: absent is `None`,
-/// `null` is `Some(None)`, a value is `Some(Some(v))`. Use with
-/// `#[serde(default, deserialize_with = "present")]`.
-pub fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
 }

@@ -18,7 +18,8 @@ use utoipa::ToSchema;
 
 use super::{AppState, Page, PageParams};
 use crate::error::ApiError;
-use crate::extract::{present, ApiJson, Body, Path, Query};
+use crate::extract::{ApiJson, Body, Path, Query};
+use crate::patch::Patch;
 use crate::{usd, validate};
 
 pub fn router() -> Router<AppState> {
@@ -116,36 +117,36 @@ pub struct CreateKey {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKey {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default)]
     #[schema(value_type = String)]
-    name: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    name: Patch<String>,
+    #[serde(default)]
     #[schema(value_type = Option<String>)]
-    owner: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    owner: Patch<String>,
+    #[serde(default)]
     #[schema(value_type = bool)]
-    active: Option<Option<bool>>,
-    #[serde(default, deserialize_with = "present")]
+    active: Patch<bool>,
+    #[serde(default)]
     #[schema(value_type = Option<Vec<String>>)]
-    workflow_ids: Option<Option<Vec<String>>>,
-    #[serde(default, deserialize_with = "present")]
+    workflow_ids: Patch<Vec<String>>,
+    #[serde(default)]
     #[schema(value_type = Option<i64>)]
-    rate_limit_per_hour: Option<Option<i64>>,
-    #[serde(default, deserialize_with = "present")]
+    rate_limit_per_hour: Patch<i64>,
+    #[serde(default)]
     #[schema(value_type = Option<f64>)]
-    cost_limit_per_month: Option<Option<f64>>,
-    #[serde(default, deserialize_with = "present")]
+    cost_limit_per_month: Patch<f64>,
+    #[serde(default)]
     #[schema(value_type = Option<Vec<i64>>)]
-    alert_thresholds: Option<Option<Vec<i64>>>,
-    #[serde(default, deserialize_with = "present")]
+    alert_thresholds: Patch<Vec<i64>>,
+    #[serde(default)]
     #[schema(value_type = Option<String>)]
-    expires_at: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    expires_at: Patch<String>,
+    #[serde(default)]
     #[schema(value_type = Option<Vec<String>>)]
-    allowed_origins: Option<Option<Vec<String>>>,
-    #[serde(default, deserialize_with = "present")]
+    allowed_origins: Patch<Vec<String>>,
+    #[serde(default)]
     #[schema(value_type = Option<Object>)]
-    metadata: Option<Option<Value>>,
+    metadata: Patch<Value>,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -252,7 +253,7 @@ pub async fn list(
     Query(params): Query<PageParams>,
     Query(search): Query<KeySearch>,
 ) -> Result<Json<Page<KeyObject>>, ApiError> {
-    let limit = validate::page_limit(params.limit.as_deref())?;
+    let limit = params.limit()?;
     let query = validate::search(search.q.as_deref())?;
     let listed = match search.status.as_deref() {
         None | Some("live") => Listed::Live,
@@ -262,16 +263,12 @@ pub async fn list(
     };
     state.read_own_writes().await?;
     let projection = state.projection();
-    let (keys, more) = projection.keys.search(params.cursor.as_deref(), limit, &query, listed);
-    let next_cursor = if more {
-        keys.last().map(|k| k.id.to_string())
-    } else {
-        None
-    };
-    Ok(Json(Page {
-        data: keys.into_iter().map(|k| KeyObject::new(k, &projection)).collect(),
-        next_cursor,
-    }))
+    let found = projection.keys.search(params.cursor(), limit, &query, listed);
+    Ok(Json(Page::of(
+        found,
+        |k| k.id.to_string(),
+        |k| KeyObject::new(k, &projection),
+    )))
 }
 
 #[utoipa::path(get, path = "/api/v1/api-keys/{key_id}", operation_id = "get_api_key", tag = "api-keys",
@@ -309,39 +306,26 @@ pub async fn update(
     ApiJson(body): ApiJson<UpdateKey>,
 ) -> Result<Json<KeyObject>, ApiError> {
     let now = Utc::now();
-    let required = |field: &str| ApiError::validation(format!("{field} cannot be null"));
     change(&state, &key_id, |key| {
         let mut s = key.settings.clone();
-        if let Some(v) = &body.name {
-            s.name = validate::name("name", v.as_deref().ok_or_else(|| required("name"))?)?;
-        }
-        if let Some(v) = &body.owner {
-            s.owner = v.as_deref().map(|o| validate::name("owner", o)).transpose()?;
-        }
-        if let Some(v) = body.active {
-            s.active = v.ok_or_else(|| required("active"))?;
-        }
-        if let Some(v) = &body.workflow_ids {
-            s.workflow_ids = validate::workflow_ids(v.as_deref().unwrap_or_default())?;
-        }
-        if let Some(v) = body.rate_limit_per_hour {
-            s.rate_limit_per_hour = v.map(validate::rate_limit).transpose()?;
-        }
-        if let Some(v) = body.cost_limit_per_month {
-            s.cost_limit_per_month = v.map(|v| usd::parse("cost_limit_per_month", v)).transpose()?;
-        }
-        if let Some(v) = &body.alert_thresholds {
-            s.alert_thresholds = validate::thresholds(v.as_deref().unwrap_or_default())?;
-        }
-        if let Some(v) = &body.expires_at {
-            s.expires_at = v.as_deref().map(|v| validate::expires_at(v, now)).transpose()?;
-        }
-        if let Some(v) = &body.allowed_origins {
-            s.allowed_origins = validate::origins(v.as_deref().unwrap_or_default())?;
-        }
-        if let Some(v) = &body.metadata {
-            s.metadata = v.as_ref().map(validate::metadata).transpose()?;
-        }
+        body.name
+            .apply_required("name", &mut s.name, |v| validate::name("name", v))?;
+        body.owner
+            .apply_optional(&mut s.owner, |v| validate::name("owner", v))?;
+        body.active.apply_required("active", &mut s.active, |v| Ok(*v))?;
+        body.workflow_ids
+            .apply_list(&mut s.workflow_ids, |v| validate::workflow_ids(v))?;
+        body.rate_limit_per_hour
+            .apply_optional(&mut s.rate_limit_per_hour, |v| validate::rate_limit(*v))?;
+        body.cost_limit_per_month
+            .apply_optional(&mut s.cost_limit_per_month, |v| usd::parse("cost_limit_per_month", *v))?;
+        body.alert_thresholds
+            .apply_list(&mut s.alert_thresholds, |v| validate::thresholds(v))?;
+        body.expires_at
+            .apply_optional(&mut s.expires_at, |v| validate::expires_at(v, now))?;
+        body.allowed_origins
+            .apply_list(&mut s.allowed_origins, |v| validate::origins(v))?;
+        body.metadata.apply_optional(&mut s.metadata, validate::metadata)?;
         Ok(Event::KeyUpdated(KeyUpdated {
             key_id: key.id.to_string(),
             settings: s,

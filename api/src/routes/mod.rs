@@ -60,6 +60,19 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// A page of `found`: the items of one page of a list, in its order,
+    /// and whether more follow. The next cursor is the last item's `id`.
+    pub fn of<I>(found: (Vec<I>, bool), id: impl Fn(&I) -> String, show: impl FnMut(I) -> T) -> Page<T> {
+        let (items, more) = found;
+        let next_cursor = if more { items.last().map(id) } else { None };
+        Page {
+            data: items.into_iter().map(show).collect(),
+            next_cursor,
+        }
+    }
+}
+
 /// `?limit=&cursor=` of list endpoints, as text so that bad values get our 422.
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 pub struct PageParams {
@@ -67,4 +80,15 @@ pub struct PageParams {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     pub cursor: Option<String>,
+}
+
+impl PageParams {
+    /// The page size asked for: 422 outside 1 to 1000.
+    pub fn limit(&self) -> Result<usize, ApiError> {
+        crate::validate::page_limit(self.limit.as_deref())
+    }
+
+    pub fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
+    }
 }

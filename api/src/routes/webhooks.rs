@@ -16,8 +16,8 @@ use utoipa::ToSchema;
 
 use super::{AppState, Page, PageParams};
 use crate::error::ApiError;
-use crate::extract::{present, ApiJson, Path, Query};
-use crate::validate;
+use crate::extract::{ApiJson, Path, Query};
+use crate::patch::Patch;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -124,19 +124,19 @@ pub struct CreateWebhook {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhook {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default)]
     #[schema(value_type = String)]
-    url: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    url: Patch<String>,
+    #[serde(default)]
     #[schema(value_type = Vec<String>)]
-    events: Option<Option<Vec<String>>>,
+    events: Patch<Vec<String>>,
     /// `null` clears it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default)]
     #[schema(value_type = Option<String>)]
-    description: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    description: Patch<String>,
+    #[serde(default)]
     #[schema(value_type = bool)]
-    active: Option<Option<bool>>,
+    active: Patch<bool>,
     /// True: a new secret, returned in this response only.
     #[serde(default)]
     rotate_secret: bool,
@@ -222,18 +222,10 @@ pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<PageParams>,
 ) -> Result<Json<Page<WebhookObject>>, ApiError> {
-    let limit = validate::page_limit(params.limit.as_deref())?;
+    let limit = params.limit()?;
     let projection = state.projection();
-    let (webhooks, more) = projection.webhooks.page(params.cursor.as_deref(), limit);
-    let next_cursor = if more {
-        webhooks.last().map(|w| w.id.clone())
-    } else {
-        None
-    };
-    Ok(Json(Page {
-        data: webhooks.into_iter().map(|w| WebhookObject::new(w, None)).collect(),
-        next_cursor,
-    }))
+    let found = projection.webhooks.page(params.cursor(), limit);
+    Ok(Json(Page::of(found, |w| w.id.clone(), |w| WebhookObject::new(w, None))))
 }
 
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}", operation_id = "get_webhook", tag = "webhooks",
@@ -249,24 +241,18 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateWebhook>,
 ) -> Result<Json<WebhookObject>, ApiError> {
-    let required = |field: &str| ApiError::validation(format!("{field} cannot be null"));
     let (webhook, seq) = current(&state, &id)?;
-    let url = match body.url {
-        Some(url) => checked_url(&state, &url.ok_or_else(|| required("url"))?).await?,
+    let url = match body.url.required("url")? {
+        Some(v) => checked_url(&state, v).await?,
         None => webhook.url,
     };
-    let events = match body.events {
-        Some(events) => checked_events(events.ok_or_else(|| required("events"))?)?,
-        None => webhook.events,
-    };
-    let description = match body.description {
-        Some(description) => checked_description(description)?,
-        None => webhook.description,
-    };
-    let active = match body.active {
-        Some(active) => active.ok_or_else(|| required("active"))?,
-        None => webhook.active,
-    };
+    let (mut events, mut description, mut active) = (webhook.events, webhook.description, webhook.active);
+    body.events
+        .apply_required("events", &mut events, |v| checked_events(v.clone()))?;
+    body.description.apply_optional(&mut description, |v| {
+        checked_description(Some(v.clone())).map(Option::unwrap_or_default)
+    })?;
+    body.active.apply_required("active", &mut active, |v| Ok(*v))?;
     let grace = body.grace_period_seconds.unwrap_or(0);
     if !(0..=7 * 86_400).contains(&grace) {
         return Err(ApiError::validation("grace_period_seconds: 0 to 604800"));

@@ -14,7 +14,8 @@ use utoipa::ToSchema;
 
 use super::{AppState, Page, PageParams};
 use crate::error::ApiError;
-use crate::extract::{present, ApiJson, Path, Query};
+use crate::extract::{ApiJson, Path, Query};
+use crate::patch::Patch;
 use crate::{usd, validate};
 
 pub fn router() -> Router<AppState> {
@@ -72,19 +73,19 @@ pub struct CreateWorkflow {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWorkflow {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default)]
     #[schema(value_type = String)]
-    name: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    name: Patch<String>,
+    #[serde(default)]
     #[schema(value_type = String)]
-    upstream_url: Option<Option<String>>,
-    #[serde(default, deserialize_with = "present")]
+    upstream_url: Patch<String>,
+    #[serde(default)]
     #[schema(value_type = f64)]
-    price_per_request: Option<Option<f64>>,
+    price_per_request: Patch<f64>,
     /// null clears the maximum.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default)]
     #[schema(value_type = Option<f64>)]
-    max_cost_per_request: Option<Option<f64>>,
+    max_cost_per_request: Patch<f64>,
 }
 
 /// A maximum below the price would cap every unreported cost: refused.
@@ -155,18 +156,10 @@ pub async fn list(
     State(state): State<AppState>,
     Query(params): Query<PageParams>,
 ) -> Result<Json<Page<WorkflowObject>>, ApiError> {
-    let limit = validate::page_limit(params.limit.as_deref())?;
+    let limit = params.limit()?;
     let projection = state.projection();
-    let (workflows, more) = projection.workflows.page(params.cursor.as_deref(), limit);
-    let next_cursor = if more {
-        workflows.last().map(|w| w.id.clone())
-    } else {
-        None
-    };
-    Ok(Json(Page {
-        data: workflows.into_iter().map(WorkflowObject::from).collect(),
-        next_cursor,
-    }))
+    let found = projection.workflows.page(params.cursor(), limit);
+    Ok(Json(Page::of(found, |w| w.id.clone(), WorkflowObject::from)))
 }
 
 #[utoipa::path(get, path = "/api/v1/workflows/{id}", operation_id = "get_workflow", tag = "workflows",
@@ -182,21 +175,18 @@ pub async fn update(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<UpdateWorkflow>,
 ) -> Result<Json<WorkflowObject>, ApiError> {
-    let required = |field: &str| ApiError::validation(format!("{field} cannot be null"));
     let (workflow, seq) = current(&state, &id)?;
     let mut s = workflow.settings;
-    if let Some(v) = &body.name {
-        s.name = validate::name("name", v.as_deref().ok_or_else(|| required("name"))?)?;
-    }
-    if let Some(v) = &body.upstream_url {
-        s.upstream_url = validate::upstream_url(v.as_deref().ok_or_else(|| required("upstream_url"))?)?;
-    }
-    if let Some(v) = body.price_per_request {
-        s.price_per_request = usd::parse("price_per_request", v.ok_or_else(|| required("price_per_request"))?)?;
-    }
-    if let Some(v) = body.max_cost_per_request {
-        s.max_cost_per_request = v.map(|v| usd::parse("max_cost_per_request", v)).transpose()?;
-    }
+    body.name
+        .apply_required("name", &mut s.name, |v| validate::name("name", v))?;
+    body.upstream_url
+        .apply_required("upstream_url", &mut s.upstream_url, |v| validate::upstream_url(v))?;
+    body.price_per_request
+        .apply_required("price_per_request", &mut s.price_per_request, |v| {
+            usd::parse("price_per_request", *v)
+        })?;
+    body.max_cost_per_request
+        .apply_optional(&mut s.max_cost_per_request, |v| usd::parse("max_cost_per_request", *v))?;
     check_max_cost(&s)?;
     state
         .write(
