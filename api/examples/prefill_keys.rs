@@ -40,6 +40,9 @@ async fn main() {
                             expires_at: None,
                             allowed_origins: vec![],
                             metadata: None,
+                            customer_id: None,
+                            limits: vec![],
+                            max_concurrent: None,
                         },
                     });
                     log.append(&Outgoing::new(&event, chrono::Utc::now()).unwrap())

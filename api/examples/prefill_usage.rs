@@ -34,6 +34,9 @@ async fn main() {
                         duration_ms: 3,
                         reported_cost: None,
                         record_by: None,
+                        customer_id: None,
+                        input_tokens: 0,
+                        output_tokens: 0,
                     });
                     let outgoing = Outgoing::new(&event, chrono::Utc::now()).expect("encode");
                     log.append(&outgoing).await.expect("append");

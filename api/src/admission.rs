@@ -57,7 +57,7 @@ pub struct Ask<'a> {
     pub key_id: &'a str,
     pub workflow_id: &'a str,
     pub request_id: &'a str,
-    pub limits: Limits,
+    pub limits: &'a Limits,
     /// What the query counts for against cost limits until recorded.
     pub hold: Micros,
     /// The id the query's `query.recorded` will carry.
@@ -71,7 +71,10 @@ impl Admissions {
     pub async fn admit(&self, state: &AppState, ask: Ask<'_>) -> Result<Verdict, ApiError> {
         // The whole decision, waiting for its turn included, is bounded.
         let deadline = Instant::now() + PATIENCE;
-        let stripe = &self.stripes[crate::limiter::shard_of(ask.key_id, STRIPES)];
+        // The keys of one customer share its limits, so its admissions
+        // take turns here and on one subject of the stream.
+        let scope = ask.limits.scope(ask.key_id);
+        let stripe = &self.stripes[crate::limiter::shard_of(&scope, STRIPES)];
         let Ok(_turn) = tokio::time::timeout_at(deadline, stripe.lock()).await else {
             tracing::warn!(
                 key_id = ask.key_id,
@@ -84,10 +87,7 @@ impl Admissions {
             let (verdict, after_seq) = {
                 let projection = state.projection();
                 let verdict = state.limiter.admit(ask.key_id, ask.limits, ask.hold, now, &projection);
-                (
-                    verdict,
-                    projection.usage.admissions(ask.key_id).map_or(0, |a| a.last_seq),
-                )
+                (verdict, projection.usage.admissions(&scope).map_or(0, |a| a.last_seq))
             };
             let Verdict::Admitted(reservation, rate) = verdict else {
                 return Ok(verdict);
@@ -100,6 +100,7 @@ impl Admissions {
                 record_id: ask.record_id,
                 expires_at: expiry(now, state.upstream_timeout),
                 after_seq,
+                customer_id: ask.limits.customer_id().map(str::to_owned),
             });
             let outgoing = Outgoing::new(&event, now).map_err(ApiError::internal)?;
             // Counted as in flight until folded, then as pending if it holds.
@@ -114,7 +115,7 @@ impl Admissions {
             let holds = state
                 .projection()
                 .usage
-                .admissions(ask.key_id)
+                .admissions(&scope)
                 .is_some_and(|a| a.holds(ask.record_id));
             if holds {
                 return Ok(Verdict::Stored(rate));

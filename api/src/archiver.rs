@@ -493,6 +493,9 @@ pub fn query_row(seq: u64, event_id: EventId, ts: DateTime<Utc>, q: QueryRecorde
         status_code: q.status_code,
         cost: q.cost,
         duration_ms: q.duration_ms,
+        input_tokens: q.input_tokens,
+        output_tokens: q.output_tokens,
+        customer_id: q.customer_id,
     }
 }
 
@@ -512,6 +515,9 @@ mod tests {
             duration_ms: n,
             reported_cost: None,
             record_by: None,
+            customer_id: None,
+            input_tokens: 0,
+            output_tokens: 0,
         })
     }
 

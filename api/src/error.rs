@@ -6,6 +6,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::limiter::{Level, Refusal, Refused};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("no such endpoint")]
@@ -20,6 +22,12 @@ pub enum ApiError {
     WorkflowNotFound,
     #[error("a workflow with this id exists already")]
     WorkflowExists,
+    #[error("no customer with this id")]
+    CustomerNotFound,
+    #[error("a customer with this id exists already")]
+    CustomerExists,
+    #[error("this customer still has live API keys: revoke them or move them to another customer first")]
+    CustomerHasKeys,
     #[error("no webhook with this id")]
     WebhookNotFound,
     #[error("no delivery with this id for this webhook")]
@@ -63,10 +71,12 @@ pub enum ApiError {
     WorkflowNotAllowed,
     #[error("this API key may not be used from this origin (add it to the key's allowed_origins)")]
     OriginNotAllowed,
-    #[error("rate limit of {limit} requests per hour reached")]
-    RateLimited { limit: u64, retry_after_secs: u64 },
-    #[error("monthly cost limit reached")]
-    CostLimitExceeded,
+    #[error("{}", refusal_text(.refusal))]
+    RateLimited { refusal: Refusal, retry_after_secs: u64 },
+    #[error("{}", refusal_text(.refusal))]
+    ConcurrencyLimited { refusal: Refusal },
+    #[error("{}", refusal_text(.refusal))]
+    CostLimitExceeded { refusal: Refusal },
     #[error("the upstream failed: {0}")]
     UpstreamError(String),
     #[error("the upstream did not answer in time")]
@@ -90,6 +100,62 @@ struct Problem<'a> {
     status: u16,
     detail: &'a str,
     code: &'static str,
+    /// On a refusal by a limit: which one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<LimitRefused>,
+}
+
+/// `"limit":{"scope","metric","window","max"}` of a refusal's problem
+/// (`max_concurrent`: metric `concurrent`, no window).
+#[derive(Serialize)]
+struct LimitRefused {
+    scope: &'static str,
+    metric: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window: Option<&'static str>,
+    max: serde_json::Value,
+}
+
+impl LimitRefused {
+    fn of(refusal: &Refusal) -> LimitRefused {
+        let scope = match refusal.level {
+            Level::Key => "key",
+            Level::Customer => "customer",
+        };
+        match refusal.refused {
+            Refused::Limit(limit) => {
+                let shown = crate::routes::limits::LimitObject::from(&limit);
+                LimitRefused {
+                    scope,
+                    metric: crate::routes::limits::metric_name(limit.metric),
+                    window: Some(crate::routes::limits::window_name(limit.window)),
+                    max: serde_json::Value::Number(shown.max),
+                }
+            }
+            Refused::Concurrent(max) => LimitRefused {
+                scope,
+                metric: "concurrent",
+                window: None,
+                max: max.into(),
+            },
+        }
+    }
+}
+
+fn refusal_text(refusal: &Refusal) -> String {
+    let shown = LimitRefused::of(refusal);
+    match shown.window {
+        Some(window) => format!(
+            "the {}'s limit of {} {} per {window} is reached",
+            shown.scope,
+            shown.max,
+            if shown.metric == "cost" { "USD" } else { shown.metric }
+        ),
+        None => format!(
+            "the {}'s limit of {} queries in flight is reached",
+            shown.scope, shown.max
+        ),
+    }
 }
 
 impl ApiError {
@@ -120,6 +186,9 @@ impl ApiError {
             KeyRevoked => (StatusCode::CONFLICT, "key_revoked", "Conflict"),
             WorkflowNotFound => (StatusCode::NOT_FOUND, "workflow_not_found", "Not Found"),
             WorkflowExists => (StatusCode::CONFLICT, "workflow_exists", "Conflict"),
+            CustomerNotFound => (StatusCode::NOT_FOUND, "customer_not_found", "Not Found"),
+            CustomerExists => (StatusCode::CONFLICT, "customer_exists", "Conflict"),
+            CustomerHasKeys => (StatusCode::CONFLICT, "customer_has_keys", "Conflict"),
             WebhookNotFound => (StatusCode::NOT_FOUND, "webhook_not_found", "Not Found"),
             DeliveryNotFound => (StatusCode::NOT_FOUND, "delivery_not_found", "Not Found"),
             WebhookUrlForbidden(_) => (
@@ -153,7 +222,12 @@ impl ApiError {
             WorkflowNotAllowed => (StatusCode::FORBIDDEN, "workflow_not_allowed", "Forbidden"),
             OriginNotAllowed => (StatusCode::FORBIDDEN, "origin_not_allowed", "Forbidden"),
             RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too Many Requests"),
-            CostLimitExceeded => (StatusCode::PAYMENT_REQUIRED, "cost_limit_exceeded", "Payment Required"),
+            ConcurrencyLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "concurrency_limited",
+                "Too Many Requests",
+            ),
+            CostLimitExceeded { .. } => (StatusCode::PAYMENT_REQUIRED, "cost_limit_exceeded", "Payment Required"),
             UpstreamError(_) => (StatusCode::BAD_GATEWAY, "upstream_error", "Bad Gateway"),
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "Gateway Timeout"),
             MeteringUnavailable => (
@@ -219,12 +293,19 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %cause, "internal error");
         }
         let detail = self.to_string();
+        let limit = match &self {
+            ApiError::RateLimited { refusal, .. }
+            | ApiError::ConcurrencyLimited { refusal }
+            | ApiError::CostLimitExceeded { refusal } => Some(LimitRefused::of(refusal)),
+            _ => None,
+        };
         let body = Problem {
             problem_type: "about:blank",
             title,
             status: status.as_u16(),
             detail: &detail,
             code,
+            limit,
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (status, [(header::CONTENT_TYPE, "application/problem+json")], json).into_response();
@@ -244,6 +325,8 @@ impl IntoResponse for ApiError {
         }
         let retry_after = match self {
             ApiError::RateLimited { retry_after_secs, .. } => Some(retry_after_secs),
+            // A place frees as soon as a query in flight ends.
+            ApiError::ConcurrencyLimited { .. } => Some(1),
             // A replica catching up is ready within seconds.
             ApiError::NotReady(_) => Some(1),
             _ => None,

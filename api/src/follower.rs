@@ -263,12 +263,13 @@ impl Follower {
                 // Under the same write lock: counted here, no longer in flight.
                 match event {
                     Event::QueryRecorded(q) => {
-                        self.limiter.settle(&q.key_id, envelope.id);
+                        self.limiter
+                            .settle(&ingest::events::scope(&q.key_id, q.customer_id.as_deref()), envelope.id);
                         if self.archive.is_some() && first_time {
                             rows.push(archiver::query_row(seq, envelope.id, envelope.ts, q));
                         }
                     }
-                    Event::QueryAdmitted(a) => self.limiter.settle(&a.key_id, envelope.id),
+                    Event::QueryAdmitted(a) => self.limiter.settle(&a.scope(), envelope.id),
                     _ => {}
                 }
             }

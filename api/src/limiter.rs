@@ -20,16 +20,20 @@
 //! See ARCHITECTURE.md for the guarantee.
 
 use chrono::{DateTime, Utc};
+use ingest::events::{Limit, Metric, Window};
 use ingest::{Appended, EventId, Micros, StreamError};
+use ledger::usage::{self, KeyUsage};
 use ledger::Projection;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 const SHARDS: usize = 64;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Slot {
     id: u64,
+    /// The query's key: a customer's scope holds the slots of all its keys.
+    key_id: Arc<str>,
     /// What the query counts for against a cost limit while in flight:
     /// its hold (the workflow's `max_cost_per_request`, else its price).
     cost: Micros,
@@ -41,6 +45,7 @@ struct Slot {
     stored: bool,
 }
 
+/// Slots by scope (`ingest::events::scope`: the customer, else the key).
 type Shard = Mutex<HashMap<String, Vec<Slot>>>;
 
 #[derive(Debug)]
@@ -58,14 +63,81 @@ impl Default for Limiter {
     }
 }
 
-/// The limits of one key.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub rate_per_hour: Option<u64>,
-    pub cost_per_month: Option<Micros>,
+/// The limits of one key or one customer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rules {
+    pub limits: Vec<Limit>,
+    pub max_concurrent: Option<u64>,
 }
 
-/// Rate-limit state for the `X-RateLimit-*` headers.
+impl Rules {
+    fn is_empty(&self) -> bool {
+        self.limits.is_empty() && self.max_concurrent.is_none()
+    }
+}
+
+/// Everything a query of one key is held to: the key's own limits and its
+/// customer's, which all the customer's keys share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub key: Rules,
+    /// The customer's id and limits.
+    pub customer: Option<(String, Rules)>,
+    /// The day monthly periods start on (the customer's; 1 otherwise).
+    pub anchor_day: u8,
+}
+
+impl Limits {
+    /// A key's limits without a customer.
+    pub fn of_key(key: Rules) -> Limits {
+        Limits {
+            key,
+            customer: None,
+            anchor_day: 1,
+        }
+    }
+
+    pub fn customer_id(&self) -> Option<&str> {
+        self.customer.as_ref().map(|(id, _)| id.as_str())
+    }
+
+    /// Whether anything limits the query: else it needs no place.
+    pub fn any(&self) -> bool {
+        !self.key.is_empty() || self.customer.as_ref().is_some_and(|(_, r)| !r.is_empty())
+    }
+
+    /// What the query's place is kept under (see `ingest::events::scope`).
+    pub fn scope(&self, key_id: &str) -> String {
+        ingest::events::scope(key_id, self.customer_id())
+    }
+}
+
+/// Whose limit refused a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Key,
+    Customer,
+}
+
+/// What refused a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    Limit(Limit),
+    /// `max_concurrent` queries in flight.
+    Concurrent(u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub level: Level,
+    pub refused: Refused,
+    /// Epoch seconds when a place frees, where that is known (the oldest
+    /// query leaving a rolling window, the next period).
+    pub retry_at: Option<i64>,
+}
+
+/// Rate-limit state for the `X-RateLimit-*` headers: the `requests` limit,
+/// the key's or its customer's, with the fewest remaining.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateState {
     pub limit: u64,
@@ -80,8 +152,7 @@ pub enum Verdict {
     /// Admitted, and its place is already on the stream (see
     /// [`crate::admission`]).
     Stored(Option<RateState>),
-    RateLimited(RateState),
-    CostExceeded(Option<RateState>),
+    Refused(Refusal, Option<RateState>),
 }
 
 /// A place taken by an admitted query, from admission to settlement.
@@ -98,7 +169,7 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct Reservation {
     limiter: Arc<Limiter>,
-    key_id: String,
+    scope: String,
     id: u64,
     /// An append of its event started: never give the place back on drop.
     appending: bool,
@@ -125,7 +196,7 @@ impl Reservation {
 
     /// Names the event that will settle this place.
     fn expect(&self, event: EventId) {
-        self.limiter.with_slot(&self.key_id, |slots| {
+        self.limiter.with_slot(&self.scope, |slots| {
             if let Some(slot) = slots.iter_mut().find(|s| s.id == self.id) {
                 slot.event = Some(event);
             }
@@ -135,7 +206,7 @@ impl Reservation {
     /// The event is on the stream. The query stays counted as in flight
     /// until the follower applies it (at once, if it already has).
     fn stored(&self) {
-        self.limiter.with_slot(&self.key_id, |slots| {
+        self.limiter.with_slot(&self.scope, |slots| {
             if let Some(at) = slots.iter().position(|s| s.id == self.id) {
                 if slots[at].settled {
                     slots.swap_remove(at);
@@ -154,28 +225,29 @@ impl Drop for Reservation {
             self.stored();
         } else {
             self.limiter
-                .with_slot(&self.key_id, |slots| slots.retain(|s| s.id != self.id || s.stored));
+                .with_slot(&self.scope, |slots| slots.retain(|s| s.id != self.id || s.stored));
         }
     }
 }
 
 impl Limiter {
-    fn with_slot(&self, key_id: &str, f: impl FnOnce(&mut Vec<Slot>)) {
-        let mut shard = self.shards[shard_index(key_id)]
+    fn with_slot(&self, scope: &str, f: impl FnOnce(&mut Vec<Slot>)) {
+        let mut shard = self.shards[shard_index(scope)]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if let Some(slots) = shard.get_mut(key_id) {
+        if let Some(slots) = shard.get_mut(scope) {
             f(slots);
             if slots.is_empty() {
-                shard.remove(key_id);
+                shard.remove(scope);
             }
         }
     }
 
-    /// Called by the follower as it applies a usage event, under the
-    /// projection's write lock: from now on the projection counts it.
-    pub fn settle(&self, key_id: &str, event: EventId) {
-        self.with_slot(key_id, |slots| {
+    /// Called by the follower as it applies a usage event (of `scope`),
+    /// under the projection's write lock: from now on the projection
+    /// counts it.
+    pub fn settle(&self, scope: &str, event: EventId) {
+        self.with_slot(scope, |slots| {
             if let Some(at) = slots.iter().position(|s| s.event == Some(event)) {
                 if slots[at].stored {
                     slots.swap_remove(at);
@@ -186,39 +258,32 @@ impl Limiter {
         });
     }
 
-    /// Admits a query of `key_id` or says which limit stops it, reading the
-    /// key's recorded usage from `projection` (held by the caller, so the
-    /// follower cannot apply anything meanwhile). An admitted query counts
-    /// against a cost limit at `hold` until its usage is applied.
+    /// Admits a query of `key_id` or says which limit stops it, reading
+    /// the recorded usage of the key and its customer from `projection`
+    /// (held by the caller, so the follower cannot apply anything
+    /// meanwhile). An admitted query counts against cost limits at `hold`
+    /// until its usage is applied.
     pub fn admit(
         self: &Arc<Self>,
         key_id: &str,
-        limits: Limits,
+        limits: &Limits,
         hold: Micros,
         now: DateTime<Utc>,
         projection: &Projection,
     ) -> Verdict {
-        let mut shard = self.shards[shard_index(key_id)]
+        let scope = limits.scope(key_id);
+        let mut shard = self.shards[shard_index(&scope)]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let taken = Taken::read(shard.get(key_id), key_id, now, projection);
-        if let Some(limit) = limits.rate_per_hour {
-            if taken.requests >= limit {
-                return Verdict::RateLimited(RateState {
-                    limit,
-                    remaining: 0,
-                    reset: taken.reset,
-                });
-            }
-        }
-        if let Some(limit) = limits.cost_per_month {
-            if taken.cost_this_month >= limit {
-                return Verdict::CostExceeded(taken.rate(limits, 0));
-            }
+        let taken = Taken::read(shard.get(&scope), &scope, key_id, limits, now, projection);
+        let rate = taken.rate(1);
+        if let Some(refusal) = taken.refusal() {
+            return Verdict::Refused(refusal, taken.rate(0));
         }
         let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        shard.entry(key_id.to_owned()).or_default().push(Slot {
+        shard.entry(scope.clone()).or_default().push(Slot {
             id,
+            key_id: Arc::from(key_id),
             cost: hold,
             event: None,
             settled: false,
@@ -227,82 +292,204 @@ impl Limiter {
         Verdict::Admitted(
             Reservation {
                 limiter: self.clone(),
-                key_id: key_id.to_owned(),
+                scope,
                 id,
                 appending: false,
             },
-            taken.rate(limits, 1),
+            rate,
         )
     }
 
-    /// The key's rate-limit state as it stands, for the headers of an
-    /// answer that admits nothing (a refused or malformed query).
+    /// The rate-limit state as it stands, for the headers of an answer
+    /// that admits nothing (a refused or malformed query).
     pub fn rate_state(
         &self,
         key_id: &str,
-        limits: Limits,
+        limits: &Limits,
         now: DateTime<Utc>,
         projection: &Projection,
     ) -> Option<RateState> {
-        limits.rate_per_hour?;
-        let shard = self.shards[shard_index(key_id)]
+        let scope = limits.scope(key_id);
+        let shard = self.shards[shard_index(&scope)]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        Taken::read(shard.get(key_id), key_id, now, projection).rate(limits, 0)
+        Taken::read(shard.get(&scope), &scope, key_id, limits, now, projection).rate(0)
     }
 }
 
-/// What a key has used of its limits: recorded, plus in flight here and
-/// admitted on other replicas.
-struct Taken {
-    requests: u64,
-    cost_this_month: Micros,
-    /// When the oldest query in the rolling window leaves it.
-    reset: i64,
+/// What one key, or one customer, has used: recorded, plus in flight here
+/// and admitted on other replicas (pending).
+struct Used<'a> {
+    level: Level,
+    rules: &'a Rules,
+    recorded: Option<&'a KeyUsage>,
+    in_flight: u64,
+    in_flight_cost: Micros,
 }
 
-impl Taken {
-    fn read(slots: Option<&Vec<Slot>>, key_id: &str, now: DateTime<Utc>, projection: &Projection) -> Taken {
-        let (mut in_flight, mut in_flight_cost) = (0u64, Micros::ZERO);
-        for slot in slots.into_iter().flatten().filter(|s| !s.settled) {
-            in_flight += 1;
-            in_flight_cost += slot.cost;
+/// Everything a decision reads, for the key and its customer.
+struct Taken<'a> {
+    levels: Vec<Used<'a>>,
+    now: DateTime<Utc>,
+    anchor_day: u8,
+}
+
+impl<'a> Taken<'a> {
+    fn read(
+        slots: Option<&Vec<Slot>>,
+        scope: &str,
+        key_id: &str,
+        limits: &'a Limits,
+        now: DateTime<Utc>,
+        projection: &'a Projection,
+    ) -> Taken<'a> {
+        let admissions = projection.usage.admissions(scope);
+        let used = |level, rules, recorded, key: Option<&str>| {
+            let (mut in_flight, mut in_flight_cost) = (0u64, Micros::ZERO);
+            for slot in slots.into_iter().flatten().filter(|s| !s.settled) {
+                if key.is_none_or(|k| *slot.key_id == *k) {
+                    in_flight += 1;
+                    in_flight_cost += slot.cost;
+                }
+            }
+            // Admitted on any replica (NATS), not yet recorded.
+            let (pending, pending_cost) = admissions.map_or((0, Micros::ZERO), |a| a.pending_of(key, now));
+            Used {
+                level,
+                rules,
+                recorded,
+                in_flight: in_flight + pending,
+                in_flight_cost: in_flight_cost + pending_cost,
+            }
+        };
+        let mut levels = vec![used(
+            Level::Key,
+            &limits.key,
+            projection.usage.get(key_id),
+            Some(key_id),
+        )];
+        if let Some((customer_id, rules)) = &limits.customer {
+            levels.push(used(
+                Level::Customer,
+                rules,
+                projection.usage.customer(customer_id),
+                None,
+            ));
         }
-        // Admitted on any replica (NATS), not yet recorded.
-        let (pending, pending_cost) = projection
-            .usage
-            .admissions(key_id)
-            .map_or((0, Micros::ZERO), |a| a.pending(now));
-        let usage = projection.usage.get(key_id);
-        let next_minute = now.timestamp() - now.timestamp().rem_euclid(60) + 60;
         Taken {
-            requests: usage.map_or(0, |u| u.requests_this_hour(now)) + in_flight + pending,
-            cost_this_month: usage.map_or(Micros::ZERO, |u| u.cost_this_month(now)) + in_flight_cost + pending_cost,
-            // With nothing in the window, a query admitted now leaves it
-            // once its own 60 full minutes have passed.
-            reset: usage
-                .and_then(|u| u.window_reset(now))
-                .unwrap_or(next_minute + ledger::usage::WINDOW_MINUTES * 60),
+            levels,
+            now,
+            anchor_day: limits.anchor_day,
         }
     }
 
-    /// The rate-limit headers with `more` queries taken besides.
-    fn rate(&self, limits: Limits, more: u64) -> Option<RateState> {
-        limits.rate_per_hour.map(|limit| RateState {
-            limit,
-            remaining: limit.saturating_sub(self.requests + more),
-            reset: self.reset,
-        })
+    /// How much of `limit` `used` has taken, and when a place frees.
+    fn amount(&self, used: &Used<'_>, limit: &Limit) -> (u64, Option<i64>) {
+        let now = self.now;
+        let recorded = |f: &dyn Fn(&KeyUsage) -> (u64, Option<i64>)| used.recorded.map_or((0, None), f);
+        let next_period = |window: Window| match window {
+            Window::Minute => now.timestamp() + 61,
+            Window::Hour => (usage::minute_of(now) + usage::WINDOW_MINUTES + 1) * 60,
+            Window::Day => (usage::hour_of(now) + 25) * 3600,
+            Window::Month => next_month(now, self.anchor_day),
+        };
+        let (amount, reset) = match (limit.metric, limit.window) {
+            (Metric::Requests | Metric::Tokens, Window::Month) => recorded(&|u| {
+                let month = u.day_and_month(now, self.anchor_day).1;
+                (count(limit.metric, &month), None)
+            }),
+            (Metric::Requests | Metric::Tokens, window) => recorded(&|u| {
+                let (bucket, reset) = u.rolling(window, now);
+                (count(limit.metric, &bucket), reset)
+            }),
+            (Metric::Cost, Window::Month) => {
+                recorded(&|u| (u.day_and_month(now, self.anchor_day).1.cost.get().max(0) as u64, None))
+            }
+            (Metric::Cost, _) => {
+                recorded(&|u| (u.day_and_month(now, self.anchor_day).0.cost.get().max(0) as u64, None))
+            }
+        };
+        // In-flight queries count as requests and at their hold as cost;
+        // their tokens are not known until recorded.
+        let amount = match limit.metric {
+            Metric::Requests => amount + used.in_flight,
+            Metric::Tokens => amount,
+            Metric::Cost => amount + used.in_flight_cost.get().max(0) as u64,
+        };
+        let reset = match (limit.metric, limit.window) {
+            (Metric::Cost, Window::Day) => (usage::day_of(now) + 1) * 86_400,
+            (_, window) => reset.unwrap_or_else(|| next_period(window)),
+        };
+        (amount, Some(reset))
+    }
+
+    /// The first limit, the key's before its customer's, that refuses one
+    /// more query: a query is admitted while every count is below its max.
+    fn refusal(&self) -> Option<Refusal> {
+        for used in &self.levels {
+            if let Some(max) = used.rules.max_concurrent {
+                if used.in_flight >= max {
+                    return Some(Refusal {
+                        level: used.level,
+                        refused: Refused::Concurrent(max),
+                        retry_at: None,
+                    });
+                }
+            }
+            for limit in &used.rules.limits {
+                let (amount, reset) = self.amount(used, limit);
+                if amount >= limit.max {
+                    return Some(Refusal {
+                        level: used.level,
+                        refused: Refused::Limit(*limit),
+                        retry_at: reset,
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    /// The headers' state with `more` queries taken besides: the requests
+    /// limit with the fewest remaining.
+    fn rate(&self, more: u64) -> Option<RateState> {
+        self.levels
+            .iter()
+            .flat_map(|used| used.rules.limits.iter().map(move |l| (used, l)))
+            .filter(|(_, l)| l.metric == Metric::Requests)
+            .map(|(used, l)| {
+                let (amount, reset) = self.amount(used, l);
+                RateState {
+                    limit: l.max,
+                    remaining: l.max.saturating_sub(amount + more),
+                    reset: reset.unwrap_or_default(),
+                }
+            })
+            .min_by_key(|r| r.remaining)
     }
 }
 
-fn shard_index(key_id: &str) -> usize {
-    shard_of(key_id, SHARDS)
+fn count(metric: Metric, bucket: &ledger::Bucket) -> u64 {
+    match metric {
+        Metric::Tokens => bucket.tokens(),
+        _ => bucket.requests,
+    }
 }
 
-/// Which of `n` shards `key_id` belongs to.
-pub fn shard_of(key_id: &str, n: usize) -> usize {
-    (fnv1a(key_id) as usize) % n
+/// Epoch seconds of the start of the month after the one (from
+/// `anchor_day`) that holds `now`.
+fn next_month(now: DateTime<Utc>, anchor_day: u8) -> i64 {
+    let start = usage::month_start(now, anchor_day);
+    usage::month_start(start + chrono::Duration::days(32), anchor_day).timestamp()
+}
+
+fn shard_index(scope: &str) -> usize {
+    shard_of(scope, SHARDS)
+}
+
+/// Which of `n` shards `scope` belongs to.
+pub fn shard_of(scope: &str, n: usize) -> usize {
+    (fnv1a(scope) as usize) % n
 }
 
 /// FNV-1a: a fast, stable hash for picking a shard.
@@ -314,11 +501,28 @@ fn fnv1a(s: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
+    use ingest::events::QueryRecorded;
 
-    fn limits(rate: Option<u64>, cost: Option<i64>) -> Limits {
-        Limits {
-            rate_per_hour: rate,
-            cost_per_month: cost.map(Micros::new),
+    fn rule(metric: Metric, window: Window, max: u64) -> Limit {
+        Limit { metric, window, max }
+    }
+
+    fn limits(rate: Option<u64>, cost: Option<u64>) -> Limits {
+        let mut rules = Rules::default();
+        rules
+            .limits
+            .extend(rate.map(|max| rule(Metric::Requests, Window::Hour, max)));
+        rules
+            .limits
+            .extend(cost.map(|max| rule(Metric::Cost, Window::Month, max)));
+        Limits::of_key(rules)
+    }
+
+    fn refused(verdict: &Verdict) -> Option<Refused> {
+        match verdict {
+            Verdict::Refused(r, _) => Some(r.refused),
+            _ => None,
         }
     }
 
@@ -327,7 +531,7 @@ mod tests {
         let limiter = Arc::new(Limiter::default());
         let empty = Projection::default();
         let now = Utc::now();
-        let admit = |key: &str| limiter.admit(key, limits(Some(3), None), Micros::ZERO, now, &empty);
+        let admit = |key: &str| limiter.admit(key, &limits(Some(3), None), Micros::ZERO, now, &empty);
         let mut held = Vec::new();
         for i in 0..3 {
             match admit("key_a") {
@@ -338,20 +542,17 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        assert!(matches!(admit("key_a"), Verdict::RateLimited(_)));
+        assert!(refused(&admit("key_a")).is_some());
         assert!(matches!(admit("key_b"), Verdict::Admitted(..)), "keys are independent");
         held.pop();
         let third = admit("key_a");
         assert!(matches!(third, Verdict::Admitted(..)));
-        assert!(matches!(admit("key_a"), Verdict::RateLimited(_)));
+        assert!(refused(&admit("key_a")).is_some());
         // Settled: the projection counts it (here it is empty, so a place frees).
         let event = EventId::new();
         held[0].expect(event);
         limiter.settle("key_a", EventId::new());
-        assert!(
-            matches!(admit("key_a"), Verdict::RateLimited(_)),
-            "another event settles nothing"
-        );
+        assert!(refused(&admit("key_a")).is_some(), "another event settles nothing");
         limiter.settle("key_a", event);
         assert!(matches!(admit("key_a"), Verdict::Admitted(..)));
     }
@@ -361,7 +562,7 @@ mod tests {
         let limiter = Arc::new(Limiter::default());
         let empty = Projection::default();
         let now = Utc::now();
-        let admit = || limiter.admit("key_a", limits(Some(2), None), Micros::ZERO, now, &empty);
+        let admit = || limiter.admit("key_a", &limits(Some(2), None), Micros::ZERO, now, &empty);
         let (Verdict::Admitted(first, _), Verdict::Admitted(second, _)) = (admit(), admit()) else {
             panic!("two places under a limit of 2");
         };
@@ -370,10 +571,7 @@ mod tests {
         second.expect(two);
         // Stored, then settled: the place is held across the gap.
         first.stored();
-        assert!(
-            matches!(admit(), Verdict::RateLimited(_)),
-            "stored but not applied: still counted"
-        );
+        assert!(refused(&admit()).is_some(), "stored but not applied: still counted");
         limiter.settle("key_a", one);
         // Settled before the handler saw its append succeed.
         limiter.settle("key_a", two);
@@ -390,14 +588,101 @@ mod tests {
         let limiter = Arc::new(Limiter::default());
         let empty = Projection::default();
         let now = Utc::now();
-        let admit = || limiter.admit("key_a", limits(None, Some(10)), Micros::new(6), now, &empty);
+        let admit = || limiter.admit("key_a", &limits(None, Some(10)), Micros::new(6), now, &empty);
         let first = admit();
         assert!(matches!(first, Verdict::Admitted(..)));
         // 6 in flight < 10: the query that crosses the limit is allowed.
         let second = admit();
         assert!(matches!(second, Verdict::Admitted(..)));
-        assert!(matches!(admit(), Verdict::CostExceeded(_)));
+        assert_eq!(
+            refused(&admit()),
+            Some(Refused::Limit(rule(Metric::Cost, Window::Month, 10)))
+        );
         drop((first, second));
         assert!(matches!(admit(), Verdict::Admitted(..)));
+    }
+
+    /// The keys of one customer share its limits and its `max_concurrent`;
+    /// each key still has its own.
+    #[test]
+    fn a_customers_keys_share_its_limits() {
+        let limiter = Arc::new(Limiter::default());
+        let empty = Projection::default();
+        let now = Utc::now();
+        let of = |key_max: u64| Limits {
+            key: Rules {
+                limits: vec![rule(Metric::Requests, Window::Minute, key_max)],
+                max_concurrent: None,
+            },
+            customer: Some((
+                "acme".into(),
+                Rules {
+                    limits: vec![rule(Metric::Requests, Window::Day, 5)],
+                    max_concurrent: Some(4),
+                },
+            )),
+            anchor_day: 1,
+        };
+        let admit = |key: &str, key_max| limiter.admit(key, &of(key_max), Micros::ZERO, now, &empty);
+        let mut held: Vec<Verdict> = (0..2).map(|_| admit("key_a", 2)).collect();
+        let refusal = match admit("key_a", 2) {
+            Verdict::Refused(r, _) => r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(refusal.level, Level::Key, "the key's own limit comes first");
+        held.extend((0..2).map(|_| admit("key_b", 10)));
+        assert!(held.iter().all(|v| matches!(v, Verdict::Admitted(..))));
+        assert_eq!(
+            refused(&admit("key_c", 10)),
+            Some(Refused::Concurrent(4)),
+            "4 in flight across the customer's keys"
+        );
+        held.pop();
+        assert!(matches!(admit("key_c", 10), Verdict::Admitted(..)));
+    }
+
+    /// Tokens count once recorded (a query in flight has none yet), so the
+    /// query that crosses a tokens limit is allowed and the next refused,
+    /// until the oldest leaves the rolling minute.
+    #[test]
+    fn a_tokens_limit_counts_recorded_tokens_in_its_window() {
+        let limiter = Arc::new(Limiter::default());
+        let t = Utc.with_ymd_and_hms(2026, 12, 6, 10, 0, 0).unwrap();
+        let mut projection = Projection::default();
+        let recorded = |tokens| {
+            ingest::Event::QueryRecorded(QueryRecorded {
+                request_id: "r".into(),
+                key_id: "key_a".into(),
+                workflow_id: "w".into(),
+                status_code: 200,
+                cost: Micros::ZERO,
+                duration_ms: 1,
+                reported_cost: None,
+                record_by: None,
+                customer_id: None,
+                input_tokens: tokens,
+                output_tokens: tokens,
+            })
+        };
+        projection.apply(1, EventId::new(), t, &recorded(300));
+        let limits = Limits::of_key(Rules {
+            limits: vec![rule(Metric::Tokens, Window::Minute, 1000)],
+            max_concurrent: None,
+        });
+        let admit = |now, p: &Projection| limiter.admit("key_a", &limits, Micros::ZERO, now, p);
+        assert!(matches!(admit(t, &projection), Verdict::Admitted(..)), "600 < 1000");
+        projection.apply(2, EventId::new(), t, &recorded(300));
+        let Verdict::Refused(refusal, _) = admit(t + chrono::Duration::seconds(30), &projection) else {
+            panic!("1200 tokens in the minute");
+        };
+        assert_eq!(
+            refusal.retry_at,
+            Some(t.timestamp() + 61),
+            "when the 10:00:00 second leaves"
+        );
+        assert!(matches!(
+            admit(t + chrono::Duration::seconds(61), &projection),
+            Verdict::Admitted(..)
+        ));
     }
 }

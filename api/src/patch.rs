@@ -43,6 +43,15 @@ impl<T> Patch<T> {
         }
     }
 
+    /// An optional field's new value, if present: `Some(None)` for `null`.
+    pub fn presence(&self) -> Option<Option<&T>> {
+        match self {
+            Patch::Absent => None,
+            Patch::Null => Some(None),
+            Patch::Value(v) => Some(Some(v)),
+        }
+    }
+
     /// An optional field: `null` clears it, a value goes through `parse`.
     pub fn apply_optional<U>(
         &self,

@@ -15,10 +15,10 @@ pub const ECHO: &str = "builtin:echo";
 
 #[derive(Debug)]
 pub enum Outcome {
-    /// The upstream answered; `cost` if it reported one.
+    /// The upstream answered, with what it reported of its usage.
     Answered {
         output: Value,
-        cost: Option<Micros>,
+        usage: Reported,
     },
     Failed(String),
     TimedOut,
@@ -32,9 +32,45 @@ struct UpstreamAnswer {
     usage: Option<UpstreamUsage>,
 }
 
-#[derive(Deserialize)]
+/// `usage` as an upstream reports it: a cost, tokens (ours, or OpenAI's
+/// names). Anything else in it is ignored; nonsense counts as unreported.
+#[derive(Deserialize, Default)]
 struct UpstreamUsage {
+    #[serde(default, deserialize_with = "lenient")]
     cost: Option<f64>,
+    #[serde(default, deserialize_with = "lenient")]
+    input_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "lenient")]
+    output_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "lenient")]
+    prompt_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "lenient")]
+    completion_tokens: Option<u64>,
+}
+
+/// A field of the wrong type reads as absent rather than failing the answer.
+fn lenient<'de, D: serde::Deserializer<'de>, T: serde::de::DeserializeOwned>(d: D) -> Result<Option<T>, D::Error> {
+    Ok(serde_json::from_value(Value::deserialize(d)?).ok())
+}
+
+/// What an upstream reported of a query's usage.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Reported {
+    pub cost: Option<Micros>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+impl From<UpstreamUsage> for Reported {
+    fn from(u: UpstreamUsage) -> Reported {
+        // Far above any real answer; keeps the sums of a month exact.
+        let bounded = |n: Option<u64>| n.unwrap_or(0).min(1 << 40);
+        Reported {
+            cost: u.cost.and_then(usd::from_upstream),
+            input_tokens: bounded(u.input_tokens.or(u.prompt_tokens)),
+            output_tokens: bounded(u.output_tokens.or(u.completion_tokens)),
+        }
+    }
 }
 
 pub async fn call(
@@ -48,7 +84,7 @@ pub async fn call(
     if url == ECHO {
         return Outcome::Answered {
             output: input,
-            cost: None,
+            usage: Reported::default(),
         };
     }
     let body = json!({"workflow_id": workflow_id, "input": input, "request_id": request_id});
@@ -69,7 +105,7 @@ async fn answered(response: reqwest::Response) -> Outcome {
     match response.json::<UpstreamAnswer>().await {
         Ok(answer) => Outcome::Answered {
             output: answer.output,
-            cost: answer.usage.and_then(|u| u.cost).and_then(usd::from_upstream),
+            usage: answer.usage.map(Reported::from).unwrap_or_default(),
         },
         Err(e) if e.is_timeout() => Outcome::TimedOut,
         Err(_) => Outcome::Failed("upstream answered something other than a JSON object".into()),
@@ -116,7 +152,7 @@ async fn stream_within(
         }
         return Outcome::Answered {
             output: input,
-            cost: None,
+            usage: Reported::default(),
         };
     }
     let body = json!({"workflow_id": workflow_id, "input": input, "request_id": request_id});
@@ -149,8 +185,11 @@ async fn stream_within(
         return outcome;
     }
     // Server-sent events: each event's data lines, joined, is one piece.
+    // The last event whose data is JSON with a `usage` object reports the
+    // query's usage (as OpenAI's streams do in their final chunk).
     let mut bytes = response.bytes_stream();
     let (mut pending, mut data) = (Vec::<u8>::new(), Vec::<String>::new());
+    let mut usage = Reported::default();
     while let Some(piece) = bytes.next().await {
         let piece = match piece {
             Ok(piece) => piece,
@@ -162,10 +201,14 @@ async fn stream_within(
             let line = String::from_utf8_lossy(&line);
             let line = line.trim_end_matches(['\n', '\r']);
             if line.is_empty() {
-                if !data.is_empty() && out.send(data.join("\n")).await.is_err() {
+                let event = data.join("\n");
+                if let Some(reported) = usage_in(&event) {
+                    usage = reported;
+                }
+                if !data.is_empty() && out.send(event).await.is_err() {
                     return Outcome::Answered {
                         output: Value::Null,
-                        cost: None,
+                        usage,
                     };
                 }
                 data.clear();
@@ -175,12 +218,29 @@ async fn stream_within(
         }
     }
     if !data.is_empty() {
-        let _ = out.send(data.join("\n")).await;
+        let event = data.join("\n");
+        if let Some(reported) = usage_in(&event) {
+            usage = reported;
+        }
+        let _ = out.send(event).await;
     }
     Outcome::Answered {
         output: Value::Null,
-        cost: None,
+        usage,
     }
+}
+
+/// The usage an event's data reports, if it is JSON with a `usage` object.
+fn usage_in(data: &str) -> Option<Reported> {
+    #[derive(Deserialize)]
+    struct WithUsage {
+        usage: UpstreamUsage,
+    }
+    // Only what could be a JSON object is parsed.
+    if !data.trim_start().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str::<WithUsage>(data).ok().map(|w| w.usage.into())
 }
 
 /// The upstream URL may carry credentials; errors shown to clients must not.

@@ -30,6 +30,9 @@ fn events(n: usize) -> Vec<Outgoing> {
                 duration_ms: 812,
                 reported_cost: None,
                 record_by: None,
+                customer_id: None,
+                input_tokens: 0,
+                output_tokens: 0,
             });
             Outgoing::new(&e, chrono::Utc::now()).unwrap()
         })

@@ -84,6 +84,12 @@ impl Subject {
         Self::parse(&format!("{aggregate}.{id}"))
     }
 
+    /// [`Self::new`] for an id that may hold `.` (a customer's own id):
+    /// written `~` in the subject, which no id holds.
+    pub fn for_id(aggregate: &str, id: &str) -> Result<Subject, StreamError> {
+        Self::new(aggregate, &id.replace('.', "~"))
+    }
+
     /// Parses a relative subject as stored on the stream (one or more tokens).
     pub fn parse(subject: &str) -> Result<Subject, StreamError> {
         if subject.len() > MAX_SUBJECT_LEN || !subject.split('.').all(is_token) {

@@ -15,6 +15,88 @@ use crate::envelope::Subject;
 use crate::error::{DecodeError, StreamError};
 use crate::money::Micros;
 
+/// What a limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Admitted queries.
+    Requests,
+    /// Input plus output tokens.
+    Tokens,
+    /// Micro-dollars.
+    Cost,
+}
+
+/// The period a limit counts over. `minute`, `hour` and `day` are rolling
+/// for requests and tokens; for cost, `day` is the UTC day. `month` is the
+/// calendar month, or the customer's billing month (`billing_anchor_day`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Window {
+    Minute,
+    Hour,
+    Day,
+    Month,
+}
+
+/// At most `max` of `metric` per `window` (for cost, `max` is in
+/// micro-dollars).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Limit {
+    pub metric: Metric,
+    pub window: Window,
+    pub max: u64,
+}
+
+/// How a customer pays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Billing {
+    /// Billed for usage afterwards.
+    #[default]
+    Postpaid,
+    /// Every query draws from credit grants.
+    Prepaid,
+}
+
+/// What a caller may set on a customer; carried whole by create and update.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerSettings {
+    pub name: String,
+    pub email: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+    /// Shared by all the customer's keys; at most one per metric and window.
+    pub limits: Vec<Limit>,
+    /// Queries in flight at once, over all the customer's keys.
+    pub max_concurrent: Option<u64>,
+    pub billing: Billing,
+    /// Micro-dollars: `credits.low` fires when the balance falls below it.
+    pub low_balance_threshold: Option<Micros>,
+    /// 1 to 28: the day of the month (UTC midnight) its monthly periods start.
+    pub billing_anchor_day: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerCreated {
+    pub customer_id: String,
+    #[serde(flatten)]
+    pub settings: CustomerSettings,
+}
+
+/// A customer's settings changed; `settings` is the complete new state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerUpdated {
+    pub customer_id: String,
+    #[serde(flatten)]
+    pub settings: CustomerSettings,
+}
+
+/// A customer was deleted (it had no live keys). Its usage is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CustomerDeleted {
+    pub customer_id: String,
+}
+
 /// The settings of a key that a caller may change; carried whole (a
 /// post-image) by `key.created` and `key.updated`, so a fold never has to
 /// merge partial updates.
@@ -34,6 +116,39 @@ pub struct KeySettings {
     #[serde(default)]
     pub allowed_origins: Vec<String>,
     pub metadata: Option<serde_json::Value>,
+    /// The customer whose shared limits the key's queries also count
+    /// against. Absent in events written before customers existed.
+    #[serde(default)]
+    pub customer_id: Option<String>,
+    /// Limits besides `rate_limit_per_hour` (requests per hour) and
+    /// `cost_limit_per_month` (cost per month), which keep their own fields.
+    #[serde(default)]
+    pub limits: Vec<Limit>,
+    #[serde(default)]
+    pub max_concurrent: Option<u64>,
+}
+
+impl KeySettings {
+    /// Every limit of the key, the two with fields of their own included.
+    pub fn all_limits(&self) -> Vec<Limit> {
+        let mut all = self.limits.clone();
+        if let Some(max) = self.rate_limit_per_hour {
+            all.push(Limit {
+                metric: Metric::Requests,
+                window: Window::Hour,
+                max,
+            });
+        }
+        if let Some(max) = self.cost_limit_per_month {
+            all.push(Limit {
+                metric: Metric::Cost,
+                window: Window::Month,
+                max: max.get().max(0) as u64,
+            });
+        }
+        all.sort_by_key(|l| (l.metric, l.window));
+        all
+    }
 }
 
 /// A key was issued. Only the SHA-256 of the secret is here, never the secret.
@@ -85,6 +200,13 @@ pub struct WorkflowSettings {
     /// recorded as it. Absent in events written before it existed.
     #[serde(default)]
     pub max_cost_per_request: Option<Micros>,
+    /// Micro-dollars per million input (prompt) tokens; absent in events
+    /// written before tokens, which means 0.
+    #[serde(default)]
+    pub price_per_million_input_tokens: Micros,
+    /// Micro-dollars per million output (completion) tokens.
+    #[serde(default)]
+    pub price_per_million_output_tokens: Micros,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,6 +248,19 @@ pub struct QueryRecorded {
     /// (no usage, no archive row). Absent: it always counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_by: Option<DateTime<Utc>>,
+    /// The key's customer when the query was admitted: its usage counts
+    /// for that customer too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    /// Tokens the upstream reported (0: none reported).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub input_tokens: u64,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub output_tokens: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A replica admitted a query of a key with limits, before calling its
@@ -145,9 +280,30 @@ pub struct QueryAdmitted {
     /// The id the query's `query.recorded` event will carry.
     pub record_id: crate::EventId,
     pub expires_at: DateTime<Utc>,
-    /// The sequence of the key's last admission the replica knew of (0:
-    /// none). If another admission came in between, this one is void.
+    /// The sequence of the last admission of the query's scope the
+    /// replica knew of (0: none). If another admission came in between,
+    /// this one is void.
     pub after_seq: u64,
+    /// The key's customer: admissions of all its keys then share one
+    /// subject (`admission.c:<customer>`), since they share its limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+}
+
+impl QueryAdmitted {
+    /// What admissions are ordered by: the customer if any, else the key.
+    pub fn scope(&self) -> String {
+        scope(&self.key_id, self.customer_id.as_deref())
+    }
+}
+
+/// The admission scope of a key: `c:<customer id>` for a key with a
+/// customer (key ids never start with `c:`), else the key id.
+pub fn scope(key_id: &str, customer_id: Option<&str>) -> String {
+    match customer_id {
+        Some(customer) => format!("c:{customer}"),
+        None => key_id.to_owned(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -264,7 +420,7 @@ pub struct UnknownEvent {
 /// Declares the event enum from one table, so a type's name, version and
 /// subject are written once.
 macro_rules! events {
-    ($($variant:ident => ($name:literal, $version:literal) on $aggregate:literal . $id:ident),* $(,)?) => {
+    ($($variant:ident => ($name:literal, $version:literal) on $aggregate:literal . $id:ident $(($($call:tt)*))?),* $(,)?) => {
         /// Every event nodai writes, plus [`Event::Unknown`] for what a newer
         /// build wrote.
         #[derive(Debug, Clone, PartialEq)]
@@ -294,7 +450,7 @@ macro_rules! events {
             /// The subject the event belongs on: `<aggregate>.<id>`.
             pub fn subject(&self) -> Result<Subject, StreamError> {
                 match self {
-                    $(Event::$variant(e) => Subject::new($aggregate, &e.$id),)*
+                    $(Event::$variant(e) => Subject::for_id($aggregate, &e.$id $(($($call)*))?),)*
                     Event::Unknown(u) => Err(StreamError::Invalid(format!(
                         "cannot re-publish unknown event type {}", u.event_type
                     ))),
@@ -330,7 +486,10 @@ events! {
     WorkflowUpdated => ("workflow.updated", 1) on "workflow".workflow_id,
     WorkflowDeleted => ("workflow.deleted", 1) on "workflow".workflow_id,
     QueryRecorded => ("query.recorded", 1) on "usage".key_id,
-    QueryAdmitted => ("query.admitted", 1) on "admission".key_id,
+    QueryAdmitted => ("query.admitted", 1) on "admission".scope(),
+    CustomerCreated => ("customer.created", 1) on "customer".customer_id,
+    CustomerUpdated => ("customer.updated", 1) on "customer".customer_id,
+    CustomerDeleted => ("customer.deleted", 1) on "customer".customer_id,
     WebhookCreated => ("webhook.created", 1) on "webhook".webhook_id,
     WebhookUpdated => ("webhook.updated", 1) on "webhook".webhook_id,
     WebhookDeleted => ("webhook.deleted", 1) on "webhook".webhook_id,

@@ -92,6 +92,9 @@ fn event(key: &str, n: u64) -> Outgoing {
         duration_ms: n,
         reported_cost: None,
         record_by: None,
+        customer_id: None,
+        input_tokens: 0,
+        output_tokens: 0,
     });
     Outgoing::new(&e, chrono::Utc::now()).unwrap()
 }

@@ -29,6 +29,9 @@ fn events(n: u64) -> Vec<(u64, EventId, chrono::DateTime<Utc>, Event)> {
                 duration_ms: 20 + i % 900,
                 reported_cost: None,
                 record_by: None,
+                customer_id: None,
+                input_tokens: 0,
+                output_tokens: 0,
             };
             // 20 days of traffic: 10M events is ~6 per second.
             let ts = start + chrono::Duration::microseconds((i as i64) * 172_800);
@@ -87,6 +90,9 @@ fn main() {
                 expires_at: None,
                 allowed_origins: vec![],
                 metadata: None,
+                customer_id: None,
+                limits: vec![],
+                max_concurrent: None,
             },
         });
         projection.apply(
@@ -152,6 +158,9 @@ fn main() {
                 status_code: q.status_code,
                 cost: q.cost,
                 duration_ms: q.duration_ms,
+                input_tokens: q.input_tokens,
+                output_tokens: q.output_tokens,
+                customer_id: q.customer_id.clone(),
             }),
             _ => None,
         })

@@ -215,6 +215,9 @@ mod tests {
                 expires_at: None,
                 allowed_origins: vec![],
                 metadata: None,
+                customer_id: None,
+                limits: vec![],
+                max_concurrent: None,
             },
         });
         let hook = Event::WebhookCreated(WebhookCreated {
@@ -240,6 +243,9 @@ mod tests {
             duration_ms: 1,
             reported_cost: None,
             record_by: None,
+            customer_id: None,
+            input_tokens: 0,
+            output_tokens: 0,
         });
         p.apply(*seq, EventId::new(), ts, &q);
         *seq += 1;

@@ -50,6 +50,10 @@ pub struct Row {
     pub status_code: u16,
     pub cost: Micros,
     pub duration_ms: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// The key's customer when the query was admitted.
+    pub customer_id: Option<String>,
 }
 
 /// What a flush or a compaction did.
@@ -87,7 +91,9 @@ fn parse_watermark(text: &str) -> Option<(u64, Option<EventId>)> {
     words.next().is_none().then_some((seq, anchor))
 }
 
-/// The archive's schema: the spec's columns and the stream sequence.
+/// The archive's schema: the spec's columns, the stream sequence, then the
+/// columns added since (files written before them are read with tokens 0
+/// and no customer, [`read_batches`]).
 pub fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("event_id", DataType::Utf8, false),
@@ -102,7 +108,28 @@ pub fn schema() -> SchemaRef {
         Field::new("cost", DataType::Decimal128(18, 6), false),
         Field::new("duration_ms", DataType::Int64, false),
         Field::new("seq", DataType::Int64, false),
+        Field::new("input_tokens", DataType::Int64, false),
+        Field::new("output_tokens", DataType::Int64, false),
+        Field::new("customer_id", DataType::Utf8, true),
     ]))
+}
+
+/// Column numbers in [`schema`].
+const KEY_ID: usize = 2;
+const STATUS_CODE: usize = 4;
+const COST: usize = 5;
+const SEQ: usize = 7;
+const INPUT_TOKENS: usize = 8;
+const OUTPUT_TOKENS: usize = 9;
+const CUSTOMER_ID: usize = 10;
+/// Columns of files written before tokens and customers.
+const FIRST_COLUMNS: usize = 8;
+
+/// Whose usage to read from the archive.
+#[derive(Debug, Clone, Copy)]
+pub enum Whose<'a> {
+    Key(&'a str),
+    Customer(&'a str),
 }
 
 impl Archive {
@@ -210,7 +237,7 @@ impl Archive {
             for path in paths {
                 for batch in read_batches(path)? {
                     let ids = batch.column(0).as_any().downcast_ref::<StringArray>();
-                    let seqs = batch.column(7).as_any().downcast_ref::<Int64Array>();
+                    let seqs = batch.column(SEQ).as_any().downcast_ref::<Int64Array>();
                     let (Some(ids), Some(seqs)) = (ids, seqs) else {
                         return Err(Error::InvalidArchive(format!(
                             "{}: unexpected column types",
@@ -251,7 +278,7 @@ impl Archive {
                     .iter()
                     .map(|batch| {
                         let seqs =
-                            batch.column(7).as_any().downcast_ref::<Int64Array>().ok_or_else(|| {
+                            batch.column(SEQ).as_any().downcast_ref::<Int64Array>().ok_or_else(|| {
                                 Error::InvalidArchive(format!("{}: seq is not int64", path.display()))
                             })?;
                         let keep: arrow_array::BooleanArray = seqs.iter().map(|s| s.map(|s| s as u64 <= seq)).collect();
@@ -455,7 +482,7 @@ impl Archive {
 fn sorted_by_key(batches: &[RecordBatch]) -> Result<RecordBatch, Error> {
     let batch = arrow_select::concat::concat_batches(&schema(), batches)?;
     let keys = batch
-        .column(2)
+        .column(KEY_ID)
         .as_any()
         .downcast_ref::<StringArray>()
         .ok_or_else(|| Error::InvalidArchive("key_id is not a string column".into()))?;
@@ -467,15 +494,15 @@ fn sorted_by_key(batches: &[RecordBatch]) -> Result<RecordBatch, Error> {
     )?)
 }
 
-/// A key's usage in the archive at `root`, per hour, for the hours
+/// A key's or a customer's usage in the archive at `root`, per hour, for the hours
 /// numbered `from..to` (hours since the epoch): what DuckDB sums over the
 /// same files. Files of a flush that has not finished (beyond the
 /// watermark) are left out; row groups whose key range cannot hold the key
 /// are not read.
-pub fn key_hours(root: &Path, key_id: &str, from: i64, to: i64) -> Result<BTreeMap<i64, crate::Bucket>, Error> {
+pub fn hours_of(root: &Path, whose: Whose<'_>, from: i64, to: i64) -> Result<BTreeMap<i64, crate::Bucket>, Error> {
     let mut attempts = 0;
     loop {
-        match key_hours_once(root, key_id, from, to) {
+        match hours_once(root, whose, from, to) {
             // Compaction swapped an hour while it was read: read again.
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound && attempts < 3 => {
                 attempts += 1;
@@ -485,7 +512,7 @@ pub fn key_hours(root: &Path, key_id: &str, from: i64, to: i64) -> Result<BTreeM
     }
 }
 
-fn key_hours_once(root: &Path, key_id: &str, from: i64, to: i64) -> Result<BTreeMap<i64, crate::Bucket>, Error> {
+fn hours_once(root: &Path, whose: Whose<'_>, from: i64, to: i64) -> Result<BTreeMap<i64, crate::Bucket>, Error> {
     use parquet::arrow::ProjectionMask;
     use parquet::file::statistics::Statistics;
     let mut watermark = Archive::peek(root)?.map_or(0, |(seq, _)| seq);
@@ -510,40 +537,57 @@ fn key_hours_once(root: &Path, key_id: &str, from: i64, to: i64) -> Result<BTree
             }
             let file = File::open(&path).map_err(io(&path))?;
             let builder = ParquetRecordBatchReaderBuilder::try_new(file)?;
+            let columns = builder.parquet_schema().num_columns();
+            let (column, id) = match whose {
+                Whose::Key(id) => (KEY_ID, id),
+                // Written before customers: no row has one.
+                Whose::Customer(_) if columns <= CUSTOMER_ID => continue,
+                Whose::Customer(id) => (CUSTOMER_ID, id),
+            };
             let may_hold = |stats: Option<&Statistics>| match stats {
                 Some(Statistics::ByteArray(s)) => match (s.min_opt(), s.max_opt()) {
-                    (Some(min), Some(max)) => min.data() <= key_id.as_bytes() && key_id.as_bytes() <= max.data(),
+                    (Some(min), Some(max)) => min.data() <= id.as_bytes() && id.as_bytes() <= max.data(),
                     _ => true,
                 },
                 _ => true,
             };
             let groups: Vec<usize> = (0..builder.metadata().num_row_groups())
-                .filter(|&i| may_hold(builder.metadata().row_group(i).column(2).statistics()))
+                .filter(|&i| may_hold(builder.metadata().row_group(i).column(column).statistics()))
                 .collect();
             if groups.is_empty() {
                 continue;
             }
-            let mask = ProjectionMask::roots(builder.parquet_schema(), [2, 4, 5]);
+            let mut wanted = vec![column, STATUS_CODE, COST];
+            if columns > OUTPUT_TOKENS {
+                wanted.extend([INPUT_TOKENS, OUTPUT_TOKENS]);
+            }
+            wanted.sort_unstable();
+            let mask = ProjectionMask::roots(builder.parquet_schema(), wanted.iter().copied());
+            let at = |c: usize| wanted.iter().position(|w| *w == c);
             let bucket: &mut crate::Bucket = out.entry(hour).or_default();
             for batch in builder.with_row_groups(groups).with_projection(mask).build()? {
                 let batch = batch?;
-                let column = |i: usize| batch.column(i).as_any();
-                let (Some(keys), Some(status), Some(cost)) = (
-                    column(0).downcast_ref::<StringArray>(),
-                    column(1).downcast_ref::<Int32Array>(),
-                    column(2).downcast_ref::<Decimal128Array>(),
+                let column = |c: usize| at(c).map(|i| batch.column(i).as_any());
+                let (Some(ids), Some(status), Some(cost)) = (
+                    column(column_of(whose)).and_then(|c| c.downcast_ref::<StringArray>()),
+                    column(STATUS_CODE).and_then(|c| c.downcast_ref::<Int32Array>()),
+                    column(COST).and_then(|c| c.downcast_ref::<Decimal128Array>()),
                 ) else {
                     return Err(Error::InvalidArchive(format!(
                         "{}: unexpected column types",
                         path.display()
                     )));
                 };
-                for i in (0..keys.len()).filter(|&i| keys.value(i) == key_id) {
+                let tokens = |c: usize| column(c).and_then(|c| c.downcast_ref::<Int64Array>());
+                let (input, output) = (tokens(INPUT_TOKENS), tokens(OUTPUT_TOKENS));
+                for i in (0..ids.len()).filter(|&i| ids.is_valid(i) && ids.value(i) == id) {
                     bucket.requests += 1;
                     bucket.cost += Micros::new(cost.value(i) as i64);
                     if status.value(i) >= 500 {
                         bucket.errors += 1;
                     }
+                    bucket.input_tokens += input.map_or(0, |c| c.value(i) as u64);
+                    bucket.output_tokens += output.map_or(0, |c| c.value(i) as u64);
                 }
             }
         }
@@ -552,14 +596,35 @@ fn key_hours_once(root: &Path, key_id: &str, from: i64, to: i64) -> Result<BTree
     Ok(out)
 }
 
+fn column_of(whose: Whose<'_>) -> usize {
+    match whose {
+        Whose::Key(_) => KEY_ID,
+        Whose::Customer(_) => CUSTOMER_ID,
+    }
+}
+
 /// Every batch of a Parquet file.
+/// Files written before the token and customer columns get them filled
+/// (tokens 0, no customer), so every batch has today's [`schema`].
 fn read_batches(path: &Path) -> Result<Vec<RecordBatch>, Error> {
     let file = File::open(path).map_err(io(path))?;
     let mut batches = Vec::new();
     for batch in ParquetRecordBatchReaderBuilder::try_new(file)?.build()? {
-        batches.push(batch?);
+        batches.push(upgraded(batch?)?);
     }
     Ok(batches)
+}
+
+fn upgraded(batch: RecordBatch) -> Result<RecordBatch, Error> {
+    if batch.num_columns() != FIRST_COLUMNS {
+        return Ok(batch);
+    }
+    let n = batch.num_rows();
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(Int64Array::from(vec![0; n])));
+    columns.push(Arc::new(Int64Array::from(vec![0; n])));
+    columns.push(Arc::new(StringArray::from(vec![None::<&str>; n])));
+    Ok(RecordBatch::try_new(schema(), columns)?)
 }
 
 /// Moves `path` (under `<root>/usage/`) to the same place under
@@ -655,6 +720,11 @@ fn write_file(dir: &Path, name: &str, rows: &[&Row]) -> Result<u64, Error> {
             ),
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.duration_ms as i64))),
             Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.seq as i64))),
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.input_tokens as i64))),
+            Arc::new(Int64Array::from_iter_values(
+                rows.iter().map(|r| r.output_tokens as i64),
+            )),
+            Arc::new(StringArray::from_iter(rows.iter().map(|r| r.customer_id.as_deref()))),
         ],
     )?;
     write_batches(dir, name, &[batch])
@@ -731,7 +801,7 @@ pub fn read_ids(root: &Path) -> Result<Vec<(String, i64)>, Error> {
         for batch in ParquetRecordBatchReaderBuilder::try_new(file)?.build()? {
             let batch = batch?;
             let ids = batch.column(0).as_any().downcast_ref::<StringArray>();
-            let seqs = batch.column(7).as_any().downcast_ref::<Int64Array>();
+            let seqs = batch.column(SEQ).as_any().downcast_ref::<Int64Array>();
             if let (Some(ids), Some(seqs)) = (ids, seqs) {
                 for i in 0..ids.len() {
                     out.push((ids.value(i).to_owned(), seqs.value(i)));
@@ -745,6 +815,7 @@ pub fn read_ids(root: &Path) -> Result<Vec<(String, i64)>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::usage;
     use chrono::TimeZone;
 
     fn row(seq: u64, ts: DateTime<Utc>) -> Row {
@@ -757,6 +828,9 @@ mod tests {
             status_code: 200,
             cost: Micros::new(1_500_000),
             duration_ms: 3,
+            input_tokens: 0,
+            output_tokens: 0,
+            customer_id: None,
         }
     }
 
@@ -819,6 +893,43 @@ mod tests {
         let mut seqs: Vec<i64> = read_ids(dir.path()).unwrap().into_iter().map(|(_, s)| s).collect();
         seqs.sort();
         assert_eq!(seqs, [2, 4, 6, 8]);
+    }
+
+    /// A file written before the token and customer columns is read with
+    /// tokens 0 and no customer: summed beside newer files, and merged with
+    /// them into today's schema by compaction.
+    #[test]
+    fn files_from_before_tokens_and_customers_still_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path()).unwrap();
+        archive.write(&[row(1, t(3, 0))], 1, None).unwrap();
+        // Rewrite that file with the first eight columns only, as they were.
+        let three = dir.path().join("usage/date=2026-11-25/hour=03");
+        let old: Vec<RecordBatch> = read_batches(&three.join(part_name(1, 1)))
+            .unwrap()
+            .into_iter()
+            .map(|b| b.project(&(0..FIRST_COLUMNS).collect::<Vec<_>>()).unwrap())
+            .collect();
+        let file = File::create(three.join(part_name(1, 1))).unwrap();
+        let mut writer = ArrowWriter::try_new(file, old[0].schema(), None).unwrap();
+        writer.write(&old[0]).unwrap();
+        writer.close().unwrap();
+        let mut tokened = row(2, t(3, 30));
+        (tokened.input_tokens, tokened.output_tokens) = (7, 9);
+        tokened.customer_id = Some("acme".into());
+        archive.write(&[tokened], 2, None).unwrap();
+        let hour = usage::hour_of(t(3, 0));
+        let read = |whose| hours_of(dir.path(), whose, hour, hour + 1).unwrap();
+        let key = read(Whose::Key("key_a"))[&hour];
+        assert_eq!((key.requests, key.input_tokens, key.output_tokens), (2, 7, 9));
+        assert_eq!(
+            read(Whose::Customer("acme"))[&hour].requests,
+            1,
+            "the old row has no customer"
+        );
+        assert!(read(Whose::Customer("other")).is_empty());
+        assert_eq!(archive.compact(t(5, 0)).unwrap().rows, 2);
+        assert_eq!(read(Whose::Key("key_a"))[&hour], key, "the same after compaction");
     }
 
     #[test]

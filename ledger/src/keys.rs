@@ -123,6 +123,13 @@ impl Keys {
         (keys.into_iter().map(|k| &**k).collect(), more)
     }
 
+    /// Whether some live key names `customer_id`. A scan: for deletes.
+    pub fn live_of_customer(&self, customer_id: &str) -> bool {
+        self.by_id
+            .values()
+            .any(|k| !k.is_revoked() && k.settings.customer_id.as_deref() == Some(customer_id))
+    }
+
     /// Whether some live key lists `origin` in its `allowed_origins`.
     pub fn any_allows(&self, origin: &str) -> bool {
         self.origins.contains_key(origin)
@@ -295,6 +302,9 @@ mod tests {
             expires_at: None,
             allowed_origins: vec![],
             metadata: None,
+            customer_id: None,
+            limits: vec![],
+            max_concurrent: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //!
 //! - [`keys`]: API keys, indexed by id and by the SHA-256 of their secret.
 //! - [`workflows`]: the workflow registry.
+//! - [`customers`]: the seller's customers, whose keys share their limits.
 //! - [`usage`]: per-key usage: the rolling 60 minutes the rate limit reads,
 //!   the UTC month the cost limit reads, totals, last use.
 //! - [`Projection`]: all of them, folded together from one stream.
@@ -18,6 +19,7 @@
 
 pub mod alerts;
 pub mod archive;
+pub mod customers;
 pub mod dedup;
 mod error;
 mod hash;
@@ -31,6 +33,7 @@ use chrono::{DateTime, Utc};
 use ingest::{Event, EventId};
 
 pub use alerts::Alerts;
+pub use customers::{Customer, Customers};
 pub use dedup::Dedup;
 pub use error::Error;
 pub use keys::{ApiKey, KeyHash, KeyRejection, Keys, Listed};
@@ -62,6 +65,8 @@ pub struct Projection {
     /// taken for this one's.
     #[serde(default)]
     pub last_id: Option<EventId>,
+    #[serde(default)]
+    pub customers: Customers,
 }
 
 impl Projection {
@@ -99,7 +104,7 @@ impl Projection {
         if let Event::QueryRecorded(q) = event {
             if q.record_by.is_some_and(|by| stored_micros > by.timestamp_micros()) {
                 self.duplicates.insert(seq);
-                self.usage.unadmit(&q.key_id, id);
+                self.usage.unadmit(q, id);
                 return false;
             }
         }
@@ -115,6 +120,9 @@ impl Projection {
             }
             Event::WorkflowRegistered(_) | Event::WorkflowUpdated(_) | Event::WorkflowDeleted(_) => {
                 self.workflows.apply(seq, ts, event)
+            }
+            Event::CustomerCreated(_) | Event::CustomerUpdated(_) | Event::CustomerDeleted(_) => {
+                self.customers.apply(seq, ts, event)
             }
             Event::QueryRecorded(q) => {
                 let cost = self.usage.apply(id, ts, q);
@@ -206,6 +214,9 @@ mod tests {
                 duration_ms: 1,
                 reported_cost: None,
                 record_by,
+                customer_id: None,
+                input_tokens: 0,
+                output_tokens: 0,
             })
         };
         let mut p = Projection::default();
@@ -218,6 +229,7 @@ mod tests {
             record_id: late,
             expires_at: t + chrono::Duration::hours(1),
             after_seq: 0,
+            customer_id: None,
         });
         p.apply(1, EventId::new(), t, &admitted);
         assert_eq!(p.usage.admissions("key_a").unwrap().pending(t).0, 1);

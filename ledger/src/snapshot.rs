@@ -24,8 +24,8 @@ use ingest::EventId;
 const MAGIC: &[u8; 8] = b"NODAISNP";
 /// 2: de-duplication by stored time within a window (version 1 kept 35
 /// days of ids by event day); a version 1 snapshot is skipped and the
-/// stream replayed.
-const VERSION: u32 = 2;
+/// stream replayed. 3: customers, and tokens and customers in usage.
+const VERSION: u32 = 3;
 const HEADER_LEN: usize = 24;
 /// Snapshots kept; the older ones are deleted after a new one is in place.
 pub const KEEP: usize = 2;
@@ -270,6 +270,9 @@ mod tests {
                 expires_at: None,
                 allowed_origins: vec![],
                 metadata: Some(serde_json::json!({"plan": "pro", "n": [1, 2.5, null]})),
+                customer_id: None,
+                limits: vec![],
+                max_concurrent: None,
             },
         });
         p.apply(1, EventId::new(), t, &created);
@@ -283,6 +286,9 @@ mod tests {
                 duration_ms: 3,
                 reported_cost: None,
                 record_by: None,
+                customer_id: None,
+                input_tokens: 0,
+                output_tokens: 0,
             });
             p.apply(i + 2, EventId::new(), t + chrono::Duration::minutes(i as i64 * 7), &q);
         }

@@ -12,7 +12,7 @@
 //! clock, so the fold stays pure: the same events give the same state.
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use ingest::events::{QueryAdmitted, QueryRecorded};
+use ingest::events::{QueryAdmitted, QueryRecorded, Window};
 use ingest::{EventId, Micros};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -36,6 +36,8 @@ pub struct Bucket {
     pub cost: Micros,
     /// Queries whose upstream failed or timed out (status ≥ 500).
     pub errors: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
 }
 
 impl std::ops::AddAssign for Bucket {
@@ -43,6 +45,8 @@ impl std::ops::AddAssign for Bucket {
         self.requests += other.requests;
         self.cost += other.cost;
         self.errors += other.errors;
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
     }
 }
 
@@ -53,6 +57,13 @@ impl Bucket {
         if q.status_code >= 500 {
             self.errors += 1;
         }
+        self.input_tokens += q.input_tokens;
+        self.output_tokens += q.output_tokens;
+    }
+
+    /// Input plus output tokens.
+    pub fn tokens(&self) -> u64 {
+        self.input_tokens + self.output_tokens
     }
 }
 
@@ -179,13 +190,29 @@ pub fn month_of(ts: DateTime<Utc>) -> i64 {
     ts.year() as i64 * 12 + ts.month0() as i64
 }
 
+/// The start (UTC midnight) of the month beginning on `anchor_day` (1 to
+/// 28) that holds `now`.
+pub fn month_start(now: DateTime<Utc>, anchor_day: u8) -> DateTime<Utc> {
+    let anchor = u32::from(anchor_day.clamp(1, 28));
+    let (mut year, mut month) = (now.year(), now.month());
+    if now.day() < anchor {
+        (year, month) = if month == 1 { (year - 1, 12) } else { (year, month - 1) };
+    }
+    NaiveDate::from_ymd_opt(year, month, anchor)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map_or(now, |t| t.and_utc())
+}
+
 /// The UTC date of a day number.
 pub fn date_of_day(day: i64) -> Option<NaiveDate> {
     DateTime::from_timestamp(day.checked_mul(86_400)?, 0).map(|t| t.date_naive())
 }
 
+/// The usage of one key or one customer (the sum of its keys').
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyUsage {
+    /// The rolling minute's: seconds, kept 61.
+    seconds: Series,
     minutes: Series,
     pub hours: Series,
     pub days: Series,
@@ -198,6 +225,9 @@ impl KeyUsage {
     fn record(&mut self, ts: DateTime<Utc>, q: &QueryRecorded) {
         let newest = self.last_used_at.map_or(ts, |at| at.max(ts));
         // Old periods can only fall out when a new one starts.
+        if self.seconds.add(ts.timestamp(), q) {
+            self.seconds.keep_from(newest.timestamp() - 60);
+        }
         if self.minutes.add(minute_of(ts), q) {
             self.minutes.keep_from(minute_of(newest) - WINDOW_MINUTES);
         }
@@ -218,6 +248,38 @@ impl KeyUsage {
     /// 11:01:00), at most 61.
     pub fn requests_this_hour(&self, now: DateTime<Utc>) -> u64 {
         self.minutes.sum_from(minute_of(now) - WINDOW_MINUTES).requests
+    }
+
+    /// What the rolling `window` before `now` holds, and when its oldest
+    /// query leaves it (epoch seconds). A query counts for at least the
+    /// window's full length: a minute counts seconds (61 buckets), an hour
+    /// minutes (61), a day hours (25).
+    pub fn rolling(&self, window: Window, now: DateTime<Utc>) -> (Bucket, Option<i64>) {
+        let (series, unit, span) = match window {
+            Window::Minute => (&self.seconds, 1, 60),
+            Window::Hour => (&self.minutes, 60, WINDOW_MINUTES),
+            Window::Day | Window::Month => (&self.hours, 3600, 24),
+        };
+        let from = now.timestamp().div_euclid(unit) - span;
+        let mut sum = Bucket::default();
+        let mut oldest = None;
+        for (period, bucket) in series.range(from, i64::MAX) {
+            oldest.get_or_insert((period + span + 1) * unit);
+            sum += bucket;
+        }
+        (sum, oldest)
+    }
+
+    /// The UTC day of `now` and the month starting on `anchor_day` (1 for
+    /// the calendar month) that holds `now`, from the daily buckets (31
+    /// kept: a month from any anchor day fits).
+    pub fn day_and_month(&self, now: DateTime<Utc>, anchor_day: u8) -> (Bucket, Bucket) {
+        let today = day_of(now);
+        if anchor_day <= 1 {
+            return (self.days.get(today), self.months.get(month_of(now)));
+        }
+        let start = day_of(month_start(now, anchor_day));
+        (self.days.get(today), self.days.sum_from(start))
     }
 
     /// When the oldest query in the window leaves it (epoch seconds), if any.
@@ -245,12 +307,15 @@ pub struct Usage {
     /// copy for a snapshot clones a pointer per key, not its buckets.
     by_key: FastMap<String, Arc<KeyUsage>>,
     /// Admissions (`query.admitted`, NATS only) whose query is not
-    /// recorded yet, by key. Defaulted: older snapshots still load.
-    #[serde(default)]
+    /// recorded yet, by scope (the customer, else the key: see
+    /// `ingest::events::scope`).
     admissions: FastMap<String, Admissions>,
+    /// Each customer's usage: the queries of its keys made while they
+    /// named it (`query.recorded.customer_id`).
+    by_customer: FastMap<String, Arc<KeyUsage>>,
 }
 
-/// A key's admitted queries not yet recorded, and where its admission
+/// A scope's admitted queries not yet recorded, and where its admission
 /// subject stands.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Admissions {
@@ -262,6 +327,8 @@ pub struct Admissions {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Pending {
+    /// Its key (a customer's scope holds the admissions of all its keys).
+    key_id: String,
     record_id: EventId,
     cost: Micros,
     expires_at: DateTime<Utc>,
@@ -278,9 +345,14 @@ impl Admissions {
     /// cost, leaving out those whose replica must have died (past
     /// `expires_at`).
     pub fn pending(&self, now: DateTime<Utc>) -> (u64, Micros) {
+        self.pending_of(None, now)
+    }
+
+    /// [`Self::pending`] of one key of the scope (all of them: `None`).
+    pub fn pending_of(&self, key_id: Option<&str>, now: DateTime<Utc>) -> (u64, Micros) {
         self.pending
             .iter()
-            .filter(|p| p.expires_at > now)
+            .filter(|p| p.expires_at > now && key_id.is_none_or(|k| p.key_id == k))
             .fold((0, Micros::ZERO), |(n, cost), p| (n + 1, cost + p.cost))
     }
 }
@@ -290,15 +362,20 @@ impl Usage {
         self.by_key.get(key_id).map(|u| &**u)
     }
 
-    pub fn admissions(&self, key_id: &str) -> Option<&Admissions> {
-        self.admissions.get(key_id)
+    pub fn customer(&self, customer_id: &str) -> Option<&KeyUsage> {
+        self.by_customer.get(customer_id).map(|u| &**u)
     }
 
-    /// Folds a `query.admitted` stored at `seq`. One that did not know the
-    /// key's previous admission is void: its replica decided without it,
+    /// The admissions of `scope` (`ingest::events::scope`).
+    pub fn admissions(&self, scope: &str) -> Option<&Admissions> {
+        self.admissions.get(scope)
+    }
+
+    /// Folds a `query.admitted` stored at `seq`. One that did not know its
+    /// scope's previous admission is void: its replica decided without it,
     /// and decides again once it has folded this.
     pub(crate) fn admitted(&mut self, seq: u64, ts: DateTime<Utc>, a: &QueryAdmitted) {
-        let admissions = self.admissions.entry(a.key_id.clone()).or_default();
+        let admissions = self.admissions.entry(a.scope()).or_default();
         if a.after_seq != admissions.last_seq {
             return;
         }
@@ -307,6 +384,7 @@ impl Usage {
         // fold stays pure.
         admissions.pending.retain(|p| p.expires_at > ts);
         admissions.pending.push(Pending {
+            key_id: a.key_id.clone(),
             record_id: a.record_id,
             cost: a.cost,
             expires_at: a.expires_at,
@@ -315,8 +393,9 @@ impl Usage {
 
     /// Frees the place of the admission whose query was recorded as `id`
     /// too late to count.
-    pub(crate) fn unadmit(&mut self, key_id: &str, id: EventId) {
-        if let Some(admissions) = self.admissions.get_mut(key_id) {
+    pub(crate) fn unadmit(&mut self, q: &QueryRecorded, id: EventId) {
+        let scope = ingest::events::scope(&q.key_id, q.customer_id.as_deref());
+        if let Some(admissions) = self.admissions.get_mut(&scope) {
             admissions.pending.retain(|p| p.record_id != id);
         }
     }
@@ -324,19 +403,27 @@ impl Usage {
     /// Folds `q` (event `id`), settling its admission if it had one; returns
     /// the key's cost in the month of `ts`, for the alert rules.
     pub(crate) fn apply(&mut self, id: EventId, ts: DateTime<Utc>, q: &QueryRecorded) -> Micros {
-        if let Some(admissions) = self.admissions.get_mut(q.key_id.as_str()) {
+        let scope = ingest::events::scope(&q.key_id, q.customer_id.as_deref());
+        if let Some(admissions) = self.admissions.get_mut(&scope) {
             if let Some(at) = admissions.pending.iter().position(|p| p.record_id == id) {
                 admissions.pending.swap_remove(at);
             }
         }
-        let usage = match self.by_key.get_mut(q.key_id.as_str()) {
-            Some(usage) => usage,
-            None => self.by_key.entry(q.key_id.clone()).or_default(),
-        };
-        let usage = Arc::make_mut(usage);
+        if let Some(customer_id) = &q.customer_id {
+            Arc::make_mut(entry(&mut self.by_customer, customer_id)).record(ts, q);
+        }
+        let usage = Arc::make_mut(entry(&mut self.by_key, &q.key_id));
         usage.record(ts, q);
         usage.cost_this_month(ts)
     }
+}
+
+/// The entry of `id`, made if new (without cloning the id when it is not).
+fn entry<'a>(map: &'a mut FastMap<String, Arc<KeyUsage>>, id: &str) -> &'a mut Arc<KeyUsage> {
+    if !map.contains_key(id) {
+        map.insert(id.to_owned(), Arc::default());
+    }
+    map.get_mut(id).expect("inserted above")
 }
 
 #[cfg(test)]
@@ -358,6 +445,9 @@ mod tests {
             duration_ms: 1,
             reported_cost: None,
             record_by: None,
+            customer_id: None,
+            input_tokens: 0,
+            output_tokens: 0,
         }
     }
 
@@ -380,6 +470,7 @@ mod tests {
             record_id,
             expires_at,
             after_seq,
+            customer_id: None,
         };
         let (first, second, raced) = (EventId::new(), EventId::new(), EventId::new());
         u.admitted(10, at(25, 10, 0, 0), &admit(first, at(25, 10, 1, 0), 0));

@@ -83,6 +83,8 @@ mod tests {
             upstream_url: "builtin:echo".into(),
             price_per_request: Micros::new(5),
             max_cost_per_request: None,
+            price_per_million_input_tokens: Default::default(),
+            price_per_million_output_tokens: Default::default(),
         };
         let mut w = Workflows::default();
         let now = Utc::now();

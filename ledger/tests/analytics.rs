@@ -43,6 +43,9 @@ fn generate(root: &Path) {
             status_code,
             cost: Micros::new(if status_code == 200 { price } else { 0 }),
             duration_ms: 20 + next() % 1_500,
+            input_tokens: 0,
+            output_tokens: 0,
+            customer_id: None,
         });
     }
     let mut archive = Archive::open(root).unwrap();

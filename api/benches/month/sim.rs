@@ -130,6 +130,9 @@ pub async fn run(dir: &Path, params: &Params, mut report: impl FnMut(&Day)) -> R
                     expires_at: None,
                     allowed_origins: vec![],
                     metadata: None,
+                    customer_id: None,
+                    limits: vec![],
+                    max_concurrent: None,
                 },
             });
             let outgoing = Outgoing::new(&event, start).unwrap();
@@ -167,6 +170,9 @@ pub async fn run(dir: &Path, params: &Params, mut report: impl FnMut(&Day)) -> R
                     duration_ms: 40 + (r >> 54),
                     reported_cost: None,
                     record_by: Some(ts + Duration::seconds(15)),
+                    customer_id: None,
+                    input_tokens: 0,
+                    output_tokens: 0,
                 });
                 Outgoing::new(&q, ts).unwrap()
             })

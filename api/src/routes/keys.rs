@@ -16,6 +16,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use super::limits::{self, LimitObject};
 use super::{AppState, Page, PageParams};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Body, Path, Query};
@@ -54,6 +55,12 @@ pub struct KeyObject {
     metadata: Option<Value>,
     /// When it was revoked (then `active` is false); null for a live key.
     revoked_at: Option<DateTime<Utc>>,
+    /// The customer whose shared limits the key's queries also count against.
+    customer_id: Option<String>,
+    /// Every limit of the key, `rate_limit_per_hour` (requests per hour)
+    /// and `cost_limit_per_month` (cost per month) included.
+    limits: Vec<LimitObject>,
+    max_concurrent: Option<u64>,
 }
 
 impl KeyObject {
@@ -77,6 +84,9 @@ impl KeyObject {
             last_used_at: projection.usage.get(&key.id).and_then(|u| u.last_used_at),
             metadata: s.metadata.clone(),
             revoked_at: key.revoked_at,
+            customer_id: s.customer_id.clone(),
+            limits: s.all_limits().iter().map(LimitObject::from).collect(),
+            max_concurrent: s.max_concurrent,
         }
     }
 }
@@ -111,6 +121,15 @@ pub struct CreateKey {
     metadata: Option<Value>,
     /// Default true.
     active: Option<bool>,
+    /// An existing customer's id.
+    customer_id: Option<String>,
+    /// At most one per metric and window; `{"requests","hour"}` is
+    /// `rate_limit_per_hour` and `{"cost","month"}` is
+    /// `cost_limit_per_month` (either spelling, not both differently).
+    #[serde(default)]
+    limits: Vec<LimitObject>,
+    #[schema(minimum = 1, maximum = 100000)]
+    max_concurrent: Option<i64>,
 }
 
 /// Fields present change; `null` clears an optional one.
@@ -147,6 +166,18 @@ pub struct UpdateKey {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     metadata: Patch<Value>,
+    /// `null`: no customer.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    customer_id: Patch<String>,
+    /// The complete new list (the two legacy fields included); `null` or
+    /// `[]` removes every limit.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<LimitObject>>)]
+    limits: Patch<Vec<LimitObject>>,
+    #[serde(default)]
+    #[schema(value_type = Option<i64>)]
+    max_concurrent: Patch<i64>,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -156,6 +187,32 @@ pub struct RotateKey {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 2592000)]
     grace_period_seconds: i64,
+}
+
+/// `id`, if a customer has it: 422 otherwise.
+fn existing_customer(state: &AppState, id: &str) -> Result<String, ApiError> {
+    match state.projection().customers.get(id) {
+        Some(_) => Ok(id.to_owned()),
+        None => Err(ApiError::validation(format!(
+            "customer_id: no customer {id:?} (create it first: POST /api/v1/customers)"
+        ))),
+    }
+}
+
+/// Both spellings of a key's requests-per-hour and cost-per-month limits
+/// sent at once must say the same.
+fn agree(legacy: (Option<u64>, Option<ingest::Micros>), settings: &KeySettings) -> Result<(), ApiError> {
+    if legacy.0.is_some() && legacy.0 != settings.rate_limit_per_hour {
+        return Err(ApiError::validation(
+            "rate_limit_per_hour and limits (requests per hour) disagree: send one of them",
+        ));
+    }
+    if legacy.1.is_some() && legacy.1 != settings.cost_limit_per_month {
+        return Err(ApiError::validation(
+            "cost_limit_per_month and limits (cost per month) disagree: send one of them",
+        ));
+    }
+    Ok(())
 }
 
 /// A fresh secret from the OS CSPRNG, and its hash.
@@ -202,7 +259,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateKey>,
 ) -> Result<impl IntoResponse, ApiError> {
     let now = Utc::now();
-    let settings = KeySettings {
+    let mut settings = KeySettings {
         name: validate::name("name", &body.name)?,
         owner: body.owner.map(|o| validate::name("owner", &o)).transpose()?,
         active: body.active.unwrap_or(true),
@@ -216,7 +273,19 @@ pub async fn create(
         expires_at: body.expires_at.map(|v| validate::expires_at(&v, now)).transpose()?,
         allowed_origins: validate::origins(&body.allowed_origins)?,
         metadata: body.metadata.as_ref().map(validate::metadata).transpose()?,
+        customer_id: body
+            .customer_id
+            .as_deref()
+            .map(|c| existing_customer(&state, c))
+            .transpose()?,
+        limits: Vec::new(),
+        max_concurrent: body.max_concurrent.map(limits::max_concurrent).transpose()?,
     };
+    if !body.limits.is_empty() {
+        let legacy = (settings.rate_limit_per_hour, settings.cost_limit_per_month);
+        limits::set_key_limits(&mut settings, limits::parse(&body.limits)?);
+        agree(legacy, &settings)?;
+    }
     let (key, key_hash) = new_secret()?;
     let key_id = format!("key_{}", uuid::Uuid::now_v7().simple());
     let prefix = key[..11].to_owned();
@@ -326,6 +395,30 @@ pub async fn update(
         body.allowed_origins
             .apply_list(&mut s.allowed_origins, |v| validate::origins(v))?;
         body.metadata.apply_optional(&mut s.metadata, validate::metadata)?;
+        if let Some(v) = body.customer_id.presence() {
+            s.customer_id = v.map(|c| existing_customer(&state, c)).transpose()?;
+        }
+        body.max_concurrent
+            .apply_optional(&mut s.max_concurrent, |v| limits::max_concurrent(*v))?;
+        if !body.limits.is_absent() {
+            let mut all = Vec::new();
+            body.limits.apply_list(&mut all, |v| limits::parse(v))?;
+            limits::set_key_limits(&mut s, all);
+            // The legacy fields, if also sent, must say the same.
+            let legacy = (
+                match &body.rate_limit_per_hour {
+                    Patch::Absent => s.rate_limit_per_hour,
+                    Patch::Null => None,
+                    Patch::Value(v) => Some(validate::rate_limit(*v)?),
+                },
+                match &body.cost_limit_per_month {
+                    Patch::Absent => s.cost_limit_per_month,
+                    Patch::Null => None,
+                    Patch::Value(v) => Some(usd::parse("cost_limit_per_month", *v)?),
+                },
+            );
+            agree(legacy, &s)?;
+        }
         Ok(Event::KeyUpdated(KeyUpdated {
             key_id: key.id.to_string(),
             settings: s,

@@ -1,8 +1,10 @@
 //! The HTTP surface, one module per group of endpoints, each with its own
 //! `router()`. What every handler may use is [`AppState`] (`crate::state`).
 
+pub mod customers;
 pub mod health;
 pub mod keys;
+pub mod limits;
 pub mod openapi;
 pub mod queries;
 pub mod usage;
@@ -22,6 +24,7 @@ pub const BODY_LIMIT: usize = 1 << 20;
 pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .merge(keys::router())
+        .merge(customers::router())
         .merge(workflows::router())
         .merge(usage::router())
         .merge(webhooks::router())

@@ -10,7 +10,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
-use super::{health, keys, queries, usage, webhooks, workflows, AppState, Page};
+use super::{customers, health, keys, limits, queries, usage, webhooks, workflows, AppState, Page};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,8 @@ use super::{health, keys, queries, usage, webhooks, workflows, AppState, Page};
     paths(
         keys::create, keys::list, keys::get_one, keys::update, keys::revoke, keys::rotate,
         usage::key_usage,
+        customers::create, customers::list, customers::get_one, customers::update, customers::delete,
+        usage::customer_usage,
         workflows::create, workflows::list, workflows::get_one, workflows::update, workflows::delete,
         queries::query,
         webhooks::create, webhooks::list, webhooks::get_one, webhooks::update, webhooks::delete,
@@ -26,12 +28,13 @@ use super::{health, keys, queries, usage, webhooks, workflows, AppState, Page};
     ),
     components(schemas(
         keys::KeyObject, keys::KeyWithSecret, keys::CreateKey, keys::UpdateKey, keys::RotateKey,
+        customers::CustomerObject, customers::CreateCustomer, customers::UpdateCustomer, limits::LimitObject,
         workflows::WorkflowObject, workflows::CreateWorkflow, workflows::UpdateWorkflow,
         queries::QueryRequest, queries::QueryResponse, queries::QueryUsage,
         usage::UsageObject, usage::Hourly, usage::Daily,
         webhooks::WebhookObject, webhooks::CreateWebhook, webhooks::UpdateWebhook,
         webhooks::DeliveryObject, webhooks::DeliveryList, webhooks::TestSent,
-        Page<keys::KeyObject>, Page<workflows::WorkflowObject>, Page<webhooks::WebhookObject>, Problem,
+        Page<keys::KeyObject>, Page<customers::CustomerObject>, Page<workflows::WorkflowObject>, Page<webhooks::WebhookObject>, Problem,
     )),
     modifiers(&Security, &EveryError),
 )]

@@ -36,8 +36,9 @@ use super::AppState;
 use crate::admission::Ask;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Path};
-use crate::limiter::{Limits, RateState, Reservation, Verdict};
+use crate::limiter::{Limits, RateState, Refused, Reservation, Rules, Verdict};
 use crate::{upstream, usd};
+use ingest::events::Metric;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/v1/workflows/{workflow_id}/query", post(query).options(preflight))
@@ -84,6 +85,9 @@ pub struct QueryUsage {
     /// USD charged for this query.
     cost: f64,
     duration_ms: u64,
+    /// Tokens the upstream reported (0: none).
+    input_tokens: u64,
+    output_tokens: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -176,7 +180,7 @@ async fn run(
     let now = Utc::now();
     let checked = check(state, workflow_id, headers, presented, now, meta)?;
     // Body errors come after key checks: an unauthenticated caller learns nothing from them.
-    let ApiJson(body) = body.inspect_err(|_| meta.rate = rate_state(state, &checked.key_id, checked.limits, now))?;
+    let ApiJson(body) = body.inspect_err(|_| meta.rate = rate_state(state, &checked.key_id, &checked.limits, now))?;
     let admitted = admit(state, checked, started, now, meta).await?;
     meta.request_id = Some(admitted.request_id.clone());
     let wants_events = headers
@@ -213,18 +217,38 @@ struct Checked {
 #[derive(Debug, Clone, Copy)]
 struct Pricing {
     price: Micros,
+    /// Micro-dollars per million tokens.
+    per_million_input: Micros,
+    per_million_output: Micros,
     max: Option<Micros>,
 }
 
 impl Pricing {
-    /// What an in-flight query counts for against cost limits.
+    fn of(settings: &ingest::events::WorkflowSettings) -> Pricing {
+        Pricing {
+            price: settings.price_per_request,
+            per_million_input: settings.price_per_million_input_tokens,
+            per_million_output: settings.price_per_million_output_tokens,
+            max: settings.max_cost_per_request,
+        }
+    }
+
+    /// What an in-flight query counts for against cost limits: its tokens
+    /// are not known yet.
     fn hold(self) -> Micros {
         self.max.unwrap_or(self.price)
     }
 
-    /// What a query costs, given what the upstream reported.
-    fn cost(self, reported: Option<Micros>) -> Micros {
-        let cost = reported.unwrap_or(self.price);
+    /// What a query costs: the upstream's reported cost, else the price
+    /// plus its tokens at the workflow's prices, rounded half up to the
+    /// micro-dollar; capped at the maximum.
+    fn cost(self, reported: upstream::Reported) -> Micros {
+        let cost = reported.cost.unwrap_or_else(|| {
+            let tokens = u128::from(reported.input_tokens) * self.per_million_input.get().max(0) as u128
+                + u128::from(reported.output_tokens) * self.per_million_output.get().max(0) as u128;
+            let micros = (tokens + 500_000) / 1_000_000;
+            self.price + Micros::new(i64::try_from(micros).unwrap_or(i64::MAX / 2))
+        });
         self.max.map_or(cost, |max| cost.min(max))
     }
 }
@@ -244,7 +268,9 @@ fn check(
     // The rate state is read only for an answer that admits nothing: an
     // admitted query gets it from the limiter's own decision.
     let tell_rate = |key: &ledger::ApiKey, meta: &mut Meta| {
-        meta.rate = state.limiter.rate_state(&key.id, limits_of(key), now, &projection);
+        meta.rate = state
+            .limiter
+            .rate_state(&key.id, &limits_of(key, &projection), now, &projection);
     };
     let key = match projection.keys.validate(&hash, now) {
         Ok(key) => key,
@@ -290,24 +316,35 @@ fn check(
     Ok(Checked {
         key_id: key.id.to_string(),
         workflow_id: workflow_id.to_owned(),
-        limits: limits_of(key),
+        limits: limits_of(key, &projection),
         upstream_url: workflow.settings.upstream_url.clone(),
-        pricing: Pricing {
-            price: workflow.settings.price_per_request,
-            max: workflow.settings.max_cost_per_request,
-        },
+        pricing: Pricing::of(&workflow.settings),
     })
 }
 
 /// The rate state of a known key, for an answer that admits nothing.
-fn rate_state(state: &AppState, key_id: &str, limits: Limits, now: chrono::DateTime<Utc>) -> Option<RateState> {
+fn rate_state(state: &AppState, key_id: &str, limits: &Limits, now: chrono::DateTime<Utc>) -> Option<RateState> {
     state.limiter.rate_state(key_id, limits, now, &state.projection())
 }
 
-fn limits_of(key: &ledger::ApiKey) -> Limits {
+/// The key's limits and its customer's (a customer deleted by a race
+/// across replicas has none).
+fn limits_of(key: &ledger::ApiKey, projection: &ledger::Projection) -> Limits {
+    let s = &key.settings;
+    let customer = s.customer_id.as_deref().and_then(|id| projection.customers.get(id));
     Limits {
-        rate_per_hour: key.settings.rate_limit_per_hour,
-        cost_per_month: key.settings.cost_limit_per_month,
+        key: Rules {
+            limits: s.all_limits(),
+            max_concurrent: s.max_concurrent,
+        },
+        customer: customer.map(|c| {
+            let rules = Rules {
+                limits: c.settings.limits.clone(),
+                max_concurrent: c.settings.max_concurrent,
+            };
+            (c.id.clone(), rules)
+        }),
+        anchor_day: customer.map_or(1, |c| c.settings.billing_anchor_day),
     }
 }
 
@@ -329,14 +366,13 @@ async fn admit(
         upstream_url,
         pricing,
     } = checked;
-    let limited = limits.rate_per_hour.is_some() || limits.cost_per_month.is_some();
     let verdict = match &state.admissions {
-        Some(admissions) if limited => {
+        Some(admissions) if limits.any() => {
             let ask = Ask {
                 key_id: &key_id,
                 workflow_id: &workflow_id,
                 request_id: &request_id,
-                limits,
+                limits: &limits,
                 hold: pricing.hold(),
                 record_id,
             };
@@ -344,12 +380,14 @@ async fn admit(
         }
         _ => {
             let projection = state.projection();
-            state.limiter.admit(&key_id, limits, pricing.hold(), now, &projection)
+            state.limiter.admit(&key_id, &limits, pricing.hold(), now, &projection)
         }
     };
+    let customer_id = limits.customer_id().map(str::to_owned);
     let reservation = place(state, verdict, &key_id, now, meta)?;
     Ok(Admitted {
         key_id,
+        customer_id,
         workflow_id,
         upstream_url,
         request_id,
@@ -378,18 +416,20 @@ fn place(
             meta.rate = rate;
             Ok(None)
         }
-        Verdict::RateLimited(limited) => {
-            meta.rate = Some(limited);
-            fire_rate_limited(state, key_id, limited.limit, now);
-            let retry_after_secs = (limited.reset - now.timestamp()).max(1) as u64;
-            Err(ApiError::RateLimited {
-                limit: limited.limit,
-                retry_after_secs,
-            })
-        }
-        Verdict::CostExceeded(rate) => {
+        Verdict::Refused(refusal, rate) => {
             meta.rate = rate;
-            Err(ApiError::CostLimitExceeded)
+            Err(match refusal.refused {
+                Refused::Concurrent(_) => ApiError::ConcurrencyLimited { refusal },
+                Refused::Limit(limit) if limit.metric == Metric::Cost => ApiError::CostLimitExceeded { refusal },
+                Refused::Limit(limit) => {
+                    fire_rate_limited(state, key_id, limit.max, now);
+                    let at = refusal.retry_at.unwrap_or(now.timestamp() + 1);
+                    ApiError::RateLimited {
+                        refusal,
+                        retry_after_secs: (at - now.timestamp()).max(1) as u64,
+                    }
+                }
+            })
         }
     }
 }
@@ -397,6 +437,8 @@ fn place(
 /// An admitted query: from here it runs to its end and is recorded once.
 struct Admitted {
     key_id: String,
+    /// The key's customer, whose usage the query counts for too.
+    customer_id: Option<String>,
     workflow_id: String,
     upstream_url: String,
     request_id: String,
@@ -413,25 +455,29 @@ struct Settled {
     status_code: u16,
     cost: Micros,
     reported_cost: Option<Micros>,
+    input_tokens: u64,
+    output_tokens: u64,
     output: Result<Value, ApiError>,
 }
 
 impl Admitted {
     fn settle(&self, outcome: upstream::Outcome) -> Settled {
-        let (status_code, reported_cost, output) = match outcome {
-            upstream::Outcome::Answered { output, cost } => (200, cost, Ok(output)),
-            upstream::Outcome::Failed(reason) => (502, None, Err(ApiError::UpstreamError(reason))),
-            upstream::Outcome::TimedOut => (504, None, Err(ApiError::UpstreamTimeout)),
+        let (status_code, reported, output) = match outcome {
+            upstream::Outcome::Answered { output, usage } => (200, usage, Ok(output)),
+            upstream::Outcome::Failed(reason) => (502, Default::default(), Err(ApiError::UpstreamError(reason))),
+            upstream::Outcome::TimedOut => (504, Default::default(), Err(ApiError::UpstreamTimeout)),
         };
-        let cost = match (&output, reported_cost) {
-            (Ok(_), reported) => self.pricing.cost(reported),
+        let cost = match &output {
+            Ok(_) => self.pricing.cost(reported),
             // A failed upstream costs nothing unless it said otherwise.
-            (Err(_), _) => Micros::ZERO,
+            Err(_) => Micros::ZERO,
         };
         Settled {
             status_code,
             cost,
-            reported_cost,
+            reported_cost: reported.cost,
+            input_tokens: reported.input_tokens,
+            output_tokens: reported.output_tokens,
             output,
         }
     }
@@ -451,6 +497,9 @@ impl Admitted {
             duration_ms,
             reported_cost: settled.reported_cost,
             record_by: Some(record_by),
+            customer_id: self.customer_id.clone(),
+            input_tokens: settled.input_tokens,
+            output_tokens: settled.output_tokens,
         });
         let outgoing = Outgoing::with_id(self.record_id, &event, Utc::now()).map_err(ApiError::internal)?;
         // No wait for the follower: the limiter counts this query as in
@@ -506,6 +555,8 @@ async fn answer_json(state: AppState, query: Admitted, input: Value) -> Result<Q
         output: settled.output?,
         usage: QueryUsage {
             cost: usd::to_json(settled.cost),
+            input_tokens: settled.input_tokens,
+            output_tokens: settled.output_tokens,
             duration_ms: started.elapsed().as_millis() as u64,
         },
         request_id,
@@ -609,7 +660,12 @@ async fn run_events(
     let piece = match (recorded.and(settled.output.map(|_| ())), sent) {
         (Ok(()), _) => {
             let done = json!({
-                "usage": {"cost": usd::to_json(settled.cost), "duration_ms": started.elapsed().as_millis() as u64},
+                "usage": {
+                    "cost": usd::to_json(settled.cost),
+                    "duration_ms": started.elapsed().as_millis() as u64,
+                    "input_tokens": settled.input_tokens,
+                    "output_tokens": settled.output_tokens,
+                },
                 "request_id": request_id,
             });
             Piece::Event((sse::Event::default().event("done").data(done.to_string()), 0))

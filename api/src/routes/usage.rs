@@ -1,4 +1,6 @@
-//! `GET /api/v1/api-keys/{key_id}/usage`: a key's usage, read from the same
+//! `GET /api/v1/api-keys/{key_id}/usage` and
+//! `GET /api/v1/customers/{customer_id}/usage`: a key's or a customer's
+//! usage (the sum of its keys', revoked ones included), read from the same
 //! projection the limiter enforces, after this replica applied its own
 //! appends (a query answered here is in it). The projection keeps the last
 //! 48 hours hour by hour and 31 days day by day; older periods of a chosen
@@ -8,6 +10,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use ledger::archive::Whose;
 use ledger::usage::{self, Bucket};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -18,7 +21,9 @@ use crate::extract::{Path, Query};
 use crate::usd;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/api-keys/{key_id}/usage", get(key_usage))
+    Router::new()
+        .route("/api/v1/api-keys/{key_id}/usage", get(key_usage))
+        .route("/api/v1/customers/{customer_id}/usage", get(customer_usage))
 }
 
 /// Hourly series shown by default, in hours.
@@ -47,6 +52,8 @@ pub struct Hourly {
     /// USD.
     cost: f64,
     errors: u64,
+    input_tokens: u64,
+    output_tokens: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -58,20 +65,31 @@ pub struct Daily {
     /// USD.
     cost: f64,
     errors: u64,
+    input_tokens: u64,
+    output_tokens: u64,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct UsageObject {
-    key_id: String,
+    /// On a key's usage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<String>,
+    /// On a customer's usage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_id: Option<String>,
     total_requests: u64,
     /// USD.
     total_cost: f64,
+    total_input_tokens: u64,
+    total_output_tokens: u64,
     requests_today: u64,
     /// USD.
     cost_today: f64,
     /// Rolling 60 minutes: what the rate limit sees.
     requests_this_hour: u64,
-    /// USD, UTC calendar month to date: what the cost limit sees.
+    /// USD, month to date (the UTC calendar month, or the customer's
+    /// billing month from its `billing_anchor_day`): what a monthly cost
+    /// limit sees.
     cost_this_month: f64,
     last_used_at: Option<DateTime<Utc>>,
     /// Every UTC hour of the range, oldest first, zeros included.
@@ -88,19 +106,48 @@ pub async fn key_usage(
     Path(key_id): Path<String>,
     Query(params): Query<UsageParams>,
 ) -> Result<Json<UsageObject>, ApiError> {
+    usage_of(&state, Whose::Key(&key_id), &params).await.map(Json)
+}
+
+#[utoipa::path(get, path = "/api/v1/customers/{customer_id}/usage", operation_id = "get_customer_usage", tag = "customers", params(UsageParams),
+    responses((status = 200, body = UsageObject), (status = 401), (status = 404), (status = 422)),
+    security(("admin" = [])))]
+pub async fn customer_usage(
+    State(state): State<AppState>,
+    Path(customer_id): Path<String>,
+    Query(params): Query<UsageParams>,
+) -> Result<Json<UsageObject>, ApiError> {
+    usage_of(&state, Whose::Customer(&customer_id), &params).await.map(Json)
+}
+
+async fn usage_of(state: &AppState, whose: Whose<'_>, params: &UsageParams) -> Result<UsageObject, ApiError> {
     let now = Utc::now();
-    let range = Range::parse(&params, now)?;
+    let range = Range::parse(params, now)?;
     state.read_own_writes().await?;
     // Hours and days before these are no longer in the projection: it
-    // keeps them counted back from the key's newest query, which another
+    // keeps them counted back from the newest query, which another
     // replica's clock may have put ahead of this one's.
-    let newest = {
+    let (newest, anchor_day) = {
         let projection = state.projection();
-        if projection.keys.get(&key_id).is_none() {
-            return Err(ApiError::KeyNotFound);
-        }
-        let used = projection.usage.get(&key_id).and_then(|u| u.last_used_at);
-        used.map_or(now, |at| at.max(now))
+        let anchor_day = match whose {
+            Whose::Key(id) => {
+                let key = projection.keys.get(id).ok_or(ApiError::KeyNotFound)?;
+                let customer = key.settings.customer_id.as_deref();
+                customer
+                    .and_then(|c| projection.customers.get(c))
+                    .map_or(1, |c| c.settings.billing_anchor_day)
+            }
+            Whose::Customer(id) => {
+                // A deleted customer's usage is kept; one never seen is 404.
+                let customer = projection.customers.get(id);
+                if customer.is_none() && projection.usage.customer(id).is_none() {
+                    return Err(ApiError::CustomerNotFound);
+                }
+                customer.map_or(1, |c| c.settings.billing_anchor_day)
+            }
+        };
+        let used = usage_in(&projection, whose).and_then(|u| u.last_used_at);
+        (used.map_or(now, |at| at.max(now)), anchor_day)
     };
     let kept_hours = usage::hour_of(newest) - usage::HOURS_KEPT + 1;
     let kept_days = usage::day_of(newest) - usage::DAYS_KEPT + 1;
@@ -118,8 +165,8 @@ pub async fn key_usage(
         // One read of the archive's hours for both series.
         let from = old_hours.0.min(old_days.0 * 24);
         let to = old_hours.1.max(old_days.1 * 24);
-        let key = key_id.clone();
-        tokio::task::spawn_blocking(move || ledger::archive::key_hours(&root, &key, from, to))
+        let owned = Owned::from(whose);
+        tokio::task::spawn_blocking(move || ledger::archive::hours_of(&root, owned.whose(), from, to))
             .await
             .map_err(ApiError::internal)?
             .map_err(ApiError::internal)?
@@ -136,15 +183,23 @@ pub async fn key_usage(
     };
     let projection = state.projection();
     let empty = ledger::KeyUsage::default();
-    let u = projection.usage.get(&key_id).unwrap_or(&empty);
-    let today = u.today(now);
-    Ok(Json(UsageObject {
+    let u = usage_in(&projection, whose).unwrap_or(&empty);
+    let (today, month) = u.day_and_month(now, anchor_day);
+    let (key_id, customer_id) = match whose {
+        Whose::Key(id) => (Some(id.to_owned()), None),
+        Whose::Customer(id) => (None, Some(id.to_owned())),
+    };
+    Ok(UsageObject {
+        key_id,
+        customer_id,
         total_requests: u.total.requests,
         total_cost: usd::to_json(u.total.cost),
+        total_input_tokens: u.total.input_tokens,
+        total_output_tokens: u.total.output_tokens,
         requests_today: today.requests,
         cost_today: usd::to_json(today.cost),
         requests_this_hour: u.requests_this_hour(now),
-        cost_this_month: usd::to_json(u.cost_this_month(now)),
+        cost_this_month: usd::to_json(month.cost),
         last_used_at: u.last_used_at,
         hourly: (range.hours.0..range.hours.1)
             .map(|hour| {
@@ -160,6 +215,8 @@ pub async fn key_usage(
                 requests: b.requests,
                 cost: usd::to_json(b.cost),
                 errors: b.errors,
+                input_tokens: b.input_tokens,
+                output_tokens: b.output_tokens,
             })
             .collect(),
         daily: (range.days.0..range.days.1)
@@ -176,10 +233,40 @@ pub async fn key_usage(
                 requests: b.requests,
                 cost: usd::to_json(b.cost),
                 errors: b.errors,
+                input_tokens: b.input_tokens,
+                output_tokens: b.output_tokens,
             })
             .collect(),
-        key_id,
-    }))
+    })
+}
+
+fn usage_in<'a>(projection: &'a ledger::Projection, whose: Whose<'_>) -> Option<&'a ledger::KeyUsage> {
+    match whose {
+        Whose::Key(id) => projection.usage.get(id),
+        Whose::Customer(id) => projection.usage.customer(id),
+    }
+}
+
+/// [`Whose`] with its id owned, to move onto the blocking pool.
+enum Owned {
+    Key(String),
+    Customer(String),
+}
+
+impl Owned {
+    fn from(whose: Whose<'_>) -> Owned {
+        match whose {
+            Whose::Key(id) => Owned::Key(id.to_owned()),
+            Whose::Customer(id) => Owned::Customer(id.to_owned()),
+        }
+    }
+
+    fn whose(&self) -> Whose<'_> {
+        match self {
+            Owned::Key(id) => Whose::Key(id),
+            Owned::Customer(id) => Whose::Customer(id),
+        }
+    }
 }
 
 /// Hour and day numbers to show, each `from..to`.

@@ -37,6 +37,10 @@ pub struct WorkflowObject {
     /// against cost limits at this hold (else at `price_per_request`); an
     /// upstream's reported cost above it is recorded as it.
     max_cost_per_request: Option<f64>,
+    /// USD per million input (prompt) tokens the upstream reports.
+    price_per_million_input_tokens: f64,
+    /// USD per million output (completion) tokens.
+    price_per_million_output_tokens: f64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -49,6 +53,8 @@ impl From<&Workflow> for WorkflowObject {
             upstream_url: w.settings.upstream_url.clone(),
             price_per_request: usd::to_json(w.settings.price_per_request),
             max_cost_per_request: w.settings.max_cost_per_request.map(usd::to_json),
+            price_per_million_input_tokens: usd::to_json(w.settings.price_per_million_input_tokens),
+            price_per_million_output_tokens: usd::to_json(w.settings.price_per_million_output_tokens),
             created_at: w.created_at,
             updated_at: w.updated_at,
         }
@@ -68,6 +74,10 @@ pub struct CreateWorkflow {
     price_per_request: Option<f64>,
     /// USD, default none: the most one query may cost (at least `price_per_request`).
     max_cost_per_request: Option<f64>,
+    /// USD per million input tokens, default 0.
+    price_per_million_input_tokens: Option<f64>,
+    /// USD per million output tokens, default 0.
+    price_per_million_output_tokens: Option<f64>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -86,6 +96,12 @@ pub struct UpdateWorkflow {
     #[serde(default)]
     #[schema(value_type = Option<f64>)]
     max_cost_per_request: Patch<f64>,
+    #[serde(default)]
+    #[schema(value_type = f64)]
+    price_per_million_input_tokens: Patch<f64>,
+    #[serde(default)]
+    #[schema(value_type = f64)]
+    price_per_million_output_tokens: Patch<f64>,
 }
 
 /// A maximum below the price would cap every unreported cost: refused.
@@ -127,6 +143,16 @@ pub async fn create(
             .max_cost_per_request
             .map(|p| usd::parse("max_cost_per_request", p))
             .transpose()?,
+        price_per_million_input_tokens: body
+            .price_per_million_input_tokens
+            .map(|p| usd::parse("price_per_million_input_tokens", p))
+            .transpose()?
+            .unwrap_or(Micros::ZERO),
+        price_per_million_output_tokens: body
+            .price_per_million_output_tokens
+            .map(|p| usd::parse("price_per_million_output_tokens", p))
+            .transpose()?
+            .unwrap_or(Micros::ZERO),
     };
     check_max_cost(&settings)?;
     let expected = {
@@ -187,6 +213,20 @@ pub async fn update(
         })?;
     body.max_cost_per_request
         .apply_optional(&mut s.max_cost_per_request, |v| usd::parse("max_cost_per_request", *v))?;
+    for (patch, field, name) in [
+        (
+            &body.price_per_million_input_tokens,
+            &mut s.price_per_million_input_tokens,
+            "price_per_million_input_tokens",
+        ),
+        (
+            &body.price_per_million_output_tokens,
+            &mut s.price_per_million_output_tokens,
+            "price_per_million_output_tokens",
+        ),
+    ] {
+        patch.apply_required(name, field, |v| usd::parse(name, *v))?;
+    }
     check_max_cost(&s)?;
     state
         .write(

@@ -560,6 +560,26 @@ impl Outcomes {
     }
 }
 
+/// `n` queries at once over `keys` (round robin), alternating replicas;
+/// how many got each status.
+async fn hammer(cluster: &Arc<Cluster>, keys: &[String], n: usize) -> BTreeMap<u16, u64> {
+    let queries: Vec<_> = (0..n)
+        .map(|i| {
+            let (cluster, key) = (cluster.clone(), keys[i % keys.len()].clone());
+            tokio::spawn(async move {
+                let replica = if i % 2 == 0 { "api-1" } else { "api-2" };
+                let answer = cluster.query(replica, &key).await;
+                answer.unwrap_or_else(|| panic!("no answer\n{}", cluster.logs()))
+            })
+        })
+        .collect();
+    let mut statuses = BTreeMap::<u16, u64>::new();
+    for query in queries {
+        *statuses.entry(query.await.unwrap().0).or_default() += 1;
+    }
+    statuses
+}
+
 /// Waits until `check` holds, for up to `limit`.
 async fn until(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
     let started = Instant::now();
@@ -624,20 +644,7 @@ async fn replicas_see_each_others_writes_and_limits_are_exact_across_them() {
             .unwrap()
             .extend(limits.as_object().unwrap().clone());
         let (key_id, key) = cluster.create_key("api-1", body).await;
-        let queries: Vec<_> = (0..120)
-            .map(|i| {
-                let (cluster, key) = (cluster.clone(), key.clone());
-                tokio::spawn(async move {
-                    let replica = if i % 2 == 0 { "api-1" } else { "api-2" };
-                    let answer = cluster.query(replica, &key).await;
-                    answer.unwrap_or_else(|| panic!("no answer\n{}", cluster.logs()))
-                })
-            })
-            .collect();
-        let mut statuses = BTreeMap::<u16, u64>::new();
-        for query in queries {
-            *statuses.entry(query.await.unwrap().0).or_default() += 1;
-        }
+        let statuses = hammer(&cluster, &[key], 120).await;
         eprintln!("{limits}: {statuses:?}");
         assert_eq!(
             statuses.get(&200),
@@ -656,6 +663,46 @@ async fn replicas_see_each_others_writes_and_limits_are_exact_across_them() {
             })
             .await;
         }
+    }
+
+    // A customer's shared limit across replicas: 200 queries at once over
+    // 4 of its keys, alternating replicas, on a limit of 50 a day. Its
+    // keys' admissions share one subject, so exactly 50 are admitted.
+    let (status, body) = cluster
+        .admin(
+            "api-1",
+            Method::POST,
+            "/api/v1/customers",
+            Some(json!({"id": "shared.co", "name": "Shared", "limits": [{"metric": "requests", "window": "day", "max": 50}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let mut keys = Vec::new();
+    for i in 0..4 {
+        let (_, key) = cluster
+            .create_key(
+                "api-1",
+                json!({"name": format!("shared {i}"), "customer_id": "shared.co"}),
+            )
+            .await;
+        keys.push(key);
+    }
+    let statuses = hammer(&cluster, &keys, 200).await;
+    eprintln!("customer limit across replicas: {statuses:?}");
+    assert_eq!(statuses.get(&200), Some(&50), "{statuses:?}");
+    assert_eq!(statuses.get(&429), Some(&150), "{statuses:?}");
+    for replica in ["api-1", "api-2"] {
+        until(
+            "both replicas count the customer's 50",
+            Duration::from_secs(10),
+            async || {
+                let (status, usage) = cluster
+                    .admin(replica, Method::GET, "/api/v1/customers/shared.co/usage", None)
+                    .await;
+                status == StatusCode::OK && usage["total_requests"] == 50
+            },
+        )
+        .await;
     }
 
     // Holds across replicas: the upstream reports $0.05 a query, the

@@ -1691,6 +1691,9 @@ async fn a_restart_decides_nothing_before_it_has_caught_up(mut app: App) {
                 duration_ms: 1,
                 reported_cost: None,
                 record_by: None,
+                customer_id: None,
+                input_tokens: 0,
+                output_tokens: 0,
             })
         };
         let batch: Vec<_> = (0..100_000)

@@ -10,6 +10,7 @@ mod common;
 mod cluster;
 mod connections;
 mod crash;
+mod customers;
 mod damage;
 mod deploy;
 mod gateway;

@@ -280,6 +280,9 @@ async fn old_hours_are_read_from_the_archive() {
             duration_ms: 1,
             reported_cost: None,
             record_by: None,
+            customer_id: None,
+            input_tokens: 0,
+            output_tokens: 0,
         });
         last = log.append(&Outgoing::new(&e, ts).unwrap()).await.unwrap().seq;
         if key == &key_id {
