@@ -77,6 +77,12 @@ pub enum ApiError {
     ConcurrencyLimited { refusal: Refusal },
     #[error("{}", refusal_text(.refusal))]
     CostLimitExceeded { refusal: Refusal },
+    #[error("the customer's prepaid credits are used up: grant more to go on")]
+    InsufficientCredits,
+    #[error("this Idempotency-Key was used with another request body")]
+    IdempotencyConflict,
+    #[error("no credit grant with this id for this customer")]
+    GrantNotFound,
     #[error("the upstream failed: {0}")]
     UpstreamError(String),
     #[error("the upstream did not answer in time")]
@@ -137,6 +143,13 @@ impl LimitRefused {
                 metric: "concurrent",
                 window: None,
                 max: max.into(),
+            },
+            // Answered as `InsufficientCredits`, which names no limit.
+            Refused::Credits => LimitRefused {
+                scope,
+                metric: "credits",
+                window: None,
+                max: 0.into(),
             },
         }
     }
@@ -228,6 +241,9 @@ impl ApiError {
                 "Too Many Requests",
             ),
             CostLimitExceeded { .. } => (StatusCode::PAYMENT_REQUIRED, "cost_limit_exceeded", "Payment Required"),
+            InsufficientCredits => (StatusCode::PAYMENT_REQUIRED, "insufficient_credits", "Payment Required"),
+            IdempotencyConflict => (StatusCode::CONFLICT, "idempotency_conflict", "Conflict"),
+            GrantNotFound => (StatusCode::NOT_FOUND, "grant_not_found", "Not Found"),
             UpstreamError(_) => (StatusCode::BAD_GATEWAY, "upstream_error", "Bad Gateway"),
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "Gateway Timeout"),
             MeteringUnavailable => (

@@ -68,11 +68,14 @@ impl Default for Limiter {
 pub struct Rules {
     pub limits: Vec<Limit>,
     pub max_concurrent: Option<u64>,
+    /// A prepaid customer: queries are admitted while its credit balance,
+    /// less the holds of its queries in flight, is above zero.
+    pub prepaid: bool,
 }
 
 impl Rules {
     fn is_empty(&self) -> bool {
-        self.limits.is_empty() && self.max_concurrent.is_none()
+        self.limits.is_empty() && self.max_concurrent.is_none() && !self.prepaid
     }
 }
 
@@ -125,6 +128,8 @@ pub enum Refused {
     Limit(Limit),
     /// `max_concurrent` queries in flight.
     Concurrent(u64),
+    /// A prepaid customer's balance, less its holds, is at or below zero.
+    Credits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,6 +330,8 @@ struct Used<'a> {
     recorded: Option<&'a KeyUsage>,
     in_flight: u64,
     in_flight_cost: Micros,
+    /// A prepaid customer's credit balance.
+    balance: Option<Micros>,
 }
 
 /// Everything a decision reads, for the key and its customer.
@@ -360,6 +367,7 @@ impl<'a> Taken<'a> {
                 recorded,
                 in_flight: in_flight + pending,
                 in_flight_cost: in_flight_cost + pending_cost,
+                balance: None,
             }
         };
         let mut levels = vec![used(
@@ -369,12 +377,9 @@ impl<'a> Taken<'a> {
             Some(key_id),
         )];
         if let Some((customer_id, rules)) = &limits.customer {
-            levels.push(used(
-                Level::Customer,
-                rules,
-                projection.usage.customer(customer_id),
-                None,
-            ));
+            let mut customer = used(Level::Customer, rules, projection.usage.customer(customer_id), None);
+            customer.balance = rules.prepaid.then(|| projection.credits.balance(customer_id, now));
+            levels.push(customer);
         }
         Taken {
             levels,
@@ -445,6 +450,15 @@ impl<'a> Taken<'a> {
                         retry_at: reset,
                     });
                 }
+            }
+            // Like a limit: admitted while above zero, so the crossing
+            // query may take the balance below it by its own cost.
+            if used.balance.is_some_and(|b| b - used.in_flight_cost <= Micros::ZERO) {
+                return Some(Refusal {
+                    level: used.level,
+                    refused: Refused::Credits,
+                    retry_at: None,
+                });
             }
         }
         None
@@ -612,13 +626,14 @@ mod tests {
         let of = |key_max: u64| Limits {
             key: Rules {
                 limits: vec![rule(Metric::Requests, Window::Minute, key_max)],
-                max_concurrent: None,
+                ..Rules::default()
             },
             customer: Some((
                 "acme".into(),
                 Rules {
                     limits: vec![rule(Metric::Requests, Window::Day, 5)],
                     max_concurrent: Some(4),
+                    prepaid: false,
                 },
             )),
             anchor_day: 1,
@@ -667,7 +682,7 @@ mod tests {
         projection.apply(1, EventId::new(), t, &recorded(300));
         let limits = Limits::of_key(Rules {
             limits: vec![rule(Metric::Tokens, Window::Minute, 1000)],
-            max_concurrent: None,
+            ..Rules::default()
         });
         let admit = |now, p: &Projection| limiter.admit("key_a", &limits, Micros::ZERO, now, p);
         assert!(matches!(admit(t, &projection), Verdict::Admitted(..)), "600 < 1000");

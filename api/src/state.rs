@@ -62,9 +62,19 @@ impl AppState {
     /// caller reads its own write. Returns the event's sequence.
     pub async fn write(&self, event: Event, expected: Option<u64>) -> Result<u64, ApiError> {
         let outgoing = Outgoing::new(&event, Utc::now()).map_err(ApiError::internal)?;
+        self.write_expecting(&outgoing, expected).await
+    }
+
+    /// [`Self::write`] of an event whose id the caller chose (the stream
+    /// stores one id once: a retry of an idempotent request).
+    pub async fn write_outgoing(&self, outgoing: Outgoing) -> Result<u64, ApiError> {
+        self.write_expecting(&outgoing, None).await
+    }
+
+    async fn write_expecting(&self, outgoing: &Outgoing, expected: Option<u64>) -> Result<u64, ApiError> {
         let appended = match expected {
-            Some(expected) => self.stream.append_expecting(&outgoing, expected).await,
-            None => self.stream.append(&outgoing).await,
+            Some(expected) => self.stream.append_expecting(outgoing, expected).await,
+            None => self.stream.append(outgoing).await,
         };
         let seq = match appended {
             Ok(appended) => appended.seq,

@@ -97,6 +97,34 @@ pub struct CustomerDeleted {
     pub customer_id: String,
 }
 
+/// Prepaid credits were granted to a customer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreditsGranted {
+    pub customer_id: String,
+    /// `gr_…`; derived from the idempotency key when there is one, so a
+    /// retry on any replica names the same grant (folded once).
+    pub grant_id: String,
+    /// Micro-dollars, more than 0.
+    pub amount: Micros,
+    /// Past this, what is left of it no longer counts (null: never).
+    pub expires_at: Option<DateTime<Utc>>,
+    pub description: Option<String>,
+    /// The `Idempotency-Key` it was granted with, and the SHA-256 (hex) of
+    /// the request's body: a retry with the same body answers this grant,
+    /// another body is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_hash: Option<String>,
+}
+
+/// A grant was voided: what is left of it no longer counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreditsVoided {
+    pub customer_id: String,
+    pub grant_id: String,
+}
+
 /// The settings of a key that a caller may change; carried whole (a
 /// post-image) by `key.created` and `key.updated`, so a fold never has to
 /// merge partial updates.
@@ -490,6 +518,8 @@ events! {
     CustomerCreated => ("customer.created", 1) on "customer".customer_id,
     CustomerUpdated => ("customer.updated", 1) on "customer".customer_id,
     CustomerDeleted => ("customer.deleted", 1) on "customer".customer_id,
+    CreditsGranted => ("credits.granted", 1) on "credits".customer_id,
+    CreditsVoided => ("credits.voided", 1) on "credits".customer_id,
     WebhookCreated => ("webhook.created", 1) on "webhook".webhook_id,
     WebhookUpdated => ("webhook.updated", 1) on "webhook".webhook_id,
     WebhookDeleted => ("webhook.deleted", 1) on "webhook".webhook_id,

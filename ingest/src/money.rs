@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::ops::{Add, AddAssign};
+use std::ops::{Add, AddAssign, Sub};
 
 /// An amount of USD in millionths of a dollar (1 USD = 1 000 000 micros).
 ///
@@ -40,6 +40,14 @@ impl Add for Micros {
 impl AddAssign for Micros {
     fn add_assign(&mut self, other: Micros) {
         *self = *self + other;
+    }
+}
+
+impl Sub for Micros {
+    type Output = Micros;
+    /// Saturates, like addition (balances may go below zero).
+    fn sub(self, other: Micros) -> Micros {
+        Micros(self.0.saturating_sub(other.0))
     }
 }
 

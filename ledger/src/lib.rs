@@ -19,6 +19,7 @@
 
 pub mod alerts;
 pub mod archive;
+pub mod credits;
 pub mod customers;
 pub mod dedup;
 mod error;
@@ -33,6 +34,7 @@ use chrono::{DateTime, Utc};
 use ingest::{Event, EventId};
 
 pub use alerts::Alerts;
+pub use credits::{Account, Credits, Grant};
 pub use customers::{Customer, Customers};
 pub use dedup::Dedup;
 pub use error::Error;
@@ -67,6 +69,8 @@ pub struct Projection {
     pub last_id: Option<EventId>,
     #[serde(default)]
     pub customers: Customers,
+    #[serde(default)]
+    pub credits: Credits,
 }
 
 impl Projection {
@@ -127,6 +131,26 @@ impl Projection {
             Event::QueryRecorded(q) => {
                 let cost = self.usage.apply(id, ts, q);
                 self.alerts.query(ts, q, cost, &self.keys);
+                let prepaid = q
+                    .customer_id
+                    .as_deref()
+                    .and_then(|c| self.customers.get(c))
+                    .filter(|c| c.settings.billing == ingest::events::Billing::Prepaid);
+                if let Some(customer) = prepaid {
+                    let threshold = customer.settings.low_balance_threshold;
+                    let told = self.credits.drawn(&customer.id, ts, q.cost, threshold);
+                    self.tell(ts, told);
+                }
+            }
+            Event::CreditsGranted(e) => {
+                let threshold = self.threshold(&e.customer_id);
+                let told = self.credits.granted(ts, e, threshold);
+                self.tell(ts, told);
+            }
+            Event::CreditsVoided(e) => {
+                let threshold = self.threshold(&e.customer_id);
+                let told = self.credits.voided(ts, e, threshold);
+                self.tell(ts, told);
             }
             Event::QueryAdmitted(a) => self.usage.admitted(seq, ts, a),
             Event::AlertFired(alert) => {
@@ -146,6 +170,21 @@ impl Projection {
             Event::Unknown(_) => {}
         }
         true
+    }
+}
+
+impl Projection {
+    fn threshold(&self, customer_id: &str) -> Option<ingest::Micros> {
+        self.customers
+            .get(customer_id)
+            .and_then(|c| c.settings.low_balance_threshold)
+    }
+
+    /// Queues the credit webhooks the fold decided.
+    fn tell(&mut self, ts: DateTime<Utc>, messages: Vec<credits::Message>) {
+        for (event_type, message_id, data) in messages {
+            self.webhooks.message(ts, &message_id, event_type, &data, None);
+        }
     }
 }
 

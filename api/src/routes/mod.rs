@@ -1,6 +1,7 @@
 //! The HTTP surface, one module per group of endpoints, each with its own
 //! `router()`. What every handler may use is [`AppState`] (`crate::state`).
 
+pub mod credits;
 pub mod customers;
 pub mod health;
 pub mod keys;
@@ -25,6 +26,7 @@ pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .merge(keys::router())
         .merge(customers::router())
+        .merge(credits::router())
         .merge(workflows::router())
         .merge(usage::router())
         .merge(webhooks::router())

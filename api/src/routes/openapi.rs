@@ -10,7 +10,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
-use super::{customers, health, keys, limits, queries, usage, webhooks, workflows, AppState, Page};
+use super::{credits, customers, health, keys, limits, queries, usage, webhooks, workflows, AppState, Page};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,7 @@ use super::{customers, health, keys, limits, queries, usage, webhooks, workflows
         usage::key_usage,
         customers::create, customers::list, customers::get_one, customers::update, customers::delete,
         usage::customer_usage,
+        credits::grant, credits::balance, credits::void,
         workflows::create, workflows::list, workflows::get_one, workflows::update, workflows::delete,
         queries::query,
         webhooks::create, webhooks::list, webhooks::get_one, webhooks::update, webhooks::delete,
@@ -29,6 +30,7 @@ use super::{customers, health, keys, limits, queries, usage, webhooks, workflows
     components(schemas(
         keys::KeyObject, keys::KeyWithSecret, keys::CreateKey, keys::UpdateKey, keys::RotateKey,
         customers::CustomerObject, customers::CreateCustomer, customers::UpdateCustomer, limits::LimitObject,
+        credits::GrantObject, credits::CreditsObject, credits::CreateGrant,
         workflows::WorkflowObject, workflows::CreateWorkflow, workflows::UpdateWorkflow,
         queries::QueryRequest, queries::QueryResponse, queries::QueryUsage,
         usage::UsageObject, usage::Hourly, usage::Daily,

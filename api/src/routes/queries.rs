@@ -336,11 +336,13 @@ fn limits_of(key: &ledger::ApiKey, projection: &ledger::Projection) -> Limits {
         key: Rules {
             limits: s.all_limits(),
             max_concurrent: s.max_concurrent,
+            prepaid: false,
         },
         customer: customer.map(|c| {
             let rules = Rules {
                 limits: c.settings.limits.clone(),
                 max_concurrent: c.settings.max_concurrent,
+                prepaid: c.settings.billing == ingest::events::Billing::Prepaid,
             };
             (c.id.clone(), rules)
         }),
@@ -419,6 +421,7 @@ fn place(
         Verdict::Refused(refusal, rate) => {
             meta.rate = rate;
             Err(match refusal.refused {
+                Refused::Credits => ApiError::InsufficientCredits,
                 Refused::Concurrent(_) => ApiError::ConcurrencyLimited { refusal },
                 Refused::Limit(limit) if limit.metric == Metric::Cost => ApiError::CostLimitExceeded { refusal },
                 Refused::Limit(limit) => {

@@ -29,9 +29,13 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The event types a subscription may ask for.
-pub const EVENT_TYPES: [&str; 7] = [
+pub const EVENT_TYPES: [&str; 11] = [
     "usage.threshold",
     "usage.rate_limited",
+    "credits.granted",
+    "credits.low",
+    "credits.exhausted",
+    "credits.expired",
     "key.created",
     "key.updated",
     "key.revoked",

@@ -705,6 +705,46 @@ async fn replicas_see_each_others_writes_and_limits_are_exact_across_them() {
         .await;
     }
 
+    // Prepaid credits across replicas: $0.20 at $0.01 a query admits
+    // exactly 20 of 60, and both replicas show the same balance.
+    let (status, body) = cluster
+        .admin(
+            "api-1",
+            Method::POST,
+            "/api/v1/customers",
+            Some(json!({"id": "prepaid.co", "name": "Prepaid", "billing": "prepaid"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = cluster
+        .admin(
+            "api-1",
+            Method::POST,
+            "/api/v1/customers/prepaid.co/credits",
+            Some(json!({"amount": 0.2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, key) = cluster
+        .create_key("api-1", json!({"name": "prepaid", "customer_id": "prepaid.co"}))
+        .await;
+    let statuses = hammer(&cluster, &[key], 60).await;
+    assert_eq!(statuses.get(&200), Some(&20), "{statuses:?}");
+    assert_eq!(statuses.get(&402), Some(&40), "{statuses:?}");
+    for replica in ["api-1", "api-2"] {
+        until(
+            "both replicas show a zero balance",
+            Duration::from_secs(10),
+            async || {
+                let (_, credits) = cluster
+                    .admin(replica, Method::GET, "/api/v1/customers/prepaid.co/credits", None)
+                    .await;
+                credits["balance"] == 0.0
+            },
+        )
+        .await;
+    }
+
     // Holds across replicas: the upstream reports $0.05 a query, the
     // workflow's maximum is $0.02. In flight, each counts at the maximum on
     // both replicas (it travels in query.admitted), and each is charged the

@@ -262,6 +262,116 @@ common::on_both_backends!(
     tokens_are_metered_and_priced_exactly,
 );
 
+/// Prepaid credits: no grant, no query (402 `insufficient_credits`); a
+/// grant of $1.00 at $0.10 a query with 30 at once admits 10 or 11 and the
+/// balance stays at or above −$0.10; another grant unlocks; an expired
+/// grant stops counting at its instant; an `Idempotency-Key` replays and
+/// conflicts; `credits.low` is delivered once; a replay from sequence 1
+/// gives the same balances and usage.
+async fn prepaid_credits(app: App) {
+    let receiver = common::FlakyReceiver::default();
+    let url = receiver.clone().start().await;
+    let (status, _) = app
+        .post(
+            "/api/v1/webhooks",
+            json!({"url": url, "events": ["credits.low", "credits.granted"]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    app.workflow("echo", "builtin:echo", 0.1).await;
+    customer(
+        &app,
+        json!({"id": "pre", "name": "Prepaid", "billing": "prepaid", "low_balance_threshold": 0.5}),
+    )
+    .await;
+    let (_, key) = app.create_key(json!({"name": "p", "customer_id": "pre"})).await;
+    let response = app.query("echo", Some(&key), json!(0)).await;
+    assert_eq!(problem(response).await, (402, "insufficient_credits".into()));
+
+    let (http, url) = (app.http.clone(), format!("{}/api/v1/customers/pre/credits", app.base));
+    let grant = |key: Option<&'static str>, body: Value| {
+        let mut request = http.post(&url).bearer_auth(common::app::TOKEN).json(&body);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, first) = grant(Some("topup-1"), json!({"amount": 1.0, "description": "starter"})).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(
+        (first["amount"].clone(), first["remaining"].clone()),
+        (json!(1.0), json!(1.0))
+    );
+    assert!(first["id"].as_str().unwrap().starts_with("gr_"));
+    let (status, again) = grant(Some("topup-1"), json!({"amount": 1.0, "description": "starter"})).await;
+    assert_eq!((status, &again), (201, &first), "a retry answers the first response");
+    let (status, body) = grant(Some("topup-1"), json!({"amount": 2.0})).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("idempotency_conflict")));
+
+    let app = Arc::new(app);
+    let answers = burst(&app, std::slice::from_ref(&key), 30).await;
+    let admitted = answers.iter().filter(|(s, _)| *s == 200).count();
+    assert!((10..=11).contains(&admitted), "{admitted} admitted");
+    assert!(answers
+        .iter()
+        .all(|(s, b)| *s == 200 || (*s == 402 && b["code"] == "insufficient_credits")));
+    let response = app.query("echo", Some(&key), json!("more")).await;
+    assert_eq!(problem(response).await, (402, "insufficient_credits".into()));
+    let balance = async || {
+        let (_, credits) = app.admin(Method::GET, "/api/v1/customers/pre/credits", None).await;
+        (credits["balance"].as_f64().unwrap() * 1e6).round() as i64
+    };
+    let spent = balance().await;
+    assert_eq!(spent, 1_000_000 - 100_000 * admitted as i64);
+    assert!(spent >= -100_000, "at most one query below zero: {spent}");
+
+    // Another grant unlocks; one that expires stops counting at its instant.
+    assert_eq!(grant(None, json!({"amount": 0.3})).await.0, 201);
+    assert_eq!(app.query("echo", Some(&key), json!("again")).await.status(), 200);
+    let before = balance().await;
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    assert_eq!(grant(None, json!({"amount": 5, "expires_at": soon})).await.0, 201);
+    assert_eq!(balance().await, before + 5_000_000);
+    common::app::eventually("the grant expires", async || balance().await == before).await;
+
+    // Below $0.50 once, told once (the receiver fails its first two tries).
+    common::app::eventually("credits.low delivered", async || {
+        receiver.attempts_of("credits.low").values().any(|n| *n >= 3)
+    })
+    .await;
+    assert_eq!(
+        receiver.attempts_of("credits.low").len(),
+        1,
+        "one crossing, one message"
+    );
+
+    // The same from a replay of the whole stream.
+    let (_, credits) = app.admin(Method::GET, "/api/v1/customers/pre/credits", None).await;
+    let (_, usage) = app.admin(Method::GET, "/api/v1/customers/pre/usage", None).await;
+    let mut app = Arc::into_inner(app).unwrap();
+    app.stop().await;
+    let _ = std::fs::remove_dir_all(app.dir.path().join("snapshots"));
+    app.spawn().await;
+    let (_, replayed) = app.admin(Method::GET, "/api/v1/customers/pre/credits", None).await;
+    assert_eq!(replayed, credits);
+    let (_, replayed) = app.admin(Method::GET, "/api/v1/customers/pre/usage", None).await;
+    assert_eq!(replayed["total_cost"], usage["total_cost"]);
+    assert_eq!(replayed["total_requests"], usage["total_requests"]);
+}
+
+fn webhooks_fast(config: &mut api::config::Config) {
+    config.webhook_guard.allow_private = true;
+    config.webhook_retry_schedule = "200ms,200ms".parse().unwrap();
+}
+
+mod credits {
+    use super::*;
+    common::on_both_backends!(configured by super::super::webhooks_fast; prepaid_credits);
+}
+
 /// Room for the slow upstream (the harness's default timeout is 1 s).
 fn patient(config: &mut api::config::Config) {
     config.upstream_timeout = std::time::Duration::from_secs(10);
