@@ -1,8 +1,10 @@
 // The dashboard at `/`, driven in chromium against a real `nodai serve`:
 // sign-in, keys (create with the secret shown once, search, pages, the
 // Live/Revoked/All filter, edit, usage charts, revoke, rotate), workflows,
-// webhooks and their deliveries, keyboard use and a 360 px wide screen. One server and one
-// browser for the file; each test opens its own page (fresh sessionStorage).
+// webhooks and their deliveries, keyboard use and a 360 px wide screen;
+// customers (create, search, edit, delete), a key's customer and named
+// limits, and tokens in the usage charts. One server and one browser for
+// the file; each test opens its own page (fresh sessionStorage).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
@@ -874,6 +876,8 @@ test("360 px wide: no sideways page scroll on the keys list, a key's detail and 
 
   for (const [hash, heading] of [
     ["#/keys/new", "Create an API key"],
+    ["#/customers", "Customers"],
+    ["#/customers/+new", "Create a customer"],
     ["#/workflows", "Workflows"],
     ["#/webhooks", "Webhooks"],
   ]) {
@@ -882,4 +886,202 @@ test("360 px wide: no sideways page scroll on the keys list, a key's detail and 
     assert.ok((await overflow()) <= 360, `${hash} is ${await overflow()} px wide`);
   }
   await page.done();
+});
+
+test("customers: create one with limits, search for it, edit it, and delete it only once it has no live keys", async () => {
+  // The refused delete is a 409 that chromium logs on its own.
+  const page = await signedIn({ allow: [/status of 409/] });
+  await page.getByRole("link", { name: "Customers" }).click();
+  await page.getByRole("heading", { level: 1, name: "Customers" }).waitFor();
+  await page.getByRole("link", { name: "Create customer" }).click();
+  await page.getByRole("heading", { level: 1, name: "Create a customer" }).waitFor();
+  await page.getByLabel("ID", { exact: true }).fill("cust-globex");
+  await page.getByLabel("Name", { exact: true }).fill("Globex");
+  await page.getByLabel("Email (optional)").fill("billing@globex.test");
+  await page.getByLabel("Max concurrent queries").fill("3");
+  await page.getByRole("button", { name: "Add limit" }).click();
+  // The new row takes the focus.
+  assert.ok(await page.getByLabel("Limit 1 Metric").evaluate((el) => el === document.activeElement));
+  await page.getByLabel("Limit 1 Window").selectOption("minute");
+  await page.getByLabel("Limit 1 Maximum").fill("60");
+  await page.getByRole("button", { name: "Add limit" }).click();
+  await page.getByLabel("Limit 2 Metric").selectOption("cost");
+  // Cost counts per UTC day or month only.
+  assert.deepEqual(await page.getByLabel("Limit 2 Window").locator("option").allInnerTexts(), ["per day", "per month"]);
+  await page.getByLabel("Limit 2 Window").selectOption("month");
+  await page.getByLabel("Limit 2 Maximum (USD)").fill("5");
+  await page.getByRole("button", { name: "Create customer" }).click();
+  await page.getByRole("heading", { level: 1, name: "Globex" }).waitFor();
+  let customer = (await admin(server, "GET", "/api/v1/customers/cust-globex")).body;
+  assert.equal(customer.email, "billing@globex.test");
+  assert.equal(customer.max_concurrent, 3);
+  assert.deepEqual(customer.limits, [
+    { metric: "requests", window: "minute", max: 60 },
+    { metric: "cost", window: "month", max: 5 },
+  ]);
+  assert.equal(await page.locator(".customer-limits").innerText(), "60 requests / minute · $5.00 / month");
+  await page.locator('svg[data-chart="tokens-hourly"]').waitFor();
+
+  // The list finds it by name, id or email.
+  await page.getByRole("link", { name: "← Customers" }).click();
+  const search = page.getByRole("searchbox", { name: "Search customers" });
+  const rows = page.locator("table.customers-table tbody tr");
+  await search.fill("GLOBEX.TEST");
+  await waitFor(async () => (await rows.count()) === 1 && (await rows.first().innerText()).includes("cust-globex"), {
+    what: "the search to find the customer by email",
+  });
+  await search.fill("no-customer-is-called-this");
+  await page.getByText("No customers match").waitFor();
+
+  // Edit: a limit removed, the concurrency cap cleared.
+  await search.fill("globex");
+  await page.getByRole("link", { name: "Globex" }).click();
+  await page.getByRole("heading", { level: 1, name: "Globex" }).waitFor();
+  await page.getByRole("button", { name: /^Remove limit 1 / }).click();
+  await page.getByLabel("Max concurrent queries").fill("");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await page.getByText(/^Saved at/).waitFor();
+  customer = (await admin(server, "GET", "/api/v1/customers/cust-globex")).body;
+  assert.deepEqual(customer.limits, [{ metric: "cost", window: "month", max: 5 }]);
+  assert.equal(customer.max_concurrent, null);
+  assert.equal(customer.name, "Globex", "untouched fields stay");
+
+  // With a live key it cannot be deleted: the server's reason shows in the dialog.
+  const key = await createKey({ name: "Globex key", customer_id: "cust-globex" });
+  await page.getByRole("button", { name: "Delete customer…" }).first().click();
+  const dialog = page.getByRole("dialog", { name: "Delete this customer?" });
+  await dialog.getByRole("button", { name: "Delete customer" }).click();
+  const problem = dialog.getByRole("alert");
+  await problem.waitFor();
+  assert.match(await problem.innerText(), /still has live API keys.*\(customer_has_keys, HTTP 409\)/s);
+  assert.equal((await admin(server, "GET", "/api/v1/customers/cust-globex")).status, 200);
+  await dialog.getByRole("button", { name: "Cancel" }).click();
+
+  assert.equal((await admin(server, "DELETE", `/api/v1/api-keys/${key.id}`)).status, 204);
+  await page.getByRole("button", { name: "Delete customer…" }).first().click();
+  await dialog.getByRole("button", { name: "Delete customer" }).click();
+  await page.getByRole("heading", { level: 1, name: "Customers" }).waitFor();
+  await page.getByText("“Globex” (cust-globex) was deleted").waitFor();
+  assert.equal((await admin(server, "GET", "/api/v1/customers/cust-globex")).status, 404);
+  await page.done();
+});
+
+test("keys: a key's page gives it a customer and more limits, and its customer's page lists it", async () => {
+  assert.equal((await admin(server, "POST", "/api/v1/customers", { id: "cust-initech", name: "Initech" })).status, 201);
+  const created = await createKey({ name: "Initech worker", rate_limit_per_hour: 100 });
+  // The unknown customer is a 422 that chromium logs on its own.
+  const page = await signedIn({ allow: [/status of 422/] });
+  await page.goto(`${server.baseUrl}/#/keys/${created.id}`);
+  await page.getByRole("heading", { level: 1, name: "Initech worker" }).waitFor();
+
+  const customer = page.getByLabel("Customer ID (optional)");
+  await customer.fill("cust-nobody");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await page.getByRole("alert").filter({ hasText: "no customer" }).waitFor();
+
+  await customer.fill("cust-initech");
+  await page.getByRole("button", { name: "Add limit" }).click();
+  // Requests per hour has a field of its own: the editor does not offer it again.
+  assert.deepEqual(await page.getByLabel("Limit 1 Window").locator("option").allInnerTexts(), [
+    "per minute",
+    "per day",
+    "per month",
+  ]);
+  await page.getByLabel("Limit 1 Metric").selectOption("tokens");
+  await page.getByLabel("Limit 1 Window").selectOption("minute");
+  // A part of a token is refused here, not sent.
+  await page.getByLabel("Limit 1 Maximum").fill("1.5");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await page.getByRole("alert").filter({ hasText: "a whole number of tokens" }).waitFor();
+  assert.equal(await page.getByLabel("Limit 1 Maximum").getAttribute("aria-invalid"), "true");
+  await page.getByLabel("Limit 1 Maximum").fill("5000");
+  await page.getByLabel("Max concurrent queries").fill("2");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await page.getByText(/^Saved at/).waitFor();
+  const key = (await admin(server, "GET", `/api/v1/api-keys/${created.id}`)).body;
+  assert.equal(key.customer_id, "cust-initech");
+  assert.equal(key.rate_limit_per_hour, 100, "the rate limit stays");
+  assert.deepEqual(key.limits, [
+    { metric: "requests", window: "hour", max: 100 },
+    { metric: "tokens", window: "minute", max: 5000 },
+  ]);
+  assert.equal(key.max_concurrent, 2);
+
+  await page.locator(".meta").getByRole("link", { name: "Initech" }).click();
+  await page.getByRole("heading", { level: 1, name: "Initech" }).waitFor();
+  const row = page.locator("table.customer-keys tbody tr").filter({ hasText: "Initech worker" });
+  assert.match(await row.innerText(), /100 requests \/ hour · 5,000 tokens \/ minute/);
+  // A key created from here starts with the customer.
+  await page.getByRole("link", { name: "Create key", exact: true }).click();
+  await page.getByRole("heading", { level: 1, name: "Create an API key" }).waitFor();
+  assert.equal(await page.getByLabel("Customer ID (optional)").inputValue(), "cust-initech");
+  await page.done();
+});
+
+test("tokens: a workflow's token prices, and the tokens its upstream reports in the usage of a key and its customer", async () => {
+  // An upstream that reports 1,200 input and 300 output tokens per query.
+  const upstream = await listen((_req, _body, res) => {
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify({ output: "ok", usage: { input_tokens: 1200, output_tokens: 300 } }));
+  });
+  try {
+    const page = await signedIn();
+    await page.goto(`${server.baseUrl}/#/workflows`);
+    await page.getByRole("heading", { level: 1, name: "Workflows" }).waitFor();
+    await page.getByLabel("ID", { exact: true }).fill("llm");
+    await page.getByLabel("Name", { exact: true }).fill("Language model");
+    await page.getByLabel("Upstream URL").fill(upstream.url);
+    await page.getByLabel("Price per million input tokens (USD)").fill("2");
+    await page.getByLabel("Price per million output tokens (USD)").fill("8");
+    await page.getByRole("button", { name: "Register workflow" }).last().click();
+    const cells = page
+      .getByRole("row")
+      .filter({ has: page.getByRole("rowheader", { name: "llm", exact: true }) })
+      .getByRole("cell");
+    await cells.first().waitFor();
+    assert.deepEqual((await cells.allInnerTexts()).slice(4, 6), ["$2.00", "$8.00"]);
+    const wf = (await admin(server, "GET", "/api/v1/workflows/llm")).body;
+    assert.equal(wf.price_per_million_input_tokens, 2);
+    assert.equal(wf.price_per_million_output_tokens, 8);
+
+    assert.equal((await admin(server, "POST", "/api/v1/customers", { id: "cust-tokens", name: "Token buyer" })).status, 201);
+    const key = await createKey({ name: "Token user", customer_id: "cust-tokens" });
+    for (let i = 0; i < 2; i++) {
+      const answer = await query(key.key, "llm");
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
+      // 1,200 × $2 + 300 × $8 per million.
+      assert.equal(answer.body.usage.cost, 0.0048);
+    }
+
+    const tokensShown = async (what) => {
+      await waitFor(async () => /: 3,000 tokens in total \(2,400 input, 600 output\)/.test(await chartSummary(page, "tokens-hourly")), {
+        what: `${what}'s hourly tokens`,
+      });
+      assert.match(await chartSummary(page, "tokens-daily"), /: 3,000 tokens in total \(2,400 input, 600 output\)/);
+      assert.match(await page.locator(".stats").innerText(), /Tokens, all time\s*3,000\s*2,400 input · 600 output/);
+      const figure = page.locator("figure", { has: page.locator('svg[data-chart="tokens-hourly"]') });
+      await figure.getByText("Show data as a table").click();
+      const table = figure.getByRole("table", { name: "Tokens per hour · last 48 hours" });
+      assert.deepEqual(await table.locator("thead th").allTextContents(), ["Hour", "Tokens", "Input", "Output"]);
+      const busy = table.locator("tbody tr").filter({ hasText: "3,000" });
+      assert.deepEqual(await busy.locator("td").allInnerTexts(), ["3,000", "2,400", "600"]);
+      // Stacked: an input part and an output part.
+      assert.equal(await page.locator('svg[data-chart="tokens-hourly"] rect.bar-part-1').count(), 1);
+    };
+    await page.goto(`${server.baseUrl}/#/keys/${key.id}`);
+    await page.getByRole("heading", { level: 1, name: "Token user" }).waitFor();
+    await tokensShown("the key");
+    await page.goto(`${server.baseUrl}/#/customers/cust-tokens`);
+    await page.getByRole("heading", { level: 1, name: "Token buyer" }).waitFor();
+    await tokensShown("the customer");
+    assert.match(await chartSummary(page, "cost-month"), /\$0\.0096 spent/);
+    await page.locator("table.customer-keys").getByRole("link", { name: "Token user" }).waitFor();
+    await page.goto(`${server.baseUrl}/#/customers`);
+    const row = page.locator("table.customers-table tbody tr").filter({ hasText: "cust-tokens" });
+    await row.getByText("$0.0096", { exact: true }).waitFor();
+    assert.match(await row.innerText(), /\b3,000\b/);
+    await page.done();
+  } finally {
+    await upstream.close();
+  }
 });

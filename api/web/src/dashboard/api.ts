@@ -4,6 +4,19 @@
 // the objects the API returns. A 401 on any call made with the session's
 // token signs the tab out (see onUnauthorized).
 
+/** What a limit counts: admitted queries, input + output tokens, or USD. */
+export type Metric = "requests" | "tokens" | "cost";
+/** Requests and tokens: a rolling minute, hour or day, or the month; cost: the UTC day or the (billing) month. */
+export type LimitWindow = "minute" | "hour" | "day" | "month";
+
+/** One of a key's or a customer's `limits`: at most one per metric and window. */
+export interface Limit {
+  metric: Metric;
+  window: LimitWindow;
+  /** A count (requests, tokens) or USD (cost). */
+  max: number;
+}
+
 export interface Key {
   id: string;
   prefix: string;
@@ -22,6 +35,30 @@ export interface Key {
   metadata?: unknown;
   /** When it was revoked (then `active` is false), or null: a live key. */
   revoked_at: string | null;
+  /** The customer whose shared limits the key's queries also count against. */
+  customer_id: string | null;
+  /** Every limit of the key, `rate_limit_per_hour` and `cost_limit_per_month` included. */
+  limits: Limit[];
+  /** Queries in flight at once, or null: no cap. */
+  max_concurrent: number | null;
+}
+
+export interface Customer {
+  /** The seller's own id for the customer, `[A-Za-z0-9_.:@-]{1,128}`. */
+  id: string;
+  name: string;
+  email: string | null;
+  metadata?: unknown;
+  /** Shared by all the customer's keys. */
+  limits: Limit[];
+  max_concurrent: number | null;
+  billing: "postpaid" | "prepaid";
+  /** USD, or null. */
+  low_balance_threshold: number | null;
+  /** 1 to 28: the day (UTC midnight) the customer's monthly periods start. */
+  billing_anchor_day: number;
+  created_at: string;
+  updated_at: string;
 }
 
 /** Which keys the list shows: `live` (not revoked, active or not; the API's default), `revoked` or `all`. */
@@ -36,12 +73,18 @@ export interface Bucket {
   requests: number;
   cost: number;
   errors: number;
+  input_tokens: number;
+  output_tokens: number;
 }
 
+/** A key's usage (`key_id`) or a customer's, summed over its keys (`customer_id`). */
 export interface Usage {
-  key_id: string;
+  key_id?: string;
+  customer_id?: string;
   total_requests: number;
   total_cost: number;
+  total_input_tokens: number;
+  total_output_tokens: number;
   requests_today: number;
   cost_today: number;
   requests_this_hour: number;
@@ -58,6 +101,10 @@ export interface Workflow {
   price_per_request: number;
   /** The most one query may cost (USD), or null: none. */
   max_cost_per_request: number | null;
+  /** USD per million input (prompt) tokens the upstream reports. */
+  price_per_million_input_tokens: number;
+  /** USD per million output (completion) tokens. */
+  price_per_million_output_tokens: number;
   created_at: string;
   updated_at: string;
 }
@@ -197,13 +244,14 @@ export function withQuery(path: string, params: Record<string, string | number |
 
 /**
  * Every item of a list, page after page along `next_cursor`: for the short
- * lists (workflows, webhooks) that the dashboard shows whole.
+ * lists (workflows, webhooks) that the dashboard shows whole. `params` go
+ * on every page's query string.
  */
-export async function all<T>(path: string): Promise<T[]> {
+export async function all<T>(path: string, params: Record<string, string> = {}): Promise<T[]> {
   const items: T[] = [];
   let cursor: string | null = null;
   do {
-    const page: Page<T> = await api<Page<T>>("GET", withQuery(path, { limit: 1000, cursor }));
+    const page: Page<T> = await api<Page<T>>("GET", withQuery(path, { ...params, limit: 1000, cursor }));
     items.push(...page.data);
     cursor = page.next_cursor;
   } while (cursor);

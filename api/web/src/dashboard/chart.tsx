@@ -1,8 +1,9 @@
 // A hand-drawn SVG bar chart: y axis with gridlines, x labels thinned to
 // fit, an optional limit drawn as a dashed line, drawn at the container's
-// real pixel width (so text stays legible on a phone). Its text
-// alternative is the `summary` (the SVG's accessible name) and a data
-// table behind a disclosure.
+// real pixel width (so text stays legible on a phone). A bar may stack
+// the parts of its value (input and output tokens), with a legend. Its
+// text alternative is the `summary` (the SVG's accessible name) and a
+// data table behind a disclosure.
 
 import { useEffect, useRef, useState } from "preact/hooks";
 import { axis } from "./ticks";
@@ -17,6 +18,8 @@ export interface Point {
   order?: number;
   /** More table cells (after the value), matching `extraColumns`. */
   extra?: string[];
+  /** With `series`: the value's parts, stacked bottom up in that order. */
+  parts?: number[];
 }
 
 export interface ChartProps {
@@ -34,6 +37,8 @@ export interface ChartProps {
   columns: string[];
   /** Label spacings to choose from, in periods (24 h: 1, 2, 3, 4, 6, 12, 24). */
   steps?: number[];
+  /** The names of the points' `parts` (at most 2 colours), shown as a legend. */
+  series?: string[];
 }
 
 const HEIGHT = 190;
@@ -117,9 +122,21 @@ export function BarChart(props: ChartProps) {
           {points.map((p, i) => {
             const h = TOP + plotH - y(p.value);
             const over = limit != null && limit.value > 0 && p.value >= limit.value;
+            const x = left + i * slot + (slot - barW) / 2;
+            const series = props.series;
             return (
               <g key={p.label}>
-                {p.value > 0 && (
+                {p.value > 0 && series && p.parts ? (
+                  <Stack
+                    x={x}
+                    width={barW}
+                    parts={p.parts}
+                    names={series}
+                    y={y}
+                    over={over}
+                    title={(name, v) => `${p.label}: ${format(v)} ${name.toLowerCase()}`}
+                  />
+                ) : p.value > 0 && (
                   <rect
                     class={over ? "bar bar-over" : "bar"}
                     x={left + i * slot + (slot - barW) / 2}
@@ -150,6 +167,16 @@ export function BarChart(props: ChartProps) {
           )}
         </svg>
       </div>
+      {props.series && (
+        <ul class="chart-legend" aria-hidden="true">
+          {props.series.map((name, i) => (
+            <li key={name}>
+              <span class={`swatch bar-part-${i}`} />
+              {name}
+            </li>
+          ))}
+        </ul>
+      )}
       <p class="chart-summary" aria-hidden="true">
         {props.summary}
       </p>
@@ -184,5 +211,40 @@ export function BarChart(props: ChartProps) {
         </div>
       </details>
     </figure>
+  );
+}
+
+/** One bar's parts, stacked bottom up; each at least a pixel tall when not 0. */
+function Stack(props: {
+  x: number;
+  width: number;
+  parts: number[];
+  names: string[];
+  y: (v: number) => number;
+  over: boolean;
+  title: (name: string, value: number) => string;
+}) {
+  let below = 0;
+  return (
+    <>
+      {props.parts.map((part, i) => {
+        const bottom = props.y(below);
+        below += part;
+        if (part <= 0) return null;
+        const top = props.y(below);
+        return (
+          <rect
+            key={i}
+            class={`bar bar-part-${i}${props.over ? " bar-over" : ""}`}
+            x={props.x}
+            y={Math.min(top, bottom - 1)}
+            width={props.width}
+            height={Math.max(1, bottom - top)}
+          >
+            <title>{props.title(props.names[i] ?? "", part)}</title>
+          </rect>
+        );
+      })}
+    </>
   );
 }

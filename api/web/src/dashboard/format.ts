@@ -70,6 +70,17 @@ export function relative(iso: string | null | undefined, now = Date.now()): stri
 /** `2026-11` of now (UTC), the month the cost limit counts. */
 export const thisMonth = (now = new Date()): string => now.toISOString().slice(0, 7);
 
+/**
+ * `2026-11-15`: the first day (UTC) of the monthly period `now` is in, for
+ * periods that start on day `anchorDay` (1 to 28; 1 is the calendar month).
+ */
+export function periodStart(anchorDay = 1, now = new Date()): string {
+  const y = now.getUTCFullYear();
+  const m = now.getUTCMonth();
+  const start = new Date(Date.UTC(y, now.getUTCDate() >= anchorDay ? m : m - 1, anchorDay));
+  return start.toISOString().slice(0, 10);
+}
+
 /** `2026-11-25T14:03` (UTC) for a datetime-local input, from an RFC 3339 time. */
 export const toInputUtc = (iso: string | null): string => (iso ? new Date(iso).toISOString().slice(0, 16) : "");
 

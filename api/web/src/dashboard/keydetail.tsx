@@ -7,12 +7,13 @@
 // began carries the key from before it, and is dropped.
 
 import { useEffect, useState } from "preact/hooks";
-import { api, ApiError, seg, type Key, type KeyWithSecret, type Usage } from "./api";
+import { api, ApiError, seg, type Customer, type Key, type KeyWithSecret, type Usage } from "./api";
 import { dateTime, money, num, relative } from "./format";
-import { useMounted, usePoll, useSequence } from "./hooks";
+import { href, useMounted, usePoll, useSequence } from "./hooks";
 import { changedFields, KeyForm } from "./keyform";
 import { KeyState } from "./keys";
-import { UsageCharts, UsageStats } from "./usage";
+import { KEY_RESERVED, limitsText } from "./limits";
+import { UsageCharts, usageLimits, UsageStats } from "./usage";
 import { ConfirmDialog, Empty, ErrorBox, Loading, PageHeader, SecretReveal, useNotify } from "./ui";
 
 const REFRESH_MS = 5000;
@@ -28,6 +29,8 @@ const GRACE_CHOICES: [number, string][] = [
 export function KeyDetailPage({ id }: { id: string }) {
   const [apiKey, setKey] = useState<Key | null>(null);
   const [usage, setUsage] = useState<Usage | null>(null);
+  // The key's customer (its name, and the day its months start), once read.
+  const [customer, setCustomer] = useState<Customer | null>(null);
   const [loadError, setLoadError] = useState<unknown>(null);
   const [refreshError, setRefreshError] = useState<unknown>(null);
   const [refreshedAt, setRefreshedAt] = useState<Date | null>(null);
@@ -64,6 +67,21 @@ export function KeyDetailPage({ id }: { id: string }) {
   useEffect(() => {
     void load();
   }, [id]);
+  const customerId = apiKey?.customer_id ?? null;
+  useEffect(() => {
+    let live = true;
+    setCustomer(null);
+    if (customerId) {
+      api<Customer>("GET", `/api/v1/customers/${seg(customerId)}`).then(
+        (c) => live && setCustomer(c),
+        // Deleted since, or unreadable: the page shows its id only.
+        () => {},
+      );
+    }
+    return () => {
+      live = false;
+    };
+  }, [customerId]);
   usePoll(load, REFRESH_MS, !loadError && apiKey !== null);
 
   if (loadError) {
@@ -155,6 +173,16 @@ export function KeyDetailPage({ id }: { id: string }) {
           <dd>{apiKey.owner ?? <span class="muted">—</span>}</dd>
         </div>
         <div>
+          <dt>Customer</dt>
+          <dd>
+            {apiKey.customer_id === null ? (
+              <span class="muted">—</span>
+            ) : (
+              <a href={href("customers", apiKey.customer_id)}>{customer?.name ?? apiKey.customer_id}</a>
+            )}
+          </dd>
+        </div>
+        <div>
           <dt>ID</dt>
           <dd>
             <code class="id">{apiKey.id}</code>
@@ -204,8 +232,8 @@ export function KeyDetailPage({ id }: { id: string }) {
           </div>
         </div>
         <ErrorBox error={refreshError} title="Could not refresh:" />
-        <UsageStats usage={usage} apiKey={apiKey} />
-        <UsageCharts usage={usage} apiKey={apiKey} />
+        <UsageStats usage={usage} limits={usageLimits(apiKey.limits)} anchorDay={customer?.billing_anchor_day} />
+        <UsageCharts usage={usage} limits={usageLimits(apiKey.limits)} anchorDay={customer?.billing_anchor_day} />
       </section>
 
       {revokedAt !== null ? (
@@ -316,6 +344,14 @@ function RevokedSettings({ apiKey }: { apiKey: Key }) {
       <div>
         <dt>Cost limit</dt>
         <dd>{apiKey.cost_limit_per_month === null ? none : `${money(apiKey.cost_limit_per_month)} / month`}</dd>
+      </div>
+      <div class="meta-wide">
+        <dt>More limits</dt>
+        <dd>{limitsText(apiKey.limits.filter((l) => !KEY_RESERVED.some(([m, w]) => l.metric === m && l.window === w))) ?? none}</dd>
+      </div>
+      <div>
+        <dt>Max concurrent</dt>
+        <dd>{apiKey.max_concurrent === null ? none : num(apiKey.max_concurrent)}</dd>
       </div>
       <div>
         <dt>Alert thresholds</dt>

@@ -1,15 +1,26 @@
 // The key settings form, shared by "Create key" and the key's detail page.
 // Inputs hold text; `readForm` turns it into the API's fields (null for an
-// emptied limit), and `changedFields` keeps only what differs from the key
-// the form started from, for PUT's partial update.
+// emptied field), and `changedFields` keeps only what differs from the key
+// the form started from, for PUT's partial update. The limits go to the API
+// as one `limits` list: the Rate limit and Cost limit fields (requests per
+// hour, cost per month) and the editor's other rows.
 //
 // On the detail page the key is refreshed every few seconds. The form takes
 // a refreshed key in only while it has no unsaved edits; with edits, it
 // keeps them and says the key changed elsewhere.
 
 import { useEffect, useState } from "preact/hooks";
-import { all, type Key, type Workflow } from "./api";
+import { all, api, type Customer, type Key, type Limit, type Page, type Workflow } from "./api";
 import { amount, fromInputUtc, toInputUtc } from "./format";
+import {
+  KEY_RESERVED,
+  LimitsEditor,
+  readLimits,
+  readMaxConcurrent,
+  rowsOf,
+  sortLimits,
+  type LimitRow,
+} from "./limits";
 import { describe, ErrorBox, Field } from "./ui";
 
 /** The settings the form edits, as the API names them. */
@@ -18,9 +29,10 @@ export type KeyFields = Pick<
   | "name"
   | "owner"
   | "active"
+  | "customer_id"
   | "workflow_ids"
-  | "rate_limit_per_hour"
-  | "cost_limit_per_month"
+  | "limits"
+  | "max_concurrent"
   | "alert_thresholds"
   | "allowed_origins"
   | "expires_at"
@@ -30,27 +42,36 @@ interface Values {
   name: string;
   owner: string;
   active: boolean;
+  customer: string;
   workflowIds: string[];
   rate: string;
   cost: string;
+  limits: LimitRow[];
+  maxConcurrent: string;
   thresholds: string;
   origins: string;
   expires: string;
 }
 
-function valuesOf(key: Key | null): Values {
+function valuesOf(key: Key | null, customer = ""): Values {
   return {
     name: key?.name ?? "",
     owner: key?.owner ?? "",
     active: key?.active ?? true,
+    customer: key ? (key.customer_id ?? "") : customer,
     workflowIds: key?.workflow_ids ?? [],
     rate: key?.rate_limit_per_hour == null ? "" : String(key.rate_limit_per_hour),
     cost: key?.cost_limit_per_month == null ? "" : String(key.cost_limit_per_month),
+    limits: rowsOf(key?.limits ?? [], KEY_RESERVED),
+    maxConcurrent: key?.max_concurrent == null ? "" : String(key.max_concurrent),
     thresholds: (key?.alert_thresholds ?? [80, 100]).join(", "),
     origins: (key?.allowed_origins ?? []).join("\n"),
     expires: toInputUtc(key?.expires_at ?? null),
   };
 }
+
+/** A customer id as the API takes it. */
+export const CUSTOMER_ID = /^[A-Za-z0-9_.:@-]{1,128}$/;
 
 const list = (text: string) =>
   text
@@ -58,10 +79,11 @@ const list = (text: string) =>
     .map((s) => s.trim())
     .filter(Boolean);
 
-/** Which input is wrong, and how. */
+/** Which input is wrong, and how (for the limits, which row). */
 interface Invalid {
   field: keyof Values;
   message: string;
+  row?: number;
 }
 
 /** The API's fields from the inputs, or what is wrong with them. */
@@ -74,6 +96,19 @@ function readForm(v: Values): KeyFields | Invalid {
     return bad("rate", "Rate limit: a whole number of requests per hour, like 1000, or empty for none.");
   const cost = amount(v.cost);
   if (Number.isNaN(cost)) return bad("cost", "Cost limit: an amount in USD, like 12.50, or empty for none.");
+  const more = readLimits(v.limits);
+  if ("row" in more) return { field: "limits", message: more.message, row: more.row };
+  const maxConcurrent = readMaxConcurrent(v.maxConcurrent);
+  if (Number.isNaN(maxConcurrent))
+    return bad("maxConcurrent", "Max concurrent queries: a whole number from 1 to 100000, or empty for no cap.");
+  const customer = v.customer.trim();
+  if (customer && !CUSTOMER_ID.test(customer))
+    return bad("customer", "Customer: a customer's id (letters, digits and _ . : @ -), or empty for none.");
+  const limits: Limit[] = [
+    ...(rate === null ? [] : [{ metric: "requests" as const, window: "hour" as const, max: rate }]),
+    ...(cost === null ? [] : [{ metric: "cost" as const, window: "month" as const, max: cost }]),
+    ...more,
+  ];
   const thresholds = list(v.thresholds).map(Number);
   if (thresholds.some((t) => !Number.isInteger(t))) return bad("thresholds", "Alert thresholds: whole percents, like 80, 100.");
   const expires = v.expires ? fromInputUtc(v.expires) : null;
@@ -82,9 +117,10 @@ function readForm(v: Values): KeyFields | Invalid {
     name,
     owner: v.owner.trim() || null,
     active: v.active,
+    customer_id: customer || null,
     workflow_ids: v.workflowIds,
-    rate_limit_per_hour: rate,
-    cost_limit_per_month: cost,
+    limits: sortLimits(limits),
+    max_concurrent: maxConcurrent,
     alert_thresholds: thresholds,
     allowed_origins: list(v.origins),
     expires_at: expires,
@@ -108,6 +144,7 @@ export function changedFields(f: KeyFields, key: Key): Record<string, unknown> {
   for (const [name, value] of Object.entries(f) as [keyof KeyFields, unknown][]) {
     let current: unknown = key[name];
     if (name === "expires_at" && key.expires_at) current = fromInputUtc(toInputUtc(key.expires_at));
+    if (name === "limits") current = sortLimits(key.limits ?? []);
     if (!same(value, current)) body[name] = value;
   }
   return body;
@@ -130,6 +167,22 @@ function useWorkflows(): { workflows: Workflow[] | null; error: unknown } {
   return { workflows, error };
 }
 
+/** Up to 1000 customers, to suggest in the Customer field (none if they cannot be read). */
+function useCustomers(): Customer[] {
+  const [customers, setCustomers] = useState<Customer[]>([]);
+  useEffect(() => {
+    let live = true;
+    api<Page<Customer>>("GET", "/api/v1/customers?limit=1000").then(
+      (page) => live && setCustomers(page.data),
+      () => {},
+    );
+    return () => {
+      live = false;
+    };
+  }, []);
+  return customers;
+}
+
 const same = (a: Values, b: Values) => JSON.stringify(a) === JSON.stringify(b);
 
 export function KeyForm(props: {
@@ -143,14 +196,17 @@ export function KeyForm(props: {
   onSaved?: (key: Key) => void;
   onCancel?: () => void;
   status?: string;
+  /** A new key's customer, to start with. */
+  customerId?: string;
 }) {
   // The key the inputs were filled from, and the inputs.
   const [from, setFrom] = useState(props.apiKey);
-  const [v, setV] = useState<Values>(() => valuesOf(props.apiKey));
+  const [v, setV] = useState<Values>(() => valuesOf(props.apiKey, props.customerId));
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const [invalid, setInvalid] = useState<Invalid | null>(null);
   const { workflows, error: workflowsError } = useWorkflows();
+  const customers = useCustomers();
   const id = (name: string) => `${props.idPrefix}-${name}`;
   const fieldError = (name: keyof Values) => (invalid?.field === name ? invalid.message : null);
   const a11y = (name: keyof Values, hint = true) => describe(id(name), fieldError(name), hint);
@@ -188,7 +244,7 @@ export function KeyForm(props: {
     setInvalid("field" in fields ? fields : null);
     if ("field" in fields) {
       setError(new Error(fields.message));
-      document.getElementById(id(fields.field))?.focus();
+      document.getElementById(fields.row === undefined ? id(fields.field) : id(`limits-${fields.row}-max`))?.focus();
       return;
     }
     setBusy(true);
@@ -248,6 +304,35 @@ export function KeyForm(props: {
               aria-describedby={id("owner-hint")}
             />
           </Field>
+          <Field
+            id={id("customer")}
+            label="Customer ID (optional)"
+            hint={
+              <>
+                Its queries also count against this <a href="#/customers">customer</a>'s limits, which all its keys
+                share. Empty: none.
+              </>
+            }
+            error={fieldError("customer")}
+          >
+            <input
+              id={id("customer")}
+              value={v.customer}
+              onInput={set("customer")}
+              maxLength={128}
+              autoComplete="off"
+              spellcheck={false}
+              list={id("customers")}
+              {...a11y("customer")}
+            />
+            <datalist id={id("customers")}>
+              {customers.map((c) => (
+                <option key={c.id} value={c.id}>
+                  {c.name}
+                </option>
+              ))}
+            </datalist>
+          </Field>
         </div>
         {props.apiKey && (
           <div class="check">
@@ -278,7 +363,7 @@ export function KeyForm(props: {
           <Field
             id={id("cost")}
             label="Cost limit per month (USD)"
-            hint="Per UTC calendar month. Empty: no limit."
+            hint="Per UTC calendar month (its customer's billing month, if it has a customer). Empty: no limit."
             error={fieldError("cost")}
           >
             <input
@@ -304,7 +389,31 @@ export function KeyForm(props: {
               {...a11y("thresholds")}
             />
           </Field>
+          <Field
+            id={id("maxConcurrent")}
+            label="Max concurrent queries"
+            hint="Queries in flight at once (429 concurrency_limited above it). Empty: no cap."
+            error={fieldError("maxConcurrent")}
+          >
+            <input
+              id={id("maxConcurrent")}
+              inputMode="numeric"
+              autoComplete="off"
+              value={v.maxConcurrent}
+              onInput={set("maxConcurrent")}
+              {...a11y("maxConcurrent")}
+            />
+          </Field>
         </div>
+        <LimitsEditor
+          idPrefix={id("limits")}
+          legend="More limits"
+          hint="Requests or tokens per rolling minute, hour or day, or per month; cost per UTC day. Requests per hour and cost per month are the fields above."
+          rows={v.limits}
+          onChange={(limits) => setV((old) => ({ ...old, limits }))}
+          reserved={KEY_RESERVED}
+          invalidRow={invalid?.field === "limits" ? (invalid.row ?? null) : null}
+        />
       </fieldset>
 
       <fieldset>

@@ -190,6 +190,7 @@ export function KeysPage() {
                   <th scope="col">Name</th>
                   <th scope="col">Key</th>
                   <th scope="col">Owner</th>
+                  <th scope="col">Customer</th>
                   <th scope="col">Status</th>
                   <th scope="col" class="num">
                     Rate limit
@@ -218,6 +219,15 @@ export function KeysPage() {
                         <code>{k.prefix}…</code>
                       </td>
                       <td>{k.owner ?? <span class="muted">—</span>}</td>
+                      <td>
+                        {k.customer_id === null ? (
+                          <span class="muted">—</span>
+                        ) : (
+                          <a href={href("customers", k.customer_id)}>
+                            <code>{k.customer_id}</code>
+                          </a>
+                        )}
+                      </td>
                       <td>
                         <span class="badges">
                           <KeyState apiKey={k} />
@@ -286,7 +296,8 @@ export function KeysPage() {
   );
 }
 
-export function CreateKeyPage() {
+/** `customerId`: the key is created for this customer (from its page), which the form starts with. */
+export function CreateKeyPage({ customerId }: { customerId?: string }) {
   // The plaintext lives here only, from the 201 until "Done".
   const [created, setCreated] = useState<{ id: string; name: string; prefix: string; secret: string } | null>(null);
   if (created) {
@@ -314,14 +325,19 @@ export function CreateKeyPage() {
   return (
     <>
       <p class="crumbs">
-        <a href="#/keys">← API keys</a>
+        {customerId ? (
+          <a href={href("customers", customerId)}>← Customer {customerId}</a>
+        ) : (
+          <a href="#/keys">← API keys</a>
+        )}
       </p>
       <PageHeader title="Create an API key" />
       <KeyForm
         idPrefix="new-key"
         apiKey={null}
+        customerId={customerId}
         submitLabel="Create key"
-        onCancel={() => navigate("#/keys")}
+        onCancel={() => navigate(customerId ? href("customers", customerId) : "#/keys")}
         onSubmit={async (fields) => {
           const { key, id, name, prefix } = await api<KeyWithSecret>("POST", "/api/v1/api-keys", createBody(fields));
           setCreated({ id, name, prefix, secret: key });

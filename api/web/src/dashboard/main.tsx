@@ -1,12 +1,15 @@
 // The nodai management dashboard, served at `/`: sign-in with the admin
 // token (kept in sessionStorage for this tab only), then API keys,
-// workflows and webhooks on hash routes (`#/keys`, `#/keys/<id>`,
-// `#/workflows`, `#/webhooks`, `#/webhooks/<id>`).
+// customers, workflows and webhooks on hash routes (`#/keys`,
+// `#/keys/<id>`, `#/customers`, `#/customers/+new`, `#/customers/<id>`,
+// `#/customers/<id>/new-key`, `#/workflows`, `#/webhooks`,
+// `#/webhooks/<id>`).
 
 import "./style.css";
 import { render } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, ApiError, onUnauthorized, session } from "./api";
+import { CreateCustomerPage, CustomerDetailPage, CustomersPage } from "./customers";
 import { navigate, useRoute } from "./hooks";
 import { KeyDetailPage } from "./keydetail";
 import { CreateKeyPage, KeysPage } from "./keys";
@@ -89,6 +92,7 @@ function SignIn({ reason, onSignedIn }: { reason: string | null; onSignedIn: () 
 
 const SECTIONS: [string, string][] = [
   ["keys", "API keys"],
+  ["customers", "Customers"],
   ["workflows", "Workflows"],
   ["webhooks", "Webhooks"],
 ];
@@ -98,6 +102,10 @@ function Page({ route }: { route: string[] }) {
   if (section === "keys" && id === "new" && route.length === 2) return <CreateKeyPage />;
   if (section === "keys" && id && route.length === 2) return <KeyDetailPage id={id} />;
   if (section === "keys" && route.length === 1) return <KeysPage />;
+  if (section === "customers" && id === "+new" && route.length === 2) return <CreateCustomerPage />;
+  if (section === "customers" && id && route.length === 2) return <CustomerDetailPage id={id} />;
+  if (section === "customers" && id && route.length === 3 && route[2] === "new-key") return <CreateKeyPage customerId={id} />;
+  if (section === "customers" && route.length === 1) return <CustomersPage />;
   if (section === "workflows" && route.length === 1) return <WorkflowsPage />;
   if (section === "webhooks" && id && route.length === 2) return <WebhookDetailPage id={id} />;
   if (section === "webhooks" && route.length === 1) return <WebhooksPage />;

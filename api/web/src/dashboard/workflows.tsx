@@ -23,8 +23,9 @@ export function WorkflowsPage() {
       </PageHeader>
       <p class="lead">
         A workflow is an upstream that queries go to: <code>POST /api/v1/workflows/&lt;id&gt;/query</code> with an API
-        key. Its price applies to each query unless the upstream reports a cost; its maximum, if set, is the most one
-        query may cost (a reported cost above it is recorded as the maximum).
+        key. Unless the upstream reports a cost, a query costs the price per request plus the input and output tokens
+        the upstream reports at their prices per million; its maximum, if set, is the most one query may cost (a
+        reported cost above it is recorded as the maximum).
       </p>
       <ErrorBox error={error} title="Could not load the workflows:" />
       {workflows === null ? (
@@ -45,6 +46,12 @@ export function WorkflowsPage() {
                 </th>
                 <th scope="col" class="num">
                   Max cost per request
+                </th>
+                <th scope="col" class="num">
+                  Per 1M input tokens
+                </th>
+                <th scope="col" class="num">
+                  Per 1M output tokens
                 </th>
                 <th scope="col">Created</th>
                 <th scope="col">
@@ -70,6 +77,8 @@ export function WorkflowsPage() {
                       money(w.max_cost_per_request)
                     )}
                   </td>
+                  <td class="num">{money(w.price_per_million_input_tokens ?? 0)}</td>
+                  <td class="num">{money(w.price_per_million_output_tokens ?? 0)}</td>
                   <td>{dateTime(w.created_at)}</td>
                   <td>
                     <button
@@ -124,19 +133,27 @@ function NewWorkflow({ onCreated }: { onCreated: (w: Workflow) => void }) {
   const [upstream, setUpstream] = useState("");
   const [price, setPrice] = useState("");
   const [maxCost, setMaxCost] = useState("");
+  const [inputPrice, setInputPrice] = useState("");
+  const [outputPrice, setOutputPrice] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const [priceError, setPriceError] = useState<string | null>(null);
   const [maxCostError, setMaxCostError] = useState<string | null>(null);
+  const [inputPriceError, setInputPriceError] = useState<string | null>(null);
+  const [outputPriceError, setOutputPriceError] = useState<string | null>(null);
   const submit = async (event: Event) => {
     event.preventDefault();
     if (busy) return;
     setError(null);
     setPriceError(null);
     setMaxCostError(null);
+    setInputPriceError(null);
+    setOutputPriceError(null);
     const body: Record<string, unknown> = { id: id.trim(), name: name.trim(), upstream_url: upstream.trim() };
     const p = amount(price);
     const max = amount(maxCost);
+    const perInput = amount(inputPrice);
+    const perOutput = amount(outputPrice);
     const refuse = (field: string, message: string, setFieldError: (m: string) => void) => {
       setFieldError(message);
       setError(new Error(message));
@@ -154,8 +171,18 @@ function NewWorkflow({ onCreated }: { onCreated: (w: Workflow) => void }) {
       refuse("wf-max-cost", "Max cost per request: at least the price per request, or empty for none.", setMaxCostError);
       return;
     }
+    if (Number.isNaN(perInput)) {
+      refuse("wf-input-price", "Price per million input tokens: an amount in USD, like 3, or empty for free.", setInputPriceError);
+      return;
+    }
+    if (Number.isNaN(perOutput)) {
+      refuse("wf-output-price", "Price per million output tokens: an amount in USD, like 15, or empty for free.", setOutputPriceError);
+      return;
+    }
     if (p !== null) body.price_per_request = p;
     if (max !== null) body.max_cost_per_request = max;
+    if (perInput !== null) body.price_per_million_input_tokens = perInput;
+    if (perOutput !== null) body.price_per_million_output_tokens = perOutput;
     setBusy(true);
     try {
       const created = await api<Workflow>("POST", "/api/v1/workflows", body);
@@ -164,6 +191,8 @@ function NewWorkflow({ onCreated }: { onCreated: (w: Workflow) => void }) {
       setUpstream("");
       setPrice("");
       setMaxCost("");
+      setInputPrice("");
+      setOutputPrice("");
       onCreated(created);
     } catch (e) {
       setError(e);
@@ -225,6 +254,36 @@ function NewWorkflow({ onCreated }: { onCreated: (w: Workflow) => void }) {
               value={maxCost}
               onInput={text(setMaxCost)}
               {...describe("wf-max-cost", maxCostError)}
+            />
+          </Field>
+          <Field
+            id="wf-input-price"
+            label="Price per million input tokens (USD)"
+            hint="For the input (prompt) tokens the upstream reports. Empty: free (0)."
+            error={inputPriceError}
+          >
+            <input
+              id="wf-input-price"
+              inputMode="decimal"
+              autoComplete="off"
+              value={inputPrice}
+              onInput={text(setInputPrice)}
+              {...describe("wf-input-price", inputPriceError)}
+            />
+          </Field>
+          <Field
+            id="wf-output-price"
+            label="Price per million output tokens (USD)"
+            hint="For the output (completion) tokens the upstream reports. Empty: free (0)."
+            error={outputPriceError}
+          >
+            <input
+              id="wf-output-price"
+              inputMode="decimal"
+              autoComplete="off"
+              value={outputPrice}
+              onInput={text(setOutputPrice)}
+              {...describe("wf-output-price", outputPriceError)}
             />
           </Field>
         </div>
