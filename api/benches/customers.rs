@@ -1,0 +1,223 @@
+//! The query path with a customer's limits and a token-priced workflow,
+//! against the plain path, in the same run (BENCHMARKS.md, "Customers,
+//! limits, tokens and credits"): the real `nodai` binary on a free port,
+//! on the embedded log and on a private `nats-server`, loaded by closed-loop
+//! clients in this process (they share the machine's cores with it).
+//!
+//! ```text
+//! cargo bench -p api --bench customers        # NODAI_BENCH_SECS=5 NODAI_BENCH_CLIENTS=32 NODAI_BENCH_ROUNDS=3
+//! ```
+//!
+//! - *plain*: a key without limits on a `builtin:echo` workflow with a
+//!   price per request: no admission, one append per query.
+//! - *customer + tokens*: a key of a prepaid customer with limits on both
+//!   (requests per minute and hour, tokens per day, cost per month, far
+//!   from reached), on a `builtin:echo` workflow priced per token with a
+//!   maximum: the whole limiter (both levels, every window, the balance),
+//!   and on NATS the admission append, per query.
+//!
+//! The two alternate for several rounds; the table shows each round and
+//! the median ratio.
+
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "customers-bench-admin-token-01";
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+struct Server {
+    base: String,
+    http: reqwest::Client,
+    _child: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(extra: &[String]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let port = ingest::testkit::free_port();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_nodai"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(dir.path())
+            .args(extra)
+            .env("NODAI_ADMIN_TOKEN", TOKEN)
+            .env("NODAI_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let server = Server {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            _child: child,
+            _dir: dir,
+        };
+        let started = Instant::now();
+        loop {
+            let ready = server.http.get(format!("{}/readyz", server.base)).send().await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return server;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "never ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        response.json().await.unwrap()
+    }
+
+    /// Sets up both paths; their keys.
+    async fn keys(&self) -> (String, String) {
+        self.post(
+            "/api/v1/workflows",
+            json!({"id": "plain", "name": "plain", "upstream_url": "builtin:echo", "price_per_request": 0.002}),
+        )
+        .await;
+        self.post(
+            "/api/v1/workflows",
+            json!({"id": "tokens", "name": "tokens", "upstream_url": "builtin:echo", "price_per_request": 0.001,
+                   "price_per_million_input_tokens": 3, "price_per_million_output_tokens": 15,
+                   "max_cost_per_request": 0.01}),
+        )
+        .await;
+        self.post(
+            "/api/v1/customers",
+            json!({"id": "bench.co", "name": "Bench", "billing": "prepaid", "max_concurrent": 100000,
+                   "limits": [{"metric": "requests", "window": "minute", "max": 1_000_000_000u64},
+                              {"metric": "tokens", "window": "day", "max": 1_000_000_000_000u64},
+                              {"metric": "cost", "window": "month", "max": 1_000_000}]}),
+        )
+        .await;
+        self.post("/api/v1/customers/bench.co/credits", json!({"amount": 1_000_000}))
+            .await;
+        let plain = self.post("/api/v1/api-keys", json!({"name": "plain"})).await;
+        let customer = self
+            .post(
+                "/api/v1/api-keys",
+                json!({"name": "customer", "customer_id": "bench.co",
+                       "limits": [{"metric": "requests", "window": "hour", "max": 1_000_000_000u64},
+                                  {"metric": "cost", "window": "day", "max": 1_000_000}]}),
+            )
+            .await;
+        let key = |v: &Value| v["key"].as_str().unwrap().to_owned();
+        (key(&plain), key(&customer))
+    }
+
+    /// `clients` closed loops of queries for `secs`: queries/s, p50, p99.
+    async fn load(&self, workflow: &str, key: &str, clients: usize, secs: u64) -> (f64, f64, f64) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let failed = Arc::new(AtomicU64::new(0));
+        let url = format!("{}/api/v1/workflows/{workflow}/query", self.base);
+        let tasks: Vec<_> = (0..clients)
+            .map(|_| {
+                let (http, url, key, stop, failed) = (
+                    self.http.clone(),
+                    url.clone(),
+                    key.to_owned(),
+                    stop.clone(),
+                    failed.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut took = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let start = Instant::now();
+                        let response = http
+                            .post(&url)
+                            .header("x-api-key", &key)
+                            .header("content-type", "application/json")
+                            .body(r#"{"input":"the quick brown fox"}"#)
+                            .send()
+                            .await;
+                        match response {
+                            Ok(r) if r.status() == 200 => {
+                                let _ = r.bytes().await;
+                                took.push(start.elapsed());
+                            }
+                            _ => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    took
+                })
+            })
+            .collect();
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut took = Vec::new();
+        for task in tasks {
+            took.extend(task.await.unwrap());
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        assert_eq!(failed.load(Ordering::Relaxed), 0, "some queries were not answered 200");
+        took.sort();
+        let ms = |p: f64| took[((took.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e3;
+        (took.len() as f64 / elapsed, ms(0.5), ms(0.99))
+    }
+}
+
+async fn bench(name: &str, extra: &[String], clients: usize, secs: u64, rounds: usize) {
+    let server = Server::start(extra).await;
+    let (plain, customer) = server.keys().await;
+    // Warm both paths (connections, allocator, first segments).
+    server.load("plain", &plain, clients, 1).await;
+    server.load("tokens", &customer, clients, 1).await;
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        let a = server.load("plain", &plain, clients, secs).await;
+        let b = server.load("tokens", &customer, clients, secs).await;
+        let ratio = b.0 / a.0;
+        ratios.push(ratio);
+        println!(
+            "| {name} | {round} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {ratio:.3} |",
+            a.0, a.1, a.2, b.0, b.1, b.2
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "| {name} | median | | | | | | | **{:.3}** ({:.1} % lost) |",
+        ratios[ratios.len() / 2],
+        (1.0 - ratios[ratios.len() / 2]) * 100.0
+    );
+}
+
+fn main() {
+    let (secs, clients, rounds) = (
+        env("NODAI_BENCH_SECS", 5u64),
+        env("NODAI_BENCH_CLIENTS", 32usize),
+        env("NODAI_BENCH_ROUNDS", 3usize),
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        println!("{clients} clients, {secs} s per row, plain and customer + tokens alternating");
+        println!();
+        println!("| backend | round | plain q/s | p50 ms | p99 ms | customer + tokens q/s | p50 ms | p99 ms | ratio |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        bench("embedded", &[], clients, secs, rounds).await;
+        match ingest::testkit::NatsServer::start().await {
+            Some(nats) => {
+                let args = ["--nats".to_owned(), nats.url(), "--stream".into(), "BENCH".into()];
+                bench("nats", &args, clients, secs, rounds).await;
+            }
+            None => eprintln!("no nats-server: NATS rows skipped"),
+        }
+    });
+}
