@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 import pytest
 
 from _support import Receiver, ServerProcess, start_server, unique
-from nodai import ApiKey, CreatedApiKey, Nodai, NotFoundError, Workflow
+from nodai import ApiKey, ConflictError, CreatedApiKey, Customer, Nodai, NotFoundError, Workflow
 
 ECHO_PRICE = Decimal("0.002")
 
@@ -63,6 +63,26 @@ def make_key(admin: Nodai) -> Iterator[Callable[..., CreatedApiKey]]:
             admin.keys.revoke(key.id)
         except NotFoundError:
             pass
+
+
+@pytest.fixture
+def make_customer(admin: Nodai) -> Iterator[Callable[..., Customer]]:
+    """Create customers with unique ids; delete them at the end where they have no live keys."""
+    created: list[Customer] = []
+
+    def make(**fields: object) -> Customer:
+        customer_id = str(fields.pop("id", unique("cust")))
+        name = str(fields.pop("name", customer_id))
+        customer = admin.customers.create(customer_id, name=name, **fields)  # type: ignore[arg-type]
+        created.append(customer)
+        return customer
+
+    yield make
+    for customer in created:
+        try:
+            admin.customers.delete(customer.id)
+        except (NotFoundError, ConflictError):
+            pass  # deleted by the test, or its keys outlive it here: harmless on a test server
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from nodai import (
     AuthenticationError,
     ConflictError,
     CreatedApiKey,
+    Limit,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -68,6 +69,48 @@ async def test_async_query_and_key_lifecycle(server: ServerProcess) -> None:
         await admin.workflows.delete(workflow.id)
         with pytest.raises(NotFoundError):
             await admin.workflows.get(workflow.id)
+
+
+async def test_async_customers(server: ServerProcess) -> None:
+    async with admin_client(server) as admin:
+        workflow = await admin.workflows.create(
+            unique("acust"), name="E", upstream_url="builtin:echo", price_per_request=ECHO_PRICE,
+            price_per_million_input_tokens="1.5",
+        )
+        assert workflow.price_per_million_input_tokens == Decimal("1.5")
+        tag = unique("acust")
+        customer = await admin.customers.create(tag, name="Async customer", limits=[Limit("requests", "hour", 1)])
+        assert customer.limits == [Limit("requests", "hour", 1)]
+        assert (await admin.customers.get(tag)) == customer
+        assert [c.id async for c in admin.customers.list(q=tag)] == [tag]
+        assert [c.id for c in (await admin.customers.list(q=tag, limit=1)).data] == [tag]
+        updated = await admin.customers.update(tag, email="a@b.example", limits=None)
+        assert (updated.email, updated.limits, updated.name) == ("a@b.example", [], "Async customer")
+        await admin.customers.update(tag, limits=[Limit("requests", "hour", 1)])
+
+        first = await admin.keys.create(unique("akey"), customer_id=tag)
+        second = await admin.keys.create(unique("akey"), customer_id=tag)
+        assert first.customer_id == tag
+        try:
+            async with AsyncNodai(base_url=server.base_url) as client:
+                result = await client.query_workflow(workflow.id, "x", api_key=first.key)
+                assert (result.input_tokens, result.output_tokens) == (0, 0)
+                with pytest.raises(RateLimitError) as limited:
+                    await client.query_workflow(workflow.id, "x", api_key=second.key)
+            assert limited.value.limit is not None and limited.value.limit.scope == "customer"
+            usage = await admin.customers.usage(tag)
+            assert (usage.customer_id, usage.total_requests, usage.total_input_tokens) == (tag, 1, 0)
+            with pytest.raises(ConflictError) as has_keys:
+                await admin.customers.delete(tag)
+            assert has_keys.value.code == "customer_has_keys"
+        finally:
+            await admin.keys.revoke(first.id)
+            await admin.keys.revoke(second.id)
+            await admin.workflows.delete(workflow.id)
+        await admin.customers.delete(tag)
+        with pytest.raises(NotFoundError) as gone:
+            await admin.customers.get(tag)
+        assert gone.value.code == "customer_not_found"
 
 
 async def test_async_list_awaits_one_page_or_iterates_all(server: ServerProcess) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from email.utils import format_datetime
 from typing import List, Optional, Sequence, Type, Union
 
@@ -25,13 +26,18 @@ from nodai import (
     APITimeoutError,
     AsyncNodai,
     AuthenticationError,
+    ConcurrencyLimitError,
     ConflictError,
     CostLimitExceededError,
+    IdempotencyConflictError,
+    InsufficientCreditsError,
     InternalServerError,
+    Limit,
     Nodai,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    ReachedLimit,
     ServiceUnavailableError,
     UpstreamError,
     ValidationError,
@@ -217,10 +223,20 @@ def test_delete_is_not_replayed_after_sending() -> None:
         (400, "invalid_query", ValidationError),
         (401, "unauthorized", AuthenticationError),
         (402, "cost_limit_exceeded", CostLimitExceededError),
+        (402, "insufficient_credits", InsufficientCreditsError),
+        (402, "something_new", CostLimitExceededError),
         (403, "key_inactive", PermissionDeniedError),
         (404, "workflow_not_found", NotFoundError),
+        (404, "customer_not_found", NotFoundError),
         (409, "workflow_exists", ConflictError),
         (409, "key_revoked", ConflictError),
+        (409, "customer_exists", ConflictError),
+        (409, "customer_has_keys", ConflictError),
+        (409, "idempotency_conflict", IdempotencyConflictError),
+        (429, "rate_limited", RateLimitError),
+        (429, "concurrency_limited", ConcurrencyLimitError),
+        # A code's own class only under its own status.
+        (400, "idempotency_conflict", ValidationError),
         (413, "payload_too_large", ValidationError),
         (422, "validation_error", ValidationError),
         (500, "internal", InternalServerError),
@@ -240,6 +256,55 @@ def test_status_maps_to_its_class_and_is_not_retried(
     assert caught.value.request_id is None
     assert str(caught.value) == f"{status} {code}: {code} detail"
     assert len(script.requests) == 1
+
+
+def test_subclasses_of_a_code_are_caught_as_their_status() -> None:
+    assert issubclass(InsufficientCreditsError, CostLimitExceededError)
+    assert issubclass(IdempotencyConflictError, ConflictError)
+    assert issubclass(ConcurrencyLimitError, RateLimitError)
+
+
+def test_the_refusing_limit_is_read_from_the_problem() -> None:
+    limited = problem(
+        429,
+        "concurrency_limited",
+        {"retry-after": "1"},
+        limit={"scope": "customer", "metric": "concurrent", "max": 5},
+    )
+    script = Script([limited])
+    with pytest.raises(ConcurrencyLimitError) as concurrent:
+        client_for(script, []).query_workflow("echo", "hi")
+    assert concurrent.value.limit == ReachedLimit(scope="customer", metric="concurrent", window=None, max=5)
+    assert concurrent.value.retry_after == 1
+
+    # A RateLimitError too: retry_on_rate_limit waits out its Retry-After.
+    script = Script([limited, httpx.Response(200, json=OK_QUERY)])
+    sleeps: List[float] = []
+    client_for(script, sleeps, retry_on_rate_limit=True).query_workflow("echo", "hi")
+    assert sleeps == [1.0]
+
+    script = Script([problem(402, "cost_limit_exceeded", limit={"scope": "key", "metric": "cost", "window": "month", "max": 12.5})])
+    with pytest.raises(CostLimitExceededError) as cost:
+        client_for(script, []).query_workflow("echo", "hi")
+    assert cost.value.limit == ReachedLimit(scope="key", metric="cost", window="month", max=Decimal("12.5"))
+    assert isinstance(cost.value.limit.max, Decimal)
+
+    script = Script([problem(429, "rate_limited", limit={"scope": "key", "metric": "tokens", "window": "day", "max": 1000})])
+    with pytest.raises(RateLimitError) as tokens:
+        client_for(script, []).query_workflow("echo", "hi")
+    assert tokens.value.limit is not None and tokens.value.limit.scope == "key"
+    assert (tokens.value.limit.metric, tokens.value.limit.window, tokens.value.limit.max) == ("tokens", "day", 1000)
+
+    # Absent or malformed: None, never an error of the SDK's own.
+    for extra in ({}, {"limit": None}, {"limit": "x"}, {"limit": {"scope": "key"}}):
+        script = Script([problem(429, "rate_limited", **extra)])
+        with pytest.raises(RateLimitError) as bare:
+            client_for(script, []).query_workflow("echo", "hi")
+        assert bare.value.limit is None, extra
+    script = Script([problem(402, "insufficient_credits")])
+    with pytest.raises(InsufficientCreditsError) as credits:
+        client_for(script, []).query_workflow("echo", "hi")
+    assert credits.value.limit is None and credits.value.status == 402
 
 
 def test_request_id_is_taken_from_the_problem_or_the_header() -> None:
@@ -287,6 +352,73 @@ def test_update_distinguishes_not_given_from_none() -> None:
         {"expires_at": "2030-01-02T03:04:05Z", "metadata": None},
     ]
     assert all(r.method == "PUT" and r.url.path == "/api/v1/api-keys/key_1" for r in script.requests)
+
+
+CUSTOMER = {"id": "acme", "name": "Acme", "limits": [], "billing": "postpaid", "billing_anchor_day": 1,
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}
+
+
+def test_limits_and_customer_fields_on_the_wire() -> None:
+    key = {"id": "key_1", "prefix": "nk_00000000", "name": "n", "active": True, "workflow_ids": [],
+           "alert_thresholds": [80, 100], "allowed_origins": [], "created_at": "2026-01-01T00:00:00Z",
+           "updated_at": "2026-01-01T00:00:00Z", "key": "nk_" + "0" * 64}
+    script = Script([httpx.Response(200, json=key)])
+    client = client_for(script, [])
+    created = client.keys.create(
+        "n",
+        customer_id="acme",
+        limits=[Limit("requests", "minute", 10), {"metric": "cost", "window": "day", "max": Decimal("1.50")},
+                Limit("tokens", "day", Decimal("1000"))],
+        max_concurrent=2,
+    )
+    # An older server's key without the new fields still reads.
+    assert (created.customer_id, created.limits, created.max_concurrent) == (None, [], None)
+    client.keys.update("key_1", customer_id=None, limits=None, max_concurrent=None)
+    client.keys.update("key_1", limits=[])
+    assert [sent_json(r) for r in script.requests] == [
+        {
+            "name": "n",
+            "customer_id": "acme",
+            "limits": [
+                {"metric": "requests", "window": "minute", "max": 10},
+                {"metric": "cost", "window": "day", "max": 1.5},
+                {"metric": "tokens", "window": "day", "max": 1000},
+            ],
+            "max_concurrent": 2,
+        },
+        {"customer_id": None, "limits": None, "max_concurrent": None},
+        {"limits": []},
+    ]
+    with pytest.raises(TypeError):
+        client.keys.create("n", limits=Limit("requests", "minute", 1))  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        client.keys.create("n", limits=[{"metric": "requests", "window": "minute", "max": 1, "scope": "key"}])
+
+    usage = {"customer_id": "a/b", "total_requests": 0, "total_cost": 0, "requests_today": 0, "cost_today": 0,
+             "requests_this_hour": 0, "cost_this_month": 0, "hourly": [], "daily": []}
+    page = {"data": [CUSTOMER], "next_cursor": None}
+    steps = [httpx.Response(200, json=CUSTOMER)] * 3 + [httpx.Response(200, json=usage), httpx.Response(200, json=page)]
+    script = Script(steps)
+    client = client_for(script, [])
+    client.customers.create("acme", name="Acme", billing="prepaid", low_balance_threshold="2.50", email=None)
+    client.customers.update("acme", email=None, low_balance_threshold=None, billing_anchor_day=NOT_GIVEN)
+    client.customers.update("acme")
+    # A customer's usage has customer_id and no key_id; without token fields (an older server), 0.
+    read = client.customers.usage("a/b", from_="2026-01-01T00:00:00Z")
+    assert (read.customer_id, read.key_id, read.total_input_tokens) == ("a/b", None, 0)
+    assert client.customers.list(q="ac", limit=5).data[0].id == "acme"
+    assert [(r.method, r.url.raw_path) for r in script.requests] == [
+        ("POST", b"/api/v1/customers"),
+        ("PUT", b"/api/v1/customers/acme"),
+        ("PUT", b"/api/v1/customers/acme"),
+        ("GET", b"/api/v1/customers/a%2Fb/usage?from=2026-01-01T00%3A00%3A00Z"),
+        ("GET", b"/api/v1/customers?limit=5&q=ac"),
+    ]
+    assert [sent_json(r) for r in script.requests[:3]] == [
+        {"id": "acme", "name": "Acme", "billing": "prepaid", "low_balance_threshold": 2.5},
+        {"email": None, "low_balance_threshold": None},
+        {},
+    ]
 
 
 def test_naive_datetimes_are_refused() -> None:

@@ -17,6 +17,7 @@ from nodai import (
     APITimeoutError,
     AsyncNodai,
     Chunk,
+    ConcurrencyLimitError,
     CostLimitExceededError,
     Done,
     InternalServerError,
@@ -206,6 +207,7 @@ def test_the_request_asks_for_events_and_the_events_are_typed() -> None:
         ("upstream_error", UpstreamError, 502),
         ("upstream_timeout", UpstreamError, 504),
         ("upstream_something_new", UpstreamError, 502),
+        ("concurrency_limited", ConcurrencyLimitError, 429),
         ("internal_error", InternalServerError, 500),
         ("never_heard_of_it", InternalServerError, 500),
     ],
@@ -281,6 +283,20 @@ def test_a_server_that_answers_json_is_read_as_one_chunk() -> None:
     events = list(client_for(script).stream_workflow("echo", "x"))
     assert [e for e in events if isinstance(e, Chunk)] == [Chunk('{"a":1}')]
     assert isinstance(events[-1], Done) and events[-1].request_id == "req_j"
+
+
+def test_done_carries_the_reported_tokens() -> None:
+    usage = {"cost": 0.007, "duration_ms": 4, "input_tokens": 1200, "output_tokens": 300}
+    done = ("done", json.dumps({"usage": usage, "request_id": "req_t"}))
+    script = Script(events_response([sse(("chunk", "ok"), done)]))
+    assert client_for(script).stream_workflow("echo", "x").until_done() == Done(
+        Decimal("0.007"), 4, "req_t", input_tokens=1200, output_tokens=300
+    )
+
+    answer = {"output": "ok", "usage": {**usage, "input_tokens": 7}, "request_id": "req_j"}
+    script = Script(httpx.Response(200, json=answer))
+    last = list(client_for(script).stream_workflow("echo", "x"))[-1]
+    assert isinstance(last, Done) and (last.input_tokens, last.output_tokens) == (7, 300)
 
 
 def test_malformed_done_and_unexpected_content_type() -> None:

@@ -1,11 +1,12 @@
 // `Nodai`, the client: configuration, `queryWorkflow`, `streamWorkflow`, and
-// the admin resources (`keys`, `workflows`, `webhooks`). HTTP details live in
+// the admin resources (`keys`, `customers`, `workflows`, `webhooks`). HTTP details live in
 // transport.ts, the events of a streaming query in streaming.ts.
 import { rateLimitFromHeaders, type RateLimitState } from "./ratelimit.js";
+import { Customers } from "./resources/customers.js";
 import { Keys } from "./resources/keys.js";
 import { Webhooks } from "./resources/webhooks.js";
 import { Workflows } from "./resources/workflows.js";
-import { QueryStream } from "./streaming.js";
+import { QueryStream, tokens } from "./streaming.js";
 import { segment, Transport, type FetchLike, type RequestOptions } from "./transport.js";
 import type { QueryResponse } from "./types.js";
 
@@ -58,6 +59,10 @@ export interface QueryResult<TOutput = unknown> {
   durationMs: number;
   /** `req_…`, the id of this query in the usage log. */
   requestId: string;
+  /** Input (prompt) tokens the upstream reported; 0 when it reported none. */
+  inputTokens: number;
+  /** Output (completion) tokens the upstream reported; 0 when it reported none. */
+  outputTokens: number;
   /** `null` when the key has no rate limit (the server sends no `X-RateLimit-*` headers). */
   rateLimit: RateLimitState | null;
 }
@@ -77,6 +82,8 @@ function fromEnv(name: string): string | undefined {
 export class Nodai {
   /** API keys (admin token). */
   readonly keys: Keys;
+  /** Customers, whose keys share their limits (admin token). */
+  readonly customers: Customers;
   /** Workflows (admin token). */
   readonly workflows: Workflows;
   /** Webhook subscriptions and deliveries (admin token). */
@@ -96,6 +103,7 @@ export class Nodai {
       fetch: options.fetch,
     });
     this.keys = new Keys(this.transport);
+    this.customers = new Customers(this.transport);
     this.workflows = new Workflows(this.transport);
     this.webhooks = new Webhooks(this.transport);
   }
@@ -109,7 +117,9 @@ export class Nodai {
    * Runs a metered query: `POST /api/v1/workflows/{workflowId}/query` with
    * `X-API-Key`. Rejections are typed errors: `PermissionDeniedError`
    * (invalid, inactive or expired key; workflow not allowed), `NotFoundError`,
-   * `RateLimitError`, `CostLimitExceededError`, `UpstreamError`, …
+   * `RateLimitError` (`ConcurrencyLimitError`), `CostLimitExceededError`
+   * (`InsufficientCreditsError`), `UpstreamError`, … A refusal by a limit
+   * names it in the error's `limit`.
    */
   async queryWorkflow<TOutput = unknown>(
     workflowId: string,
@@ -132,6 +142,8 @@ export class Nodai {
       cost: res.data.usage.cost,
       durationMs: res.data.usage.duration_ms,
       requestId: res.data.request_id,
+      inputTokens: tokens(res.data.usage.input_tokens),
+      outputTokens: tokens(res.data.usage.output_tokens),
       rateLimit: rateLimitFromHeaders(res.headers),
     };
   }
@@ -140,7 +152,7 @@ export class Nodai {
    * A streaming query (`Accept: text/event-stream`): returns at once a
    * `QueryStream`, whose iteration sends the request and yields
    * `{ type: "chunk", text }` events as the workflow produces output, then
-   * one `{ type: "done", cost, durationMs, requestId }`. `await
+   * one `{ type: "done", cost, durationMs, requestId, inputTokens, outputTokens }`. `await
    * stream.text()` or `stream.finalResult()` read it to the end instead.
    * Errors before the first chunk are those of `queryWorkflow`; see
    * `QueryStream` for the rest. Breaking out of the loop cancels the query's

@@ -57,32 +57,95 @@ export class AuthenticationError extends NodaiError {}
 /** 403: `invalid_api_key`, `key_inactive`, `key_expired`, `workflow_not_allowed`, `origin_not_allowed`. */
 export class PermissionDeniedError extends NodaiError {}
 
-/** 404: `workflow_not_found`, `key_not_found`, `webhook_not_found`, … */
+/** 404: `workflow_not_found`, `key_not_found`, `customer_not_found`, `webhook_not_found`, … */
 export class NotFoundError extends NodaiError {}
 
-/** 402: the key's monthly cost limit is reached (`cost_limit_exceeded`). */
-export class CostLimitExceededError extends NodaiError {}
+/**
+ * The limit that refused a query: the `limit` of a rate-limit, concurrency or
+ * cost-limit problem (`error.limit`).
+ */
+export interface ReachedLimit {
+  /** `key` (the key's own limit) or `customer` (shared by its customer's keys). */
+  scope: "key" | "customer" | (string & {});
+  /** `requests`, `tokens`, `cost`, or `concurrent` for `max_concurrent`. */
+  metric: "requests" | "tokens" | "cost" | "concurrent" | (string & {});
+  /** `minute`, `hour`, `day` or `month`; absent for `concurrent`. */
+  window?: "minute" | "hour" | "day" | "month" | (string & {});
+  /** A count, or USD for `cost`. */
+  max: number;
+}
+
+/** The problem's `limit`, when it is one; `undefined` otherwise. */
+export function reachedLimit(body: unknown): ReachedLimit | undefined {
+  if (body === null || typeof body !== "object") return undefined;
+  const limit = (body as { limit?: unknown }).limit;
+  if (limit === null || typeof limit !== "object" || Array.isArray(limit)) return undefined;
+  const { scope, metric, window, max } = limit as Record<string, unknown>;
+  if (typeof scope !== "string" || typeof metric !== "string" || typeof max !== "number") return undefined;
+  return typeof window === "string" ? { scope, metric, window, max } : { scope, metric, max };
+}
+
+/**
+ * 402 `cost_limit_exceeded`: a cost limit (per day or month) of the key or of
+ * its customer is reached; `limit` says which (`limit.scope` is `key` or
+ * `customer`).
+ */
+export class CostLimitExceededError extends NodaiError {
+  /** The limit that refused the query, from the problem; `undefined` if it names none. */
+  readonly limit: ReachedLimit | undefined;
+
+  constructor(message: string, init: NodaiErrorInit = {}) {
+    super(message, init);
+    this.limit = reachedLimit(init.body);
+  }
+}
+
+/**
+ * 402 `insufficient_credits`: the prepaid customer's credit balance is at or
+ * below zero. A `CostLimitExceededError` too, so code that handles every 402
+ * keeps doing so; `limit` is `undefined`.
+ */
+export class InsufficientCreditsError extends CostLimitExceededError {}
 
 /** 400 (malformed JSON or query string, bad path), 413 (body over 1 MiB) or 422 (invalid fields). */
 export class ValidationError extends NodaiError {}
 
 /**
- * 409: a workflow with this id exists already (`workflow_exists`), the key is
- * revoked and can no longer change (`key_revoked`, from `keys.update` and
- * `keys.rotate`), or another change landed first (`conflict`).
+ * 409: a workflow or customer with this id exists already (`workflow_exists`,
+ * `customer_exists`), a customer with live keys cannot be deleted
+ * (`customer_has_keys`), the key is revoked and can no longer change
+ * (`key_revoked`, from `keys.update` and `keys.rotate`), or another change
+ * landed first (`conflict`).
  */
 export class ConflictError extends NodaiError {}
 
-/** 429: the key's hourly rate limit is reached (`rate_limited`). */
+/** 409 `idempotency_conflict`: an `Idempotency-Key` already used with another body. */
+export class IdempotencyConflictError extends ConflictError {}
+
+/**
+ * 429 `rate_limited`: a requests or tokens limit of the key or of its customer
+ * is reached; `limit` says which (`limit.scope` is `key` or `customer`).
+ */
 export class RateLimitError extends NodaiError {
   /** Seconds to wait before trying again, from `Retry-After`; `undefined` if absent. */
   readonly retryAfter: number | undefined;
+  /** The limit that refused the query, from the problem; `undefined` if it names none. */
+  readonly limit: ReachedLimit | undefined;
 
   constructor(message: string, init: NodaiErrorInit & { retryAfter?: number | undefined } = {}) {
     super(message, init);
     this.retryAfter = init.retryAfter;
+    this.limit = reachedLimit(init.body);
   }
 }
+
+/**
+ * 429 `concurrency_limited`: the key's or its customer's `max_concurrent`
+ * queries are in flight (`limit.metric` is `concurrent`, with no window).
+ * `retryAfter` is short: a place frees when a query ends. A `RateLimitError`
+ * too, so `retryOnRateLimit` and `instanceof RateLimitError` cover it.
+ */
+export class ConcurrencyLimitError extends RateLimitError {}
 
 /** 502 `upstream_error` or 504 `upstream_timeout`: the workflow's upstream failed. */
 export class UpstreamError extends NodaiError {}
@@ -139,15 +202,21 @@ export function errorFromResponse(status: number, headers: Headers, body: unknow
     case 401:
       return new AuthenticationError(message, init);
     case 402:
-      return new CostLimitExceededError(message, init);
+      return code === "insufficient_credits"
+        ? new InsufficientCreditsError(message, init)
+        : new CostLimitExceededError(message, init);
     case 403:
       return new PermissionDeniedError(message, init);
     case 404:
       return new NotFoundError(message, init);
     case 409:
-      return new ConflictError(message, init);
-    case 429:
-      return new RateLimitError(message, { ...init, retryAfter: parseRetryAfter(headers.get("retry-after")) });
+      return code === "idempotency_conflict" ? new IdempotencyConflictError(message, init) : new ConflictError(message, init);
+    case 429: {
+      const retryAfter = parseRetryAfter(headers.get("retry-after"));
+      return code === "concurrency_limited"
+        ? new ConcurrencyLimitError(message, { ...init, retryAfter })
+        : new RateLimitError(message, { ...init, retryAfter });
+    }
     case 502:
     case 504:
       return new UpstreamError(message, init);

@@ -1,7 +1,7 @@
-// @nodai/sdk: the TypeScript client of nodai (API keys, metered workflow
-// queries, streaming queries, usage and webhooks). No runtime dependencies: global `fetch` and
-// WebCrypto only, so the same code runs in browsers, Node >= 18, Deno, Bun and
-// edge runtimes.
+// @nodai/sdk: the TypeScript client of nodai (API keys, customers and their
+// limits, metered workflow queries, streaming queries, usage and webhooks). No
+// runtime dependencies: global `fetch` and WebCrypto only, so the same code
+// runs in browsers, Node >= 18, Deno, Bun and edge runtimes.
 export {
   Nodai,
   rateLimitFromHeaders,
@@ -19,19 +19,23 @@ export {
   PermissionDeniedError,
   NotFoundError,
   CostLimitExceededError,
+  InsufficientCreditsError,
   ValidationError,
   ConflictError,
+  IdempotencyConflictError,
   RateLimitError,
+  ConcurrencyLimitError,
   UpstreamError,
   ServiceUnavailableError,
   APIConnectionError,
   WebhookVerificationError,
 } from "./errors.js";
-export type { ProblemDetails } from "./errors.js";
+export type { ProblemDetails, ReachedLimit } from "./errors.js";
 export { PageIterator } from "./pagination.js";
 export { verifyWebhook } from "./webhook-verify.js";
 export type { VerifyWebhookOptions, WebhookEvent, WebhookHeaders, WebhookPayload } from "./webhook-verify.js";
 export type { Keys } from "./resources/keys.js";
+export type { Customers } from "./resources/customers.js";
 export type { Workflows } from "./resources/workflows.js";
 export type { Webhooks } from "./resources/webhooks.js";
 export type * from "./types.js";

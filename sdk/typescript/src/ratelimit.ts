@@ -1,8 +1,11 @@
 // The `X-RateLimit-*` headers of a query answer, parsed.
 
-/** The rate-limit state after a query, from the `X-RateLimit-*` headers. */
+/**
+ * The rate-limit state after a query, from the `X-RateLimit-*` headers: of the
+ * requests limits (the key's and its customer's), the one with the fewest remaining.
+ */
 export interface RateLimitState {
-  /** Requests allowed per rolling hour. */
+  /** Requests that limit allows in its window. */
   limit: number;
   /** Requests left in the window. */
   remaining: number;

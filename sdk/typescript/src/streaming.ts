@@ -32,6 +32,10 @@ export interface StreamDoneEvent {
   durationMs: number;
   /** `req_…`, the id of this query in the usage log. */
   requestId: string;
+  /** Input (prompt) tokens the upstream reported; 0 when it reported none. */
+  inputTokens: number;
+  /** Output (completion) tokens the upstream reported; 0 when it reported none. */
+  outputTokens: number;
 }
 
 /** What iterating a `QueryStream` yields: chunks, then one `done`. */
@@ -44,6 +48,8 @@ export interface StreamResult {
   cost: number;
   durationMs: number;
   requestId: string;
+  inputTokens: number;
+  outputTokens: number;
   /** `null` when the key has no rate limit. */
   rateLimit: RateLimitState | null;
 }
@@ -111,8 +117,16 @@ export class QueryStream implements AsyncIterable<StreamEvent> {
           : "the stream was cancelled before it ended",
       );
     }
-    const { cost, durationMs, requestId } = this.done;
-    return { text: this.parts.join(""), cost, durationMs, requestId, rateLimit: this.rateLimitState ?? null };
+    const { cost, durationMs, requestId, inputTokens, outputTokens } = this.done;
+    return {
+      text: this.parts.join(""),
+      cost,
+      durationMs,
+      requestId,
+      inputTokens,
+      outputTokens,
+      rateLimit: this.rateLimitState ?? null,
+    };
   }
 
   /** Reads the stream to its end and returns the whole output text. */
@@ -189,16 +203,31 @@ function parseJson(event: ServerSentEvent, headers: Headers): unknown {
   }
 }
 
-/** `{"usage":{"cost","duration_ms"},"request_id"}` → a done event. */
+/** `{"usage":{"cost","duration_ms","input_tokens","output_tokens"},"request_id"}` → a done event. */
 function doneFromJson(body: unknown, headers: Headers, what: string): StreamDoneEvent {
-  const value = (body ?? {}) as { usage?: { cost?: unknown; duration_ms?: unknown }; request_id?: unknown };
+  const value = (body ?? {}) as {
+    usage?: { cost?: unknown; duration_ms?: unknown; input_tokens?: unknown; output_tokens?: unknown };
+    request_id?: unknown;
+  };
   const cost = value.usage?.cost;
   const durationMs = value.usage?.duration_ms;
   const requestId = value.request_id;
   if (typeof cost !== "number" || typeof durationMs !== "number" || typeof requestId !== "string") {
     throw new NodaiError(`unexpected ${what}: no usage.cost, usage.duration_ms or request_id`, { headers, body });
   }
-  return { type: "done", cost, durationMs, requestId };
+  // Tokens are 0 when the upstream reported none (or the server is older).
+  return {
+    type: "done",
+    cost,
+    durationMs,
+    requestId,
+    inputTokens: tokens(value.usage?.input_tokens),
+    outputTokens: tokens(value.usage?.output_tokens),
+  };
+}
+
+export function tokens(value: unknown): number {
+  return typeof value === "number" ? value : 0;
 }
 
 /** `event: error` data `{"code","detail","request_id"}` → the error class its code calls for. */

@@ -22,15 +22,58 @@ export type CreateKeyParams = Schemas["CreateKey"];
 export type UpdateKeyParams = Schemas["UpdateKey"];
 /** Body of `keys.rotate`. */
 export type RotateKeyParams = Schemas["RotateKey"];
+/**
+ * Usage statistics of a key (`key_id` set) or of a customer (`customer_id`
+ * set: the sum over its keys, revoked ones included), with token totals
+ * (`total_input_tokens`, `total_output_tokens`) and per-period `input_tokens`
+ * and `output_tokens`.
+ */
+export type Usage = Schemas["UsageObject"];
 /** Usage statistics of one key. */
-export type KeyUsage = Schemas["UsageObject"];
+export type KeyUsage = Usage;
+/** Usage statistics of one customer: `customer_id` set, `key_id` absent. */
+export type CustomerUsage = Usage;
 export type HourlyUsage = Schemas["Hourly"];
 export type DailyUsage = Schemas["Daily"];
+
+/**
+ * A named limit of a key or a customer, `{ metric, window, max }`: `requests`
+ * or `tokens` per `minute`, `hour`, `day` (rolling) or `month`, or `cost`
+ * (USD) per `day` (UTC) or `month`. At most one per metric and window; a query
+ * is admitted while the count is below `max`. On keys, `rate_limit_per_hour`
+ * is `{ metric: "requests", window: "hour" }` and `cost_limit_per_month`
+ * `{ metric: "cost", window: "month" }`: both spellings are accepted and
+ * `limits` lists them too.
+ */
+export type Limit = Schemas["LimitObject"];
+/** What a limit counts. */
+export type LimitMetric = "requests" | "tokens" | "cost";
+/** A limit's window (`cost` takes `day` and `month` only). */
+export type LimitWindow = "minute" | "hour" | "day" | "month";
+
+/**
+ * One of the seller's customers, under the seller's own `id`. Its keys
+ * (`customer_id`) share its `limits` and `max_concurrent`, on top of their own.
+ */
+export type Customer = Schemas["CustomerObject"];
+/** Body of `customers.create`: `id` and `name` required; `billing` defaults to `postpaid`, `billing_anchor_day` to 1. */
+export type CreateCustomerParams = Schemas["CreateCustomer"];
+/**
+ * Body of `customers.update`: a field left out (or `undefined`) is not
+ * changed; `null` clears it. `limits` is the complete new list (`null` or `[]`
+ * removes every limit).
+ */
+export type UpdateCustomerParams = Schemas["UpdateCustomer"];
+/** A customer's billing: `postpaid` (the default) or `prepaid` (paid from credits). */
+export type Billing = "postpaid" | "prepaid";
 
 /**
  * A workflow. `max_cost_per_request` is the most one query may cost (USD), or
  * `null`: in-flight queries count against a key's cost limit at it (else at
  * `price_per_request`), and a reported cost above it is recorded as it.
+ * Without a reported `usage.cost`, a query costs `price_per_request` plus the
+ * tokens it reported at `price_per_million_input_tokens` and
+ * `price_per_million_output_tokens` (USD, default 0).
  */
 export type Workflow = Schemas["WorkflowObject"];
 /** Body of `workflows.create`; `max_cost_per_request`, if given, must be at least `price_per_request`. */
@@ -79,7 +122,15 @@ export interface KeyListParams extends ListParams {
   status?: KeyStatus;
 }
 
-/** Range of the hourly and daily series of `keys.usage` (RFC 3339 strings or Dates). */
+/**
+ * `customers.list`'s parameters: a page's, and `q`, text the id, name or email
+ * must contain (ignoring case).
+ */
+export interface CustomerListParams extends ListParams {
+  q?: string;
+}
+
+/** Range of the hourly and daily series of `keys.usage` and `customers.usage` (RFC 3339 strings or Dates). */
 export interface UsageParams {
   from?: string | Date;
   to?: string | Date;

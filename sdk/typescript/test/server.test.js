@@ -1,6 +1,7 @@
 // Tests against a real `nodai serve` (see support/server.js): queries, every
 // error class the server can be made to produce, keys (pagination, partial
-// update, rotation, revocation, usage) and workflows.
+// update, rotation, revocation, usage), customers and named limits (the limit
+// a refusal names), tokens, and workflows.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import {
@@ -26,6 +27,7 @@ let server;
 let nodai;
 let slowUpstream;
 let costUpstream;
+let tokenUpstream;
 const echoPrice = 0.002;
 
 /** Asserts that `promise` rejects with `ErrorClass`, `status` and `code`; returns the error. */
@@ -58,12 +60,18 @@ before(async () => {
     res.writeHead(200, { "content-type": "application/json" });
     res.end(JSON.stringify({ output: { got: input, workflow_id, request_id }, usage: { cost: 0.5 } }));
   });
+  // An upstream that reports tokens, as a model would, and no cost.
+  tokenUpstream = await listen((req, body, res) => {
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(JSON.stringify({ output: "ok", usage: { input_tokens: 1200, output_tokens: 300 } }));
+  });
   await nodai.workflows.create({ id: "echo", name: "Echo", upstream_url: "builtin:echo", price_per_request: echoPrice });
 });
 
 after(async () => {
   await slowUpstream?.close();
   await costUpstream?.close();
+  await tokenUpstream?.close();
   const exit = await server?.stop();
   if (exit) assert.equal(exit.code, 0, `nodai exited with ${JSON.stringify(exit)}\n${server.logs()}`);
 });
@@ -389,6 +397,270 @@ describe("keys", () => {
     const ranged = await nodai.keys.usage(created.id, { from: hourStart, to: new Date(hourStart.getTime() + 3_600_000) });
     assert.equal(ranged.hourly.length, 1);
     assert.equal(ranged.hourly[0].requests, 3);
+  });
+});
+
+describe("customers", () => {
+  const customerId = (prefix) => unique(prefix).replace(/[^A-Za-z0-9_.:@-]/g, "-");
+
+  test("create with every field, get, defaults", async () => {
+    const id = customerId("Acme.Corp:eu@1");
+    const created = await nodai.customers.create({
+      id,
+      name: "Acme Corp",
+      email: "billing@acme.example",
+      metadata: { plan: "enterprise" },
+      limits: [
+        { metric: "requests", window: "minute", max: 600 },
+        { metric: "cost", window: "month", max: 250.5 },
+      ],
+      max_concurrent: 8,
+      billing: "prepaid",
+      low_balance_threshold: 10.25,
+      billing_anchor_day: 15,
+    });
+    assert.equal(created.id, id);
+    assert.equal(created.name, "Acme Corp");
+    assert.equal(created.email, "billing@acme.example");
+    assert.deepEqual(created.metadata, { plan: "enterprise" });
+    assert.deepEqual(
+      [...created.limits].sort((a, b) => a.metric.localeCompare(b.metric)),
+      [
+        { metric: "cost", window: "month", max: 250.5 },
+        { metric: "requests", window: "minute", max: 600 },
+      ],
+    );
+    assert.equal(created.max_concurrent, 8);
+    assert.equal(created.billing, "prepaid");
+    assert.equal(created.low_balance_threshold, 10.25);
+    assert.equal(created.billing_anchor_day, 15);
+    assert.equal(typeof created.created_at, "string");
+    assert.deepEqual(await nodai.customers.get(id), created);
+
+    const plain = await nodai.customers.create({ id: customerId("plain"), name: "Plain" });
+    assert.deepEqual(plain.limits, []);
+    assert.equal(plain.billing, "postpaid");
+    assert.equal(plain.billing_anchor_day, 1);
+    assert.equal(plain.email ?? null, null);
+    assert.equal(plain.max_concurrent ?? null, null);
+  });
+
+  test("update is partial: left out stays, null clears, limits is the whole list", async () => {
+    const id = customerId("upd");
+    await nodai.customers.create({
+      id,
+      name: "Before",
+      email: "a@b.example",
+      limits: [{ metric: "requests", window: "day", max: 100 }],
+      max_concurrent: 3,
+      low_balance_threshold: 5,
+    });
+    const renamed = await nodai.customers.update(id, { name: "After", email: undefined });
+    assert.equal(renamed.name, "After");
+    assert.equal(renamed.email, "a@b.example");
+    assert.deepEqual(renamed.limits, [{ metric: "requests", window: "day", max: 100 }]);
+    assert.equal(renamed.max_concurrent, 3);
+
+    const cleared = await nodai.customers.update(id, { email: null, max_concurrent: null, low_balance_threshold: null });
+    assert.equal(cleared.email ?? null, null);
+    assert.equal(cleared.max_concurrent ?? null, null);
+    assert.equal(cleared.low_balance_threshold ?? null, null);
+    assert.deepEqual(cleared.limits, [{ metric: "requests", window: "day", max: 100 }]);
+
+    const replaced = await nodai.customers.update(id, { limits: [{ metric: "tokens", window: "hour", max: 50000 }] });
+    assert.deepEqual(replaced.limits, [{ metric: "tokens", window: "hour", max: 50000 }]);
+    const unlimited = await nodai.customers.update(id, { limits: null });
+    assert.deepEqual(unlimited.limits, []);
+    assert.deepEqual(await nodai.customers.get(id), unlimited);
+  });
+
+  test("list pages over next_cursor and searches with q", async () => {
+    const tag = customerId("needle");
+    const mine = [
+      (await nodai.customers.create({ id: customerId("c"), name: `${tag} one` })).id,
+      (await nodai.customers.create({ id: customerId("c"), name: "other", email: `x@${tag}.example` })).id,
+      (await nodai.customers.create({ id: `${tag}-three`, name: "third" })).id,
+    ];
+    const first = await nodai.customers.listPage({ q: tag.toUpperCase(), limit: 2 });
+    assert.equal(first.data.length, 2);
+    assert.equal(typeof first.next_cursor, "string");
+    const found = (await nodai.customers.list({ q: tag, limit: 1 }).toArray()).map((c) => c.id);
+    assert.deepEqual([...found].sort(), [...mine].sort());
+    const rest = await nodai.customers.list({ q: tag, limit: 2, cursor: first.next_cursor }).toArray();
+    assert.deepEqual([...first.data, ...rest].map((c) => c.id), found);
+    assert.deepEqual((await nodai.customers.listPage({ q: `${tag}-nobody` })).data, []);
+    const every = await nodai.customers.list({ limit: 2 }).toArray();
+    assert.ok(mine.every((id) => every.some((c) => c.id === id)));
+  });
+
+  test("typed errors: customer_exists, customer_has_keys, customer_not_found, 422", async () => {
+    const id = customerId("errs");
+    await nodai.customers.create({ id, name: "Errors" });
+    await expectError(nodai.customers.create({ id, name: "Again" }), ConflictError, 409, "customer_exists");
+    const key = await nodai.keys.create({ name: unique("errs-key"), customer_id: id });
+    await expectError(nodai.customers.delete(id), ConflictError, 409, "customer_has_keys");
+    await nodai.keys.revoke(key.id);
+    assert.equal(await nodai.customers.delete(id), undefined);
+    await expectError(nodai.customers.get(id), NotFoundError, 404, "customer_not_found");
+    await expectError(nodai.customers.update(id, { name: "x" }), NotFoundError, 404, "customer_not_found");
+    await expectError(nodai.customers.delete(id), NotFoundError, 404, "customer_not_found");
+    await expectError(nodai.customers.usage(customerId("nobody")), NotFoundError, 404, "customer_not_found");
+    await expectError(nodai.customers.create({ id: "not valid!", name: "x" }), ValidationError, 422, "validation_error");
+    await expectError(
+      nodai.customers.create({ id: customerId("bad"), name: "x", limits: [{ metric: "cost", window: "minute", max: 1 }] }),
+      ValidationError,
+      422,
+      "validation_error",
+    );
+    await expectError(
+      nodai.keys.create({ name: unique("no-customer"), customer_id: customerId("nobody") }),
+      ValidationError,
+      422,
+      "validation_error",
+    );
+  });
+
+  test("keys name a customer and carry limits and max_concurrent; both spellings are one limit", async () => {
+    const id = customerId("keys");
+    await nodai.customers.create({ id, name: "Keys" });
+    const key = await nodai.keys.create({
+      name: unique("limited"),
+      customer_id: id,
+      limits: [
+        { metric: "tokens", window: "day", max: 1000000 },
+        { metric: "requests", window: "hour", max: 100 },
+      ],
+      max_concurrent: 4,
+    });
+    assert.equal(key.customer_id, id);
+    assert.equal(key.max_concurrent, 4);
+    assert.equal(key.rate_limit_per_hour, 100, "requests per hour is rate_limit_per_hour");
+    assert.deepEqual(
+      [...key.limits].sort((a, b) => a.metric.localeCompare(b.metric)),
+      [
+        { metric: "requests", window: "hour", max: 100 },
+        { metric: "tokens", window: "day", max: 1000000 },
+      ],
+    );
+    const legacy = await nodai.keys.create({ name: unique("legacy"), cost_limit_per_month: 7 });
+    assert.deepEqual(legacy.limits, [{ metric: "cost", window: "month", max: 7 }]);
+
+    const updated = await nodai.keys.update(key.id, { limits: [{ metric: "cost", window: "month", max: 3 }] });
+    assert.equal(updated.cost_limit_per_month, 3);
+    assert.equal(updated.rate_limit_per_hour ?? null, null);
+    assert.equal(updated.customer_id, id, "left out: unchanged");
+    const detached = await nodai.keys.update(key.id, { customer_id: null, limits: null, max_concurrent: null });
+    assert.equal(detached.customer_id ?? null, null);
+    assert.deepEqual(detached.limits, []);
+    assert.equal(detached.max_concurrent ?? null, null);
+  });
+
+  test("a customer's requests limit is shared: its second key gets a RateLimitError naming scope customer", async () => {
+    const id = customerId("shared");
+    await nodai.customers.create({ id, name: "Shared", limits: [{ metric: "requests", window: "hour", max: 1 }] });
+    const first = await nodai.keys.create({ name: unique("shared-1"), customer_id: id });
+    const second = await nodai.keys.create({ name: unique("shared-2"), customer_id: id });
+    await nodai.queryWorkflow("echo", "x", { apiKey: first.key });
+    const error = await expectError(nodai.queryWorkflow("echo", "x", { apiKey: second.key }), RateLimitError, 429, "rate_limited");
+    assert.deepEqual(error.limit, { scope: "customer", metric: "requests", window: "hour", max: 1 });
+    assert.ok(error.retryAfter > 0);
+
+    const usage = await nodai.customers.usage(id);
+    assert.equal(usage.customer_id, id);
+    assert.equal(usage.key_id, undefined);
+    assert.equal(usage.total_requests, 1, "summed over its keys; the refused query is not counted");
+    assert.equal(usage.total_cost, echoPrice);
+    assert.equal(usage.total_input_tokens, 0);
+    assert.equal(usage.total_output_tokens, 0);
+    assert.equal(usage.hourly.length, 48);
+    assert.equal(usage.hourly.reduce((n, h) => n + h.requests, 0), 1);
+    assert.equal(usage.daily.length, 31);
+  });
+
+  test("a key's own limit is named with scope key; a cost limit's on CostLimitExceededError", async () => {
+    const key = await nodai.keys.create({ name: unique("own"), limits: [{ metric: "requests", window: "minute", max: 1 }] });
+    await nodai.queryWorkflow("echo", "x", { apiKey: key.key });
+    const limited = await expectError(nodai.queryWorkflow("echo", "x", { apiKey: key.key }), RateLimitError, 429, "rate_limited");
+    assert.deepEqual(limited.limit, { scope: "key", metric: "requests", window: "minute", max: 1 });
+
+    // 0.002 a query, 0.001 a day: the query that crosses the limit is allowed, the next is not.
+    const id = customerId("cost");
+    await nodai.customers.create({ id, name: "Cost", limits: [{ metric: "cost", window: "day", max: 0.001 }] });
+    const spender = await nodai.keys.create({ name: unique("spender"), customer_id: id });
+    await nodai.queryWorkflow("echo", "x", { apiKey: spender.key });
+    const over = await expectError(
+      nodai.queryWorkflow("echo", "x", { apiKey: spender.key }),
+      CostLimitExceededError,
+      402,
+      "cost_limit_exceeded",
+    );
+    assert.deepEqual(over.limit, { scope: "customer", metric: "cost", window: "day", max: 0.001 });
+  });
+});
+
+describe("tokens", () => {
+  test("workflows' token prices round-trip and default to 0", async () => {
+    const id = unique("wf-tok").toLowerCase();
+    const created = await nodai.workflows.create({
+      id,
+      name: "Tokens",
+      upstream_url: "builtin:echo",
+      price_per_million_input_tokens: 2.5,
+      price_per_million_output_tokens: 10,
+    });
+    assert.equal(created.price_per_million_input_tokens, 2.5);
+    assert.equal(created.price_per_million_output_tokens, 10);
+    const updated = await nodai.workflows.update(id, { price_per_million_output_tokens: 12.000001 });
+    assert.equal(updated.price_per_million_output_tokens, 12.000001);
+    assert.equal(updated.price_per_million_input_tokens, 2.5, "left out: unchanged");
+    assert.deepEqual(await nodai.workflows.get(id), updated);
+    const echo = await nodai.workflows.get("echo");
+    assert.equal(echo.price_per_million_input_tokens, 0);
+    assert.equal(echo.price_per_million_output_tokens, 0);
+    await nodai.workflows.delete(id);
+  });
+
+  test("builtin:echo reports no tokens: 0 on the result, the done event and in usage", async () => {
+    const key = await nodai.keys.create({ name: unique("no-tokens") });
+    const result = await nodai.queryWorkflow("echo", "hi", { apiKey: key.key });
+    assert.deepEqual([result.inputTokens, result.outputTokens], [0, 0]);
+    const streamed = await nodai.streamWorkflow("echo", "hi there", { apiKey: key.key }).finalResult();
+    assert.deepEqual([streamed.inputTokens, streamed.outputTokens], [0, 0]);
+    const usage = await nodai.keys.usage(key.id);
+    assert.equal(usage.total_requests, 2);
+    assert.deepEqual([usage.total_input_tokens, usage.total_output_tokens], [0, 0]);
+    assert.ok(usage.hourly.every((h) => h.input_tokens === 0 && h.output_tokens === 0));
+    assert.ok(usage.daily.every((d) => d.input_tokens === 0 && d.output_tokens === 0));
+  });
+
+  test("reported tokens are priced, returned, counted in usage and held to a tokens limit", async () => {
+    const id = unique("wf-llm").toLowerCase();
+    await nodai.workflows.create({
+      id,
+      name: "LLM",
+      upstream_url: tokenUpstream.url,
+      price_per_request: 0.001,
+      price_per_million_input_tokens: 2.5,
+      price_per_million_output_tokens: 10,
+    });
+    const key = await nodai.keys.create({ name: unique("llm"), limits: [{ metric: "tokens", window: "minute", max: 3000 }] });
+    // 0.001 + 1200 × 2.5 / 1e6 + 300 × 10 / 1e6
+    const result = await nodai.queryWorkflow(id, "prompt", { apiKey: key.key });
+    assert.deepEqual([result.inputTokens, result.outputTokens, result.cost], [1200, 300, 0.007]);
+    const done = await nodai.streamWorkflow(id, "prompt", { apiKey: key.key }).finalResult();
+    assert.deepEqual([done.inputTokens, done.outputTokens, done.cost], [1200, 300, 0.007]);
+
+    // 3000 tokens counted: the minute's tokens limit refuses the next query.
+    const error = await expectError(nodai.queryWorkflow(id, "prompt", { apiKey: key.key }), RateLimitError, 429, "rate_limited");
+    assert.deepEqual(error.limit, { scope: "key", metric: "tokens", window: "minute", max: 3000 });
+
+    const usage = await nodai.keys.usage(key.id);
+    assert.equal(usage.total_requests, 2);
+    assert.equal(usage.total_cost, 0.014);
+    assert.deepEqual([usage.total_input_tokens, usage.total_output_tokens], [2400, 600]);
+    assert.equal(usage.hourly.reduce((n, h) => n + h.input_tokens, 0), 2400);
+    assert.equal(usage.daily.reduce((n, d) => n + d.output_tokens, 0), 600);
+    await nodai.workflows.delete(id);
   });
 });
 

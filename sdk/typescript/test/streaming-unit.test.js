@@ -77,8 +77,9 @@ async function collect(stream) {
   return events;
 }
 
-const DONE = 'event: done\ndata: {"usage":{"cost":0.002,"duration_ms":7},"request_id":"req_1"}\n\n';
-const done = { type: "done", cost: 0.002, durationMs: 7, requestId: "req_1" };
+const DONE =
+  'event: done\ndata: {"usage":{"cost":0.002,"duration_ms":7,"input_tokens":12,"output_tokens":3},"request_id":"req_1"}\n\n';
+const done = { type: "done", cost: 0.002, durationMs: 7, requestId: "req_1", inputTokens: 12, outputTokens: 3 };
 
 describe("SSE parser", () => {
   test("CRLF, LF and CR line ends; multi-line data; comments; field rules", () => {
@@ -174,6 +175,8 @@ describe("streamWorkflow (fake fetch)", () => {
       cost: 0.002,
       durationMs: 7,
       requestId: "req_1",
+      inputTokens: 12,
+      outputTokens: 3,
       rateLimit: { limit: 10, remaining: 9, reset: 1795615980 },
     });
     assert.equal(await stream.text(), "a b");
@@ -303,14 +306,14 @@ describe("streamWorkflow (fake fetch)", () => {
     );
   });
 
-  test("a JSON answer (no event stream) becomes one chunk and done", async () => {
+  test("a JSON answer (no event stream) becomes one chunk and done; no token fields read as 0", async () => {
     const json = new Response(
       JSON.stringify({ output: { a: 1 }, usage: { cost: 0.5, duration_ms: 2 }, request_id: "req_j" }),
       { status: 200, headers: { "content-type": "application/json" } },
     );
     assert.deepEqual(await collect(client(fakeFetch([json])).streamWorkflow("wf", { a: 1 })), [
       { type: "chunk", text: '{"a":1}' },
-      { type: "done", cost: 0.5, durationMs: 2, requestId: "req_j" },
+      { type: "done", cost: 0.5, durationMs: 2, requestId: "req_j", inputTokens: 0, outputTokens: 0 },
     ]);
   });
 });

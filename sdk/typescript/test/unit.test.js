@@ -8,8 +8,11 @@ import { describe, test } from "node:test";
 import {
   APIConnectionError,
   AuthenticationError,
+  ConcurrencyLimitError,
   ConflictError,
   CostLimitExceededError,
+  IdempotencyConflictError,
+  InsufficientCreditsError,
   NodaiError,
   Nodai,
   NotFoundError,
@@ -218,13 +221,19 @@ describe("errors from responses (fake fetch)", () => {
     [400, "invalid_query", ValidationError],
     [401, "unauthorized", AuthenticationError],
     [402, "cost_limit_exceeded", CostLimitExceededError],
+    [402, "insufficient_credits", InsufficientCreditsError],
     [403, "invalid_api_key", PermissionDeniedError],
     [404, "workflow_not_found", NotFoundError],
+    [404, "customer_not_found", NotFoundError],
     [409, "workflow_exists", ConflictError],
     [409, "key_revoked", ConflictError],
+    [409, "customer_exists", ConflictError],
+    [409, "customer_has_keys", ConflictError],
+    [409, "idempotency_conflict", IdempotencyConflictError],
     [413, "payload_too_large", ValidationError],
     [422, "validation_error", ValidationError],
     [429, "rate_limited", RateLimitError],
+    [429, "concurrency_limited", ConcurrencyLimitError],
     [502, "upstream_error", UpstreamError],
     [503, "metering_unavailable", ServiceUnavailableError],
     [504, "upstream_timeout", UpstreamError],
@@ -233,7 +242,7 @@ describe("errors from responses (fake fetch)", () => {
     test(`${status} ${code} is ${ErrorClass.name}`, async () => {
       const fetch = fakeFetch([problem(status, code, { "x-request-id": "req_abc" })]);
       await assert.rejects(client(fetch, { maxRetries: 0 }).queryWorkflow("wf", null), (error) => {
-        assert.ok(error instanceof ErrorClass);
+        assert.equal(error.constructor, ErrorClass);
         assert.ok(error instanceof NodaiError);
         assert.ok(error instanceof Error);
         assert.equal(error.name, ErrorClass.name);
@@ -245,6 +254,57 @@ describe("errors from responses (fake fetch)", () => {
       });
     });
   }
+
+  test("a code's own class is a subclass of its status's class", () => {
+    assert.ok(new InsufficientCreditsError("x") instanceof CostLimitExceededError);
+    assert.ok(new IdempotencyConflictError("x") instanceof ConflictError);
+    assert.ok(new ConcurrencyLimitError("x") instanceof RateLimitError);
+  });
+
+  test("the refusing limit is read from the problem's `limit`", async () => {
+    const withLimit = (status, code, limit, headers = {}) =>
+      new Response(JSON.stringify({ type: "about:blank", title: "t", status, detail: "d", code, limit }), {
+        status,
+        headers: { "content-type": "application/problem+json", ...headers },
+      });
+    const concurrent = withLimit(429, "concurrency_limited", { scope: "customer", metric: "concurrent", max: 5 }, { "retry-after": "1" });
+    await assert.rejects(client(fakeFetch([concurrent]), { maxRetries: 0 }).queryWorkflow("wf", null), (error) => {
+      assert.ok(error instanceof ConcurrencyLimitError && error instanceof RateLimitError);
+      assert.deepEqual(error.limit, { scope: "customer", metric: "concurrent", max: 5 });
+      assert.equal(error.retryAfter, 1);
+      return true;
+    });
+    // A RateLimitError too: retryOnRateLimit waits out its Retry-After.
+    const retried = fakeFetch([concurrent, json(QUERY_OK)]);
+    assert.equal((await client(retried, { retryOnRateLimit: true }).queryWorkflow("wf", null)).requestId, "req_1");
+    assert.equal(retried.calls.length, 2);
+
+    const tokens = withLimit(429, "rate_limited", { scope: "key", metric: "tokens", window: "day", max: 1000 });
+    await assert.rejects(client(fakeFetch([tokens])).queryWorkflow("wf", null), (error) => {
+      assert.deepEqual(error.limit, { scope: "key", metric: "tokens", window: "day", max: 1000 });
+      assert.equal(error.limit.scope, "key");
+      return true;
+    });
+    const cost = withLimit(402, "cost_limit_exceeded", { scope: "customer", metric: "cost", window: "month", max: 12.5 });
+    await assert.rejects(client(fakeFetch([cost])).queryWorkflow("wf", null), (error) => {
+      assert.ok(error instanceof CostLimitExceededError);
+      assert.deepEqual(error.limit, { scope: "customer", metric: "cost", window: "month", max: 12.5 });
+      return true;
+    });
+    // Absent or malformed: undefined, never an error of the SDK's own.
+    for (const limit of [undefined, null, "x", { scope: "key" }]) {
+      await assert.rejects(client(fakeFetch([withLimit(429, "rate_limited", limit)])).queryWorkflow("wf", null), (error) => {
+        assert.ok(error instanceof RateLimitError);
+        assert.equal(error.limit, undefined);
+        return true;
+      });
+    }
+    await assert.rejects(client(fakeFetch([problem(402, "insufficient_credits")])).queryWorkflow("wf", null), (error) => {
+      assert.ok(error instanceof InsufficientCreditsError);
+      assert.equal(error.limit, undefined);
+      return true;
+    });
+  });
 
   test("an unknown status is a plain NodaiError; a non-JSON body becomes the detail", async () => {
     const fetch = fakeFetch([new Response("teapot", { status: 418, headers: { "content-type": "text/plain" } })]);
@@ -275,8 +335,17 @@ describe("request shapes (fake fetch)", () => {
       cost: 0.25,
       durationMs: 3,
       requestId: "req_1",
+      inputTokens: 0,
+      outputTokens: 0,
       rateLimit: { limit: 10, remaining: 9, reset: 1795615980 },
     });
+  });
+
+  test("queryWorkflow returns the tokens the upstream reported", async () => {
+    const usage = { cost: 0.007, duration_ms: 4, input_tokens: 1200, output_tokens: 300 };
+    const fetch = fakeFetch([json({ ...QUERY_OK, usage })]);
+    const result = await client(fetch).queryWorkflow("wf", "x");
+    assert.deepEqual([result.inputTokens, result.outputTokens, result.cost], [1200, 300, 0.007]);
   });
 
   test("rateLimit is null without X-RateLimit-* headers; undefined input is sent as null", async () => {
@@ -325,6 +394,34 @@ describe("request shapes (fake fetch)", () => {
   test("a repeated cursor stops with an error instead of looping", async () => {
     const fetch = fakeFetch([json({ data: [1], next_cursor: "same" })]);
     await assert.rejects(client(fetch).workflows.list().toArray(), /cursor same twice/);
+  });
+
+  test("customers: paths, q, usage range, partial update", async () => {
+    const fetch = fakeFetch([json({ id: "acme" })]);
+    const nodai = client(fetch);
+    await nodai.customers.create({ id: "acme", name: "Acme", limits: [{ metric: "requests", window: "minute", max: 10 }] });
+    await nodai.customers.listPage({ q: "ac", limit: 5 });
+    await nodai.customers.get("a/b");
+    await nodai.customers.update("acme", { email: null, name: undefined, limits: null });
+    await nodai.customers.delete("acme");
+    await nodai.customers.usage("acme", { from: new Date("2026-11-25T00:00:00Z") });
+    assert.deepEqual(
+      fetch.calls.map((c) => [c.init.method, c.url.slice(BASE.length)]),
+      [
+        ["POST", "/api/v1/customers"],
+        ["GET", "/api/v1/customers?limit=5&q=ac"],
+        ["GET", "/api/v1/customers/a%2Fb"],
+        ["PUT", "/api/v1/customers/acme"],
+        ["DELETE", "/api/v1/customers/acme"],
+        ["GET", "/api/v1/customers/acme/usage?from=2026-11-25T00%3A00%3A00.000Z"],
+      ],
+    );
+    assert.deepEqual(JSON.parse(fetch.calls[0].init.body), {
+      id: "acme",
+      name: "Acme",
+      limits: [{ metric: "requests", window: "minute", max: 10 }],
+    });
+    assert.equal(fetch.calls[3].init.body, '{"email":null,"limits":null}');
   });
 
   test("usage turns Dates into RFC 3339", async () => {

@@ -1,12 +1,12 @@
 """nodai: the Python client of the nodai API-key and usage-metering server.
 
 ``Nodai`` (and its asyncio twin ``AsyncNodai``) runs metered queries with an
-API key and manages keys, workflows and webhooks with the admin token.
+API key and manages keys, customers, workflows and webhooks with the admin token.
 ``nodai.webhooks.verify`` checks the signed messages a webhook receiver gets.
 Every failure is a ``NodaiError``; its subclasses name the ones callers handle.
 
 ``stream_workflow`` reads a query's output as server-sent events: ``Chunk``s,
-then a ``Done`` with the cost.
+then a ``Done`` with the cost and tokens.
 """
 
 from . import webhooks
@@ -16,8 +16,11 @@ from ._errors import (
     APIStatusError,
     APITimeoutError,
     AuthenticationError,
+    ConcurrencyLimitError,
     ConflictError,
     CostLimitExceededError,
+    IdempotencyConflictError,
+    InsufficientCreditsError,
     InternalServerError,
     NodaiError,
     NotFoundError,
@@ -31,16 +34,23 @@ from ._errors import (
 from ._models import (
     NOT_GIVEN,
     ApiKey,
+    Billing,
     Chunk,
     CreatedApiKey,
+    Customer,
     DailyUsage,
     Delivery,
     Done,
     HourlyUsage,
+    Limit,
+    LimitMetric,
+    LimitParam,
+    LimitWindow,
     Money,
     NotGiven,
     QueryResult,
     RateLimit,
+    ReachedLimit,
     StreamEvent,
     Usage,
     Webhook,
@@ -68,6 +78,13 @@ __all__ = [
     "ApiKey",
     "CreatedApiKey",
     "KeyStatus",
+    "Customer",
+    "Billing",
+    "Limit",
+    "LimitMetric",
+    "LimitWindow",
+    "LimitParam",
+    "ReachedLimit",
     "Usage",
     "HourlyUsage",
     "DailyUsage",
@@ -85,8 +102,11 @@ __all__ = [
     "PermissionDeniedError",
     "NotFoundError",
     "ConflictError",
+    "IdempotencyConflictError",
     "CostLimitExceededError",
+    "InsufficientCreditsError",
     "RateLimitError",
+    "ConcurrencyLimitError",
     "ValidationError",
     "UpstreamError",
     "ServiceUnavailableError",

@@ -18,7 +18,16 @@ from ._base import (
 )
 from ._models import QueryResult
 from ._streaming import AsyncQueryStream, QueryStream
-from .resources import AsyncKeys, AsyncWebhooks, AsyncWorkflows, Keys, Webhooks, Workflows
+from .resources import (
+    AsyncCustomers,
+    AsyncKeys,
+    AsyncWebhooks,
+    AsyncWorkflows,
+    Customers,
+    Keys,
+    Webhooks,
+    Workflows,
+)
 
 __all__ = ["Nodai", "AsyncNodai"]
 
@@ -52,6 +61,7 @@ class Nodai(SyncAPIClient):
     """
 
     keys: Keys
+    customers: Customers
     workflows: Workflows
     webhooks: Webhooks
 
@@ -80,6 +90,7 @@ class Nodai(SyncAPIClient):
             http_client=http_client,
         )
         self.keys = Keys(self)
+        self.customers = Customers(self)
         self.workflows = Workflows(self)
         self.webhooks = Webhooks(self)
 
@@ -90,7 +101,9 @@ class Nodai(SyncAPIClient):
 
         ``api_key`` overrides the client's key for this call. Raises a
         ``NodaiError`` subclass on failure: ``PermissionDeniedError``,
-        ``RateLimitError``, ``CostLimitExceededError``, ``UpstreamError``, ...
+        ``RateLimitError`` (``ConcurrencyLimitError``), ``CostLimitExceededError``
+        (``InsufficientCreditsError``), ``UpstreamError``, ... A refusal by a limit
+        names it in the error's ``limit``.
         """
         response = self.send(_query_request(workflow_id, input, api_key))
         return QueryResult.from_json(self.decode(response), response.headers)
@@ -103,7 +116,7 @@ class Nodai(SyncAPIClient):
         ::
 
             with client.stream_workflow("echo", "hello streaming world") as stream:
-                for event in stream:          # Chunk(text)..., then Done(cost, duration_ms, request_id)
+                for event in stream:          # Chunk(text)..., then Done(cost, duration_ms, request_id, ...)
                     ...
 
         The request is sent when the ``with`` block is entered (or iteration
@@ -119,6 +132,7 @@ class AsyncNodai(AsyncAPIClient):
     """The asyncio twin of ``Nodai``: the same arguments, awaitable methods."""
 
     keys: AsyncKeys
+    customers: AsyncCustomers
     workflows: AsyncWorkflows
     webhooks: AsyncWebhooks
 
@@ -147,6 +161,7 @@ class AsyncNodai(AsyncAPIClient):
             http_client=http_client,
         )
         self.keys = AsyncKeys(self)
+        self.customers = AsyncCustomers(self)
         self.workflows = AsyncWorkflows(self)
         self.webhooks = AsyncWebhooks(self)
 

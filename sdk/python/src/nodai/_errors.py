@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Type
 
 import httpx
 
-from ._models import RateLimit
+from ._models import RateLimit, ReachedLimit
 from ._retry import parse_retry_after
 
 __all__ = [
@@ -24,8 +24,11 @@ __all__ = [
     "PermissionDeniedError",
     "NotFoundError",
     "ConflictError",
+    "IdempotencyConflictError",
     "CostLimitExceededError",
+    "InsufficientCreditsError",
     "RateLimitError",
+    "ConcurrencyLimitError",
     "ValidationError",
     "UpstreamError",
     "ServiceUnavailableError",
@@ -124,8 +127,26 @@ class AuthenticationError(APIStatusError):
     """401: a missing or wrong admin token (``unauthorized``), or no API key (``missing_api_key``)."""
 
 
+def _reached_limit(body: Any) -> Optional[ReachedLimit]:
+    return ReachedLimit.from_json(body.get("limit")) if isinstance(body, dict) else None
+
+
 class CostLimitExceededError(APIStatusError):
-    """402 ``cost_limit_exceeded``: the key's month-to-date cost reached its limit."""
+    """402 ``cost_limit_exceeded``: a cost limit (per day or month) of the key or of its
+    customer is reached. ``limit`` names it (``limit.scope`` is ``key`` or ``customer``)."""
+
+    #: The limit that refused the query, from the problem's ``limit``; ``None`` if absent.
+    limit: Optional[ReachedLimit]
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.limit = _reached_limit(self.body)
+
+
+class InsufficientCreditsError(CostLimitExceededError):
+    """402 ``insufficient_credits``: the prepaid customer's credit balance is at or
+    below zero. A ``CostLimitExceededError`` too, so code that handles every 402
+    keeps doing so; ``limit`` is ``None``."""
 
 
 class PermissionDeniedError(APIStatusError):
@@ -134,24 +155,44 @@ class PermissionDeniedError(APIStatusError):
 
 
 class NotFoundError(APIStatusError):
-    """404: ``workflow_not_found``, ``key_not_found``, ``webhook_not_found``, ..."""
+    """404: ``workflow_not_found``, ``key_not_found``, ``customer_not_found``,
+    ``webhook_not_found``, ..."""
 
 
 class ConflictError(APIStatusError):
-    """409: ``workflow_exists`` when a workflow id is taken, ``key_revoked`` when a
-    revoked key is updated or rotated, ``conflict`` when another change landed first."""
+    """409: ``workflow_exists`` when a workflow id is taken, ``customer_exists`` when a
+    customer id is, ``customer_has_keys`` when a customer with live keys is deleted,
+    ``key_revoked`` when a revoked key is updated or rotated, ``conflict`` when another
+    change landed first."""
+
+
+class IdempotencyConflictError(ConflictError):
+    """409 ``idempotency_conflict``: an ``Idempotency-Key`` already used with another body."""
 
 
 class RateLimitError(APIStatusError):
-    """429 ``rate_limited``. ``retry_after`` is the server's Retry-After in seconds."""
+    """429 ``rate_limited``: a requests or tokens limit of the key or of its customer is
+    reached. ``limit`` names it (``limit.scope`` is ``key`` or ``customer``,
+    ``limit.metric`` ``requests`` or ``tokens``). ``retry_after`` is the server's
+    Retry-After in seconds; ``rate_limit`` the ``X-RateLimit-*`` state, if sent."""
 
     retry_after: Optional[float]
     rate_limit: Optional[RateLimit]
+    #: The limit that refused the query, from the problem's ``limit``; ``None`` if absent.
+    limit: Optional[ReachedLimit]
 
     def __init__(self, message: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = parse_retry_after(self.headers.get("retry-after"))
         self.rate_limit = RateLimit.from_headers(self.headers)
+        self.limit = _reached_limit(self.body)
+
+
+class ConcurrencyLimitError(RateLimitError):
+    """429 ``concurrency_limited``: the key's or its customer's ``max_concurrent``
+    queries are in flight. ``limit.metric`` is ``concurrent`` (no window);
+    ``retry_after`` is short (a place frees when a query ends). A ``RateLimitError``
+    too, so ``retry_on_rate_limit`` and ``except RateLimitError`` cover it."""
 
 
 class UpstreamError(APIStatusError):
@@ -190,6 +231,19 @@ _BY_STATUS: Dict[int, Type[APIStatusError]] = {
     504: UpstreamError,
 }
 
+#: Codes with a class of their own, a subclass of their status's class.
+_BY_CODE: Dict[str, Type[APIStatusError]] = {
+    "insufficient_credits": InsufficientCreditsError,
+    "idempotency_conflict": IdempotencyConflictError,
+    "concurrency_limited": ConcurrencyLimitError,
+}
+
+
+def _error_class(status: int, code: Optional[str]) -> Type[APIStatusError]:
+    base = _BY_STATUS.get(status) or (InternalServerError if status >= 500 else APIStatusError)
+    by_code = _BY_CODE.get(code or "")
+    return by_code if by_code is not None and issubclass(by_code, base) else base
+
 
 def error_from_response(response: httpx.Response) -> APIStatusError:
     """The exception for a non-2xx response, filled from its problem+json body."""
@@ -221,7 +275,7 @@ def error_from_response(response: httpx.Response) -> APIStatusError:
     elif title:
         message += f": {title}"
 
-    cls: Type[APIStatusError] = _BY_STATUS.get(status) or (InternalServerError if status >= 500 else APIStatusError)
+    cls = _error_class(status, code)
     error: APIStatusError = cls(
         message,
         status=status,
@@ -245,6 +299,7 @@ _STATUS_BY_CODE: Dict[str, int] = {
     "unauthorized": 401,
     "missing_api_key": 401,
     "cost_limit_exceeded": 402,
+    "insufficient_credits": 402,
     "invalid_api_key": 403,
     "key_inactive": 403,
     "key_expired": 403,
@@ -252,15 +307,20 @@ _STATUS_BY_CODE: Dict[str, int] = {
     "origin_not_allowed": 403,
     "workflow_not_found": 404,
     "key_not_found": 404,
+    "customer_not_found": 404,
     "webhook_not_found": 404,
     "delivery_not_found": 404,
     "conflict": 409,
     "workflow_exists": 409,
     "key_revoked": 409,
+    "customer_exists": 409,
+    "customer_has_keys": 409,
+    "idempotency_conflict": 409,
     "payload_too_large": 413,
     "validation_error": 422,
     "webhook_url_forbidden": 422,
     "rate_limited": 429,
+    "concurrency_limited": 429,
     "internal_error": 500,
     "upstream_error": 502,
     "metering_unavailable": 503,
@@ -295,7 +355,7 @@ def error_from_event(data: str, headers: httpx.Headers) -> APIStatusError:
     status = _STATUS_BY_CODE.get(code or "")
     if status is None:
         status = 502 if code and code.startswith("upstream_") else 500
-    cls: Type[APIStatusError] = _BY_STATUS.get(status) or InternalServerError
+    cls = _error_class(status, code)
     message = f"the stream failed: {status} {code or 'error'}"
     if detail:
         message += f": {detail}"

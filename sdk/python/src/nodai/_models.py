@@ -14,12 +14,18 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Literal, Mapping, Optional, Union
 
 __all__ = [
     "NotGiven",
     "NOT_GIVEN",
     "Money",
+    "LimitMetric",
+    "LimitWindow",
+    "Limit",
+    "LimitParam",
+    "ReachedLimit",
+    "Billing",
     "RateLimit",
     "QueryResult",
     "Chunk",
@@ -27,6 +33,7 @@ __all__ = [
     "StreamEvent",
     "ApiKey",
     "CreatedApiKey",
+    "Customer",
     "Usage",
     "HourlyUsage",
     "DailyUsage",
@@ -137,14 +144,127 @@ def money_to_json(value: Money) -> Union[int, float]:
     return float(exact)
 
 
+# --- limits -----------------------------------------------------------------
+
+#: What a limit counts: admitted queries, input + output tokens, or USD.
+LimitMetric = Literal["requests", "tokens", "cost"]
+#: Its window: ``minute``, ``hour`` and ``day`` roll (``day`` is the UTC day for
+#: ``cost``); ``month`` is the calendar month (or a customer's billing month).
+#: ``requests`` and ``tokens`` take all four, ``cost`` only ``day`` and ``month``.
+LimitWindow = Literal["minute", "hour", "day", "month"]
+#: A customer's billing: ``postpaid`` (the default) or ``prepaid`` (from credits).
+Billing = Literal["postpaid", "prepaid"]
+
+
+def _parse_limit_max(metric: Any, value: Any) -> Union[int, Decimal]:
+    if metric == "cost":
+        return parse_money(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected a number as a limit's max, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A named limit of a key or a customer: at most ``max`` per ``window``.
+
+    ``Limit("requests", "minute", 60)``, ``Limit("tokens", "day", 1_000_000)``,
+    ``Limit("cost", "month", Decimal("50"))``. ``max`` is a count for
+    ``requests`` and ``tokens``, USD (a ``Decimal`` when read) for ``cost``.
+    A query is admitted while the count is below ``max``.
+    """
+
+    metric: LimitMetric
+    window: LimitWindow
+    max: Union[int, Decimal]
+
+    def to_json(self) -> Dict[str, Any]:
+        return limit_to_json(self)
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Limit:
+        metric = body["metric"]
+        return cls(metric=metric, window=body["window"], max=_parse_limit_max(metric, body["max"]))
+
+
+#: What ``limits=`` accepts: ``Limit`` objects, or mappings with the same keys
+#: (``{"metric": "requests", "window": "minute", "max": 60}``).
+LimitParam = Union[Limit, Mapping[str, Any]]
+
+
+def limit_to_json(value: LimitParam) -> Dict[str, Any]:
+    """One limit as the server takes it; money for ``cost``, a whole number otherwise."""
+    metric: Any
+    window: Any
+    max_: Any
+    if isinstance(value, Limit):
+        metric, window, max_ = value.metric, value.window, value.max
+    elif isinstance(value, Mapping):
+        unknown = set(value) - {"metric", "window", "max"}
+        if unknown:
+            raise ValueError(f"a limit has metric, window and max only, not {sorted(unknown)}")
+        metric, window, max_ = value.get("metric"), value.get("window"), value.get("max")
+    else:
+        raise TypeError(f"a limit must be a nodai.Limit or a mapping, not {type(value).__name__}")
+    if metric == "cost":
+        return {"metric": metric, "window": window, "max": money_to_json(max_)}
+    if isinstance(max_, Decimal) and max_ == max_.to_integral_value():
+        max_ = int(max_)
+    return {"metric": metric, "window": window, "max": max_}
+
+
+def limits_to_json(values: Any) -> List[Dict[str, Any]]:
+    if isinstance(values, (str, bytes, Limit)) or isinstance(values, Mapping):
+        raise TypeError("limits must be a list of limits")
+    return [limit_to_json(v) for v in values]
+
+
+def parse_limits(value: Any) -> List[Limit]:
+    return [Limit.from_json(v) for v in value or []]
+
+
+@dataclass(frozen=True)
+class ReachedLimit:
+    """The limit that refused a query: the ``limit`` of a rate-limit, concurrency
+    or cost-limit problem (``error.limit``)."""
+
+    #: ``key`` (the key's own limit) or ``customer`` (shared by its customer's keys).
+    scope: str
+    #: ``requests``, ``tokens``, ``cost``, or ``concurrent`` for ``max_concurrent``.
+    metric: str
+    #: ``minute``, ``hour``, ``day`` or ``month``; ``None`` for ``concurrent``.
+    window: Optional[str]
+    #: A count, or USD (a ``Decimal``) for ``cost``.
+    max: Union[int, Decimal]
+
+    @classmethod
+    def from_json(cls, body: Any) -> Optional[ReachedLimit]:
+        """The ``limit`` member of a problem, or ``None`` when absent or malformed."""
+        if not isinstance(body, Mapping):
+            return None
+        try:
+            scope, metric, window = body["scope"], body["metric"], body.get("window")
+            if not isinstance(scope, str) or not isinstance(metric, str):
+                return None
+            return cls(
+                scope=scope,
+                metric=metric,
+                window=window if isinstance(window, str) else None,
+                max=_parse_limit_max(metric, body["max"]),
+            )
+        except (KeyError, ValueError):
+            return None
+
+
 # --- objects ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class RateLimit:
-    """The key's rate-limit state from the ``X-RateLimit-*`` response headers."""
+    """The rate-limit state from the ``X-RateLimit-*`` response headers: of the
+    requests limits (the key's and its customer's), the one with the fewest remaining."""
 
-    #: Queries allowed per rolling hour.
+    #: Queries that limit allows in its window.
     limit: int
     #: Queries left in the current window.
     remaining: int
@@ -181,6 +301,10 @@ class QueryResult:
     request_id: str
     #: The key's rate-limit state after this query; ``None`` for a key without a limit.
     rate_limit: Optional[RateLimit]
+    #: Input (prompt) tokens the upstream reported; 0 when it reported none.
+    input_tokens: int = 0
+    #: Output (completion) tokens the upstream reported; 0 when it reported none.
+    output_tokens: int = 0
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any], headers: Mapping[str, str]) -> QueryResult:
@@ -191,6 +315,8 @@ class QueryResult:
             duration_ms=int(usage["duration_ms"]),
             request_id=str(body["request_id"]),
             rate_limit=RateLimit.from_headers(headers),
+            input_tokens=int(usage.get("input_tokens") or 0),
+            output_tokens=int(usage.get("output_tokens") or 0),
         )
 
 
@@ -210,6 +336,10 @@ class Done:
     duration_ms: int
     #: The server's id of this query (``req_...``), also in its usage event.
     request_id: str
+    #: Input (prompt) tokens the upstream reported; 0 when it reported none.
+    input_tokens: int = 0
+    #: Output (completion) tokens the upstream reported; 0 when it reported none.
+    output_tokens: int = 0
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Done:
@@ -218,6 +348,8 @@ class Done:
             cost=parse_money(usage["cost"]),
             duration_ms=int(usage["duration_ms"]),
             request_id=str(body["request_id"]),
+            input_tokens=int(usage.get("input_tokens") or 0),
+            output_tokens=int(usage.get("output_tokens") or 0),
         )
 
 
@@ -241,8 +373,10 @@ class ApiKey:
     active: bool
     #: Workflows this key may query; empty means any.
     workflow_ids: List[str]
+    #: Requests per rolling hour: the same limit as ``Limit("requests", "hour", n)``
+    #: in ``limits``.
     rate_limit_per_hour: Optional[int]
-    #: USD per UTC calendar month.
+    #: USD per calendar month: the same limit as ``Limit("cost", "month", x)`` in ``limits``.
     cost_limit_per_month: Optional[Decimal]
     #: Percents of the cost limit that fire ``usage.threshold``.
     alert_thresholds: List[int]
@@ -254,6 +388,12 @@ class ApiKey:
     metadata: Any
     #: When it was revoked, or ``None`` for a live key.
     revoked_at: Optional[datetime]
+    #: The customer whose shared limits the key's queries also count against, or ``None``.
+    customer_id: Optional[str]
+    #: Every limit of the key, ``rate_limit_per_hour`` and ``cost_limit_per_month`` included.
+    limits: List[Limit]
+    #: The most queries of this key in flight at once, or ``None``.
+    max_concurrent: Optional[int]
 
     @staticmethod
     def _fields(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -274,6 +414,9 @@ class ApiKey:
             last_used_at=parse_optional_datetime(body.get("last_used_at")),
             metadata=body.get("metadata"),
             revoked_at=parse_optional_datetime(body.get("revoked_at")),
+            customer_id=body.get("customer_id"),
+            limits=parse_limits(body.get("limits")),
+            max_concurrent=body.get("max_concurrent"),
         )
 
     @classmethod
@@ -296,12 +439,54 @@ class CreatedApiKey(ApiKey):
 
 
 @dataclass(frozen=True)
+class Customer:
+    """One of the seller's customers. Its keys (``ApiKey.customer_id``) share its
+    ``limits`` and ``max_concurrent``; its usage is the sum of theirs."""
+
+    #: The seller's own id for the customer, ``[A-Za-z0-9_.:@-]{1,128}``.
+    id: str
+    name: str
+    email: Optional[str]
+    metadata: Any
+    #: Shared by all the customer's keys, on top of each key's own.
+    limits: List[Limit]
+    #: The most queries of all its keys in flight at once, or ``None``.
+    max_concurrent: Optional[int]
+    #: ``postpaid`` or ``prepaid``.
+    billing: str
+    #: USD: ``credits.low`` fires when a prepaid balance falls below it.
+    low_balance_threshold: Optional[Decimal]
+    #: 1 to 28: the day (UTC midnight) the customer's monthly periods start.
+    billing_anchor_day: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Customer:
+        return cls(
+            id=str(body["id"]),
+            name=str(body["name"]),
+            email=body.get("email"),
+            metadata=body.get("metadata"),
+            limits=parse_limits(body.get("limits")),
+            max_concurrent=body.get("max_concurrent"),
+            billing=str(body.get("billing") or "postpaid"),
+            low_balance_threshold=parse_optional_money(body.get("low_balance_threshold")),
+            billing_anchor_day=int(body.get("billing_anchor_day") or 1),
+            created_at=parse_datetime(body["created_at"]),
+            updated_at=parse_datetime(body["updated_at"]),
+        )
+
+
+@dataclass(frozen=True)
 class HourlyUsage:
     #: Start of the UTC hour.
     hour: datetime
     requests: int
     cost: Decimal
     errors: int
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -311,34 +496,49 @@ class DailyUsage:
     requests: int
     cost: Decimal
     errors: int
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 @dataclass(frozen=True)
 class Usage:
-    """A key's usage, from the projection its limits are enforced from.
+    """A key's or a customer's usage, from the projection its limits are enforced from.
 
-    Counts cover admitted queries (ok or upstream error), not rejected ones.
+    Counts cover admitted queries (ok or upstream error), not rejected ones. A
+    customer's is the sum over its keys, revoked ones included.
     """
 
-    key_id: str
+    #: Set on a key's usage (``keys.usage``), ``None`` on a customer's.
+    key_id: Optional[str]
     total_requests: int
     total_cost: Decimal
     requests_today: int
     cost_today: Decimal
     #: Rolling 60 minutes: what the rate limit sees.
     requests_this_hour: int
-    #: UTC calendar month to date: what the cost limit sees.
+    #: Month to date (the UTC calendar month, or the customer's billing month
+    #: from its ``billing_anchor_day``): what a monthly cost limit sees.
     cost_this_month: Decimal
     last_used_at: Optional[datetime]
     #: Every UTC hour of the range, oldest first, zeros included.
     hourly: List[HourlyUsage]
     #: Every UTC day of the range, oldest first.
     daily: List[DailyUsage]
+    #: Set on a customer's usage (``customers.usage``), ``None`` on a key's.
+    customer_id: Optional[str] = None
+    #: Input (prompt) tokens the upstreams reported, in all.
+    total_input_tokens: int = 0
+    #: Output (completion) tokens the upstreams reported, in all.
+    total_output_tokens: int = 0
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Usage:
+        key_id, customer_id = body.get("key_id"), body.get("customer_id")
         return cls(
-            key_id=str(body["key_id"]),
+            key_id=None if key_id is None else str(key_id),
+            customer_id=None if customer_id is None else str(customer_id),
+            total_input_tokens=int(body.get("total_input_tokens") or 0),
+            total_output_tokens=int(body.get("total_output_tokens") or 0),
             total_requests=int(body["total_requests"]),
             total_cost=parse_money(body["total_cost"]),
             requests_today=int(body["requests_today"]),
@@ -352,6 +552,8 @@ class Usage:
                     requests=int(h["requests"]),
                     cost=parse_money(h["cost"]),
                     errors=int(h["errors"]),
+                    input_tokens=int(h.get("input_tokens") or 0),
+                    output_tokens=int(h.get("output_tokens") or 0),
                 )
                 for h in body.get("hourly") or []
             ],
@@ -361,6 +563,8 @@ class Usage:
                     requests=int(d["requests"]),
                     cost=parse_money(d["cost"]),
                     errors=int(d["errors"]),
+                    input_tokens=int(d.get("input_tokens") or 0),
+                    output_tokens=int(d.get("output_tokens") or 0),
                 )
                 for d in body.get("daily") or []
             ],
@@ -369,6 +573,10 @@ class Usage:
 
 @dataclass(frozen=True)
 class Workflow:
+    """A workflow. A query's cost is the upstream's reported ``usage.cost``, else
+    ``price_per_request`` plus its reported tokens at the per-million prices
+    (rounded half up to the micro-dollar)."""
+
     #: ``[a-z0-9_-]{1,64}``, chosen by the caller.
     id: str
     name: str
@@ -380,6 +588,10 @@ class Workflow:
     #: a key's cost limit at it (else at ``price_per_request``); a cost the upstream
     #: reports above it is recorded as it.
     max_cost_per_request: Optional[Decimal]
+    #: USD per million input (prompt) tokens the upstream reports.
+    price_per_million_input_tokens: Decimal
+    #: USD per million output (completion) tokens the upstream reports.
+    price_per_million_output_tokens: Decimal
     created_at: datetime
     updated_at: datetime
 
@@ -391,6 +603,8 @@ class Workflow:
             upstream_url=str(body["upstream_url"]),
             price_per_request=parse_money(body.get("price_per_request", 0)),
             max_cost_per_request=parse_optional_money(body.get("max_cost_per_request")),
+            price_per_million_input_tokens=parse_money(body.get("price_per_million_input_tokens", 0)),
+            price_per_million_output_tokens=parse_money(body.get("price_per_million_output_tokens", 0)),
             created_at=parse_datetime(body["created_at"]),
             updated_at=parse_datetime(body["updated_at"]),
         )

@@ -57,7 +57,13 @@ class _Events:
         result = QueryResult.from_json(body, self.headers)
         output = result.output
         text = output if isinstance(output, str) else json.dumps(output, separators=(",", ":"))
-        done = Done(cost=result.cost, duration_ms=result.duration_ms, request_id=result.request_id)
+        done = Done(
+            cost=result.cost,
+            duration_ms=result.duration_ms,
+            request_id=result.request_id,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+        )
         self.done = done
         events: List[StreamEvent] = []
         if text:
@@ -107,7 +113,8 @@ class QueryStream(_StreamBase):
     """A streamed query, from ``Nodai.stream_workflow``.
 
     Iterate it for ``Chunk(text)`` events and, last, one ``Done(cost,
-    duration_ms, request_id)``; or iterate ``text_stream`` for the text alone;
+    duration_ms, request_id, input_tokens, output_tokens)``; or iterate
+    ``text_stream`` for the text alone;
     or call ``until_done()``. Use it as a context manager so the connection
     is closed however the block ends; leaving early is fine (the server
     records the query's usage once, also then).

@@ -65,6 +65,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/customers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_customers"];
+        put?: never;
+        post: operations["create_customer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{customer_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_customer"];
+        put: operations["update_customer"];
+        post?: never;
+        delete: operations["delete_customer"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customers/{customer_id}/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_customer_usage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/webhooks": {
         parameters: {
             query?: never;
@@ -245,6 +293,28 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        CreateCustomer: {
+            id: string;
+            /** @description 1 to 128 characters, not blank. */
+            name: string;
+            email?: string | null;
+            metadata?: unknown;
+            limits?: components["schemas"]["LimitObject"][];
+            /** Format: int64 */
+            max_concurrent?: number | null;
+            /** @description `postpaid` (default) or `prepaid`. */
+            billing?: string | null;
+            /**
+             * Format: double
+             * @description USD.
+             */
+            low_balance_threshold?: number | null;
+            /**
+             * Format: int64
+             * @description 1 to 28, default 1.
+             */
+            billing_anchor_day?: number | null;
+        };
         CreateKey: {
             /** @description 1 to 128 characters, not blank. */
             name: string;
@@ -265,6 +335,16 @@ export interface components {
             metadata?: unknown;
             /** @description Default true. */
             active?: boolean | null;
+            /** @description An existing customer's id. */
+            customer_id?: string | null;
+            /**
+             * @description At most one per metric and window; `{"requests","hour"}` is
+             *     `rate_limit_per_hour` and `{"cost","month"}` is
+             *     `cost_limit_per_month` (either spelling, not both differently).
+             */
+            limits?: components["schemas"]["LimitObject"][];
+            /** Format: int64 */
+            max_concurrent?: number | null;
         };
         CreateWebhook: {
             url: string;
@@ -287,6 +367,43 @@ export interface components {
              * @description USD, default none: the most one query may cost (at least `price_per_request`).
              */
             max_cost_per_request?: number | null;
+            /**
+             * Format: double
+             * @description USD per million input tokens, default 0.
+             */
+            price_per_million_input_tokens?: number | null;
+            /**
+             * Format: double
+             * @description USD per million output tokens, default 0.
+             */
+            price_per_million_output_tokens?: number | null;
+        };
+        CustomerObject: {
+            /** @description The seller's own id for the customer, `[A-Za-z0-9_.:@-]{1,128}`. */
+            id: string;
+            name: string;
+            email?: string | null;
+            metadata?: unknown;
+            /** @description Shared by all the customer's keys. */
+            limits: components["schemas"]["LimitObject"][];
+            /** Format: int64 */
+            max_concurrent?: number | null;
+            /** @description `postpaid` or `prepaid`. */
+            billing: string;
+            /**
+             * Format: double
+             * @description USD: `credits.low` fires when the balance falls below it.
+             */
+            low_balance_threshold?: number | null;
+            /**
+             * Format: int32
+             * @description 1 to 28: the day (UTC midnight) the customer's monthly periods start.
+             */
+            billing_anchor_day: number;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
         };
         Daily: {
             /** @description The UTC date, `YYYY-MM-DD`. */
@@ -300,6 +417,10 @@ export interface components {
             cost: number;
             /** Format: int64 */
             errors: number;
+            /** Format: int64 */
+            input_tokens: number;
+            /** Format: int64 */
+            output_tokens: number;
         };
         DeliveryList: {
             /** @description Newest first: every pending delivery and the last 1000 finished ones. */
@@ -336,6 +457,10 @@ export interface components {
             cost: number;
             /** Format: int64 */
             errors: number;
+            /** Format: int64 */
+            input_tokens: number;
+            /** Format: int64 */
+            output_tokens: number;
         };
         /**
          * @description An API key as the API shows it (never with its secret, except in
@@ -374,11 +499,66 @@ export interface components {
              * @description When it was revoked (then `active` is false); null for a live key.
              */
             revoked_at?: string | null;
+            /** @description The customer whose shared limits the key's queries also count against. */
+            customer_id?: string | null;
+            /**
+             * @description Every limit of the key, `rate_limit_per_hour` (requests per hour)
+             *     and `cost_limit_per_month` (cost per month) included.
+             */
+            limits: components["schemas"]["LimitObject"][];
+            /** Format: int64 */
+            max_concurrent?: number | null;
         };
         /** @description The key object plus the plaintext `key`: only from create and rotate. */
         KeyWithSecret: components["schemas"]["KeyObject"] & {
             /** @description `nk_` + 64 hex. Shown once: store it now. */
             key: string;
+        };
+        LimitObject: {
+            /** @description `requests`, `tokens` or `cost`. */
+            metric: string;
+            /**
+             * @description `minute`, `hour`, `day` (rolling) or `month` for requests and
+             *     tokens; `day` (UTC) or `month` for cost.
+             */
+            window: string;
+            /**
+             * Format: double
+             * @description A count (requests, tokens) or USD (cost).
+             */
+            max: number;
+        };
+        /** @description `{"data":[…],"next_cursor":…}`. */
+        Page_CustomerObject: {
+            data: {
+                /** @description The seller's own id for the customer, `[A-Za-z0-9_.:@-]{1,128}`. */
+                id: string;
+                name: string;
+                email?: string | null;
+                metadata?: unknown;
+                /** @description Shared by all the customer's keys. */
+                limits: components["schemas"]["LimitObject"][];
+                /** Format: int64 */
+                max_concurrent?: number | null;
+                /** @description `postpaid` or `prepaid`. */
+                billing: string;
+                /**
+                 * Format: double
+                 * @description USD: `credits.low` fires when the balance falls below it.
+                 */
+                low_balance_threshold?: number | null;
+                /**
+                 * Format: int32
+                 * @description 1 to 28: the day (UTC midnight) the customer's monthly periods start.
+                 */
+                billing_anchor_day: number;
+                /** Format: date-time */
+                created_at: string;
+                /** Format: date-time */
+                updated_at: string;
+            }[];
+            /** @description Pass as `?cursor=` for the next page; null on the last page. */
+            next_cursor?: string | null;
         };
         /** @description `{"data":[…],"next_cursor":…}`. */
         Page_KeyObject: {
@@ -415,6 +595,15 @@ export interface components {
                  * @description When it was revoked (then `active` is false); null for a live key.
                  */
                 revoked_at?: string | null;
+                /** @description The customer whose shared limits the key's queries also count against. */
+                customer_id?: string | null;
+                /**
+                 * @description Every limit of the key, `rate_limit_per_hour` (requests per hour)
+                 *     and `cost_limit_per_month` (cost per month) included.
+                 */
+                limits: components["schemas"]["LimitObject"][];
+                /** Format: int64 */
+                max_concurrent?: number | null;
             }[];
             /** @description Pass as `?cursor=` for the next page; null on the last page. */
             next_cursor?: string | null;
@@ -464,6 +653,16 @@ export interface components {
                  *     upstream's reported cost above it is recorded as it.
                  */
                 max_cost_per_request?: number | null;
+                /**
+                 * Format: double
+                 * @description USD per million input (prompt) tokens the upstream reports.
+                 */
+                price_per_million_input_tokens: number;
+                /**
+                 * Format: double
+                 * @description USD per million output (completion) tokens.
+                 */
+                price_per_million_output_tokens: number;
                 /** Format: date-time */
                 created_at: string;
                 /** Format: date-time */
@@ -499,6 +698,13 @@ export interface components {
             cost: number;
             /** Format: int64 */
             duration_ms: number;
+            /**
+             * Format: int64
+             * @description Tokens the upstream reported (0: none).
+             */
+            input_tokens: number;
+            /** Format: int64 */
+            output_tokens: number;
         };
         RotateKey: {
             /**
@@ -510,6 +716,21 @@ export interface components {
         TestSent: {
             /** @description The test message's delivery, pending until the worker sends it. */
             delivery_id: string;
+        };
+        /** @description Fields present change; `null` clears an optional one. */
+        UpdateCustomer: {
+            name?: string;
+            email?: string | null;
+            metadata?: Record<string, unknown> | null;
+            /** @description The complete new list; `null` or `[]` removes every limit. */
+            limits?: components["schemas"]["LimitObject"][] | null;
+            /** Format: int64 */
+            max_concurrent?: number | null;
+            billing?: string;
+            /** Format: double */
+            low_balance_threshold?: number | null;
+            /** Format: int64 */
+            billing_anchor_day?: number;
         };
         /** @description Fields present change; `null` clears an optional one. */
         UpdateKey: {
@@ -525,6 +746,15 @@ export interface components {
             expires_at?: string | null;
             allowed_origins?: string[] | null;
             metadata?: Record<string, unknown> | null;
+            /** @description `null`: no customer. */
+            customer_id?: string | null;
+            /**
+             * @description The complete new list (the two legacy fields included); `null` or
+             *     `[]` removes every limit.
+             */
+            limits?: components["schemas"]["LimitObject"][] | null;
+            /** Format: int64 */
+            max_concurrent?: number | null;
         };
         UpdateWebhook: {
             url?: string;
@@ -551,9 +781,16 @@ export interface components {
              * @description null clears the maximum.
              */
             max_cost_per_request?: number | null;
+            /** Format: double */
+            price_per_million_input_tokens?: number;
+            /** Format: double */
+            price_per_million_output_tokens?: number;
         };
         UsageObject: {
-            key_id: string;
+            /** @description On a key's usage. */
+            key_id?: string | null;
+            /** @description On a customer's usage. */
+            customer_id?: string | null;
             /** Format: int64 */
             total_requests: number;
             /**
@@ -561,6 +798,10 @@ export interface components {
              * @description USD.
              */
             total_cost: number;
+            /** Format: int64 */
+            total_input_tokens: number;
+            /** Format: int64 */
+            total_output_tokens: number;
             /** Format: int64 */
             requests_today: number;
             /**
@@ -575,7 +816,9 @@ export interface components {
             requests_this_hour: number;
             /**
              * Format: double
-             * @description USD, UTC calendar month to date: what the cost limit sees.
+             * @description USD, month to date (the UTC calendar month, or the customer's
+             *     billing month from its `billing_anchor_day`): what a monthly cost
+             *     limit sees.
              */
             cost_this_month: number;
             /** Format: date-time */
@@ -623,6 +866,16 @@ export interface components {
              *     upstream's reported cost above it is recorded as it.
              */
             max_cost_per_request?: number | null;
+            /**
+             * Format: double
+             * @description USD per million input (prompt) tokens the upstream reports.
+             */
+            price_per_million_input_tokens: number;
+            /**
+             * Format: double
+             * @description USD per million output (completion) tokens.
+             */
+            price_per_million_output_tokens: number;
             /** Format: date-time */
             created_at: string;
             /** Format: date-time */
@@ -1130,6 +1383,449 @@ export interface operations {
             header?: never;
             path: {
                 key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UsageObject"];
+                };
+            };
+            /** @description invalid_path, invalid_query, invalid_json */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_ready (Retry-After): this replica has not applied the stream far enough yet */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_customers: {
+        parameters: {
+            query?: {
+                /** @description 1 to 1000, default 100. */
+                limit?: number | null;
+                cursor?: string | null;
+                /** @description Only customers whose id, name or email contains this, ignoring case. */
+                q?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Page_CustomerObject"];
+                };
+            };
+            /** @description invalid_path, invalid_query, invalid_json */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_ready (Retry-After): this replica has not applied the stream far enough yet */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    create_customer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateCustomer"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CustomerObject"];
+                };
+            };
+            /** @description invalid_path, invalid_query, invalid_json */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description customer_exists */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_ready (Retry-After): this replica has not applied the stream far enough yet */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_customer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CustomerObject"];
+                };
+            };
+            /** @description invalid_path, invalid_query, invalid_json */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_ready (Retry-After): this replica has not applied the stream far enough yet */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    update_customer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateCustomer"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CustomerObject"];
+                };
+            };
+            /** @description invalid_path, invalid_query, invalid_json */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict (another change landed first, retry) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported_media_type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_ready (Retry-After): this replica has not applied the stream far enough yet */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    delete_customer: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                customer_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid_path, invalid_query, invalid_json */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description customer_has_keys */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_ready (Retry-After): this replica has not applied the stream far enough yet */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_customer_usage: {
+        parameters: {
+            query?: {
+                /**
+                 * @description RFC 3339; start of the series (default: the last 48 hours, the
+                 *     current one included, and the last 31 days).
+                 */
+                from?: string | null;
+                /** @description RFC 3339; end of the series, exclusive (default: now). */
+                to?: string | null;
+            };
+            header?: never;
+            path: {
+                customer_id: string;
             };
             cookie?: never;
         };

@@ -19,7 +19,12 @@ const BASE = "/api/v1/api-keys";
 export class Keys {
   constructor(private readonly transport: Transport) {}
 
-  /** Creates a key. The result's `key` is the only time the plaintext is shown: store it now. */
+  /**
+   * Creates a key. The result's `key` is the only time the plaintext is shown:
+   * store it now. A `customer_id` (an existing customer's) makes its queries
+   * count against the customer's shared limits too; `limits` and
+   * `max_concurrent` are the key's own.
+   */
   async create(params: CreateKeyParams, options?: RequestOptions): Promise<ApiKeyWithSecret> {
     const res = await this.transport.request<ApiKeyWithSecret>(
       { method: "POST", path: BASE, auth: { kind: "admin" }, body: params },
@@ -61,7 +66,9 @@ export class Keys {
 
   /**
    * Partial update: fields given change, fields left out (or `undefined`) do
-   * not, and `null` clears a limit, e.g. `{ cost_limit_per_month: null }`.
+   * not, and `null` clears a limit, e.g. `{ cost_limit_per_month: null }`, or
+   * the customer (`{ customer_id: null }`). `limits` is the complete new list
+   * (the two legacy limit fields included): `null` or `[]` removes every limit.
    * A revoked key no longer changes: `ConflictError` with code `key_revoked`.
    */
   async update(keyId: string, params: UpdateKeyParams, options?: RequestOptions): Promise<ApiKey> {
@@ -111,6 +118,7 @@ export class Keys {
   }
 }
 
-function rfc3339(value: string | Date | undefined): string | undefined {
+/** A Date as RFC 3339; strings pass through for the server to judge. */
+export function rfc3339(value: string | Date | undefined): string | undefined {
   return value instanceof Date ? value.toISOString() : value;
 }

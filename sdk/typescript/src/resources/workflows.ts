@@ -9,7 +9,11 @@ const BASE = "/api/v1/workflows";
 export class Workflows {
   constructor(private readonly transport: Transport) {}
 
-  /** Creates a workflow; `ConflictError` if the id is taken. */
+  /**
+   * Creates a workflow; `ConflictError` if the id is taken. Token prices
+   * (`price_per_million_input_tokens`, `price_per_million_output_tokens`, USD,
+   * default 0) price the tokens its upstream reports.
+   */
   async create(params: CreateWorkflowParams, options?: RequestOptions): Promise<Workflow> {
     const res = await this.transport.request<Workflow>(
       { method: "POST", path: BASE, auth: { kind: "admin" }, body: params },

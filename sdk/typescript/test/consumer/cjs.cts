@@ -17,6 +17,15 @@ import {
   type UpdateWorkflowParams,
   type WebhookEvent,
   type Workflow,
+  ConcurrencyLimitError,
+  CostLimitExceededError,
+  InsufficientCreditsError,
+  type CreateCustomerParams,
+  type Customer,
+  type CustomerUsage,
+  type Limit,
+  type ReachedLimit,
+  type UpdateCustomerParams,
 } from "@nodai/sdk";
 
 export async function example(): Promise<void> {
@@ -84,4 +93,52 @@ export async function example(): Promise<void> {
   void [final.text, final.rateLimit, whole, limitAfter];
   const event: WebhookEvent<{ key_id: string }> = await verifyWebhook<{ key_id: string }>("{}", new Headers(), "whsec_x");
   void [text, remaining, cursor, total, event.data.key_id];
+}
+
+export async function customers(nodai: Nodai): Promise<void> {
+  const limits: Limit[] = [
+    { metric: "requests", window: "minute", max: 600 },
+    { metric: "cost", window: "month", max: 250.5 },
+  ];
+  const params: CreateCustomerParams = { id: "acme", name: "Acme", limits, max_concurrent: 8, billing: "prepaid" };
+  const customer: Customer = await nodai.customers.create(params);
+  const anchor: number = customer.billing_anchor_day;
+  const clear: UpdateCustomerParams = { email: null, limits: null, name: undefined };
+  await nodai.customers.update(customer.id, clear);
+  for await (const c of nodai.customers.list({ q: "acme", limit: 10 })) void c.limits[0]?.max;
+  const page = await nodai.customers.listPage({ cursor: null });
+  const usage: CustomerUsage = await nodai.customers.usage(customer.id, { from: new Date() });
+  const tokens: number = usage.total_input_tokens + usage.total_output_tokens + (usage.hourly[0]?.input_tokens ?? 0);
+  const owner: string | null | undefined = usage.customer_id;
+  const key = await nodai.keys.create({ name: "k", customer_id: customer.id, limits, max_concurrent: 2 });
+  const keyLimits: Limit[] = key.limits;
+  await nodai.keys.update(key.id, { customer_id: null, limits: null, max_concurrent: null });
+  const workflow: Workflow = await nodai.workflows.create({
+    id: "chat",
+    name: "Chat",
+    upstream_url: "builtin:echo",
+    price_per_million_input_tokens: 2.5,
+    price_per_million_output_tokens: 10,
+  });
+  const perMillion: number = workflow.price_per_million_input_tokens;
+  const result = await nodai.queryWorkflow("chat", "hi");
+  const used: number = result.inputTokens + result.outputTokens;
+  for await (const event of nodai.streamWorkflow("chat", "hi")) {
+    if (event.type === "done") void (event.inputTokens + event.outputTokens);
+  }
+  await nodai.customers.delete(customer.id);
+  try {
+    await nodai.queryWorkflow("chat", "hi");
+  } catch (error) {
+    if (error instanceof ConcurrencyLimitError || error instanceof RateLimitError) {
+      const limit: ReachedLimit | undefined = error.limit;
+      const scope: string | undefined = limit?.scope;
+      const window: string | undefined = limit?.window;
+      void [scope, window, limit?.max];
+    } else if (error instanceof InsufficientCreditsError) {
+      const cost: CostLimitExceededError = error;
+      void cost.limit;
+    }
+  }
+  void [anchor, page.next_cursor, tokens, owner, keyLimits, perMillion, used];
 }

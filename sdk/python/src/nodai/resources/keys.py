@@ -10,10 +10,12 @@ from .._models import (
     NOT_GIVEN,
     ApiKey,
     CreatedApiKey,
+    LimitParam,
     Money,
     NotGiven,
     Usage,
     format_datetime,
+    limits_to_json,
     money_to_json,
 )
 from .._pagination import AsyncPage, AsyncPager, Page, list_params, parse_page
@@ -51,6 +53,8 @@ def _convert(field: str, value: Any) -> Any:
         return list(value)
     if field == "metadata":
         return dict(value)
+    if field == "limits":
+        return limits_to_json(value)
     return value
 
 
@@ -66,7 +70,7 @@ def _update_body(fields: Mapping[str, Any]) -> Dict[str, Any]:
     return {k: _convert(k, v) for k, v in fields.items() if not isinstance(v, NotGiven)}
 
 
-def _usage_params(
+def usage_params(
     from_: Union[datetime, str, None], to: Union[datetime, str, None]
 ) -> Dict[str, str]:
     params: Dict[str, str] = {}
@@ -98,11 +102,19 @@ class Keys:
         allowed_origins: Optional[Sequence[str]] = None,
         metadata: Optional[Mapping[str, Any]] = None,
         active: Optional[bool] = None,
+        customer_id: Optional[str] = None,
+        limits: Optional[Sequence[LimitParam]] = None,
+        max_concurrent: Optional[int] = None,
     ) -> CreatedApiKey:
         """Create a key. The result's ``key`` is the only time the plaintext is shown.
 
         ``workflow_ids`` empty or absent: any workflow. ``cost_limit_per_month``
         in USD. ``expires_at`` must be in the future (aware datetime or RFC 3339).
+        ``customer_id`` names an existing customer: the key's queries count against
+        its shared limits too. ``limits`` are ``Limit``s (at most one per metric and
+        window; ``rate_limit_per_hour`` is ``Limit("requests", "hour", n)`` and
+        ``cost_limit_per_month`` ``Limit("cost", "month", x)``: give either
+        spelling). ``max_concurrent`` caps the key's queries in flight.
         """
         body = _create_body(
             name,
@@ -116,6 +128,9 @@ class Keys:
                 allowed_origins=allowed_origins,
                 metadata=metadata,
                 active=active,
+                customer_id=customer_id,
+                limits=limits,
+                max_concurrent=max_concurrent,
             ),
         )
         return CreatedApiKey.from_json(self._client.request(Request("POST", _BASE, body=body)))
@@ -164,9 +179,14 @@ class Keys:
         expires_at: Union[datetime, str, None, NotGiven] = NOT_GIVEN,
         allowed_origins: Union[Sequence[str], NotGiven] = NOT_GIVEN,
         metadata: Union[Mapping[str, Any], None, NotGiven] = NOT_GIVEN,
+        customer_id: Union[str, None, NotGiven] = NOT_GIVEN,
+        limits: Union[Sequence[LimitParam], None, NotGiven] = NOT_GIVEN,
+        max_concurrent: Union[int, None, NotGiven] = NOT_GIVEN,
     ) -> ApiKey:
         """Change the fields given; ``None`` clears an optional one (a limit, the owner,
-        the expiry, the metadata); fields left out stay as they are.
+        the expiry, the metadata, the customer); fields left out stay as they are.
+        ``limits`` is the complete new list (the two legacy limit fields included):
+        ``None`` or ``[]`` removes every limit.
 
         A revoked key no longer changes: ``ConflictError`` with code ``key_revoked``.
         """
@@ -182,6 +202,9 @@ class Keys:
                 expires_at=expires_at,
                 allowed_origins=allowed_origins,
                 metadata=metadata,
+                customer_id=customer_id,
+                limits=limits,
+                max_concurrent=max_concurrent,
             )
         )
         return ApiKey.from_json(
@@ -222,7 +245,7 @@ class Keys:
                 Request(
                     "GET",
                     f"{_BASE}/{path_segment(key_id)}/usage",
-                    params=_usage_params(from_, to),
+                    params=usage_params(from_, to),
                 )
             )
         )
@@ -245,6 +268,9 @@ class AsyncKeys:
         allowed_origins: Optional[Sequence[str]] = None,
         metadata: Optional[Mapping[str, Any]] = None,
         active: Optional[bool] = None,
+        customer_id: Optional[str] = None,
+        limits: Optional[Sequence[LimitParam]] = None,
+        max_concurrent: Optional[int] = None,
     ) -> CreatedApiKey:
         """Create a key. The result's ``key`` is the only time the plaintext is shown."""
         body = _create_body(
@@ -259,6 +285,9 @@ class AsyncKeys:
                 allowed_origins=allowed_origins,
                 metadata=metadata,
                 active=active,
+                customer_id=customer_id,
+                limits=limits,
+                max_concurrent=max_concurrent,
             ),
         )
         return CreatedApiKey.from_json(await self._client.request(Request("POST", _BASE, body=body)))
@@ -302,6 +331,9 @@ class AsyncKeys:
         expires_at: Union[datetime, str, None, NotGiven] = NOT_GIVEN,
         allowed_origins: Union[Sequence[str], NotGiven] = NOT_GIVEN,
         metadata: Union[Mapping[str, Any], None, NotGiven] = NOT_GIVEN,
+        customer_id: Union[str, None, NotGiven] = NOT_GIVEN,
+        limits: Union[Sequence[LimitParam], None, NotGiven] = NOT_GIVEN,
+        max_concurrent: Union[int, None, NotGiven] = NOT_GIVEN,
     ) -> ApiKey:
         """Change the fields given; ``None`` clears an optional one."""
         body = _update_body(
@@ -316,6 +348,9 @@ class AsyncKeys:
                 expires_at=expires_at,
                 allowed_origins=allowed_origins,
                 metadata=metadata,
+                customer_id=customer_id,
+                limits=limits,
+                max_concurrent=max_concurrent,
             )
         )
         return ApiKey.from_json(
@@ -350,7 +385,7 @@ class AsyncKeys:
                 Request(
                     "GET",
                     f"{_BASE}/{path_segment(key_id)}/usage",
-                    params=_usage_params(from_, to),
+                    params=usage_params(from_, to),
                 )
             )
         )
