@@ -3,8 +3,10 @@
 // Live/Revoked/All filter, edit, usage charts, revoke, rotate), workflows,
 // webhooks and their deliveries, keyboard use and a 360 px wide screen;
 // customers (create, search, edit, delete), a key's customer and named
-// limits, and tokens in the usage charts. One server and one browser for
-// the file; each test opens its own page (fresh sessionStorage).
+// limits, tokens in the usage charts, and prepaid credits (balance, top
+// up, void, and a top-up sent twice granted once). One server and one
+// browser for the file; each test opens its own page (fresh
+// sessionStorage).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
@@ -1084,4 +1086,185 @@ test("tokens: a workflow's token prices, and the tokens its upstream reports in 
   } finally {
     await upstream.close();
   }
+});
+
+/** A customer's credits as the API has them. */
+const creditsOf = async (id) => (await admin(server, "GET", `/api/v1/customers/${id}/credits`)).body;
+
+test("credits: a prepaid customer with a low-balance threshold, topped up, drawn on, and its grant voided", async () => {
+  const page = await signedIn();
+  await page.goto(`${server.baseUrl}/#/customers/+new`);
+  await page.getByRole("heading", { level: 1, name: "Create a customer" }).waitFor();
+  await page.getByLabel("ID", { exact: true }).fill("cust-prepaid");
+  await page.getByLabel("Name", { exact: true }).fill("Prepaid Co");
+  await page.getByRole("combobox", { name: "Billing", exact: true }).selectOption("prepaid");
+  await page.getByLabel("Low-balance threshold (USD, optional)").fill("1.5");
+  await page.getByRole("button", { name: "Create customer" }).click();
+  await page.getByRole("heading", { level: 1, name: "Prepaid Co" }).waitFor();
+  let customer = (await admin(server, "GET", "/api/v1/customers/cust-prepaid")).body;
+  assert.equal(customer.billing, "prepaid");
+  assert.equal(customer.low_balance_threshold, 1.5);
+
+  // No credits yet: used up, and its keys' queries are refused.
+  const balance = page.locator(".balance");
+  const value = page.locator(".balance-value");
+  await page.getByText("No credits granted yet").waitFor();
+  assert.equal(await value.innerText(), "$0.00");
+  assert.match(await balance.getAttribute("class"), /\bbalance-out\b/);
+  assert.match(await balance.innerText(), /Used up/);
+  const key = await createKey({ name: "Prepaid key", customer_id: "cust-prepaid" });
+  let answer = await query(key.key);
+  assert.equal(answer.status, 402, JSON.stringify(answer.body));
+  assert.equal(answer.body.code, "insufficient_credits");
+
+  // Top up $5: the balance and the grant show, and queries go through.
+  await page.getByLabel("Amount (USD)").fill("5");
+  await page.getByLabel("Description (optional)").fill("Starter pack");
+  await page.getByRole("button", { name: "Top up" }).click();
+  await page.getByText(/^Granted \$5\.00 at/).waitFor();
+  await waitFor(async () => (await value.innerText()) === "$5.00", { what: "the balance after the top-up" });
+  assert.match(await balance.getAttribute("class"), /\bbalance-ok\b/);
+  assert.equal(await page.getByLabel("Amount (USD)").inputValue(), "", "the form is cleared");
+  const rows = page.locator("table.grants-table tbody tr");
+  assert.equal(await rows.count(), 1);
+  const cells = await rows.first().locator("td").allInnerTexts();
+  assert.deepEqual([cells[0], cells[1], cells[2], cells[4], cells[5]], ["$5.00", "$5.00", "Never", "Starter pack", "Live"]);
+  let credits = await creditsOf("cust-prepaid");
+  assert.equal(credits.balance, 5);
+  assert.equal(credits.grants.length, 1);
+  answer = await query(key.key);
+  assert.equal(answer.status, 200, JSON.stringify(answer.body));
+  // The query's cost is drawn; the page's refresh shows it.
+  await waitFor(async () => (await value.innerText()) === `$${(5 - PRICE).toFixed(4)}`, {
+    timeoutMs: 15_000,
+    what: "the balance to show the query's cost",
+  });
+  assert.equal(await rows.first().locator("td").nth(1).innerText(), `$${(5 - PRICE).toFixed(4)}`);
+
+  // A threshold above the balance marks it low.
+  await page.getByLabel("Low-balance threshold (USD, optional)").fill("10");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await page.getByText(/^Saved at/).waitFor();
+  assert.equal((await admin(server, "GET", "/api/v1/customers/cust-prepaid")).body.low_balance_threshold, 10);
+  await waitFor(async () => /\bbalance-low\b/.test(await balance.getAttribute("class")), { what: "a low balance" });
+  assert.match(await balance.innerText(), /Low\s+Below its low-balance threshold of \$10\.00/);
+
+  // Void asks first: Cancel keeps the grant.
+  const voidButton = rows.first().getByRole("button", { name: /^Void/ });
+  await voidButton.click();
+  const dialog = page.getByRole("dialog", { name: "Void this grant?" });
+  assert.match(await dialog.innerText(), /balance drops by what is left of it, \$4\.9975/);
+  assert.match(await dialog.innerText(), /queries are refused until it is topped up/);
+  await dialog.getByRole("button", { name: "Cancel" }).click();
+  await dialog.waitFor({ state: "detached" });
+  assert.equal((await creditsOf("cust-prepaid")).grants[0].voided_at, null);
+  await voidButton.click();
+  await dialog.getByRole("button", { name: "Void grant" }).click();
+  await dialog.waitFor({ state: "detached" });
+  await waitFor(async () => (await value.innerText()) === "$0.00", { what: "the balance to drop" });
+  assert.match(await balance.getAttribute("class"), /\bbalance-out\b/);
+  assert.equal(await rows.first().locator("td").nth(5).innerText(), "Voided");
+  assert.equal(await rows.first().getByRole("button").count(), 0, "a voided grant has no Void button");
+  credits = await creditsOf("cust-prepaid");
+  assert.equal(credits.balance, 0);
+  assert.equal(credits.grants.length, 1);
+  assert.notEqual(credits.grants[0].voided_at, null);
+  answer = await query(key.key);
+  assert.equal(answer.status, 402, JSON.stringify(answer.body));
+
+  // Back to postpaid, the threshold cleared: the balance is no longer marked.
+  await page.getByRole("combobox", { name: "Billing", exact: true }).selectOption("postpaid");
+  await page.getByLabel("Low-balance threshold (USD, optional)").fill("");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await page.getByText(/^Saved at/).waitFor();
+  customer = (await admin(server, "GET", "/api/v1/customers/cust-prepaid")).body;
+  assert.equal(customer.billing, "postpaid");
+  assert.equal(customer.low_balance_threshold, null);
+  await page.getByText("This customer is postpaid").waitFor();
+  assert.match(await balance.getAttribute("class"), /\bbalance-ok\b/);
+
+  // 360 px wide: the credits fit without a sideways page scroll.
+  await page.setViewportSize({ width: 360, height: 740 });
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 360, `the customer's page is ${width} px wide`);
+  await page.done();
+});
+
+test("credits: a top-up submitted twice, or retried after its answer was lost, grants once", async () => {
+  assert.equal(
+    (await admin(server, "POST", "/api/v1/customers", { id: "cust-retry", name: "Retry Ltd", billing: "prepaid" })).status,
+    201,
+  );
+  // The answer the test drops is a failed request that chromium logs on its own.
+  const page = await signedIn({ allow: [/ERR_FAILED/] });
+  const posts = [];
+  page.on("request", (request) => {
+    if (request.method() === "POST" && request.url().endsWith("/credits")) {
+      posts.push({ key: request.headers()["idempotency-key"], body: request.postDataJSON() });
+    }
+  });
+  await page.goto(`${server.baseUrl}/#/customers/cust-retry`);
+  await page.getByRole("heading", { level: 1, name: "Retry Ltd" }).waitFor();
+  await page.getByText("No credits granted yet").waitFor();
+  const rows = page.locator("table.grants-table tbody tr");
+  const value = page.locator(".balance-value");
+
+  // Two submits in one go (a double click): one grant.
+  await page.getByLabel("Amount (USD)").fill("3");
+  await page.locator("form.topup").evaluate((form) => {
+    form.requestSubmit();
+    form.requestSubmit();
+  });
+  await page.getByText(/^Granted \$3\.00 at/).waitFor();
+  await waitFor(async () => (await value.innerText()) === "$3.00", { what: "the balance after the top-up" });
+  assert.equal(await rows.count(), 1);
+  assert.equal((await creditsOf("cust-retry")).grants.length, 1);
+  assert.ok(posts.length >= 1);
+  assert.match(posts[0].key, /^topup-[0-9a-f]{32}$/);
+  assert.equal(new Set(posts.map((p) => p.key)).size, 1, "every request of the one top-up carries the same key");
+  const firstKey = posts[0].key;
+
+  // The server grants $7 but the answer is lost: the page says it failed,
+  // and Top up again sends the same key, which the server answers as before.
+  posts.length = 0;
+  const grants = (url) => url.pathname.endsWith("/credits");
+  await page.route(grants, async (route) => {
+    if (route.request().method() !== "POST") return route.continue();
+    await route.fetch();
+    await route.abort("failed");
+  });
+  await page.getByLabel("Amount (USD)").fill("7");
+  await page.getByLabel("Description (optional)").fill("Retried");
+  await page.getByRole("button", { name: "Top up" }).click();
+  await page.getByRole("alert").filter({ hasText: "Could not reach the nodai server" }).waitFor();
+  assert.equal((await creditsOf("cust-retry")).grants.length, 2, "the lost request was granted");
+  await page.unroute(grants);
+  await page.getByRole("button", { name: "Top up" }).click();
+  await page.getByText(/^Granted \$7\.00 at/).waitFor();
+  await waitFor(async () => (await value.innerText()) === "$10.00", { what: "the balance after the retry" });
+  assert.equal(await rows.count(), 2);
+  let credits = await creditsOf("cust-retry");
+  assert.deepEqual(
+    credits.grants.map((g) => [g.amount, g.description]),
+    [
+      [3, null],
+      [7, "Retried"],
+    ],
+  );
+  assert.equal(posts.length, 2);
+  assert.equal(posts[0].key, posts[1].key, "the retry carries the lost request's key");
+  assert.notEqual(posts[0].key, firstKey, "another top-up, another key");
+  const retryKey = posts[0].key;
+
+  // The same top-up once more, after a success, is a new one: a fresh key, a second $7 grant.
+  posts.length = 0;
+  await page.getByLabel("Amount (USD)").fill("7");
+  await page.getByLabel("Description (optional)").fill("Retried");
+  await page.getByRole("button", { name: "Top up" }).click();
+  await waitFor(async () => (await value.innerText()) === "$17.00", { what: "the balance after another top-up" });
+  credits = await creditsOf("cust-retry");
+  assert.equal(credits.grants.length, 3);
+  assert.equal(posts.length, 1);
+  assert.ok(![firstKey, retryKey].includes(posts[0].key), "a fresh key");
+  await page.done();
 });

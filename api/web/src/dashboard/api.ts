@@ -61,6 +61,28 @@ export interface Customer {
   updated_at: string;
 }
 
+/** A grant of prepaid credits to a customer. */
+export interface Grant {
+  /** `gr_…` */
+  id: string;
+  /** USD granted. */
+  amount: number;
+  /** USD not drawn yet (frozen when it expired or was voided). */
+  remaining: number;
+  /** When it stops counting, or null: never. */
+  expires_at: string | null;
+  created_at: string;
+  voided_at: string | null;
+  description: string | null;
+}
+
+/** A customer's credits: its balance and every grant, in the order granted. */
+export interface Credits {
+  /** USD: what is left of the live grants, less what queries drew beyond them (so it may be slightly negative). */
+  balance: number;
+  grants: Grant[];
+}
+
 /** Which keys the list shows: `live` (not revoked, active or not; the API's default), `revoked` or `all`. */
 export type KeyStatus = "live" | "revoked" | "all";
 
@@ -143,6 +165,10 @@ export interface Page<T> {
 export const EVENT_TYPES = [
   "usage.threshold",
   "usage.rate_limited",
+  "credits.granted",
+  "credits.low",
+  "credits.exhausted",
+  "credits.expired",
   "key.created",
   "key.updated",
   "key.revoked",
@@ -192,12 +218,18 @@ export function onUnauthorized(handler: (error: ApiError) => void): void {
 interface CallOptions {
   /** Use this token instead of the session's, and do not sign out on 401 (the sign-in probe). */
   token?: string;
+  /** More request headers (an `Idempotency-Key`, say). */
+  headers?: Record<string, string>;
 }
 
 /** Calls the admin API; resolves with the parsed JSON body (undefined for 204). */
 export async function api<T>(method: string, path: string, body?: unknown, options: CallOptions = {}): Promise<T> {
   const token = options.token ?? session.token() ?? "";
-  const headers: Record<string, string> = { authorization: `Bearer ${token}`, accept: "application/json" };
+  const headers: Record<string, string> = {
+    ...options.headers,
+    authorization: `Bearer ${token}`,
+    accept: "application/json",
+  };
   if (body !== undefined) headers["content-type"] = "application/json";
   let res: Response;
   try {

@@ -5,6 +5,7 @@
 
 import { useEffect, useState } from "preact/hooks";
 import type { Customer, Limit } from "./api";
+import { amount } from "./format";
 import { CUSTOMER_ID } from "./keyform";
 import { LimitsEditor, readLimits, readMaxConcurrent, rowsOf, sortLimits, type LimitRow } from "./limits";
 import { describe, ErrorBox, Field } from "./ui";
@@ -16,6 +17,8 @@ export interface CustomerFields {
   email: string | null;
   limits: Limit[];
   max_concurrent: number | null;
+  billing: Customer["billing"];
+  low_balance_threshold: number | null;
   billing_anchor_day: number;
 }
 
@@ -26,6 +29,8 @@ interface Values {
   anchor: string;
   limits: LimitRow[];
   maxConcurrent: string;
+  billing: Customer["billing"];
+  threshold: string;
 }
 
 const valuesOf = (c: Customer | null): Values => ({
@@ -35,6 +40,8 @@ const valuesOf = (c: Customer | null): Values => ({
   anchor: String(c?.billing_anchor_day ?? 1),
   limits: rowsOf(c?.limits ?? []),
   maxConcurrent: c?.max_concurrent == null ? "" : String(c.max_concurrent),
+  billing: c?.billing ?? "postpaid",
+  threshold: c?.low_balance_threshold == null ? "" : String(c.low_balance_threshold),
 });
 
 interface Invalid {
@@ -58,22 +65,33 @@ function readForm(v: Values): CustomerFields | Invalid {
   const maxConcurrent = readMaxConcurrent(v.maxConcurrent);
   if (Number.isNaN(maxConcurrent))
     return bad("maxConcurrent", "Max concurrent queries: a whole number from 1 to 100000, or empty for no cap.");
+  const threshold = amount(v.threshold);
+  if (Number.isNaN(threshold))
+    return bad("threshold", "Low-balance threshold: an amount in USD, like 5 or 12.50, or empty for none.");
   return {
     id,
     name,
     email: v.email.trim() || null,
     limits: sortLimits(limits),
     max_concurrent: maxConcurrent,
+    billing: v.billing,
+    low_balance_threshold: threshold,
     billing_anchor_day: anchor,
   };
 }
 
 /** The body of a create: absent rather than null or empty. */
 export function createCustomerBody(f: CustomerFields): Record<string, unknown> {
-  const body: Record<string, unknown> = { id: f.id, name: f.name, billing_anchor_day: f.billing_anchor_day };
+  const body: Record<string, unknown> = {
+    id: f.id,
+    name: f.name,
+    billing: f.billing,
+    billing_anchor_day: f.billing_anchor_day,
+  };
   if (f.email !== null) body.email = f.email;
   if (f.limits.length > 0) body.limits = f.limits;
   if (f.max_concurrent !== null) body.max_concurrent = f.max_concurrent;
+  if (f.low_balance_threshold !== null) body.low_balance_threshold = f.low_balance_threshold;
   return body;
 }
 
@@ -119,7 +137,7 @@ export function CustomerForm(props: {
     if (changed && !conflict) fill(latest);
   }, [changed, conflict]);
   const set = (name: keyof Values) => (event: Event) => {
-    const value = (event.currentTarget as HTMLInputElement).value;
+    const value = (event.currentTarget as HTMLInputElement | HTMLSelectElement).value;
     setV((old) => ({ ...old, [name]: value }));
   };
   const submit = async (event: Event) => {
@@ -195,6 +213,37 @@ export function CustomerForm(props: {
           </Field>
           <Field id={id("email")} label="Email (optional)">
             <input id={id("email")} type="email" value={v.email} onInput={set("email")} autoComplete="off" />
+          </Field>
+        </div>
+      </fieldset>
+
+      <fieldset>
+        <legend>Billing and credits</legend>
+        <div class="grid-3">
+          <Field
+            id={id("billing")}
+            label="Billing"
+            hint="Prepaid: its queries are paid from its credits, and refused (402) once they are used up. Postpaid: billed afterwards, never refused for want of credits."
+          >
+            <select id={id("billing")} value={v.billing} onChange={set("billing")} {...a11y("billing")}>
+              <option value="postpaid">Postpaid</option>
+              <option value="prepaid">Prepaid</option>
+            </select>
+          </Field>
+          <Field
+            id={id("threshold")}
+            label="Low-balance threshold (USD, optional)"
+            hint="The balance is marked low below it, and the credits.low webhook fires. Empty: none."
+            error={fieldError("threshold")}
+          >
+            <input
+              id={id("threshold")}
+              inputMode="decimal"
+              autoComplete="off"
+              value={v.threshold}
+              onInput={set("threshold")}
+              {...a11y("threshold")}
+            />
           </Field>
         </div>
       </fieldset>

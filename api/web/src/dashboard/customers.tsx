@@ -3,11 +3,13 @@
 // in a customer id, so no customer's page is shadowed); and
 // `#/customers/<id>`: one customer — its usage summed over its keys
 // (refreshed every few seconds while visible), its keys, its settings and
-// limits (PUT, changed fields only), billing, and delete, which the server
+// limits (PUT, changed fields only), billing and prepaid credits (balance,
+// grants, top up, void: see credits.tsx), and delete, which the server
 // refuses (409 customer_has_keys) while the customer has live keys.
 
 import { useEffect, useState } from "preact/hooks";
 import { all, api, ApiError, seg, withQuery, type Customer, type Key, type Page, type Usage } from "./api";
+import { CreditsSection } from "./credits";
 import { changedCustomerFields, createCustomerBody, CustomerForm } from "./customerform";
 import { dateTime, money, num, relative, shortDate, periodStart } from "./format";
 import { href, navigate, useMounted, usePoll, useSequence } from "./hooks";
@@ -468,6 +470,16 @@ export function CustomerDetailPage({ id }: { id: string }) {
             <dd>{customer.billing === "prepaid" ? "Prepaid" : "Postpaid"}</dd>
           </div>
           <div>
+            <dt>Low-balance threshold</dt>
+            <dd>
+              {customer.low_balance_threshold === null ? (
+                <span class="muted">None</span>
+              ) : (
+                money(customer.low_balance_threshold)
+              )}
+            </dd>
+          </div>
+          <div>
             <dt>Billing month</dt>
             <dd>
               {anchor === 1 ? "Calendar month" : `From day ${anchor}`}
@@ -479,10 +491,7 @@ export function CustomerDetailPage({ id }: { id: string }) {
             <dd>{money(usage.cost_this_month)}</dd>
           </div>
         </dl>
-        <div class="placeholder" id="credits">
-          <h3>Prepaid credits</h3>
-          <p class="muted">Credit grants and the customer's balance will show here once the server offers them.</p>
-        </div>
+        <CreditsSection customer={customer} refreshMs={REFRESH_MS} />
       </section>
 
       <section class="card danger-zone" aria-labelledby="danger-title">
