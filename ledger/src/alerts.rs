@@ -82,8 +82,8 @@ impl Alerts {
 
     /// After `q` was folded into the usage: the thresholds it crossed.
     /// `cost` is the key's month-to-date cost with `q`.
-    pub(crate) fn query(&mut self, ts: DateTime<Utc>, q: &QueryRecorded, cost: Micros, keys: &Keys) {
-        let cost = cost.get();
+    pub(crate) fn query(&mut self, ts: DateTime<Utc>, q: &QueryRecorded, month_to_date: crate::Bucket, keys: &Keys) {
+        let cost = month_to_date.cost.get();
         let month = month_of(ts);
         // Nearly every query crosses nothing: known without the key's settings.
         if let Some(&(m, next)) = self.next.get(q.key_id.as_str()) {
@@ -113,6 +113,8 @@ impl Alerts {
                     "threshold_percent": percent,
                     "cost_this_month": usd(Micros::new(cost)),
                     "cost_limit_per_month": usd(limit),
+                    "input_tokens_this_month": month_to_date.input_tokens,
+                    "output_tokens_this_month": month_to_date.output_tokens,
                     "month": month,
                 });
                 self.due.insert(

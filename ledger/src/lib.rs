@@ -129,8 +129,8 @@ impl Projection {
                 self.customers.apply(seq, ts, event)
             }
             Event::QueryRecorded(q) => {
-                let cost = self.usage.apply(id, ts, q);
-                self.alerts.query(ts, q, cost, &self.keys);
+                let month = self.usage.apply(id, ts, q);
+                self.alerts.query(ts, q, month, &self.keys);
                 let prepaid = q
                     .customer_id
                     .as_deref()

@@ -401,8 +401,8 @@ impl Usage {
     }
 
     /// Folds `q` (event `id`), settling its admission if it had one; returns
-    /// the key's cost in the month of `ts`, for the alert rules.
-    pub(crate) fn apply(&mut self, id: EventId, ts: DateTime<Utc>, q: &QueryRecorded) -> Micros {
+    /// the key's usage in the UTC month of `ts`, for the alert rules.
+    pub(crate) fn apply(&mut self, id: EventId, ts: DateTime<Utc>, q: &QueryRecorded) -> Bucket {
         let scope = ingest::events::scope(&q.key_id, q.customer_id.as_deref());
         if let Some(admissions) = self.admissions.get_mut(&scope) {
             if let Some(at) = admissions.pending.iter().position(|p| p.record_id == id) {
@@ -414,7 +414,7 @@ impl Usage {
         }
         let usage = Arc::make_mut(entry(&mut self.by_key, &q.key_id));
         usage.record(ts, q);
-        usage.cost_this_month(ts)
+        usage.months.get(month_of(ts))
     }
 }
 
