@@ -155,6 +155,11 @@ impl LimitRefused {
     }
 }
 
+/// The `limit` object of a refusal, as its problem names it.
+pub fn limit_json(refusal: &Refusal) -> serde_json::Value {
+    serde_json::to_value(LimitRefused::of(refusal)).unwrap_or_default()
+}
+
 fn refusal_text(refusal: &Refusal) -> String {
     let shown = LimitRefused::of(refusal);
     match shown.window {

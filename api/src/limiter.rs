@@ -43,6 +43,21 @@ struct Slot {
     settled: bool,
     /// The event is on the stream: the slot stays until settled.
     stored: bool,
+    /// Whether the append stored the event is unknown (the stream
+    /// stalled): the slot counts until settled or until then, when a late
+    /// copy could no longer count.
+    lapse_at: Option<std::time::Instant>,
+}
+
+/// How long a place whose append's outcome is unknown stays counted: past
+/// any usage event's deadline (15 s) and the follower's lag.
+const UNKNOWN_LAPSE: std::time::Duration = std::time::Duration::from_secs(120);
+
+impl Slot {
+    /// Counted as in flight: not yet in the projection, not lapsed.
+    fn counts(&self, now: std::time::Instant) -> bool {
+        !self.settled && self.lapse_at.is_none_or(|at| at > now)
+    }
 }
 
 /// Slots by scope (`ingest::events::scope`: the customer, else the key).
@@ -193,10 +208,24 @@ impl Reservation {
         let appended = appending.await;
         match &appended {
             Ok(_) => self.stored(),
-            // Nothing to settle it: the place is free again.
+            // It may have landed (an acknowledgement lost in a stall):
+            // counted until the fold settles it or it lapses, so a query
+            // is never counted neither as in flight nor as recorded.
+            Err(StreamError::Unavailable(_)) => self.unknown(),
+            // Refused by the stream: the place is free again.
             Err(_) => self.appending = false,
         }
         appended
+    }
+
+    /// The append's outcome is unknown: see [`UNKNOWN_LAPSE`].
+    fn unknown(&mut self) {
+        self.limiter.with_slot(&self.scope, |slots| {
+            if let Some(slot) = slots.iter_mut().find(|s| s.id == self.id) {
+                slot.lapse_at = Some(std::time::Instant::now() + UNKNOWN_LAPSE);
+            }
+        });
+        self.stored();
     }
 
     /// Names the event that will settle this place.
@@ -280,6 +309,10 @@ impl Limiter {
         let mut shard = self.shards[shard_index(&scope)]
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        if let Some(slots) = shard.get_mut(&scope) {
+            let now = std::time::Instant::now();
+            slots.retain(|s| s.lapse_at.is_none_or(|at| at > now));
+        }
         let taken = Taken::read(shard.get(&scope), &scope, key_id, limits, now, projection);
         let rate = taken.rate(1);
         if let Some(refusal) = taken.refusal() {
@@ -293,6 +326,7 @@ impl Limiter {
             event: None,
             settled: false,
             stored: false,
+            lapse_at: None,
         });
         Verdict::Admitted(
             Reservation {
@@ -353,7 +387,8 @@ impl<'a> Taken<'a> {
         let admissions = projection.usage.admissions(scope);
         let used = |level, rules, recorded, key: Option<&str>| {
             let (mut in_flight, mut in_flight_cost) = (0u64, Micros::ZERO);
-            for slot in slots.into_iter().flatten().filter(|s| !s.settled) {
+            let instant = std::time::Instant::now();
+            for slot in slots.into_iter().flatten().filter(|s| s.counts(instant)) {
                 if key.is_none_or(|k| *slot.key_id == *k) {
                     in_flight += 1;
                     in_flight_cost += slot.cost;
@@ -595,6 +630,29 @@ mod tests {
             "no slot left behind"
         );
         assert!(matches!(admit(), Verdict::Admitted(..)));
+    }
+
+    /// An append whose outcome is unknown keeps its place (the event may
+    /// have landed) until the fold settles it; one the stream refused
+    /// gives it back.
+    #[tokio::test]
+    async fn an_unknown_outcome_keeps_its_place_until_settled() {
+        let limiter = Arc::new(Limiter::default());
+        let empty = Projection::default();
+        let now = Utc::now();
+        let admit = || limiter.admit("key_a", &limits(Some(1), None), Micros::ZERO, now, &empty);
+        let Verdict::Admitted(first, _) = admit() else { panic!() };
+        let event = EventId::new();
+        let stalled = async { Err(StreamError::Unavailable("stalled".into())) };
+        assert!(first.append(event, stalled).await.is_err());
+        assert!(refused(&admit()).is_some(), "it may be on the stream: still counted");
+        limiter.settle("key_a", event);
+        let Verdict::Admitted(second, _) = admit() else {
+            panic!("settled: the place is free")
+        };
+        let refused_by_stream = async { Err(StreamError::Invalid("too large".into())) };
+        assert!(second.append(EventId::new(), refused_by_stream).await.is_err());
+        assert!(matches!(admit(), Verdict::Admitted(..)), "refused: given back");
     }
 
     #[test]

@@ -132,14 +132,21 @@ impl Alerts {
     }
 }
 
-/// The `usage.rate_limited` alert for a 429 of `key_id` at `now`.
-pub fn rate_limited(key_id: &str, limit: u64, now: DateTime<Utc>) -> AlertFired {
+/// The `usage.rate_limited` alert for a 429 of `key_id` at `now`:
+/// `rate_limit_per_hour` is the key's own (or null), `limit` the one that
+/// refused (`{"scope","metric","window","max"}`, as the problem names it).
+pub fn rate_limited(
+    key_id: &str,
+    rate_limit_per_hour: Option<u64>,
+    limit: serde_json::Value,
+    now: DateTime<Utc>,
+) -> AlertFired {
     let hour = now.format("%Y-%m-%dT%H:00:00Z").to_string();
     AlertFired {
         alert_id: format!("rate_limited:{key_id}:{hour}"),
         alert_type: "usage.rate_limited".into(),
         key_id: key_id.to_owned(),
-        data: json!({"key_id": key_id, "rate_limit_per_hour": limit, "hour": hour}),
+        data: json!({"key_id": key_id, "rate_limit_per_hour": rate_limit_per_hour, "limit": limit, "hour": hour}),
     }
 }
 
@@ -307,9 +314,24 @@ mod tests {
 
     #[test]
     fn a_rate_limit_alert_is_named_by_key_and_clock_hour() {
-        let a = rate_limited("key_a", 5, Utc.with_ymd_and_hms(2026, 11, 25, 10, 59, 59).unwrap());
-        let b = rate_limited("key_a", 5, Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap());
-        let c = rate_limited("key_a", 5, Utc.with_ymd_and_hms(2026, 11, 25, 11, 0, 0).unwrap());
+        let a = rate_limited(
+            "key_a",
+            Some(5),
+            json!({}),
+            Utc.with_ymd_and_hms(2026, 11, 25, 10, 59, 59).unwrap(),
+        );
+        let b = rate_limited(
+            "key_a",
+            Some(5),
+            json!({}),
+            Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap(),
+        );
+        let c = rate_limited(
+            "key_a",
+            Some(5),
+            json!({}),
+            Utc.with_ymd_and_hms(2026, 11, 25, 11, 0, 0).unwrap(),
+        );
         assert_eq!(a.alert_id, b.alert_id);
         assert_ne!(a.alert_id, c.alert_id);
         assert_eq!(a.data["hour"], "2026-11-25T10:00:00Z");

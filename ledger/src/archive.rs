@@ -172,6 +172,7 @@ impl Archive {
                 "removed archive files of a flush that did not finish; archiving that range again"
             );
         }
+        upgrade_files(&usage)?;
         // A rename of the watermark before a crash may not have reached
         // the disk yet: it has once this sync succeeds.
         let durable = match sync_dir(root) {
@@ -615,6 +616,37 @@ fn read_batches(path: &Path) -> Result<Vec<RecordBatch>, Error> {
     Ok(batches)
 }
 
+/// Rewrites every part file written before the token and customer columns
+/// with today's schema (tokens 0, no customer), each in one rename, so
+/// that a reader globbing the directory (DuckDB, Polars) meets one schema.
+/// Once, at the first open after an upgrade; a file that cannot be read is
+/// left to compaction, which quarantines it.
+fn upgrade_files(usage: &Path) -> Result<(), Error> {
+    let mut upgraded = 0;
+    for (path, _) in files(usage)? {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let columns = File::open(&path)
+            .ok()
+            .and_then(|f| ParquetRecordBatchReaderBuilder::try_new(f).ok())
+            .map(|b| b.schema().fields().len());
+        if columns != Some(FIRST_COLUMNS) {
+            continue;
+        }
+        let Some(dir) = path.parent() else { continue };
+        let Ok(batches) = read_batches(&path) else { continue };
+        write_batches(dir, &name, &batches)?;
+        sync_dir(dir)?;
+        upgraded += 1;
+    }
+    if upgraded > 0 {
+        tracing::info!(upgraded, "archive files rewritten with the token and customer columns");
+    }
+    Ok(())
+}
+
 fn upgraded(batch: RecordBatch) -> Result<RecordBatch, Error> {
     if batch.num_columns() != FIRST_COLUMNS {
         return Ok(batch);
@@ -930,6 +962,28 @@ mod tests {
         assert!(read(Whose::Customer("other")).is_empty());
         assert_eq!(archive.compact(t(5, 0)).unwrap().rows, 2);
         assert_eq!(read(Whose::Key("key_a"))[&hour], key, "the same after compaction");
+
+        // An old file alone in its hour is rewritten at open, so every
+        // file has today's schema.
+        let four = dir.path().join("usage/date=2026-11-25/hour=04");
+        archive.write(&[row(3, t(4, 0))], 3, None).unwrap();
+        let old = read_batches(&four.join(part_name(3, 3))).unwrap()[0]
+            .project(&(0..FIRST_COLUMNS).collect::<Vec<_>>())
+            .unwrap();
+        let mut writer =
+            ArrowWriter::try_new(File::create(four.join(part_name(3, 3))).unwrap(), old.schema(), None).unwrap();
+        writer.write(&old).unwrap();
+        writer.close().unwrap();
+        drop(archive);
+        Archive::open(dir.path()).unwrap();
+        let file = File::open(four.join(part_name(3, 3))).unwrap();
+        let columns = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .schema()
+            .fields()
+            .len();
+        assert_eq!(columns, schema().fields().len());
+        assert_eq!(read_ids(dir.path()).unwrap().len(), 3, "no row lost or doubled");
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub struct Grant {
     pub request_hash: Option<String>,
     /// `credits.expired` was decided for it.
     expiry_told: bool,
+    /// What was left of it right after it was granted (less debt it paid):
+    /// what a replay of its request answers.
+    pub first_remaining: Micros,
 }
 
 impl Grant {
@@ -192,6 +195,7 @@ impl Credits {
             idempotency_key: e.idempotency_key.clone(),
             request_hash: e.request_hash.clone(),
             expiry_told: false,
+            first_remaining: e.amount - paid,
         });
         let balance = account.balance(ts);
         let granted = serde_json::json!({
@@ -201,6 +205,12 @@ impl Credits {
         let mut out = vec![("credits.granted", format!("msg_grant_{}", e.grant_id), granted)];
         out.extend(account.tell(&e.customer_id, ts, threshold));
         out
+    }
+
+    /// A deleted customer's credits go with it: an id made again starts
+    /// with none (and its old idempotency keys are forgotten).
+    pub(crate) fn closed(&mut self, customer_id: &str) {
+        self.by_customer.remove(customer_id);
     }
 
     pub(crate) fn voided(&mut self, ts: DateTime<Utc>, e: &CreditsVoided, threshold: Option<Micros>) -> Vec<Message> {

@@ -126,7 +126,10 @@ impl Projection {
                 self.workflows.apply(seq, ts, event)
             }
             Event::CustomerCreated(_) | Event::CustomerUpdated(_) | Event::CustomerDeleted(_) => {
-                self.customers.apply(seq, ts, event)
+                self.customers.apply(seq, ts, event);
+                if let Event::CustomerDeleted(e) = event {
+                    self.credits.closed(&e.customer_id);
+                }
             }
             Event::QueryRecorded(q) => {
                 let month = self.usage.apply(id, ts, q);

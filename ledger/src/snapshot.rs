@@ -24,8 +24,12 @@ use ingest::EventId;
 const MAGIC: &[u8; 8] = b"NODAISNP";
 /// 2: de-duplication by stored time within a window (version 1 kept 35
 /// days of ids by event day); a version 1 snapshot is skipped and the
-/// stream replayed. 3: customers, and tokens and customers in usage.
+/// stream replayed. 3: customers, credits, tokens: every field added is
+/// last in its struct and defaulted, so a version 2 snapshot loads as well
+/// (a deployment past its retention period has no stream to replay).
 const VERSION: u32 = 3;
+/// Versions read.
+const READS: [u32; 2] = [2, 3];
 const HEADER_LEN: usize = 24;
 /// Snapshots kept; the older ones are deleted after a new one is in place.
 pub const KEEP: usize = 2;
@@ -75,9 +79,9 @@ pub fn decode_any(bytes: &[u8]) -> Result<(String, Projection), Error> {
         return Err(invalid("no snapshot header"));
     }
     let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap_or_default());
-    if word(8) != VERSION {
+    if !READS.contains(&word(8)) {
         return Err(Error::InvalidSnapshot(format!(
-            "format version {} is not {VERSION}",
+            "format version {} is not one this build reads ({READS:?})",
             word(8)
         )));
     }

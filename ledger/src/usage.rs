@@ -15,7 +15,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use ingest::events::{QueryAdmitted, QueryRecorded, Window};
 use ingest::{EventId, Micros};
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::hash::FastMap;
@@ -36,7 +36,9 @@ pub struct Bucket {
     pub cost: Micros,
     /// Queries whose upstream failed or timed out (status ≥ 500).
     pub errors: u64,
+    #[serde(default)]
     pub input_tokens: u64,
+    #[serde(default)]
     pub output_tokens: u64,
 }
 
@@ -45,8 +47,8 @@ impl std::ops::AddAssign for Bucket {
         self.requests += other.requests;
         self.cost += other.cost;
         self.errors += other.errors;
-        self.input_tokens += other.input_tokens;
-        self.output_tokens += other.output_tokens;
+        self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
     }
 }
 
@@ -57,13 +59,13 @@ impl Bucket {
         if q.status_code >= 500 {
             self.errors += 1;
         }
-        self.input_tokens += q.input_tokens;
-        self.output_tokens += q.output_tokens;
+        self.input_tokens = self.input_tokens.saturating_add(q.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(q.output_tokens);
     }
 
     /// Input plus output tokens.
     pub fn tokens(&self) -> u64 {
-        self.input_tokens + self.output_tokens
+        self.input_tokens.saturating_add(self.output_tokens)
     }
 }
 
@@ -211,14 +213,17 @@ pub fn date_of_day(day: i64) -> Option<NaiveDate> {
 /// The usage of one key or one customer (the sum of its keys').
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyUsage {
-    /// The rolling minute's: seconds, kept 61.
-    seconds: Series,
     minutes: Series,
     pub hours: Series,
     pub days: Series,
     pub months: Series,
     pub total: Bucket,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The rolling minute's: seconds, kept 61. Last and defaulted, like
+    /// every field added since: snapshots are positional, and a version 2
+    /// snapshot (before customers and tokens) still loads.
+    #[serde(default)]
+    seconds: Series,
 }
 
 impl KeyUsage {
@@ -309,10 +314,13 @@ pub struct Usage {
     /// Admissions (`query.admitted`, NATS only) whose query is not
     /// recorded yet, by scope (the customer, else the key: see
     /// `ingest::events::scope`).
-    admissions: FastMap<String, Admissions>,
+    /// Keyed by ids a seller chooses (customers'): SipHash, not FastMap.
+    #[serde(default)]
+    admissions: HashMap<String, Admissions>,
     /// Each customer's usage: the queries of its keys made while they
     /// named it (`query.recorded.customer_id`).
-    by_customer: FastMap<String, Arc<KeyUsage>>,
+    #[serde(default)]
+    by_customer: HashMap<String, Arc<KeyUsage>>,
 }
 
 /// A scope's admitted queries not yet recorded, and where its admission
@@ -327,11 +335,13 @@ pub struct Admissions {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Pending {
-    /// Its key (a customer's scope holds the admissions of all its keys).
-    key_id: String,
     record_id: EventId,
     cost: Micros,
     expires_at: DateTime<Utc>,
+    /// Its key (a customer's scope holds the admissions of all its keys);
+    /// empty in a version 2 snapshot, whose scopes were all keys.
+    #[serde(default)]
+    key_id: String,
 }
 
 impl Admissions {
@@ -352,7 +362,7 @@ impl Admissions {
     pub fn pending_of(&self, key_id: Option<&str>, now: DateTime<Utc>) -> (u64, Micros) {
         self.pending
             .iter()
-            .filter(|p| p.expires_at > now && key_id.is_none_or(|k| p.key_id == k))
+            .filter(|p| p.expires_at > now && key_id.is_none_or(|k| p.key_id.is_empty() || p.key_id == k))
             .fold((0, Micros::ZERO), |(n, cost), p| (n + 1, cost + p.cost))
     }
 }
@@ -419,7 +429,10 @@ impl Usage {
 }
 
 /// The entry of `id`, made if new (without cloning the id when it is not).
-fn entry<'a>(map: &'a mut FastMap<String, Arc<KeyUsage>>, id: &str) -> &'a mut Arc<KeyUsage> {
+fn entry<'a, S: std::hash::BuildHasher>(
+    map: &'a mut HashMap<String, Arc<KeyUsage>, S>,
+    id: &str,
+) -> &'a mut Arc<KeyUsage> {
     if !map.contains_key(id) {
         map.insert(id.to_owned(), Arc::default());
     }
@@ -500,6 +513,53 @@ mod tests {
         // An admission folded after the first expired prunes it.
         u.admitted(20, at(25, 10, 2, 0), &admit(EventId::new(), at(25, 10, 3, 0), 12));
         assert_eq!(u.admissions("key_a").unwrap().pending.len(), 1);
+    }
+
+    /// Snapshots are positional MessagePack: usage written by version 2
+    /// (before customers and tokens) loads, with tokens 0, no seconds, and
+    /// pending admissions that count for their key.
+    #[test]
+    fn version_2_usage_still_loads() {
+        #[derive(Serialize)]
+        struct V2Bucket(u64, Micros, u64);
+        #[derive(Serialize)]
+        struct V2KeyUsage(
+            Vec<(i64, V2Bucket)>,
+            Vec<(i64, V2Bucket)>,
+            Vec<(i64, V2Bucket)>,
+            Vec<(i64, V2Bucket)>,
+            V2Bucket,
+            Option<DateTime<Utc>>,
+        );
+        #[derive(Serialize)]
+        struct V2Pending(EventId, Micros, DateTime<Utc>);
+        let t = at(25, 10, 0, 0);
+        let old = V2KeyUsage(
+            vec![(minute_of(t), V2Bucket(2, Micros::new(5), 1))],
+            vec![(hour_of(t), V2Bucket(2, Micros::new(5), 1))],
+            vec![],
+            vec![],
+            V2Bucket(2, Micros::new(5), 1),
+            Some(t),
+        );
+        let usage: KeyUsage = rmp_serde::from_slice(&rmp_serde::to_vec(&old).unwrap()).unwrap();
+        assert_eq!(usage.requests_this_hour(t), 2);
+        assert_eq!((usage.total.requests, usage.total.input_tokens), (2, 0));
+        assert_eq!(
+            usage.rolling(Window::Minute, t).0.requests,
+            0,
+            "no seconds before tokens"
+        );
+        let pending: Pending =
+            rmp_serde::from_slice(&rmp_serde::to_vec(&V2Pending(EventId::new(), Micros::new(7), t)).unwrap()).unwrap();
+        let admissions = Admissions {
+            last_seq: 1,
+            pending: vec![pending],
+        };
+        assert_eq!(
+            admissions.pending_of(Some("key_a"), t - chrono::Duration::seconds(1)).0,
+            1
+        );
     }
 
     #[test]

@@ -101,7 +101,7 @@ fn customer_exists(state: &AppState, customer_id: &str) -> Result<(), ApiError> 
 /// The grant's object as the first request was answered (a replay).
 fn as_first_answered(g: &Grant) -> GrantObject {
     GrantObject {
-        remaining: usd::to_json(g.amount),
+        remaining: usd::to_json(g.first_remaining),
         voided_at: None,
         ..GrantObject::from(g)
     }
@@ -119,6 +119,17 @@ pub async fn grant(
 ) -> Result<impl IntoResponse, ApiError> {
     let now = Utc::now();
     let key = idempotency_key(&headers)?;
+    customer_exists(&state, &customer_id)?;
+    // The body as sent, hashed before any rule that depends on the time:
+    // a retry after the grant's expiry still answers the first response.
+    let request_hash = hex::encode(Sha256::digest(
+        format!("{}|{:?}|{:?}", body.amount, body.expires_at, body.description).as_bytes(),
+    ));
+    if let Some(key) = &key {
+        if let Some(first) = replay(&state, &customer_id, key, &request_hash)? {
+            return Ok((StatusCode::CREATED, Json(first)));
+        }
+    }
     let amount = usd::parse("amount", body.amount)?;
     if amount <= Micros::ZERO {
         return Err(ApiError::validation("amount must be more than 0"));
@@ -131,17 +142,10 @@ pub async fn grant(
     if body.description.as_ref().is_some_and(|d| d.chars().count() > 1000) {
         return Err(ApiError::validation("description: at most 1000 characters"));
     }
-    customer_exists(&state, &customer_id)?;
-    let request_hash = hex::encode(Sha256::digest(
-        format!("{}|{:?}|{:?}", amount.get(), expires_at, body.description).as_bytes(),
-    ));
     // The grant's id and event id: from the key when there is one, so that
     // concurrent retries on several replicas are one grant.
     let (grant_id, event_id) = match &key {
         Some(key) => {
-            if let Some(first) = replay(&state, &customer_id, key, &request_hash)? {
-                return Ok((StatusCode::CREATED, Json(first)));
-            }
             let digest = Sha256::digest(format!("{customer_id}\0{key}").as_bytes());
             let mut id = [0u8; 16];
             id.copy_from_slice(&digest[..16]);

@@ -424,8 +424,8 @@ fn place(
                 Refused::Credits => ApiError::InsufficientCredits,
                 Refused::Concurrent(_) => ApiError::ConcurrencyLimited { refusal },
                 Refused::Limit(limit) if limit.metric == Metric::Cost => ApiError::CostLimitExceeded { refusal },
-                Refused::Limit(limit) => {
-                    fire_rate_limited(state, key_id, limit.max, now);
+                Refused::Limit(_) => {
+                    fire_rate_limited(state, key_id, crate::error::limit_json(&refusal), now);
                     let at = refusal.retry_at.unwrap_or(now.timestamp() + 1);
                     ApiError::RateLimited {
                         refusal,
@@ -688,8 +688,13 @@ fn catching_up() -> ApiError {
 
 /// The first 429 of a key in a clock hour fires `usage.rate_limited`.
 /// Appended in the background: the 429 does not wait for it.
-fn fire_rate_limited(state: &AppState, key_id: &str, limit: u64, now: chrono::DateTime<Utc>) {
-    let alert = ledger::alerts::rate_limited(key_id, limit, now);
+fn fire_rate_limited(state: &AppState, key_id: &str, limit: Value, now: chrono::DateTime<Utc>) {
+    let own = state
+        .projection()
+        .keys
+        .get(key_id)
+        .and_then(|k| k.settings.rate_limit_per_hour);
+    let alert = ledger::alerts::rate_limited(key_id, own, limit, now);
     if state.projection().alerts.is_fired(&alert.alert_id) {
         return;
     }
