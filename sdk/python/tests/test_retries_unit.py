@@ -206,6 +206,65 @@ def test_failure_after_sending_a_get_or_put_is_replayed() -> None:
     assert len(script.requests) == 2
 
 
+GRANT = {"id": "gr_1", "amount": 2.5, "remaining": 2.5, "expires_at": None,
+         "created_at": "2026-01-01T00:00:00Z", "voided_at": None, "description": None}
+
+
+def test_a_grant_carries_an_idempotency_key_and_is_replayed_even_after_sending() -> None:
+    # Every grant_credits call has a key (made here when none is given), the
+    # same on each retry: the server answers a repeat with the first grant, so
+    # even a failure after sending is retried, unlike any other POST.
+    script = Script([httpx.ReadTimeout("slow"), problem(503, "not_ready"), httpx.Response(201, json=GRANT)])
+    sleeps: List[float] = []
+    grant = client_for(script, sleeps).customers.grant_credits("acme", Decimal("2.50"))
+    assert (grant.id, grant.amount, grant.remaining, grant.expires_at) == ("gr_1", Decimal("2.5"), Decimal("2.5"), None)
+    assert len(script.requests) == 3 and len(sleeps) == 2
+    keys = {r.headers.get("idempotency-key") for r in script.requests}
+    assert len(keys) == 1 and None not in keys
+    assert [(r.method, r.url.path) for r in script.requests] == [("POST", "/api/v1/customers/acme/credits")] * 3
+    assert sent_json(script.requests[0]) == {"amount": 2.5}
+
+    # The next call makes another key; one given is sent as is, with the whole body.
+    script = Script([httpx.RemoteProtocolError("server disconnected"), httpx.Response(201, json=GRANT)])
+    client = client_for(script, [])
+    client.customers.grant_credits("acme", 1)
+    client.customers.grant_credits(
+        "a/b", "0.30", expires_at=datetime(2030, 1, 2, tzinfo=timezone.utc), description="top-up",
+        idempotency_key="order-1042",
+    )
+    sent = [r.headers["idempotency-key"] for r in script.requests]
+    assert len(sent) == 3 and sent[1] == sent[0] and sent[0] not in keys and sent[2] == "order-1042"
+    assert script.requests[2].url.raw_path == b"/api/v1/customers/a%2Fb/credits"
+    assert sent_json(script.requests[2]) == {"amount": 0.3, "expires_at": "2030-01-02T00:00:00Z", "description": "top-up"}
+
+    # max_retries still bounds it.
+    script = Script([httpx.ReadError("reset")])
+    with pytest.raises(APIConnectionError):
+        client_for(script, [], max_retries=0).customers.grant_credits("acme", 1)
+    assert len(script.requests) == 1
+
+
+def test_credits_and_void_on_the_wire() -> None:
+    voided = dict(GRANT, remaining=0, voided_at="2026-01-02T00:00:00Z", expires_at="2026-02-01T00:00:00Z",
+                  description="d")
+    credits = {"balance": -0.05, "grants": [voided]}
+    script = Script([httpx.Response(200, json=credits), httpx.Response(200, json=voided)])
+    client = client_for(script, [])
+    read = client.customers.credits("acme")
+    assert read.balance == Decimal("-0.05") and isinstance(read.balance, Decimal)
+    (grant,) = read.grants
+    assert grant.remaining == 0 and grant.description == "d"
+    assert grant.voided_at == datetime(2026, 1, 2, tzinfo=timezone.utc)
+    assert grant.expires_at == datetime(2026, 2, 1, tzinfo=timezone.utc)
+    assert client.customers.void_credits("acme", "gr/1") == grant
+    assert [(r.method, r.url.raw_path, r.content) for r in script.requests] == [
+        ("GET", b"/api/v1/customers/acme/credits", b""),
+        ("POST", b"/api/v1/customers/acme/credits/gr%2F1/void", b""),
+    ]
+    # Neither carries a key; a void after sending is not replayed (it is harmless, but a POST).
+    assert all("idempotency-key" not in r.headers for r in script.requests)
+
+
 def test_delete_is_not_replayed_after_sending() -> None:
     script = Script([httpx.ReadError("reset"), httpx.Response(204)])
     with pytest.raises(APIConnectionError):
@@ -228,6 +287,7 @@ def test_delete_is_not_replayed_after_sending() -> None:
         (403, "key_inactive", PermissionDeniedError),
         (404, "workflow_not_found", NotFoundError),
         (404, "customer_not_found", NotFoundError),
+        (404, "grant_not_found", NotFoundError),
         (409, "workflow_exists", ConflictError),
         (409, "key_revoked", ConflictError),
         (409, "customer_exists", ConflictError),
@@ -482,6 +542,11 @@ def test_policy_table() -> None:
     assert policy.after_status(0, 500, None) is None
     opted = RetryPolicy(max_retries=2, retry_on_rate_limit=True, max_retry_wait=10)
     assert opted.after_status(0, 429, 1) == 1
+    sent = httpx.ReadError("reset")
+    assert policy.after_transport_error(0, "POST", sent) is None
+    assert policy.after_transport_error(0, "POST", sent, idempotent=True) is not None
+    assert policy.after_transport_error(2, "POST", sent, idempotent=True) is None
+    assert policy.after_transport_error(0, "POST", httpx.ConnectError("refused")) is not None
 
 
 # --- async: the same loop -----------------------------------------------------
@@ -519,4 +584,12 @@ async def test_async_429_opt_in_and_post_failure() -> None:
     with pytest.raises(APIConnectionError):
         await async_client_for(script, []).query_workflow("echo", "hi")
     assert len(script.requests) == 1
+
+
+async def test_async_grant_is_replayed_with_its_key() -> None:
+    script = Script([httpx.ReadError("reset"), httpx.Response(201, json=GRANT)])
+    sleeps: List[float] = []
+    grant = await async_client_for(script, sleeps).customers.grant_credits("acme", "2.5")
+    assert grant.id == "gr_1" and len(script.requests) == 2 and len(sleeps) == 1
+    assert script.requests[0].headers["idempotency-key"] == script.requests[1].headers["idempotency-key"]
 

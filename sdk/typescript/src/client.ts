@@ -82,7 +82,7 @@ function fromEnv(name: string): string | undefined {
 export class Nodai {
   /** API keys (admin token). */
   readonly keys: Keys;
-  /** Customers, whose keys share their limits (admin token). */
+  /** Customers, whose keys share their limits, and their prepaid credits (admin token). */
   readonly customers: Customers;
   /** Workflows (admin token). */
   readonly workflows: Workflows;

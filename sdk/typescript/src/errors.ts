@@ -57,7 +57,7 @@ export class AuthenticationError extends NodaiError {}
 /** 403: `invalid_api_key`, `key_inactive`, `key_expired`, `workflow_not_allowed`, `origin_not_allowed`. */
 export class PermissionDeniedError extends NodaiError {}
 
-/** 404: `workflow_not_found`, `key_not_found`, `customer_not_found`, `webhook_not_found`, … */
+/** 404: `workflow_not_found`, `key_not_found`, `customer_not_found`, `grant_not_found`, `webhook_not_found`, … */
 export class NotFoundError extends NodaiError {}
 
 /**

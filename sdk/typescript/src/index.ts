@@ -35,7 +35,7 @@ export { PageIterator } from "./pagination.js";
 export { verifyWebhook } from "./webhook-verify.js";
 export type { VerifyWebhookOptions, WebhookEvent, WebhookHeaders, WebhookPayload } from "./webhook-verify.js";
 export type { Keys } from "./resources/keys.js";
-export type { Customers } from "./resources/customers.js";
+export type { Customers, GrantCreditsOptions } from "./resources/customers.js";
 export type { Workflows } from "./resources/workflows.js";
 export type { Webhooks } from "./resources/webhooks.js";
 export type * from "./types.js";

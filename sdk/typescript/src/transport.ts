@@ -46,6 +46,12 @@ export interface HttpRequest {
   body?: unknown;
   /** The `Accept` header; default `application/json`. */
   accept?: string;
+  /**
+   * Sent as the `Idempotency-Key` header. The server answers a repeat of the
+   * request with its first answer, so it is retried even after a failure
+   * that may have followed sending (a timeout, a body cut off).
+   */
+  idempotencyKey?: string;
 }
 
 export interface HttpResponse<T> {
@@ -91,6 +97,33 @@ function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
+/**
+ * A fresh `Idempotency-Key`: a random UUID from WebCrypto (Node 18: from
+ * `node:crypto`), else 128 random bits in hex. It must be unique, not secret.
+ */
+export async function newIdempotencyKey(): Promise<string> {
+  type Random = { randomUUID?: () => string; getRandomValues?: <T extends Uint8Array>(array: T) => T };
+  let random = (globalThis as { crypto?: Random }).crypto;
+  if (typeof random?.randomUUID !== "function") {
+    try {
+      const specifier = "node:crypto";
+      const mod = (await import(/* webpackIgnore: true */ /* @vite-ignore */ specifier)) as { webcrypto?: Random };
+      if (mod.webcrypto) random = mod.webcrypto;
+    } catch {
+      // Not Node: what the global offers, or Math.random.
+    }
+  }
+  try {
+    if (typeof random?.randomUUID === "function") return random.randomUUID();
+  } catch {
+    // A browser page not served over HTTPS has no randomUUID.
+  }
+  const bytes = new Uint8Array(16);
+  if (typeof random?.getRandomValues === "function") random.getRandomValues(bytes);
+  else for (let i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /** Encodes one path segment (ids are caller input). */
 export function segment(value: string): string {
   return encodeURIComponent(value);
@@ -128,8 +161,13 @@ export class Transport {
       try {
         outcome = await this.attempt(url, init, options.timeoutMs ?? this.config.timeoutMs, signal, streaming);
       } catch (error) {
-        if (error instanceof APIConnectionError && !error.timedOut && !answered.has(error) && canRetry) {
-          // The connection failed before any response: safe to try again.
+        if (
+          error instanceof APIConnectionError &&
+          canRetry &&
+          ((!error.timedOut && !answered.has(error)) || req.idempotencyKey !== undefined)
+        ) {
+          // The connection failed before any response: safe to try again. With
+          // an idempotency key any failure is: a repeat gets the first answer.
           await sleep(backoffMs(attempt), signal);
           continue;
         }
@@ -177,6 +215,7 @@ export class Transport {
       const apiKey = req.auth.apiKey ?? this.config.apiKey;
       if (apiKey) headers["x-api-key"] = apiKey;
     }
+    if (req.idempotencyKey !== undefined) headers["idempotency-key"] = req.idempotencyKey;
     const init: RequestInit = { method: req.method, headers };
     if (req.body !== undefined) {
       headers["content-type"] = "application/json";

@@ -68,6 +68,28 @@ export type UpdateCustomerParams = Schemas["UpdateCustomer"];
 export type Billing = "postpaid" | "prepaid";
 
 /**
+ * A grant of prepaid credits to a customer (`customers.grantCredits`):
+ * `amount` and `remaining` in USD, `expires_at` (`null`: never), `voided_at`
+ * (`null` unless voided). A prepaid customer's queries draw from its live
+ * grants, the one that expires soonest first.
+ */
+export type Grant = Schemas["GrantObject"];
+/**
+ * A customer's prepaid credits (`customers.credits`): `balance` in USD (the
+ * query that crosses zero is allowed, so it may be slightly negative) and
+ * every grant, voided and expired ones included, in the order granted.
+ */
+export type Credits = Schemas["CreditsObject"];
+/**
+ * Body of `customers.grantCredits`: `amount` (USD, more than 0), `expires_at`
+ * (in the future, an RFC 3339 string or a Date; default never), `description`
+ * (at most 1000 characters).
+ */
+export type GrantCreditsParams = Omit<Schemas["CreateGrant"], "expires_at"> & {
+  expires_at?: string | Date | null;
+};
+
+/**
  * A workflow. `max_cost_per_request` is the most one query may cost (USD), or
  * `null`: in-flight queries count against a key's cost limit at it (else at
  * `price_per_request`), and a reported cost above it is recorded as it.

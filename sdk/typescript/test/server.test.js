@@ -1,7 +1,7 @@
 // Tests against a real `nodai serve` (see support/server.js): queries, every
 // error class the server can be made to produce, keys (pagination, partial
 // update, rotation, revocation, usage), customers and named limits (the limit
-// a refusal names), tokens, and workflows.
+// a refusal names), prepaid credits, tokens, and workflows.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import {
@@ -9,6 +9,8 @@ import {
   AuthenticationError,
   ConflictError,
   CostLimitExceededError,
+  IdempotencyConflictError,
+  InsufficientCreditsError,
   NodaiError,
   Nodai,
   NotFoundError,
@@ -595,6 +597,118 @@ describe("customers", () => {
       "cost_limit_exceeded",
     );
     assert.deepEqual(over.limit, { scope: "customer", metric: "cost", window: "day", max: 0.001 });
+  });
+});
+
+describe("prepaid credits", () => {
+  const customerId = (prefix) => unique(prefix).replace(/[^A-Za-z0-9_.:@-]/g, "-");
+  const dime = unique("dime").toLowerCase();
+  let dimeCreated = false;
+
+  /** A prepaid customer and a key of it; the workflow `dime` (builtin:echo at 0.10 a query). */
+  async function prepaid(prefix) {
+    if (!dimeCreated) {
+      await nodai.workflows.create({ id: dime, name: "Dime", upstream_url: "builtin:echo", price_per_request: 0.1 });
+      dimeCreated = true;
+    }
+    const id = customerId(prefix);
+    await nodai.customers.create({ id, name: prefix, billing: "prepaid" });
+    const key = await nodai.keys.create({ name: unique(`${prefix}-key`), customer_id: id });
+    return { id, key: key.key };
+  }
+
+  test("a prepaid customer without credits is refused with InsufficientCreditsError", async () => {
+    const { id, key } = await prepaid("broke");
+    assert.deepEqual(await nodai.customers.credits(id), { balance: 0, grants: [] });
+    const error = await expectError(nodai.queryWorkflow(dime, "x", { apiKey: key }), InsufficientCreditsError, 402, "insufficient_credits");
+    assert.ok(error instanceof CostLimitExceededError);
+    assert.equal(error.limit, undefined);
+    assert.equal((await nodai.customers.usage(id)).total_requests, 0);
+  });
+
+  test("a $0.30 grant pays for three $0.10 queries, then InsufficientCreditsError", async () => {
+    const { id, key } = await prepaid("spender");
+    const expires = new Date(Math.floor(Date.now() / 1000) * 1000 + 30 * 86_400_000);
+    const grant = await nodai.customers.grantCredits(id, { amount: 0.3, expires_at: expires, description: "starter pack" });
+    assert.match(grant.id, /^gr_/);
+    assert.deepEqual(
+      [grant.amount, grant.remaining, Date.parse(grant.expires_at), grant.voided_at ?? null, grant.description],
+      [0.3, 0.3, expires.getTime(), null, "starter pack"],
+    );
+    assert.ok(!Number.isNaN(Date.parse(grant.created_at)));
+    assert.deepEqual(await nodai.customers.credits(id), { balance: 0.3, grants: [grant] });
+
+    for (let n = 0; n < 3; n++) {
+      // The third may cross zero: it is allowed.
+      assert.equal((await nodai.queryWorkflow(dime, n, { apiKey: key })).cost, 0.1);
+    }
+    await expectError(nodai.queryWorkflow(dime, "over", { apiKey: key }), InsufficientCreditsError, 402, "insufficient_credits");
+    const credits = await nodai.customers.credits(id);
+    assert.equal(credits.balance, 0);
+    assert.deepEqual(credits.grants.map((g) => [g.id, g.remaining]), [[grant.id, 0]]);
+
+    await nodai.customers.grantCredits(id, { amount: 1 });
+    assert.equal((await nodai.queryWorkflow(dime, "again", { apiKey: key })).output, "again");
+    const after = await nodai.customers.credits(id);
+    assert.equal(after.balance, 0.9);
+    assert.equal(after.grants.length, 2);
+  });
+
+  test("an idempotency key makes a grant once; another body with it is IdempotencyConflictError", async () => {
+    const { id } = await prepaid("idem");
+    const idempotencyKey = unique("order");
+    const first = await nodai.customers.grantCredits(id, { amount: 5, description: "order" }, { idempotencyKey });
+    const again = await nodai.customers.grantCredits(id, { amount: 5, description: "order" }, { idempotencyKey });
+    assert.deepEqual(again, first, "the first answer, replayed");
+    assert.deepEqual((await nodai.customers.credits(id)).grants.map((g) => g.id), [first.id]);
+    await expectError(
+      nodai.customers.grantCredits(id, { amount: 6, description: "order" }, { idempotencyKey }),
+      IdempotencyConflictError,
+      409,
+      "idempotency_conflict",
+    );
+    await expectError(nodai.customers.grantCredits(id, { amount: 5 }, { idempotencyKey }), ConflictError, 409, "idempotency_conflict");
+    assert.equal((await nodai.customers.credits(id)).balance, 5);
+
+    // Without a key each call is its own grant (the SDK makes one per call).
+    const one = await nodai.customers.grantCredits(id, { amount: 1 });
+    const two = await nodai.customers.grantCredits(id, { amount: 1 });
+    assert.notEqual(one.id, two.id);
+    assert.equal((await nodai.customers.credits(id)).balance, 7);
+  });
+
+  test("voiding a grant drops the balance; typed errors", async () => {
+    const { id, key } = await prepaid("void");
+    const kept = await nodai.customers.grantCredits(id, { amount: 0.5 });
+    const voided = await nodai.customers.grantCredits(id, { amount: 2 });
+    assert.equal((await nodai.customers.credits(id)).balance, 2.5);
+    const result = await nodai.customers.voidCredits(id, voided.id);
+    assert.equal(result.id, voided.id);
+    assert.equal(typeof result.voided_at, "string");
+    const credits = await nodai.customers.credits(id);
+    assert.equal(credits.balance, 0.5);
+    assert.deepEqual(credits.grants.map((g) => [g.id, g.voided_at != null]), [[kept.id, false], [voided.id, true]]);
+    assert.equal((await nodai.customers.voidCredits(id, voided.id)).voided_at, result.voided_at, "again: a no-op");
+    await nodai.customers.voidCredits(id, kept.id);
+    assert.equal((await nodai.customers.credits(id)).balance, 0);
+    await expectError(nodai.queryWorkflow(dime, "x", { apiKey: key }), InsufficientCreditsError, 402, "insufficient_credits");
+
+    await expectError(nodai.customers.voidCredits(id, "gr_nosuchgrant"), NotFoundError, 404, "grant_not_found");
+    const nobody = customerId("nobody");
+    await expectError(nodai.customers.credits(nobody), NotFoundError, 404, "customer_not_found");
+    await expectError(nodai.customers.grantCredits(nobody, { amount: 1 }), NotFoundError, 404, "customer_not_found");
+    await expectError(nodai.customers.voidCredits(nobody, "gr_x"), NotFoundError, 404, "customer_not_found");
+    const past = new Date(Date.now() - 60_000);
+    for (const [params, options] of [
+      [{ amount: 0 }, {}],
+      [{ amount: -1 }, {}],
+      [{ amount: 1, expires_at: past }, {}],
+      [{ amount: 1, description: "x".repeat(1001) }, {}],
+      [{ amount: 1 }, { idempotencyKey: "has space" }],
+      [{ amount: 1 }, { idempotencyKey: "k".repeat(256) }],
+    ]) {
+      await expectError(nodai.customers.grantCredits(id, params, options), ValidationError, 422, "validation_error");
+    }
   });
 });
 

@@ -225,6 +225,7 @@ describe("errors from responses (fake fetch)", () => {
     [403, "invalid_api_key", PermissionDeniedError],
     [404, "workflow_not_found", NotFoundError],
     [404, "customer_not_found", NotFoundError],
+    [404, "grant_not_found", NotFoundError],
     [409, "workflow_exists", ConflictError],
     [409, "key_revoked", ConflictError],
     [409, "customer_exists", ConflictError],
@@ -422,6 +423,79 @@ describe("request shapes (fake fetch)", () => {
       limits: [{ metric: "requests", window: "minute", max: 10 }],
     });
     assert.equal(fetch.calls[3].init.body, '{"email":null,"limits":null}');
+  });
+
+  const GRANT = {
+    id: "gr_1", amount: 2.5, remaining: 2.5, expires_at: null, created_at: "2026-01-01T00:00:00Z", voided_at: null, description: null,
+  };
+
+  test("grantCredits always sends an Idempotency-Key, the same on every retry, and is retried even after sending", async () => {
+    const broken = () =>
+      new Response(new ReadableStream({ start: (c) => c.error(new TypeError("terminated")) }), {
+        status: 201,
+        headers: { "content-type": "application/json" },
+      });
+    const hang = (_url, init) =>
+      new Promise((_resolve, reject) => init.signal.addEventListener("abort", () => reject(init.signal.reason)));
+    // A timeout and a body cut off would not be retried for another POST:
+    // with the key, the server answers the repeat with the first grant.
+    const fetch = fakeFetch([hang, broken, problem(503, "not_ready"), json(GRANT, 201)]);
+    const grant = await client(fetch, { timeoutMs: 200, maxRetries: 3 }).customers.grantCredits("acme", { amount: 2.5 });
+    assert.deepEqual(grant, GRANT);
+    assert.equal(fetch.calls.length, 4);
+    const keys = new Set(fetch.calls.map((c) => c.init.headers["idempotency-key"]));
+    assert.equal(keys.size, 1);
+    const [key] = keys;
+    assert.match(key, /^[\x21-\x7e]{1,255}$/);
+    for (const call of fetch.calls) {
+      assert.equal(call.init.method, "POST");
+      assert.equal(call.url, `${BASE}/api/v1/customers/acme/credits`);
+      assert.equal(call.init.body, '{"amount":2.5}');
+    }
+
+    // Each call makes its own key; one given is sent as is, with the whole body.
+    const next = fakeFetch([json(GRANT, 201)]);
+    const nodai = client(next);
+    await nodai.customers.grantCredits("acme", { amount: 1 });
+    await nodai.customers.grantCredits(
+      "a/b",
+      { amount: 0.3, expires_at: new Date("2030-01-02T00:00:00Z"), description: "top-up" },
+      { idempotencyKey: "order-1042" },
+    );
+    const [first, second] = next.calls;
+    assert.notEqual(first.init.headers["idempotency-key"], key);
+    assert.equal(second.init.headers["idempotency-key"], "order-1042");
+    assert.equal(second.url, `${BASE}/api/v1/customers/a%2Fb/credits`);
+    assert.deepEqual(JSON.parse(second.init.body), {
+      amount: 0.3,
+      expires_at: "2030-01-02T00:00:00.000Z",
+      description: "top-up",
+    });
+
+    // maxRetries still bounds it.
+    const failing = fakeFetch([new TypeError("fetch failed")]);
+    await assert.rejects(client(failing, { maxRetries: 0 }).customers.grantCredits("acme", { amount: 1 }), APIConnectionError);
+    assert.equal(failing.calls.length, 1);
+  });
+
+  test("credits and voidCredits: paths, no key, and a void is not replayed after sending", async () => {
+    const credits = { balance: -0.05, grants: [{ ...GRANT, remaining: 0, voided_at: "2026-01-02T00:00:00Z" }] };
+    const fetch = fakeFetch([json(credits), json(credits.grants[0])]);
+    const nodai = client(fetch);
+    assert.deepEqual(await nodai.customers.credits("acme"), credits);
+    assert.deepEqual(await nodai.customers.voidCredits("acme", "gr/1"), credits.grants[0]);
+    assert.deepEqual(
+      fetch.calls.map((c) => [c.init.method, c.url.slice(BASE.length), c.init.body, c.init.headers["idempotency-key"]]),
+      [
+        ["GET", "/api/v1/customers/acme/credits", undefined, undefined],
+        ["POST", "/api/v1/customers/acme/credits/gr%2F1/void", undefined, undefined],
+      ],
+    );
+    const hang = (_url, init) =>
+      new Promise((_resolve, reject) => init.signal.addEventListener("abort", () => reject(init.signal.reason)));
+    const slow = fakeFetch([hang, json(GRANT)]);
+    await assert.rejects(client(slow, { timeoutMs: 100 }).customers.voidCredits("acme", "gr_1"), APIConnectionError);
+    assert.equal(slow.calls.length, 1);
   });
 
   test("usage turns Dates into RFC 3339", async () => {

@@ -78,6 +78,10 @@ class Request:
     api_key: Optional[str] = None
     #: Ask for ``text/event-stream`` and return the 2xx response unread.
     stream: bool = False
+    #: Sent as the ``Idempotency-Key`` header. The server answers a repeat of
+    #: the request with the first answer, so the loop may replay it even after
+    #: a failure that followed sending (see ``_retry``).
+    idempotency_key: Optional[str] = None
 
 
 def _env(name: str) -> Optional[str]:
@@ -142,6 +146,8 @@ class _BaseClient:
                 headers["X-API-Key"] = key
         if request.body is not NOT_GIVEN:
             headers["Content-Type"] = "application/json"
+        if request.idempotency_key is not None:
+            headers["Idempotency-Key"] = request.idempotency_key
         return headers
 
     def _build(self, http: Union[httpx.Client, httpx.AsyncClient], request: Request) -> httpx.Request:
@@ -219,7 +225,9 @@ class SyncAPIClient(_BaseClient):
             try:
                 response = self._http.send(self._build(self._http, request), stream=request.stream)
             except httpx.TransportError as error:
-                delay = self.retry_policy.after_transport_error(retries_done, request.method, error)
+                delay = self.retry_policy.after_transport_error(
+                    retries_done, request.method, error, idempotent=request.idempotency_key is not None
+                )
                 if delay is None:
                     raise self.connection_error(error) from error
                 log.info("nodai: %r on %s %s; retrying in %.2fs", error, request.method, request.path, delay)
@@ -302,7 +310,9 @@ class AsyncAPIClient(_BaseClient):
             try:
                 response = await self._http.send(self._build(self._http, request), stream=request.stream)
             except httpx.TransportError as error:
-                delay = self.retry_policy.after_transport_error(retries_done, request.method, error)
+                delay = self.retry_policy.after_transport_error(
+                    retries_done, request.method, error, idempotent=request.idempotency_key is not None
+                )
                 if delay is None:
                     raise self.connection_error(error) from error
                 log.info("nodai: %r on %s %s; retrying in %.2fs", error, request.method, request.path, delay)

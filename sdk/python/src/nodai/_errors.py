@@ -156,7 +156,7 @@ class PermissionDeniedError(APIStatusError):
 
 class NotFoundError(APIStatusError):
     """404: ``workflow_not_found``, ``key_not_found``, ``customer_not_found``,
-    ``webhook_not_found``, ..."""
+    ``grant_not_found``, ``webhook_not_found``, ..."""
 
 
 class ConflictError(APIStatusError):
@@ -308,6 +308,7 @@ _STATUS_BY_CODE: Dict[str, int] = {
     "workflow_not_found": 404,
     "key_not_found": 404,
     "customer_not_found": 404,
+    "grant_not_found": 404,
     "webhook_not_found": 404,
     "delivery_not_found": 404,
     "conflict": 409,

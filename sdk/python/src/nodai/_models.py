@@ -34,6 +34,8 @@ __all__ = [
     "ApiKey",
     "CreatedApiKey",
     "Customer",
+    "Grant",
+    "Credits",
     "Usage",
     "HourlyUsage",
     "DailyUsage",
@@ -475,6 +477,60 @@ class Customer:
             billing_anchor_day=int(body.get("billing_anchor_day") or 1),
             created_at=parse_datetime(body["created_at"]),
             updated_at=parse_datetime(body["updated_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A grant of prepaid credits to a customer (``customers.grant_credits``).
+
+    A prepaid customer's queries draw from its live grants, the one that
+    expires soonest first. A voided or expired grant is kept, with
+    ``voided_at`` set or ``expires_at`` past, and no longer counts.
+    """
+
+    #: ``gr_...``
+    id: str
+    #: USD granted.
+    amount: Decimal
+    #: USD not drawn yet.
+    remaining: Decimal
+    #: When what is left of it lapses, or ``None`` for never.
+    expires_at: Optional[datetime]
+    created_at: datetime
+    #: When it was voided, or ``None``.
+    voided_at: Optional[datetime]
+    description: Optional[str]
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Grant:
+        return cls(
+            id=str(body["id"]),
+            amount=parse_money(body["amount"]),
+            remaining=parse_money(body["remaining"]),
+            expires_at=parse_optional_datetime(body.get("expires_at")),
+            created_at=parse_datetime(body["created_at"]),
+            voided_at=parse_optional_datetime(body.get("voided_at")),
+            description=body.get("description"),
+        )
+
+
+@dataclass(frozen=True)
+class Credits:
+    """A customer's prepaid credits (``customers.credits``): its balance and every grant."""
+
+    #: USD: what is left of the live grants, less what queries drew beyond them.
+    #: It may be slightly negative: the query that crosses zero is allowed, so
+    #: the balance goes below zero by at most one query's cost.
+    balance: Decimal
+    #: Every grant, voided and expired ones included, in the order granted.
+    grants: List[Grant]
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Credits:
+        return cls(
+            balance=parse_money(body["balance"]),
+            grants=[Grant.from_json(g) for g in body.get("grants") or []],
         )
 
 

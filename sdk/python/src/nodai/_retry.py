@@ -16,7 +16,10 @@ What is retried, and why it is safe:
   charged) twice, a key or webhook created twice. So it is raised as
   ``APIConnectionError``/``APITimeoutError`` for the caller to decide. ``DELETE``
   is not replayed either: a workflow or webhook deleted by the first try would
-  come back as 404 (revoking a key again is a harmless 204).
+  come back as 404 (revoking a key again is a harmless 204). The exception is a
+  request that carries an ``Idempotency-Key`` (``customers.grant_credits``
+  always does): the server answers its repeat with the first answer, so it is
+  replayed like a ``GET``.
 
 Never retried: every other status, 502/504 in particular (the query was
 admitted and metered).
@@ -101,13 +104,22 @@ class RetryPolicy:
         return backoff_delay(retries_done)
 
     def after_transport_error(
-        self, retries_done: int, method: str, error: httpx.TransportError
+        self,
+        retries_done: int,
+        method: str,
+        error: httpx.TransportError,
+        *,
+        idempotent: bool = False,
     ) -> Optional[float]:
-        """Seconds to wait before retrying after ``error``, or ``None`` to raise."""
+        """Seconds to wait before retrying after ``error``, or ``None`` to raise.
+
+        ``idempotent``: the request carries an ``Idempotency-Key``, so a repeat
+        of it is answered as the first one was, whatever its method.
+        """
         if retries_done >= self.max_retries:
             return None
         if isinstance(error, (httpx.UnsupportedProtocol, httpx.LocalProtocolError)):
             return None  # the request itself is wrong: a retry fails the same way
-        if not request_never_sent(error) and method.upper() not in REPLAYABLE_METHODS:
+        if not request_never_sent(error) and not idempotent and method.upper() not in REPLAYABLE_METHODS:
             return None
         return backoff_delay(retries_done)

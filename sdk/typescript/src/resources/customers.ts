@@ -1,14 +1,19 @@
 // `nodai.customers`: the admin API for the seller's customers
 // (`/api/v1/customers`). A key that names a customer (`customer_id`) counts
 // its queries against its own limits and the customer's, which all the
-// customer's keys share; the customer's usage is the sum of its keys'.
+// customer's keys share; the customer's usage is the sum of its keys'. A
+// `prepaid` customer's queries are paid from credit grants (`grantCredits`,
+// `credits`, `voidCredits`).
 import { PageIterator, toPage } from "../pagination.js";
-import { segment, type RequestOptions, type Transport } from "../transport.js";
+import { newIdempotencyKey, segment, type RequestOptions, type Transport } from "../transport.js";
 import type {
   CreateCustomerParams,
+  Credits,
   Customer,
   CustomerListParams,
   CustomerUsage,
+  Grant,
+  GrantCreditsParams,
   Page,
   UpdateCustomerParams,
   UsageParams,
@@ -16,6 +21,17 @@ import type {
 import { rfc3339 } from "./keys.js";
 
 const BASE = "/api/v1/customers";
+
+/** Per-call options of `customers.grantCredits`. */
+export interface GrantCreditsOptions extends RequestOptions {
+  /**
+   * Sent as `Idempotency-Key` (1 to 255 visible ASCII characters, e.g. your
+   * order or payment id): a grant with a key already used answers the first
+   * grant again, and with another body throws `IdempotencyConflictError`.
+   * Default: a fresh key for this call, so its retries never grant twice.
+   */
+  idempotencyKey?: string;
+}
 
 export class Customers {
   constructor(private readonly transport: Transport) {}
@@ -101,6 +117,63 @@ export class Customers {
         path: `${BASE}/${segment(customerId)}/usage`,
         auth: { kind: "admin" },
         query: { from: rfc3339(params.from), to: rfc3339(params.to) },
+      },
+      options,
+    );
+    return res.data;
+  }
+
+  /**
+   * Grants the customer `amount` USD (more than 0) of prepaid credits;
+   * `expires_at` (in the future; default never) is when what is left of it
+   * lapses, `description` at most 1000 characters.
+   *
+   * `options.idempotencyKey` makes the grant safe to repeat: a request with a
+   * key already used answers the first grant (the same `id`), and with
+   * another body throws `IdempotencyConflictError`. Without one, the SDK
+   * makes a fresh key for this call, so its own retries (connection
+   * failures, timeouts and 503s) never grant twice; pass your own (your order
+   * id) to make a retry of your own, in another call or process, safe too.
+   */
+  async grantCredits(customerId: string, params: GrantCreditsParams, options: GrantCreditsOptions = {}): Promise<Grant> {
+    const { idempotencyKey, ...requestOptions } = options;
+    const body = params.expires_at instanceof Date ? { ...params, expires_at: rfc3339(params.expires_at) } : params;
+    const res = await this.transport.request<Grant>(
+      {
+        method: "POST",
+        path: `${BASE}/${segment(customerId)}/credits`,
+        auth: { kind: "admin" },
+        body,
+        idempotencyKey: idempotencyKey ?? (await newIdempotencyKey()),
+      },
+      requestOptions,
+    );
+    return res.data;
+  }
+
+  /**
+   * The customer's credit `balance` (USD; slightly negative after the query
+   * that crossed zero) and every grant, voided and expired ones included.
+   */
+  async credits(customerId: string, options?: RequestOptions): Promise<Credits> {
+    const res = await this.transport.request<Credits>(
+      { method: "GET", path: `${BASE}/${segment(customerId)}/credits`, auth: { kind: "admin" } },
+      options,
+    );
+    return res.data;
+  }
+
+  /**
+   * Voids a grant: what is left of it no longer counts (`voided_at` is set).
+   * Voiding it again does nothing; `NotFoundError` with code
+   * `grant_not_found` if the customer has no such grant.
+   */
+  async voidCredits(customerId: string, grantId: string, options?: RequestOptions): Promise<Grant> {
+    const res = await this.transport.request<Grant>(
+      {
+        method: "POST",
+        path: `${BASE}/${segment(customerId)}/credits/${segment(grantId)}/void`,
+        auth: { kind: "admin" },
       },
       options,
     );

@@ -26,6 +26,10 @@ import {
   type Limit,
   type ReachedLimit,
   type UpdateCustomerParams,
+  type Credits,
+  type Grant,
+  type GrantCreditsOptions,
+  type GrantCreditsParams,
 } from "@nodai/sdk";
 
 export async function example(): Promise<void> {
@@ -141,4 +145,16 @@ export async function customers(nodai: Nodai): Promise<void> {
     }
   }
   void [anchor, page.next_cursor, tokens, owner, keyLimits, perMillion, used];
+}
+
+export async function credits(nodai: Nodai): Promise<void> {
+  const params: GrantCreditsParams = { amount: 0.3, expires_at: new Date(), description: null };
+  const options: GrantCreditsOptions = { idempotencyKey: "order-1042", maxRetries: 3 };
+  const grant: Grant = await nodai.customers.grantCredits("acme", params, options);
+  await nodai.customers.grantCredits("acme", { amount: 1, expires_at: "2030-01-01T00:00:00Z" });
+  const left: number = grant.remaining;
+  const voidedAt: string | null | undefined = (await nodai.customers.voidCredits("acme", grant.id)).voided_at;
+  const balance: Credits = await nodai.customers.credits("acme", { timeoutMs: 1000 });
+  const first: Grant | undefined = balance.grants[0];
+  void [left, voidedAt, balance.balance, first?.amount];
 }

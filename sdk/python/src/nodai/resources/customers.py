@@ -2,11 +2,14 @@
 
 A key that names a customer (``keys.create(..., customer_id=...)``) counts its
 queries against its own limits and its customer's, which all the customer's
-keys share; the customer's usage is the sum of its keys'.
+keys share; the customer's usage is the sum of its keys'. A ``prepaid``
+customer's queries are paid from credit grants (``grant_credits``,
+``credits``, ``void_credits``).
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
@@ -14,11 +17,14 @@ from .._base import AsyncAPIClient, Request, SyncAPIClient, path_segment
 from .._models import (
     NOT_GIVEN,
     Billing,
+    Credits,
     Customer,
+    Grant,
     LimitParam,
     Money,
     NotGiven,
     Usage,
+    format_datetime,
     limits_to_json,
     money_to_json,
 )
@@ -63,6 +69,32 @@ def _create_body(id: str, name: str, fields: Mapping[str, Any]) -> Dict[str, Any
 def _update_body(fields: Mapping[str, Any]) -> Dict[str, Any]:
     # Partial update: a field left NOT_GIVEN is absent; None is sent as null (clears it).
     return {k: _convert(k, v) for k, v in fields.items() if not isinstance(v, NotGiven)}
+
+
+def _credits_path(customer_id: str) -> str:
+    return f"{_one(customer_id)}/credits"
+
+
+def _grant_request(
+    customer_id: str,
+    amount: Money,
+    expires_at: Union[datetime, str, None],
+    description: Optional[str],
+    idempotency_key: Optional[str],
+) -> Request:
+    body: Dict[str, Any] = {"amount": money_to_json(amount)}
+    if expires_at is not None:
+        body["expires_at"] = format_datetime(expires_at)
+    if description is not None:
+        body["description"] = description
+    # One key per call, made here when the caller gave none: every retry of
+    # this call then names the same grant, so it is never granted twice.
+    key = idempotency_key if idempotency_key is not None else str(uuid.uuid4())
+    return Request("POST", _credits_path(customer_id), body=body, idempotency_key=key)
+
+
+def _void_request(customer_id: str, grant_id: str) -> Request:
+    return Request("POST", f"{_credits_path(customer_id)}/{path_segment(grant_id)}/void")
 
 
 class Customers:
@@ -180,6 +212,42 @@ class Customers:
             )
         )
 
+    def grant_credits(
+        self,
+        customer_id: str,
+        amount: Money,
+        *,
+        expires_at: Union[datetime, str, None] = None,
+        description: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> Grant:
+        """Grant the customer ``amount`` USD (more than 0) of prepaid credits.
+
+        ``expires_at`` (in the future; default never) is when what is left of the
+        grant lapses; ``description`` is at most 1000 characters.
+
+        ``idempotency_key`` (1 to 255 visible ASCII characters, e.g. your order or
+        payment id) makes the grant safe to repeat: a request with a key already
+        used answers the first grant again, and with another body raises
+        ``IdempotencyConflictError``. Without one, the SDK makes a fresh key for
+        this call, so its own retries (503s and connection failures, even after
+        the request was sent) never grant twice; pass your own to make a retry
+        of your own (another call, another process) safe too.
+        """
+        request = _grant_request(customer_id, amount, expires_at, description, idempotency_key)
+        return Grant.from_json(self._client.request(request))
+
+    def credits(self, customer_id: str) -> Credits:
+        """The customer's credit ``balance`` (USD; slightly negative after the
+        query that crossed zero) and every grant, voided and expired ones included."""
+        return Credits.from_json(self._client.request(Request("GET", _credits_path(customer_id))))
+
+    def void_credits(self, customer_id: str, grant_id: str) -> Grant:
+        """Void a grant: what is left of it no longer counts. Voiding it again
+        does nothing; ``NotFoundError`` with code ``grant_not_found`` if the
+        customer has no such grant."""
+        return Grant.from_json(self._client.request(_void_request(customer_id, grant_id)))
+
 
 class AsyncCustomers:
     def __init__(self, client: AsyncAPIClient) -> None:
@@ -281,3 +349,23 @@ class AsyncCustomers:
                 Request("GET", f"{_one(customer_id)}/usage", params=usage_params(from_, to))
             )
         )
+
+    async def grant_credits(
+        self,
+        customer_id: str,
+        amount: Money,
+        *,
+        expires_at: Union[datetime, str, None] = None,
+        description: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> Grant:
+        """Grant prepaid credits; see ``Customers.grant_credits`` (a key is made
+        for the call when none is given, so retries never grant twice)."""
+        request = _grant_request(customer_id, amount, expires_at, description, idempotency_key)
+        return Grant.from_json(await self._client.request(request))
+
+    async def credits(self, customer_id: str) -> Credits:
+        return Credits.from_json(await self._client.request(Request("GET", _credits_path(customer_id))))
+
+    async def void_credits(self, customer_id: str, grant_id: str) -> Grant:
+        return Grant.from_json(await self._client.request(_void_request(customer_id, grant_id)))
