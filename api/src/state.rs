@@ -23,6 +23,8 @@ const APPLY_WAIT: Duration = Duration::from_secs(10);
 const CLOCK_SKEW: Duration = Duration::from_secs(2);
 /// How long a late acknowledgement's stored time is looked for.
 const OUTCOME_WAIT: Duration = Duration::from_secs(10);
+/// How long the append that asks where an event of unknown outcome is may take.
+const CONFIRM_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -115,6 +117,21 @@ impl AppState {
                 {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
+                }
+                Ok(Err(StreamError::Unavailable(_))) | Err(_) if self.outcome_can_be_unknown => {
+                    // Whether it was stored is unknown: an acknowledgement
+                    // lost, or a publish the client buffered through an
+                    // outage and sent at the reconnect. The stream stores
+                    // an id once and answers another append of it with the
+                    // first one's sequence, so one more, short, tells.
+                    match tokio::time::timeout(CONFIRM_WAIT, self.stream.append(outgoing)).await {
+                        Ok(Ok(appended)) => appended,
+                        _ => {
+                            return Err(StreamError::Unavailable(
+                                "not acknowledged by its deadline; whether it was stored in time is unknown".into(),
+                            ))
+                        }
+                    }
                 }
                 Ok(Err(error)) => return Err(error),
                 Err(_) => {
