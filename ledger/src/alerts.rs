@@ -82,9 +82,25 @@ impl Alerts {
 
     /// After `q` was folded into the usage: the thresholds it crossed.
     /// `cost` is the key's month-to-date cost with `q`.
-    pub(crate) fn query(&mut self, ts: DateTime<Utc>, q: &QueryRecorded, month_to_date: crate::Bucket, keys: &Keys) {
+    /// `month_to_date` is the key's usage in its billing month: the UTC
+    /// calendar month, or from its customer's `anchor_day`.
+    pub(crate) fn query(
+        &mut self,
+        ts: DateTime<Utc>,
+        q: &QueryRecorded,
+        month_to_date: crate::Bucket,
+        anchor_day: u8,
+        keys: &Keys,
+    ) {
         let cost = month_to_date.cost.get();
-        let month = month_of(ts);
+        // The period, as a number for `next` and as text for alert ids:
+        // `YYYY-MM` for calendar months, the start date from an anchor day.
+        let (month, label) = if anchor_day <= 1 {
+            (month_of(ts), ts.format("%Y-%m").to_string())
+        } else {
+            let start = crate::usage::month_start(ts, anchor_day);
+            ((1 << 40) + day_of(start), start.format("%Y-%m-%d").to_string())
+        };
         // Nearly every query crosses nothing: known without the key's settings.
         if let Some(&(m, next)) = self.next.get(q.key_id.as_str()) {
             if m == month && cost < next {
@@ -103,8 +119,7 @@ impl Alerts {
                     next = next.min(boundary);
                     continue;
                 }
-                let month = ts.format("%Y-%m").to_string();
-                let alert_id = format!("threshold:{}:{month}:{percent}", q.key_id);
+                let alert_id = format!("threshold:{}:{label}:{percent}", q.key_id);
                 if self.fired.contains_key(&alert_id) || self.due.contains_key(&alert_id) {
                     continue;
                 }
@@ -115,7 +130,7 @@ impl Alerts {
                     "cost_limit_per_month": usd(limit),
                     "input_tokens_this_month": month_to_date.input_tokens,
                     "output_tokens_this_month": month_to_date.output_tokens,
-                    "month": month,
+                    "month": label,
                 });
                 self.due.insert(
                     alert_id.clone(),

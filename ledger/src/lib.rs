@@ -132,8 +132,19 @@ impl Projection {
                 }
             }
             Event::QueryRecorded(q) => {
-                let month = self.usage.apply(id, ts, q);
-                self.alerts.query(ts, q, month, &self.keys);
+                let calendar_month = self.usage.apply(id, ts, q);
+                // A customer's keys count their cost limit, and so their
+                // thresholds, over its billing month.
+                let anchor_day = q
+                    .customer_id
+                    .as_deref()
+                    .and_then(|c| self.customers.get(c))
+                    .map_or(1, |c| c.settings.billing_anchor_day);
+                let month = match self.usage.get(&q.key_id) {
+                    Some(usage) if anchor_day > 1 => usage.day_and_month(ts, anchor_day).1,
+                    _ => calendar_month,
+                };
+                self.alerts.query(ts, q, month, anchor_day, &self.keys);
                 let prepaid = q
                     .customer_id
                     .as_deref()
@@ -238,6 +249,82 @@ mod tests {
     use chrono::TimeZone;
     use ingest::events::{QueryAdmitted, QueryRecorded};
     use ingest::Micros;
+
+    /// A key of a customer with a billing anchor day crosses its
+    /// thresholds in the billing month its cost limit counts, not in the
+    /// calendar month.
+    #[test]
+    fn thresholds_follow_the_billing_month() {
+        use ingest::events::{Billing, CustomerCreated, CustomerSettings, KeyCreated, KeySettings};
+        let day = |d| Utc.with_ymd_and_hms(2026, 11, d, 12, 0, 0).unwrap();
+        let mut p = Projection::default();
+        let customer = CustomerSettings {
+            name: "c".into(),
+            email: None,
+            metadata: None,
+            limits: vec![],
+            max_concurrent: None,
+            billing: Billing::Postpaid,
+            low_balance_threshold: None,
+            billing_anchor_day: 15,
+        };
+        p.apply(
+            1,
+            EventId::new(),
+            day(1),
+            &Event::CustomerCreated(CustomerCreated {
+                customer_id: "acme".into(),
+                settings: customer,
+            }),
+        );
+        let settings = KeySettings {
+            name: "k".into(),
+            owner: None,
+            active: true,
+            workflow_ids: vec![],
+            rate_limit_per_hour: None,
+            cost_limit_per_month: Some(Micros::new(1_000_000)),
+            alert_thresholds: vec![50],
+            expires_at: None,
+            allowed_origins: vec![],
+            metadata: None,
+            customer_id: Some("acme".into()),
+            limits: vec![],
+            max_concurrent: None,
+        };
+        let key = KeyCreated {
+            key_id: "key_a".into(),
+            key_hash: "00".repeat(32),
+            prefix: "nk_00000000".into(),
+            settings,
+        };
+        p.apply(2, EventId::new(), day(1), &Event::KeyCreated(key));
+        let query = |cost| {
+            Event::QueryRecorded(QueryRecorded {
+                request_id: "r".into(),
+                key_id: "key_a".into(),
+                workflow_id: "w".into(),
+                status_code: 200,
+                cost: Micros::new(cost),
+                duration_ms: 1,
+                reported_cost: None,
+                record_by: None,
+                customer_id: Some("acme".into()),
+                input_tokens: 0,
+                output_tokens: 0,
+            })
+        };
+        p.apply(3, EventId::new(), day(14), &query(400_000));
+        p.apply(4, EventId::new(), day(15), &query(400_000));
+        assert_eq!(
+            p.alerts.due().count(),
+            0,
+            "40 % of each billing month (80 % of November)"
+        );
+        p.apply(5, EventId::new(), day(16), &query(200_000));
+        let due: Vec<_> = p.alerts.due().map(|a| a.alert_id.clone()).collect();
+        assert_eq!(due, ["threshold:key_a:2026-11-15:50"]);
+    }
 
     /// A `query.recorded` stored after its `record_by` (its query was
     /// answered 503) counts for nothing: no usage, marked for the archiver

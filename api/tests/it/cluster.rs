@@ -444,8 +444,14 @@ impl Cluster {
                     }
                 }
                 if Instant::now() >= deadline {
-                    let extra: Vec<_> = archived.iter().filter(|id| expected.binary_search(id).is_err()).collect();
-                    let missing: Vec<_> = expected.iter().filter(|id| archived.binary_search(id).is_err()).collect();
+                    let extra: Vec<_> = archived
+                        .iter()
+                        .filter(|id| expected.binary_search(id).is_err())
+                        .collect();
+                    let missing: Vec<_> = expected
+                        .iter()
+                        .filter(|id| archived.binary_search(id).is_err())
+                        .collect();
                     let on_stream: Vec<String> = self
                         .records()
                         .await
@@ -453,9 +459,15 @@ impl Cluster {
                         .filter_map(|r| {
                             let envelope = r.envelope().ok()?;
                             let id = envelope.id.to_string();
-                            let Ok(Event::QueryRecorded(q)) = envelope.event() else { return None };
-                            (extra.contains(&&id) || missing.contains(&&id))
-                                .then(|| format!("{id} at seq {} stored {} record_by {:?}", r.seq, r.stored_micros, q.record_by))
+                            let Ok(Event::QueryRecorded(q)) = envelope.event() else {
+                                return None;
+                            };
+                            (extra.contains(&&id) || missing.contains(&&id)).then(|| {
+                                format!(
+                                    "{id} at seq {} stored {} record_by {:?}",
+                                    r.seq, r.stored_micros, q.record_by
+                                )
+                            })
                         })
                         .collect();
                     eprintln!("on the stream: {on_stream:#?}");
