@@ -313,6 +313,9 @@ pub struct KeySearch {
     /// `live` (default: not revoked, active or not), `revoked` or `all`.
     #[param(value_type = Option<String>, pattern = "^(live|revoked|all)$")]
     status: Option<String>,
+    /// Only the keys of this customer.
+    #[param(pattern = "^[A-Za-z0-9_.:@-]{1,128}$")]
+    customer_id: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/api-keys", operation_id = "list_api_keys", tag = "api-keys", params(PageParams, KeySearch),
@@ -332,7 +335,8 @@ pub async fn list(
     };
     state.read_own_writes().await?;
     let projection = state.projection();
-    let found = projection.keys.search(params.cursor(), limit, &query, listed);
+    let customer = search.customer_id.as_deref();
+    let found = projection.keys.search(params.cursor(), limit, &query, listed, customer);
     Ok(Json(Page::of(
         found,
         |k| k.id.to_string(),

@@ -243,8 +243,7 @@ export function CustomerDetailPage({ id }: { id: string }) {
 
   const loadKeys = async () => {
     try {
-      // The keys API has no customer filter: every key, this customer's kept.
-      const list = await all<Key>("/api/v1/api-keys", { status: "all" });
+      const list = await all<Key>("/api/v1/api-keys", { status: "all", customer_id: id });
       if (!mounted.current) return;
       setKeys(list.filter((k) => k.customer_id === id));
       setKeysError(null);
