@@ -98,21 +98,13 @@ impl Keys {
 
     /// Up to `limit` live keys after `cursor` (a key id), in creation order.
     pub fn page(&self, after: Option<&str>, limit: usize) -> (Vec<&ApiKey>, bool) {
-        self.search(after, limit, "", Listed::Live, None)
+        self.search(after, limit, "", Listed::Live)
     }
 
     /// [`Self::page`] over the keys whose id, prefix, name or owner holds
     /// `query`, ignoring case (all keys when it is empty). A scan: fine for
     /// a dashboard's search box over the keys one process holds anyway.
-    /// With `customer`, only the keys that name it.
-    pub fn search(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-        query: &str,
-        listed: Listed,
-        customer: Option<&str>,
-    ) -> (Vec<&ApiKey>, bool) {
+    pub fn search(&self, after: Option<&str>, limit: usize, query: &str, listed: Listed) -> (Vec<&ApiKey>, bool) {
         let query = query.to_lowercase();
         let holds = |text: &str| text.to_lowercase().contains(&query);
         let (keys, more) = crate::page_where(&self.by_id, after, limit, |k| {
@@ -122,7 +114,6 @@ impl Keys {
                 Listed::All => true,
             };
             shown
-                && customer.is_none_or(|c| k.settings.customer_id.as_deref() == Some(c))
                 && (query.is_empty()
                     || holds(&k.id)
                     || holds(&k.prefix)
@@ -364,7 +355,7 @@ mod tests {
         assert_eq!(revoked.revoked_at, Some(t(1)));
         assert_eq!(revoked.seq, 2, "its last event, the revocation");
         let ids = |listed| {
-            let (page, _) = keys.search(None, 10, "", listed, None);
+            let (page, _) = keys.search(None, 10, "", listed);
             page.iter().map(|k| k.id.to_string()).collect::<Vec<_>>()
         };
         assert_eq!(ids(Listed::Live), ["key_b"]);
@@ -441,24 +432,21 @@ mod tests {
         let ids =
             |(page, more): (Vec<&ApiKey>, bool)| (page.iter().map(|k| k.id.to_string()).collect::<Vec<_>>(), more);
         assert_eq!(
-            ids(keys.search(None, 2, "alpha", Listed::Live, None)),
+            ids(keys.search(None, 2, "alpha", Listed::Live)),
             (vec!["key_1".into(), "key_2".into()], true)
         );
         assert_eq!(
-            ids(keys.search(Some("key_2"), 2, "alpha", Listed::Live, None)),
+            ids(keys.search(Some("key_2"), 2, "alpha", Listed::Live)),
             (vec!["key_4".into()], false)
         );
         assert_eq!(
-            ids(keys.search(None, 10, "GAMMA", Listed::Live, None)),
+            ids(keys.search(None, 10, "GAMMA", Listed::Live)),
             (vec!["key_3".into()], false)
         );
         let prefix = keys.get("key_3").unwrap().prefix.clone();
-        assert_eq!(ids(keys.search(None, 10, &prefix, Listed::Live, None)).0, ["key_3"]);
-        assert_eq!(ids(keys.search(None, 10, "", Listed::Live, None)).0.len(), 4);
-        assert_eq!(
-            ids(keys.search(None, 10, "nothing", Listed::Live, None)),
-            (vec![], false)
-        );
+        assert_eq!(ids(keys.search(None, 10, &prefix, Listed::Live)).0, ["key_3"]);
+        assert_eq!(ids(keys.search(None, 10, "", Listed::Live)).0.len(), 4);
+        assert_eq!(ids(keys.search(None, 10, "nothing", Listed::Live)), (vec![], false));
     }
 
     #[test]

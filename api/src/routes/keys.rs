@@ -313,9 +313,6 @@ pub struct KeySearch {
     /// `live` (default: not revoked, active or not), `revoked` or `all`.
     #[param(value_type = Option<String>, pattern = "^(live|revoked|all)$")]
     status: Option<String>,
-    /// Only the keys of this customer.
-    #[param(pattern = "^[A-Za-z0-9_.:@-]{1,128}$")]
-    customer_id: Option<String>,
 }
 
 #[utoipa::path(get, path = "/api/v1/api-keys", operation_id = "list_api_keys", tag = "api-keys", params(PageParams, KeySearch),
@@ -335,8 +332,7 @@ pub async fn list(
     };
     state.read_own_writes().await?;
     let projection = state.projection();
-    let customer = search.customer_id.as_deref();
-    let found = projection.keys.search(params.cursor(), limit, &query, listed, customer);
+    let found = projection.keys.search(params.cursor(), limit, &query, listed);
     Ok(Json(Page::of(
         found,
         |k| k.id.to_string(),

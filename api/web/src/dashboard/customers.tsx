@@ -243,7 +243,8 @@ export function CustomerDetailPage({ id }: { id: string }) {
 
   const loadKeys = async () => {
     try {
-      const list = await all<Key>("/api/v1/api-keys", { status: "all", customer_id: id });
+      // The keys API has no customer filter: every key, this customer's kept.
+      const list = await all<Key>("/api/v1/api-keys", { status: "all" });
       if (!mounted.current) return;
       setKeys(list.filter((k) => k.customer_id === id));
       setKeysError(null);

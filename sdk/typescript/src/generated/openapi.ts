@@ -974,8 +974,6 @@ export interface operations {
                 q?: string | null;
                 /** @description `live` (default: not revoked, active or not), `revoked` or `all`. */
                 status?: string | null;
-                /** @description Only the keys of this customer. */
-                customer_id?: string | null;
             };
             header?: never;
             path?: never;
