@@ -252,7 +252,7 @@ impl KeyUsage {
     /// its own: for at least 60 full minutes (a query at 10:00:59 until
     /// 11:01:00), at most 61.
     pub fn requests_this_hour(&self, now: DateTime<Utc>) -> u64 {
-        self.minutes.sum_from(minute_of(now) - WINDOW_MINUTES).requests
+        self.rolling(Window::Hour, now).0.requests
     }
 
     /// What the rolling `window` before `now` holds, and when its oldest
@@ -285,24 +285,6 @@ impl KeyUsage {
         }
         let start = day_of(month_start(now, anchor_day));
         (self.days.get(today), self.days.sum_from(start))
-    }
-
-    /// When the oldest query in the window leaves it (epoch seconds), if any.
-    pub fn window_reset(&self, now: DateTime<Utc>) -> Option<i64> {
-        self.minutes
-            .range(minute_of(now) - WINDOW_MINUTES, i64::MAX)
-            .next()
-            .map(|(m, _)| (m + WINDOW_MINUTES + 1) * 60)
-    }
-
-    /// Cost in the UTC calendar month of `now`: what the cost limit reads.
-    pub fn cost_this_month(&self, now: DateTime<Utc>) -> Micros {
-        self.months.get(month_of(now)).cost
-    }
-
-    /// The UTC day of `now`.
-    pub fn today(&self, now: DateTime<Utc>) -> Bucket {
-        self.days.get(day_of(now))
     }
 }
 
@@ -573,16 +555,22 @@ mod tests {
         assert_eq!(k.requests_this_hour(at(25, 10, 30, 1)), 3);
         // 60 full minutes after 10:00:59 is 11:00:59: still counted then.
         assert_eq!(k.requests_this_hour(at(25, 11, 0, 59)), 3);
-        assert_eq!(k.window_reset(at(25, 11, 0, 59)), Some(at(25, 11, 1, 0).timestamp()));
+        assert_eq!(
+            k.rolling(Window::Hour, at(25, 11, 0, 59)).1,
+            Some(at(25, 11, 1, 0).timestamp())
+        );
         assert_eq!(
             k.requests_this_hour(at(25, 11, 1, 0)),
             1,
             "the 10:00 minute has left the window"
         );
-        assert_eq!(k.window_reset(at(25, 11, 1, 0)), Some(at(25, 11, 31, 0).timestamp()));
+        assert_eq!(
+            k.rolling(Window::Hour, at(25, 11, 1, 0)).1,
+            Some(at(25, 11, 31, 0).timestamp())
+        );
         assert_eq!(k.requests_this_hour(at(25, 11, 30, 59)), 1);
         assert_eq!(k.requests_this_hour(at(25, 11, 31, 0)), 0);
-        assert_eq!(k.window_reset(at(25, 11, 31, 0)), None);
+        assert_eq!(k.rolling(Window::Hour, at(25, 11, 31, 0)).1, None);
         assert_eq!((k.total.requests, k.total.errors), (3, 1));
     }
 
@@ -591,16 +579,19 @@ mod tests {
         let dec = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
         let u = given(&[(at(30, 23, 59, 59), query(2_000_000, 200))]);
         assert_eq!(
-            u.get("key_a").unwrap().cost_this_month(at(30, 23, 59, 59)),
+            u.get("key_a").unwrap().day_and_month(at(30, 23, 59, 59), 1).1.cost,
             Micros::new(2_000_000)
         );
-        assert_eq!(u.get("key_a").unwrap().cost_this_month(dec), Micros::ZERO);
+        assert_eq!(u.get("key_a").unwrap().day_and_month(dec, 1).1.cost, Micros::ZERO);
         let u = given(&[
             (at(30, 23, 59, 59), query(2_000_000, 200)),
             (dec + Duration::seconds(1), query(500_000, 200)),
         ]);
         let k = u.get("key_a").unwrap();
-        assert_eq!(k.cost_this_month(dec + Duration::seconds(2)), Micros::new(500_000));
+        assert_eq!(
+            k.day_and_month(dec + Duration::seconds(2), 1).1.cost,
+            Micros::new(500_000)
+        );
         assert_eq!(k.total.cost, Micros::new(2_500_000));
     }
 
@@ -625,8 +616,8 @@ mod tests {
                 (hour_of(at(25, 1, 0, 0)), 1, 400, 0),
             ]
         );
-        assert_eq!(k.today(at(25, 12, 0, 0)).requests, 3);
-        assert_eq!(k.today(at(24, 12, 0, 0)).cost, Micros::new(100));
+        assert_eq!(k.day_and_month(at(25, 12, 0, 0), 1).0.requests, 3);
+        assert_eq!(k.day_and_month(at(24, 12, 0, 0), 1).0.cost, Micros::new(100));
         assert_eq!(date_of_day(day_of(at(25, 0, 0, 0))).unwrap().to_string(), "2026-11-25");
         assert_eq!(k.last_used_at, Some(at(25, 1, 0, 0)));
     }
