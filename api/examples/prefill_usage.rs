@@ -37,6 +37,7 @@ async fn main() {
                         customer_id: None,
                         input_tokens: 0,
                         output_tokens: 0,
+                        authorization_id: None,
                     });
                     let outgoing = Outgoing::new(&event, chrono::Utc::now()).expect("encode");
                     log.append(&outgoing).await.expect("append");

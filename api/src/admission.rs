@@ -62,6 +62,8 @@ pub struct Ask<'a> {
     pub hold: Micros,
     /// The id the query's `query.recorded` will carry.
     pub record_id: EventId,
+    /// A verification, and when its hold expires (None: a query).
+    pub verification: Option<DateTime<Utc>>,
 }
 
 impl Admissions {
@@ -98,9 +100,10 @@ impl Admissions {
                 workflow_id: ask.workflow_id.to_owned(),
                 cost: ask.hold,
                 record_id: ask.record_id,
-                expires_at: expiry(now, state.upstream_timeout),
+                expires_at: ask.verification.unwrap_or_else(|| expiry(now, state.upstream_timeout)),
                 after_seq,
                 customer_id: ask.limits.customer_id().map(str::to_owned),
+                verification: ask.verification.is_some(),
             });
             let outgoing = Outgoing::new(&event, now).map_err(ApiError::internal)?;
             // Counted as in flight until folded, then as pending if it holds.

@@ -474,7 +474,7 @@ impl Archiver {
 }
 
 /// The row of a `query.recorded` record, decoded.
-fn row(record: &ingest::Record) -> Option<Row> {
+pub(crate) fn row(record: &ingest::Record) -> Option<Row> {
     let envelope = record.envelope().ok()?;
     match envelope.event() {
         Ok(Event::QueryRecorded(q)) => Some(query_row(record.seq, envelope.id, envelope.ts, q)),
@@ -518,6 +518,7 @@ mod tests {
             customer_id: None,
             input_tokens: 0,
             output_tokens: 0,
+            authorization_id: None,
         })
     }
 

@@ -47,6 +47,13 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("request body larger than 1 MiB")]
     PayloadTooLarge,
+    #[error("this replica (role api) holds no archive to read usage from; ask one running with --role all")]
+    ArchiveUnavailable,
+    #[error("a batch holds at most 1,000 events")]
+    BatchTooLarge,
+    /// A usage event that cannot be accepted, with its own code.
+    #[error("{detail}")]
+    InvalidEvent { code: &'static str, detail: String },
     #[error("the request body did not arrive in time")]
     RequestTimeout,
     #[error("expected a JSON body with Content-Type: application/json")]
@@ -219,7 +226,10 @@ impl ApiError {
             BadJson(_) => (StatusCode::BAD_REQUEST, "invalid_json", "Bad Request"),
             InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid_path", "Bad Request"),
             InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query", "Bad Request"),
-            PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload Too Large"),
+            PayloadTooLarge | BatchTooLarge => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload Too Large")
+            }
+            InvalidEvent { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code, "Unprocessable Entity"),
             RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout", "Request Timeout"),
             UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -251,6 +261,11 @@ impl ApiError {
             GrantNotFound => (StatusCode::NOT_FOUND, "grant_not_found", "Not Found"),
             UpstreamError(_) => (StatusCode::BAD_GATEWAY, "upstream_error", "Bad Gateway"),
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "Gateway Timeout"),
+            ArchiveUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "archive_unavailable",
+                "Service Unavailable",
+            ),
             MeteringUnavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "metering_unavailable",

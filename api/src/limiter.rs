@@ -130,6 +130,17 @@ impl Limits {
     }
 }
 
+/// One limit and what is used of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    pub level: Level,
+    pub limit: Limit,
+    /// Requests, tokens or micro-dollars.
+    pub used: u64,
+    /// When what is used of it next falls (epoch seconds).
+    pub reset: Option<i64>,
+}
+
 /// Whose limit refused a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -339,6 +350,36 @@ impl Limiter {
         )
     }
 
+    /// Every limit of the key and of its customer, with what is used of it
+    /// (recorded and in flight) and when it resets, as it stands.
+    pub fn standing(
+        &self,
+        key_id: &str,
+        limits: &Limits,
+        now: DateTime<Utc>,
+        projection: &Projection,
+    ) -> Vec<Standing> {
+        let scope = limits.scope(key_id);
+        let shard = self.shards[shard_index(&scope)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let taken = Taken::read(shard.get(&scope), &scope, key_id, limits, now, projection);
+        taken
+            .levels
+            .iter()
+            .flat_map(|used| used.rules.limits.iter().map(move |l| (used, l)))
+            .map(|(used, limit)| {
+                let (amount, reset) = taken.amount(used, limit);
+                Standing {
+                    level: used.level,
+                    limit: *limit,
+                    used: amount,
+                    reset,
+                }
+            })
+            .collect()
+    }
+
     /// The rate-limit state as it stands, for the headers of an answer
     /// that admits nothing (a refused or malformed query).
     pub fn rate_state(
@@ -363,6 +404,9 @@ struct Used<'a> {
     rules: &'a Rules,
     recorded: Option<&'a KeyUsage>,
     in_flight: u64,
+    /// Verifications whose hold has not expired: work in progress
+    /// elsewhere (their request is in the recorded usage already).
+    holding: u64,
     in_flight_cost: Micros,
     /// A prepaid customer's credit balance.
     balance: Option<Micros>,
@@ -395,13 +439,14 @@ impl<'a> Taken<'a> {
                 }
             }
             // Admitted on any replica (NATS), not yet recorded.
-            let (pending, pending_cost) = admissions.map_or((0, Micros::ZERO), |a| a.pending_of(key, now));
+            let pending = admissions.map_or_else(Default::default, |a| a.in_flight(key, now));
             Used {
                 level,
                 rules,
                 recorded,
-                in_flight: in_flight + pending,
-                in_flight_cost: in_flight_cost + pending_cost,
+                in_flight: in_flight + pending.queries,
+                holding: pending.verifications,
+                in_flight_cost: in_flight_cost + pending.cost,
                 balance: None,
             }
         };
@@ -468,7 +513,7 @@ impl<'a> Taken<'a> {
     fn refusal(&self) -> Option<Refusal> {
         for used in &self.levels {
             if let Some(max) = used.rules.max_concurrent {
-                if used.in_flight >= max {
+                if used.in_flight + used.holding >= max {
                     return Some(Refusal {
                         level: used.level,
                         refused: Refused::Concurrent(max),
@@ -521,7 +566,7 @@ impl<'a> Taken<'a> {
 fn count(metric: Metric, bucket: &ledger::Bucket) -> u64 {
     match metric {
         Metric::Tokens => bucket.tokens(),
-        _ => bucket.requests,
+        _ => bucket.admitted(),
     }
 }
 
@@ -735,6 +780,7 @@ mod tests {
                 customer_id: None,
                 input_tokens: tokens,
                 output_tokens: tokens,
+                authorization_id: None,
             })
         };
         projection.apply(1, EventId::new(), t, &recorded(300));

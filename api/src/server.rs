@@ -229,7 +229,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         upstream_timeout: config.upstream_timeout,
         webhook_guard: config.webhook_guard,
         rate_alerts: Arc::default(),
-        admissions: matches!(config.backend, Backend::Nats { .. }).then(Arc::default),
+        admissions: Arc::default(),
+        admit_on_stream: matches!(config.backend, Backend::Nats { .. }),
         outcome_can_be_unknown: matches!(config.backend, Backend::Nats { .. }),
         archive: (config.role == Role::All).then(|| data_dir.path().join("archive")),
     };

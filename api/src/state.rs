@@ -42,9 +42,12 @@ pub struct AppState {
     /// `usage.rate_limited` alerts this replica has appended, so that a
     /// storm of 429s appends each once (the fold de-duplicates the rest).
     pub rate_alerts: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
-    /// Admissions put on the stream first, for limits exact across
-    /// replicas: on NATS only (an embedded log has one process).
-    pub admissions: Option<Arc<crate::admission::Admissions>>,
+    /// Admissions put on the stream first: every verification, and on
+    /// NATS every limited query, for limits exact across replicas.
+    pub admissions: Arc<crate::admission::Admissions>,
+    /// Whether limited queries take their place on the stream (NATS; an
+    /// embedded log has one process, whose limiter is exact alone).
+    pub admit_on_stream: bool,
     /// A failed append may still have been stored (NATS: the acknowledgement
     /// can be lost), so it is tried again with the same id while there is
     /// time. The embedded log's failures are final.

@@ -33,6 +33,7 @@ fn events(n: usize) -> Vec<Outgoing> {
                 customer_id: None,
                 input_tokens: 0,
                 output_tokens: 0,
+                authorization_id: None,
             });
             Outgoing::new(&e, chrono::Utc::now()).unwrap()
         })

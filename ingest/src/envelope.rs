@@ -35,6 +35,19 @@ impl EventId {
         EventId(uuid::Uuid::from_bytes(bytes))
     }
 
+    /// The 32 lowercase hex digits, without hyphens.
+    pub fn simple(&self) -> String {
+        self.0.simple().to_string()
+    }
+
+    /// The inverse of [`Self::simple`]: exactly 32 hex digits.
+    pub fn parse_simple(hex: &str) -> Option<EventId> {
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        uuid::Uuid::try_parse(hex).ok().map(EventId)
+    }
+
     /// The hyphenated lowercase form, written into `buf` without allocating.
     pub fn encode<'a>(&self, buf: &'a mut [u8; 36]) -> &'a str {
         self.0.hyphenated().encode_lower(buf)

@@ -285,6 +285,10 @@ pub struct QueryRecorded {
     pub input_tokens: u64,
     #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub output_tokens: u64,
+    /// The verification (`POST /api/v1/verify`) this usage settles: its
+    /// hold stops counting, and the two are one request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_id: Option<String>,
 }
 
 fn is_zero_u64(n: &u64) -> bool {
@@ -316,9 +320,30 @@ pub struct QueryAdmitted {
     /// subject (`admission.c:<customer>`), since they share its limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_id: Option<String>,
+    /// A verification (`POST /api/v1/verify`) of work nodai does not
+    /// proxy: it counts as a request from now on, settled or not, and its
+    /// `cost` (the hold) until a usage event names it or `expires_at`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub verification: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl QueryAdmitted {
+    /// The `authorization_id` a verification answers with: its
+    /// `record_id`, which the usage event that settles it names.
+    pub fn authorization_id(record_id: crate::EventId) -> String {
+        format!("auth_{}", record_id.simple())
+    }
+
+    /// The `record_id` of an `authorization_id`, if it is one.
+    pub fn record_id_of(authorization_id: &str) -> Option<crate::EventId> {
+        let hex = authorization_id.strip_prefix("auth_")?;
+        crate::EventId::parse_simple(hex)
+    }
+
     /// What admissions are ordered by: the customer if any, else the key.
     pub fn scope(&self) -> String {
         scope(&self.key_id, self.customer_id.as_deref())

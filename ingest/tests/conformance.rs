@@ -95,6 +95,7 @@ fn event(key: &str, n: u64) -> Outgoing {
         customer_id: None,
         input_tokens: 0,
         output_tokens: 0,
+        authorization_id: None,
     });
     Outgoing::new(&e, chrono::Utc::now()).unwrap()
 }

@@ -32,6 +32,7 @@ fn events(n: u64) -> Vec<(u64, EventId, chrono::DateTime<Utc>, Event)> {
                 customer_id: None,
                 input_tokens: 0,
                 output_tokens: 0,
+                authorization_id: None,
             };
             // 20 days of traffic: 10M events is ~6 per second.
             let ts = start + chrono::Duration::microseconds((i as i64) * 172_800);

@@ -270,6 +270,7 @@ mod tests {
             customer_id: None,
             input_tokens: 0,
             output_tokens: 0,
+            authorization_id: None,
         });
         p.apply(*seq, EventId::new(), ts, &q);
         *seq += 1;

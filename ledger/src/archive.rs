@@ -115,13 +115,14 @@ pub fn schema() -> SchemaRef {
 }
 
 /// Column numbers in [`schema`].
-const KEY_ID: usize = 2;
-const STATUS_CODE: usize = 4;
-const COST: usize = 5;
+pub(crate) const KEY_ID: usize = 2;
+pub(crate) const WORKFLOW_ID: usize = 3;
+pub(crate) const STATUS_CODE: usize = 4;
+pub(crate) const COST: usize = 5;
 const SEQ: usize = 7;
-const INPUT_TOKENS: usize = 8;
-const OUTPUT_TOKENS: usize = 9;
-const CUSTOMER_ID: usize = 10;
+pub(crate) const INPUT_TOKENS: usize = 8;
+pub(crate) const OUTPUT_TOKENS: usize = 9;
+pub(crate) const CUSTOMER_ID: usize = 10;
 /// Columns of files written before tokens and customers.
 const FIRST_COLUMNS: usize = 8;
 
@@ -383,11 +384,7 @@ impl Archive {
 
     /// `usage/date=YYYY-MM-DD/hour=HH` of an hour number (hours since the epoch).
     fn hour_dir(&self, hour: i64) -> PathBuf {
-        let start = DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default();
-        self.root
-            .join("usage")
-            .join(format!("date={}", start.format("%Y-%m-%d")))
-            .join(format!("hour={:02}", start.hour()))
+        hour_dir(&self.root, hour)
     }
 
     /// Merges the files of every hour that ended before `closed_before`
@@ -684,8 +681,16 @@ fn part_name(first: u64, last: u64) -> String {
     format!("part-{first:020}-{last:020}.parquet")
 }
 
+/// `<root>/usage/date=YYYY-MM-DD/hour=HH` of an hour number (hours since the epoch).
+pub(crate) fn hour_dir(root: &Path, hour: i64) -> PathBuf {
+    let start = DateTime::from_timestamp(hour * 3600, 0).unwrap_or_default();
+    root.join("usage")
+        .join(format!("date={}", start.format("%Y-%m-%d")))
+        .join(format!("hour={:02}", start.hour()))
+}
+
 /// `(first, last)` of a `part-<first>-<last>.parquet` name.
-fn parse_part(name: &str) -> Option<(u64, u64)> {
+pub(crate) fn parse_part(name: &str) -> Option<(u64, u64)> {
     let (first, last) = name.strip_prefix("part-")?.strip_suffix(".parquet")?.split_once('-')?;
     Some((first.parse().ok()?, last.parse().ok()?))
 }
@@ -715,7 +720,7 @@ fn files(usage: &Path) -> Result<Vec<(PathBuf, Option<SeqRange>)>, Error> {
     Ok(out)
 }
 
-fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+pub(crate) fn read_dir(dir: &Path) -> Result<Vec<PathBuf>, Error> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }

@@ -79,6 +79,11 @@ impl Dedup {
         }
     }
 
+    /// Whether `id` was applied within the window.
+    pub fn contains(&self, id: EventId) -> bool {
+        self.ids.contains_key(&u128::from_be_bytes(*id.as_bytes()))
+    }
+
     /// Ids remembered.
     pub fn len(&self) -> usize {
         self.ids.len()

@@ -26,6 +26,7 @@ mod error;
 mod hash;
 pub mod keys;
 pub mod snapshot;
+pub mod summary;
 pub mod usage;
 pub mod webhooks;
 pub mod workflows;
@@ -312,6 +313,7 @@ mod tests {
                 customer_id: Some("acme".into()),
                 input_tokens: 0,
                 output_tokens: 0,
+                authorization_id: None,
             })
         };
         p.apply(3, EventId::new(), day(14), &query(400_000));
@@ -346,6 +348,7 @@ mod tests {
                 customer_id: None,
                 input_tokens: 0,
                 output_tokens: 0,
+                authorization_id: None,
             })
         };
         let mut p = Projection::default();
@@ -359,6 +362,7 @@ mod tests {
             expires_at: t + chrono::Duration::hours(1),
             after_seq: 0,
             customer_id: None,
+            verification: false,
         });
         p.apply(1, EventId::new(), t, &admitted);
         assert_eq!(p.usage.admissions("key_a").unwrap().pending(t).0, 1);

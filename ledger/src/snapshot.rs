@@ -293,6 +293,7 @@ mod tests {
                 customer_id: None,
                 input_tokens: 0,
                 output_tokens: 0,
+                authorization_id: None,
             });
             p.apply(i + 2, EventId::new(), t + chrono::Duration::minutes(i as i64 * 7), &q);
         }

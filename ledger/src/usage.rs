@@ -40,6 +40,10 @@ pub struct Bucket {
     pub input_tokens: u64,
     #[serde(default)]
     pub output_tokens: u64,
+    /// Verifications (`query.admitted` with `verification`) no usage event
+    /// has settled: they count against request limits, not as usage.
+    #[serde(default)]
+    pub unsettled: u64,
 }
 
 impl std::ops::AddAssign for Bucket {
@@ -49,6 +53,7 @@ impl std::ops::AddAssign for Bucket {
         self.errors += other.errors;
         self.input_tokens = self.input_tokens.saturating_add(other.input_tokens);
         self.output_tokens = self.output_tokens.saturating_add(other.output_tokens);
+        self.unsettled += other.unsettled;
     }
 }
 
@@ -61,6 +66,11 @@ impl Bucket {
         }
         self.input_tokens = self.input_tokens.saturating_add(q.input_tokens);
         self.output_tokens = self.output_tokens.saturating_add(q.output_tokens);
+    }
+
+    /// What request limits count: requests, and verifications not settled.
+    pub fn admitted(&self) -> u64 {
+        self.requests + self.unsettled
     }
 
     /// Input plus output tokens.
@@ -83,13 +93,13 @@ pub struct Series {
 }
 
 impl Series {
-    /// Adds `q` to `period`; true if that period is new to the series.
-    fn add(&mut self, period: i64, q: &QueryRecorded) -> bool {
+    /// Changes `period` by `f`; true if that period is new to the series.
+    fn add(&mut self, period: i64, f: impl Fn(&mut Bucket)) -> bool {
         let mut bucket = Bucket::default();
-        bucket.add(q);
+        f(&mut bucket);
         match &mut self.newest {
             Some((newest, b)) if *newest == period => {
-                b.add(q);
+                f(b);
                 false
             }
             Some((newest, _)) if *newest < period => {
@@ -100,7 +110,7 @@ impl Series {
                 let at = self.past.partition_point(|(p, _)| *p < period);
                 match self.past.get_mut(at) {
                     Some((p, b)) if *p == period => {
-                        b.add(q);
+                        f(b);
                         false
                     }
                     _ => {
@@ -112,6 +122,18 @@ impl Series {
             None => {
                 self.newest = Some((period, bucket));
                 true
+            }
+        }
+    }
+
+    /// Changes `period` by `f` if the series still holds it.
+    fn change(&mut self, period: i64, f: impl Fn(&mut Bucket)) {
+        match &mut self.newest {
+            Some((p, b)) if *p == period => f(b),
+            _ => {
+                if let Ok(i) = self.past.binary_search_by_key(&period, |(p, _)| *p) {
+                    f(&mut self.past[i].1);
+                }
             }
         }
     }
@@ -228,31 +250,53 @@ pub struct KeyUsage {
 
 impl KeyUsage {
     fn record(&mut self, ts: DateTime<Utc>, q: &QueryRecorded) {
+        self.touch(ts, |b| b.add(q));
+        self.total.add(q);
+    }
+
+    /// A verification at `ts`: a request against limits until settled.
+    fn verified(&mut self, ts: DateTime<Utc>) {
+        self.touch(ts, |b| b.unsettled += 1);
+    }
+
+    /// The verification made at `at` was settled: its usage event counts
+    /// it from now on.
+    fn settled(&mut self, at: DateTime<Utc>) {
+        let f = |b: &mut Bucket| b.unsettled = b.unsettled.saturating_sub(1);
+        self.seconds.change(at.timestamp(), f);
+        self.minutes.change(minute_of(at), f);
+        self.hours.change(hour_of(at), f);
+        self.days.change(day_of(at), f);
+        self.months.change(month_of(at), f);
+    }
+
+    /// Changes every period holding `ts` by `f`.
+    fn touch(&mut self, ts: DateTime<Utc>, f: impl Fn(&mut Bucket) + Copy) {
         let newest = self.last_used_at.map_or(ts, |at| at.max(ts));
         // Old periods can only fall out when a new one starts.
-        if self.seconds.add(ts.timestamp(), q) {
+        if self.seconds.add(ts.timestamp(), f) {
             self.seconds.keep_from(newest.timestamp() - 60);
         }
-        if self.minutes.add(minute_of(ts), q) {
+        if self.minutes.add(minute_of(ts), f) {
             self.minutes.keep_from(minute_of(newest) - WINDOW_MINUTES);
         }
-        if self.hours.add(hour_of(ts), q) {
+        if self.hours.add(hour_of(ts), f) {
             self.hours.keep_from(hour_of(newest) - HOURS_KEPT + 1);
         }
-        if self.days.add(day_of(ts), q) {
+        if self.days.add(day_of(ts), f) {
             self.days.keep_from(day_of(newest) - DAYS_KEPT + 1);
         }
-        self.months.add(month_of(ts), q);
-        self.total.add(q);
+        self.months.add(month_of(ts), f);
         self.last_used_at = Some(newest);
     }
 
-    /// Admitted queries in the rolling hour before `now`. Buckets are
+    /// Admitted queries (and verifications not settled yet) in the rolling
+    /// hour before `now`: what a requests limit counts. Buckets are
     /// minutes, and a query counts until the end of the 60th minute after
     /// its own: for at least 60 full minutes (a query at 10:00:59 until
     /// 11:01:00), at most 61.
     pub fn requests_this_hour(&self, now: DateTime<Utc>) -> u64 {
-        self.rolling(Window::Hour, now).0.requests
+        self.rolling(Window::Hour, now).0.admitted()
     }
 
     /// What the rolling `window` before `now` holds, and when its oldest
@@ -324,6 +368,21 @@ struct Pending {
     /// empty in a version 2 snapshot, whose scopes were all keys.
     #[serde(default)]
     key_id: String,
+    /// A verification's, made at this time: it counts as a request in the
+    /// usage buckets (`Bucket::unsettled`), so here only for its hold.
+    #[serde(default)]
+    verified_at: Option<DateTime<Utc>>,
+}
+
+/// A scope's admitted work not yet recorded.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct InFlight {
+    /// Queries admitted on any replica.
+    pub queries: u64,
+    /// Verifications whose hold has not expired.
+    pub verifications: u64,
+    /// What both count for against cost limits and credits.
+    pub cost: Micros,
 }
 
 impl Admissions {
@@ -342,10 +401,33 @@ impl Admissions {
 
     /// [`Self::pending`] of one key of the scope (all of them: `None`).
     pub fn pending_of(&self, key_id: Option<&str>, now: DateTime<Utc>) -> (u64, Micros) {
+        let f = self.in_flight(key_id, now);
+        (f.queries, f.cost)
+    }
+
+    /// The key of the admission whose query will be recorded as `record_id`.
+    pub fn key_of(&self, record_id: EventId) -> Option<&str> {
         self.pending
             .iter()
-            .filter(|p| p.expires_at > now && key_id.is_none_or(|k| p.key_id.is_empty() || p.key_id == k))
-            .fold((0, Micros::ZERO), |(n, cost), p| (n + 1, cost + p.cost))
+            .find(|p| p.record_id == record_id)
+            .map(|p| p.key_id.as_str())
+    }
+
+    /// What of the scope (of one key of it: `Some`) is admitted and not
+    /// recorded, leaving out what has expired.
+    pub fn in_flight(&self, key_id: Option<&str>, now: DateTime<Utc>) -> InFlight {
+        let mut f = InFlight::default();
+        for p in &self.pending {
+            if p.expires_at <= now || key_id.is_some_and(|k| !p.key_id.is_empty() && p.key_id != k) {
+                continue;
+            }
+            match p.verified_at {
+                Some(_) => f.verifications += 1,
+                None => f.queries += 1,
+            }
+            f.cost += p.cost;
+        }
+        f
     }
 }
 
@@ -380,7 +462,14 @@ impl Usage {
             record_id: a.record_id,
             cost: a.cost,
             expires_at: a.expires_at,
+            verified_at: a.verification.then_some(ts),
         });
+        if a.verification {
+            if let Some(customer_id) = &a.customer_id {
+                Arc::make_mut(entry(&mut self.by_customer, customer_id)).verified(ts);
+            }
+            Arc::make_mut(entry(&mut self.by_key, &a.key_id)).verified(ts);
+        }
     }
 
     /// Frees the place of the admission whose query was recorded as `id`
@@ -396,10 +485,20 @@ impl Usage {
     /// the key's usage in the UTC month of `ts`, for the alert rules.
     pub(crate) fn apply(&mut self, id: EventId, ts: DateTime<Utc>, q: &QueryRecorded) -> Bucket {
         let scope = ingest::events::scope(&q.key_id, q.customer_id.as_deref());
+        let settles = q.authorization_id.as_deref().and_then(QueryAdmitted::record_id_of);
+        let mut verified_at = None;
         if let Some(admissions) = self.admissions.get_mut(&scope) {
-            if let Some(at) = admissions.pending.iter().position(|p| p.record_id == id) {
-                admissions.pending.swap_remove(at);
+            let admission = |p: &Pending| p.record_id == id || Some(p.record_id) == settles;
+            if let Some(at) = admissions.pending.iter().position(admission) {
+                verified_at = admissions.pending.swap_remove(at).verified_at;
             }
+        }
+        // A verification and the usage that settles it are one request.
+        if let Some(at) = verified_at {
+            if let Some(customer_id) = &q.customer_id {
+                Arc::make_mut(entry(&mut self.by_customer, customer_id)).settled(at);
+            }
+            Arc::make_mut(entry(&mut self.by_key, &q.key_id)).settled(at);
         }
         if let Some(customer_id) = &q.customer_id {
             Arc::make_mut(entry(&mut self.by_customer, customer_id)).record(ts, q);
@@ -443,6 +542,7 @@ mod tests {
             customer_id: None,
             input_tokens: 0,
             output_tokens: 0,
+            authorization_id: None,
         }
     }
 
@@ -466,6 +566,7 @@ mod tests {
             expires_at,
             after_seq,
             customer_id: None,
+            verification: false,
         };
         let (first, second, raced) = (EventId::new(), EventId::new(), EventId::new());
         u.admitted(10, at(25, 10, 0, 0), &admit(first, at(25, 10, 1, 0), 0));
@@ -495,6 +596,63 @@ mod tests {
         // An admission folded after the first expired prunes it.
         u.admitted(20, at(25, 10, 2, 0), &admit(EventId::new(), at(25, 10, 3, 0), 12));
         assert_eq!(u.admissions("key_a").unwrap().pending.len(), 1);
+    }
+
+    #[test]
+    fn a_verification_is_one_request_whether_settled_or_not_and_holds_until_then() {
+        let mut u = Usage::default();
+        let verify = |record_id, after_seq| QueryAdmitted {
+            request_id: QueryAdmitted::authorization_id(record_id),
+            key_id: "key_a".into(),
+            workflow_id: "wf".into(),
+            cost: Micros::new(300),
+            record_id,
+            expires_at: at(25, 10, 5, 0),
+            after_seq,
+            customer_id: Some("acme".into()),
+            verification: true,
+        };
+        let (settled, unsettled) = (EventId::new(), EventId::new());
+        u.admitted(1, at(25, 10, 0, 0), &verify(settled, 0));
+        u.admitted(2, at(25, 10, 0, 1), &verify(unsettled, 1));
+        let now = at(25, 10, 1, 0);
+        let counted = |u: &Usage, who: &str| {
+            let usage = if who == "acme" { u.customer(who) } else { u.get(who) };
+            let (hour, _) = usage.unwrap().rolling(Window::Hour, now);
+            (hour.requests, hour.admitted())
+        };
+        assert_eq!(
+            counted(&u, "key_a"),
+            (0, 2),
+            "requests limits count both, usage neither"
+        );
+        assert_eq!(counted(&u, "acme"), (0, 2));
+        let in_flight = u.admissions("c:acme").unwrap().in_flight(None, now);
+        assert_eq!(
+            (in_flight.queries, in_flight.verifications, in_flight.cost),
+            (0, 2, Micros::new(600))
+        );
+        // Its usage event names it: one request, its hold released.
+        let mut q = query(120, 200);
+        q.customer_id = Some("acme".into());
+        q.authorization_id = Some(QueryAdmitted::authorization_id(settled));
+        u.apply(EventId::new(), at(25, 10, 0, 30), &q);
+        assert_eq!(counted(&u, "key_a"), (1, 2), "one request, not two");
+        assert_eq!(counted(&u, "acme"), (1, 2));
+        let in_flight = u.admissions("c:acme").unwrap().in_flight(None, now);
+        assert_eq!((in_flight.verifications, in_flight.cost), (1, Micros::new(300)));
+        // Past its expiry the other hold counts for nothing; its request stays.
+        let later = at(25, 10, 6, 0);
+        assert_eq!(
+            u.admissions("c:acme").unwrap().in_flight(None, later),
+            InFlight::default()
+        );
+        assert_eq!(u.get("key_a").unwrap().rolling(Window::Hour, later).0.admitted(), 2);
+        assert_eq!(
+            u.get("key_a").unwrap().total.requests,
+            1,
+            "usage holds the settled one only"
+        );
     }
 
     /// Snapshots are positional MessagePack: usage written by version 2

@@ -173,6 +173,7 @@ pub async fn run(dir: &Path, params: &Params, mut report: impl FnMut(&Day)) -> R
                     customer_id: None,
                     input_tokens: 0,
                     output_tokens: 0,
+                    authorization_id: None,
                 });
                 Outgoing::new(&q, ts).unwrap()
             })

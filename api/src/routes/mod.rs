@@ -3,12 +3,15 @@
 
 pub mod credits;
 pub mod customers;
+pub mod events;
 pub mod health;
 pub mod keys;
 pub mod limits;
 pub mod openapi;
 pub mod queries;
+pub mod report;
 pub mod usage;
+pub mod verify;
 pub mod web;
 pub mod webhooks;
 pub mod workflows;
@@ -29,6 +32,9 @@ pub fn router(state: AppState) -> Router {
         .merge(credits::router())
         .merge(workflows::router())
         .merge(usage::router())
+        .merge(verify::router())
+        .merge(events::router())
+        .merge(report::router())
         .merge(webhooks::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

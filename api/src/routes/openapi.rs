@@ -10,7 +10,10 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
-use super::{credits, customers, health, keys, limits, queries, usage, webhooks, workflows, AppState, Page};
+use super::{
+    credits, customers, events, health, keys, limits, queries, report, usage, verify, webhooks, workflows, AppState,
+    Page,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +26,7 @@ use super::{credits, customers, health, keys, limits, queries, usage, webhooks, 
         credits::grant, credits::balance, credits::void,
         workflows::create, workflows::list, workflows::get_one, workflows::update, workflows::delete,
         queries::query,
+        verify::verify, events::ingest_events, report::report,
         webhooks::create, webhooks::list, webhooks::get_one, webhooks::update, webhooks::delete,
         webhooks::deliveries, webhooks::retry, webhooks::test,
         health::healthz, health::readyz, health::metrics,
@@ -34,6 +38,9 @@ use super::{credits, customers, health, keys, limits, queries, usage, webhooks, 
         workflows::WorkflowObject, workflows::CreateWorkflow, workflows::UpdateWorkflow,
         queries::QueryRequest, queries::QueryResponse, queries::QueryUsage,
         usage::UsageObject, usage::Hourly, usage::Daily,
+        verify::VerifyRequest, verify::VerifyResponse, verify::LimitStanding,
+        report::Report, report::ReportRow,
+        events::UsageEvent, events::UsageData, events::Ingested, events::Rejected,
         webhooks::WebhookObject, webhooks::CreateWebhook, webhooks::UpdateWebhook,
         webhooks::DeliveryObject, webhooks::DeliveryList, webhooks::TestSent,
         Page<keys::KeyObject>, Page<customers::CustomerObject>, Page<workflows::WorkflowObject>, Page<webhooks::WebhookObject>, Problem,

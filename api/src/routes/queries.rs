@@ -215,7 +215,7 @@ struct Checked {
 
 /// How a workflow's queries are charged.
 #[derive(Debug, Clone, Copy)]
-struct Pricing {
+pub(crate) struct Pricing {
     price: Micros,
     /// Micro-dollars per million tokens.
     per_million_input: Micros,
@@ -224,7 +224,7 @@ struct Pricing {
 }
 
 impl Pricing {
-    fn of(settings: &ingest::events::WorkflowSettings) -> Pricing {
+    pub(crate) fn of(settings: &ingest::events::WorkflowSettings) -> Pricing {
         Pricing {
             price: settings.price_per_request,
             per_million_input: settings.price_per_million_input_tokens,
@@ -235,14 +235,14 @@ impl Pricing {
 
     /// What an in-flight query counts for against cost limits: its tokens
     /// are not known yet.
-    fn hold(self) -> Micros {
+    pub(crate) fn hold(self) -> Micros {
         self.max.unwrap_or(self.price)
     }
 
     /// What a query costs: the upstream's reported cost, else the price
     /// plus its tokens at the workflow's prices, rounded half up to the
     /// micro-dollar; capped at the maximum.
-    fn cost(self, reported: upstream::Reported) -> Micros {
+    pub(crate) fn cost(self, reported: upstream::Reported) -> Micros {
         let cost = reported.cost.unwrap_or_else(|| {
             let tokens = u128::from(reported.input_tokens) * self.per_million_input.get().max(0) as u128
                 + u128::from(reported.output_tokens) * self.per_million_output.get().max(0) as u128;
@@ -329,7 +329,7 @@ fn rate_state(state: &AppState, key_id: &str, limits: &Limits, now: chrono::Date
 
 /// The key's limits and its customer's (a customer deleted by a race
 /// across replicas has none).
-fn limits_of(key: &ledger::ApiKey, projection: &ledger::Projection) -> Limits {
+pub(crate) fn limits_of(key: &ledger::ApiKey, projection: &ledger::Projection) -> Limits {
     let s = &key.settings;
     let customer = s.customer_id.as_deref().and_then(|id| projection.customers.get(id));
     Limits {
@@ -368,22 +368,20 @@ async fn admit(
         upstream_url,
         pricing,
     } = checked;
-    let verdict = match &state.admissions {
-        Some(admissions) if limits.any() => {
-            let ask = Ask {
-                key_id: &key_id,
-                workflow_id: &workflow_id,
-                request_id: &request_id,
-                limits: &limits,
-                hold: pricing.hold(),
-                record_id,
-            };
-            admissions.admit(state, ask).await?
-        }
-        _ => {
-            let projection = state.projection();
-            state.limiter.admit(&key_id, &limits, pricing.hold(), now, &projection)
-        }
+    let verdict = if state.admit_on_stream && limits.any() {
+        let ask = Ask {
+            key_id: &key_id,
+            workflow_id: &workflow_id,
+            request_id: &request_id,
+            limits: &limits,
+            hold: pricing.hold(),
+            record_id,
+            verification: None,
+        };
+        state.admissions.admit(state, ask).await?
+    } else {
+        let projection = state.projection();
+        state.limiter.admit(&key_id, &limits, pricing.hold(), now, &projection)
     };
     let customer_id = limits.customer_id().map(str::to_owned);
     let reservation = place(state, verdict, &key_id, now, meta)?;
@@ -503,6 +501,7 @@ impl Admitted {
             customer_id: self.customer_id.clone(),
             input_tokens: settled.input_tokens,
             output_tokens: settled.output_tokens,
+            authorization_id: None,
         });
         let outgoing = Outgoing::with_id(self.record_id, &event, Utc::now()).map_err(ApiError::internal)?;
         // No wait for the follower: the limiter counts this query as in
@@ -682,13 +681,13 @@ async fn run_events(
     let _ = tx.send(piece);
 }
 
-fn catching_up() -> ApiError {
+pub(crate) fn catching_up() -> ApiError {
     ApiError::NotReady("this replica is catching up with the stream; retry shortly".into())
 }
 
 /// The first 429 of a key in a clock hour fires `usage.rate_limited`.
 /// Appended in the background: the 429 does not wait for it.
-fn fire_rate_limited(state: &AppState, key_id: &str, limit: Value, now: chrono::DateTime<Utc>) {
+pub(crate) fn fire_rate_limited(state: &AppState, key_id: &str, limit: Value, now: chrono::DateTime<Utc>) {
     let own = state
         .projection()
         .keys

@@ -85,7 +85,8 @@ pub struct UsageObject {
     requests_today: u64,
     /// USD.
     cost_today: f64,
-    /// Rolling 60 minutes: what the rate limit sees.
+    /// Rolling 60 minutes: what the rate limit sees (verifications not
+    /// settled yet included).
     requests_this_hour: u64,
     /// USD, month to date (the UTC calendar month, or the customer's
     /// billing month from its `billing_anchor_day`): what a monthly cost
@@ -269,6 +270,18 @@ impl Owned {
     }
 }
 
+/// An optional RFC 3339 query parameter.
+pub(crate) fn time(field: &str, value: &Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    value
+        .as_deref()
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| ApiError::Validation(format!("{field} must be an RFC 3339 time, got {v:?}")))
+        })
+        .transpose()
+}
+
 /// Hour and day numbers to show, each `from..to`.
 struct Range {
     hours: (i64, i64),
@@ -277,16 +290,6 @@ struct Range {
 
 impl Range {
     fn parse(params: &UsageParams, now: DateTime<Utc>) -> Result<Range, ApiError> {
-        let time = |field: &str, value: &Option<String>| -> Result<Option<DateTime<Utc>>, ApiError> {
-            value
-                .as_deref()
-                .map(|v| {
-                    DateTime::parse_from_rfc3339(v)
-                        .map(|t| t.with_timezone(&Utc))
-                        .map_err(|_| ApiError::Validation(format!("{field} must be an RFC 3339 time, got {v:?}")))
-                })
-                .transpose()
-        };
         let (from, to) = (time("from", &params.from)?, time("to", &params.to)?);
         let chosen = from.is_some() || to.is_some();
         let to = to.unwrap_or(now);

@@ -1694,6 +1694,7 @@ async fn a_restart_decides_nothing_before_it_has_caught_up(mut app: App) {
                 customer_id: None,
                 input_tokens: 0,
                 output_tokens: 0,
+                authorization_id: None,
             })
         };
         let batch: Vec<_> = (0..100_000)

@@ -283,6 +283,7 @@ async fn old_hours_are_read_from_the_archive() {
             customer_id: None,
             input_tokens: 0,
             output_tokens: 0,
+            authorization_id: None,
         });
         last = log.append(&Outgoing::new(&e, ts).unwrap()).await.unwrap().seq;
         if key == &key_id {

@@ -1,0 +1,244 @@
+//! Usage across keys from the Parquet archive, summed per hour and per
+//! group (key, customer, workflow, status): what `GET /api/v1/usage`
+//! regroups into its periods. The sums are DuckDB's over the same files.
+//!
+//! Made for the archive's shape rather than through a general engine:
+//! - every row of a file is of its directory's hour, so `ts` is not read;
+//! - the id columns are dictionary-encoded, and are read as dictionaries,
+//!   so a row is grouped by four small integers, never by its strings;
+//! - files are read on every core at once.
+//!
+//! Only files at or below the watermark are read (a flush beyond it has
+//! not finished): the caller adds what comes after the returned watermark
+//! from the stream. A file replaced while it was read (compaction), or one
+//! beyond the watermark it was listed with, makes the whole read start
+//! again, so the files summed and the watermark always agree.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int32Type;
+use arrow_array::{Array, Decimal128Array, DictionaryArray, Int32Array, Int64Array};
+use arrow_schema::{DataType, Field, Schema};
+use ingest::Micros;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::archive::{self, Archive, COST, CUSTOMER_ID, INPUT_TOKENS, KEY_ID, OUTPUT_TOKENS, STATUS_CODE, WORKFLOW_ID};
+use crate::error::{io, Error};
+use crate::Bucket;
+
+/// One group's usage in one hour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourGroup {
+    /// Hours since the epoch.
+    pub hour: i64,
+    pub key_id: Arc<str>,
+    pub customer_id: Option<Arc<str>>,
+    pub workflow_id: Arc<str>,
+    pub status_code: u16,
+    pub usage: Bucket,
+}
+
+/// What was read, and the watermark it is exact up to.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub watermark: u64,
+    pub groups: Vec<HourGroup>,
+    /// Rows read.
+    pub rows: u64,
+}
+
+/// The archive's usage in hours `from..to` (hours since the epoch).
+pub fn hours(root: &Path, from: i64, to: i64) -> Result<Summary, Error> {
+    let mut attempts = 0;
+    loop {
+        match hours_once(root, from, to) {
+            Err(Retry::Again) | Err(Retry::Gone(_)) if attempts < 5 => attempts += 1,
+            Err(Retry::Again) => {
+                return Err(Error::InvalidArchive(
+                    "the archive kept changing while it was read".into(),
+                ))
+            }
+            Err(Retry::Gone(e) | Retry::Failed(e)) => return Err(e),
+            Ok(summary) => return Ok(summary),
+        }
+    }
+}
+
+enum Retry {
+    /// A file beyond the watermark: a flush landed meanwhile.
+    Again,
+    /// A file disappeared (compaction swapped its hour).
+    Gone(Error),
+    Failed(Error),
+}
+
+impl From<Error> for Retry {
+    fn from(e: Error) -> Retry {
+        match &e {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Retry::Gone(e),
+            _ => Retry::Failed(e),
+        }
+    }
+}
+
+fn hours_once(root: &Path, from: i64, to: i64) -> Result<Summary, Retry> {
+    let watermark = Archive::peek(root)?.map_or(0, |(seq, _)| seq);
+    let mut files: Vec<(i64, PathBuf)> = Vec::new();
+    for hour in from..to {
+        for path in archive::read_dir(&archive::hour_dir(root, hour))? {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let Some((_, last)) = archive::parse_part(name) else {
+                continue;
+            };
+            if last > watermark {
+                return Err(Retry::Again);
+            }
+            files.push((hour, path));
+        }
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len().max(1));
+    let chunk = files.len().div_ceil(threads).max(1);
+    let parts: Vec<Result<(Vec<HourGroup>, u64), Error>> = std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|files| {
+                s.spawn(move || {
+                    let (mut groups, mut rows) = (Vec::new(), 0);
+                    for (hour, path) in files {
+                        rows += file(*hour, path, &mut groups)?;
+                    }
+                    Ok((groups, rows))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::InvalidArchive("a reader panicked".into())))
+            })
+            .collect()
+    });
+    let mut summary = Summary {
+        watermark,
+        ..Summary::default()
+    };
+    for part in parts {
+        let (groups, rows) = part?;
+        summary.groups.extend(groups);
+        summary.rows += rows;
+    }
+    Ok(summary)
+}
+
+/// The archive's schema (or, for a file written before tokens and
+/// customers, its first `columns`) with the id columns as dictionaries.
+fn dictionary_schema(columns: usize) -> Arc<Schema> {
+    let fields = archive::schema()
+        .fields()
+        .iter()
+        .take(columns)
+        .enumerate()
+        .map(|(i, f)| match i {
+            KEY_ID | WORKFLOW_ID | CUSTOMER_ID => Arc::new(Field::new(
+                f.name(),
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                f.is_nullable(),
+            )),
+            _ => f.clone(),
+        })
+        .collect::<Vec<_>>();
+    Arc::new(Schema::new(fields))
+}
+
+/// Key, customer, workflow, status.
+type GroupKey = (Arc<str>, Option<Arc<str>>, Arc<str>, u16);
+
+/// Sums one file into `out`; returns its rows.
+fn file(hour: i64, path: &PathBuf, out: &mut Vec<HourGroup>) -> Result<u64, Error> {
+    let opened = File::open(path).map_err(io(path))?;
+    let plain = ParquetRecordBatchReaderBuilder::try_new(opened.try_clone().map_err(io(path))?)?;
+    let columns = plain.schema().fields().len();
+    drop(plain);
+    let options = ArrowReaderOptions::new().with_schema(dictionary_schema(columns));
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(opened, options)?;
+    let mut wanted = vec![KEY_ID, WORKFLOW_ID, STATUS_CODE, COST];
+    if columns > CUSTOMER_ID {
+        wanted.extend([INPUT_TOKENS, OUTPUT_TOKENS, CUSTOMER_ID]);
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), wanted.iter().copied());
+    let at = |c: usize| wanted.iter().position(|w| *w == c);
+    let mut sums: HashMap<GroupKey, Bucket> = HashMap::new();
+    let mut rows = 0u64;
+    let bad = || Error::InvalidArchive(format!("{}: unexpected column types", path.display()));
+    for batch in builder.with_projection(mask).with_batch_size(65_536).build()? {
+        let batch = batch?;
+        let column = |c: usize| at(c).map(|i| batch.column(i));
+        let dict = |c: usize| column(c).and_then(|a| a.as_dictionary_opt::<Int32Type>());
+        let (Some(keys), Some(workflows), Some(status), Some(cost)) = (
+            dict(KEY_ID),
+            dict(WORKFLOW_ID),
+            column(STATUS_CODE).and_then(|a| a.as_any().downcast_ref::<Int32Array>()),
+            column(COST).and_then(|a| a.as_any().downcast_ref::<Decimal128Array>()),
+        ) else {
+            return Err(bad());
+        };
+        let customers = dict(CUSTOMER_ID);
+        let tokens = |c: usize| column(c).and_then(|a| a.as_any().downcast_ref::<Int64Array>());
+        let (input, output) = (tokens(INPUT_TOKENS), tokens(OUTPUT_TOKENS));
+        // Grouped by dictionary indices: integers, not strings.
+        let mut by_index: HashMap<(i32, i32, i32, i32), Bucket> = HashMap::new();
+        let (k, w) = (keys.keys(), workflows.keys());
+        for i in 0..batch.num_rows() {
+            let c = customers.map_or(-1, |c| if c.is_valid(i) { c.keys().value(i) } else { -1 });
+            let s = status.value(i);
+            let bucket = by_index.entry((k.value(i), w.value(i), c, s)).or_default();
+            bucket.requests += 1;
+            bucket.cost += Micros::new(cost.value(i) as i64);
+            if s >= 500 {
+                bucket.errors += 1;
+            }
+            bucket.input_tokens = bucket
+                .input_tokens
+                .saturating_add(input.map_or(0, |a| a.value(i) as u64));
+            bucket.output_tokens = bucket
+                .output_tokens
+                .saturating_add(output.map_or(0, |a| a.value(i) as u64));
+        }
+        rows += batch.num_rows() as u64;
+        let name = |d: &DictionaryArray<Int32Type>, i: i32| -> Result<Arc<str>, Error> {
+            let values = d.values().as_string_opt::<i32>().ok_or_else(bad)?;
+            usize::try_from(i)
+                .ok()
+                .filter(|&i| i < values.len())
+                .map(|i| Arc::from(values.value(i)))
+                .ok_or_else(bad)
+        };
+        for ((k, w, c, s), bucket) in by_index {
+            let customer = match customers {
+                Some(d) if c >= 0 => Some(name(d, c)?),
+                _ => None,
+            };
+            let group = (name(keys, k)?, customer, name(workflows, w)?, s.clamp(0, 999) as u16);
+            *sums.entry(group).or_default() += bucket;
+        }
+    }
+    out.extend(
+        sums.into_iter()
+            .map(|((key_id, customer_id, workflow_id, status_code), usage)| HourGroup {
+                hour,
+                key_id,
+                customer_id,
+                workflow_id,
+                status_code,
+                usage,
+            }),
+    );
+    Ok(rows)
+}
