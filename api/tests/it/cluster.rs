@@ -850,6 +850,45 @@ async fn replicas_see_each_others_writes_and_limits_are_exact_across_them() {
         })
         .await;
     }
+
+    // Verifications (work nodai does not proxy) through both replicas at
+    // once: a customer's limit of 30 requests a day admits exactly 30 of 90.
+    let (status, body) = cluster
+        .admin(
+            "api-1",
+            Method::POST,
+            "/api/v1/customers",
+            Some(
+                json!({"id": "verified", "name": "V", "limits": [{"metric": "requests", "window": "day", "max": 30}]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, key) = cluster
+        .create_key("api-2", json!({"name": "verified", "customer_id": "verified"}))
+        .await;
+    let verifications: Vec<_> = (0..90)
+        .map(|i| {
+            let (cluster, key) = (cluster.clone(), key.clone());
+            tokio::spawn(async move {
+                let replica = if i % 2 == 0 { "api-1" } else { "api-2" };
+                let (status, answer) = cluster
+                    .admin(replica, Method::POST, "/api/v1/verify", Some(json!({"key": key})))
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{answer}");
+                answer["code"].as_str().unwrap_or_default().to_owned()
+            })
+        })
+        .collect();
+    let mut codes = BTreeMap::<String, u64>::new();
+    for verification in verifications {
+        *codes.entry(verification.await.unwrap()).or_default() += 1;
+    }
+    assert_eq!(
+        codes,
+        BTreeMap::from([("rate_limited".to_owned(), 60), ("valid".to_owned(), 30)]),
+        "exact across replicas"
+    );
 }
 
 /// Killing the node that leads the stream, under load: queries keep

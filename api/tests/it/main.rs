@@ -7,6 +7,7 @@
 
 mod common;
 
+mod anywhere;
 mod cluster;
 mod connections;
 mod crash;

@@ -116,6 +116,28 @@ export interface Usage {
   daily: (Bucket & { date: string })[];
 }
 
+/** The periods of GET /api/v1/usage: UTC hours, days or months. */
+export type Granularity = "hour" | "day" | "month";
+
+/** What GET /api/v1/usage may group its rows by (`group_by`, a comma list). */
+export type UsageGroup = "key_id" | "customer_id" | "workflow_id" | "status_code";
+
+/**
+ * A row of GET /api/v1/usage: one period, and one group when grouped (only
+ * the fields grouped by are present; `customer_id` is null for keys
+ * without a customer). Rows come only for periods and groups with usage.
+ */
+export interface UsageRow extends Bucket {
+  /** RFC 3339, the period's first instant. */
+  start: string;
+  /** RFC 3339, the next period's first instant. */
+  end: string;
+  key_id?: string;
+  customer_id?: string | null;
+  workflow_id?: string;
+  status_code?: number;
+}
+
 export interface Workflow {
   id: string;
   name: string;
@@ -222,13 +244,23 @@ interface CallOptions {
   headers?: Record<string, string>;
 }
 
-/** Calls the admin API; resolves with the parsed JSON body (undefined for 204). */
-export async function api<T>(method: string, path: string, body?: unknown, options: CallOptions = {}): Promise<T> {
+/**
+ * Sends one admin call asking for `accept`; resolves with the response when
+ * it is a success, else throws its problem+json as an ApiError (and signs
+ * the tab out on a 401 made with the session's token).
+ */
+async function request(
+  method: string,
+  path: string,
+  body: unknown,
+  options: CallOptions,
+  accept: string,
+): Promise<Response> {
   const token = options.token ?? session.token() ?? "";
   const headers: Record<string, string> = {
     ...options.headers,
     authorization: `Bearer ${token}`,
-    accept: "application/json",
+    accept,
   };
   if (body !== undefined) headers["content-type"] = "application/json";
   let res: Response;
@@ -237,31 +269,47 @@ export async function api<T>(method: string, path: string, body?: unknown, optio
   } catch {
     throw new ApiError(0, "network_error", "Could not reach the nodai server. Check that it is running and retry.");
   }
+  if (res.ok) return res;
   const text = await res.text();
-  let parsed: unknown = undefined;
-  if (text) {
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      parsed = undefined;
-    }
+  const problem = (parseJson(text) ?? {}) as { detail?: unknown; title?: unknown; code?: unknown };
+  const detail =
+    typeof problem.detail === "string" && problem.detail
+      ? problem.detail
+      : typeof problem.title === "string"
+        ? problem.title
+        : text.slice(0, 200) || res.statusText || "Request failed";
+  const error = new ApiError(res.status, typeof problem.code === "string" ? problem.code : "http_error", detail);
+  if (res.status === 401 && options.token === undefined) {
+    session.clear();
+    unauthorized(error);
   }
-  if (!res.ok) {
-    const problem = (parsed ?? {}) as { detail?: unknown; title?: unknown; code?: unknown };
-    const detail =
-      typeof problem.detail === "string" && problem.detail
-        ? problem.detail
-        : typeof problem.title === "string"
-          ? problem.title
-          : text.slice(0, 200) || res.statusText || "Request failed";
-    const error = new ApiError(res.status, typeof problem.code === "string" ? problem.code : "http_error", detail);
-    if (res.status === 401 && options.token === undefined) {
-      session.clear();
-      unauthorized(error);
-    }
-    throw error;
+  throw error;
+}
+
+/** `text` parsed as JSON; undefined when empty or not JSON. */
+function parseJson(text: string): unknown {
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
   }
-  return parsed as T;
+}
+
+/** Calls the admin API; resolves with the parsed JSON body (undefined for 204). */
+export async function api<T>(method: string, path: string, body?: unknown, options: CallOptions = {}): Promise<T> {
+  const res = await request(method, path, body, options, "application/json");
+  return parseJson(await res.text()) as T;
+}
+
+/**
+ * GETs `path` as a file in another format (`accept`: `text/csv`, say) and
+ * resolves with its body; an error answer (problem+json) throws an ApiError
+ * as `api` does.
+ */
+export async function apiFile(path: string, accept: string): Promise<Blob> {
+  const res = await request("GET", path, undefined, {}, accept);
+  return res.blob();
 }
 
 /** `/api/v1/...` with `params` (empty values left out) as the query string. */

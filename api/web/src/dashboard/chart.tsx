@@ -1,7 +1,8 @@
 // A hand-drawn SVG bar chart: y axis with gridlines, x labels thinned to
 // fit, an optional limit drawn as a dashed line, drawn at the container's
 // real pixel width (so text stays legible on a phone). A bar may stack
-// the parts of its value (input and output tokens), with a legend. Its
+// the parts of its value (input and output tokens; or groups, such as
+// workflows, each its own colour), with a legend. Its
 // text alternative is the `summary` (the SVG's accessible name) and a
 // data table behind a disclosure.
 
@@ -37,8 +38,10 @@ export interface ChartProps {
   columns: string[];
   /** Label spacings to choose from, in periods (24 h: 1, 2, 3, 4, 6, 12, 24). */
   steps?: number[];
-  /** The names of the points' `parts` (at most 2 colours), shown as a legend. */
+  /** The names of the points' `parts`, shown as a legend: at most 2 (shades of one colour), or 8 when `categorical`. */
   series?: string[];
+  /** The parts are groups (keys, workflows…), each its own hue, rather than the two shares of one total. */
+  categorical?: boolean;
 }
 
 const HEIGHT = 190;
@@ -98,7 +101,7 @@ export function BarChart(props: ChartProps) {
   };
   const titleId = `${props.id}-title`;
   return (
-    <figure class="chart">
+    <figure class={props.categorical ? "chart chart-categorical" : "chart"}>
       <figcaption id={titleId} class="chart-title">
         {props.title}
       </figcaption>
@@ -134,7 +137,9 @@ export function BarChart(props: ChartProps) {
                     names={series}
                     y={y}
                     over={over}
-                    title={(name, v) => `${p.label}: ${format(v)} ${name.toLowerCase()}`}
+                    title={(name, v) =>
+                      props.categorical ? `${p.label}, ${name}: ${format(v)}` : `${p.label}: ${format(v)} ${name.toLowerCase()}`
+                    }
                   />
                 ) : p.value > 0 && (
                   <rect

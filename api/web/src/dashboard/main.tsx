@@ -2,14 +2,15 @@
 // token (kept in sessionStorage for this tab only), then API keys,
 // customers, workflows and webhooks on hash routes (`#/keys`,
 // `#/keys/<id>`, `#/customers`, `#/customers/+new`, `#/customers/<id>`,
-// `#/customers/<id>/new-key`, `#/workflows`, `#/webhooks`,
-// `#/webhooks/<id>`).
+// `#/customers/<id>/new-key`, `#/usage` (the usage explorer),
+// `#/workflows`, `#/webhooks`, `#/webhooks/<id>`).
 
 import "./style.css";
 import { render } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, ApiError, onUnauthorized, session } from "./api";
 import { CreateCustomerPage, CustomerDetailPage, CustomersPage } from "./customers";
+import { UsageExplorerPage } from "./explorer";
 import { navigate, useRoute } from "./hooks";
 import { KeyDetailPage } from "./keydetail";
 import { CreateKeyPage, KeysPage } from "./keys";
@@ -93,6 +94,7 @@ function SignIn({ reason, onSignedIn }: { reason: string | null; onSignedIn: () 
 const SECTIONS: [string, string][] = [
   ["keys", "API keys"],
   ["customers", "Customers"],
+  ["usage", "Usage"],
   ["workflows", "Workflows"],
   ["webhooks", "Webhooks"],
 ];
@@ -106,6 +108,7 @@ function Page({ route }: { route: string[] }) {
   if (section === "customers" && id && route.length === 2) return <CustomerDetailPage id={id} />;
   if (section === "customers" && id && route.length === 3 && route[2] === "new-key") return <CreateKeyPage customerId={id} />;
   if (section === "customers" && route.length === 1) return <CustomersPage />;
+  if (section === "usage" && route.length === 1) return <UsageExplorerPage />;
   if (section === "workflows" && route.length === 1) return <WorkflowsPage />;
   if (section === "webhooks" && id && route.length === 2) return <WebhookDetailPage id={id} />;
   if (section === "webhooks" && route.length === 1) return <WebhooksPage />;

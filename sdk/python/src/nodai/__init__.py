@@ -7,6 +7,10 @@ Every failure is a ``NodaiError``; its subclasses name the ones callers handle.
 
 ``stream_workflow`` reads a query's output as server-sent events: ``Chunk``s,
 then a ``Done`` with the cost and tokens.
+
+A service that does the work itself checks keys with ``verify``, reports the
+work with ``events.send([usage_event(...)])``, and reads every key's usage
+with ``usage.query`` (or ``usage.query_csv``).
 """
 
 from . import webhooks
@@ -43,24 +47,34 @@ from ._models import (
     Delivery,
     Done,
     Grant,
+    Granularity,
     HourlyUsage,
+    IngestResult,
     Limit,
     LimitMetric,
     LimitParam,
+    LimitStanding,
     LimitWindow,
     Money,
     NotGiven,
     QueryResult,
     RateLimit,
     ReachedLimit,
+    RejectedEvent,
     StreamEvent,
     Usage,
+    UsageEvent,
+    UsageEventData,
+    UsageGroup,
+    UsageRow,
+    Verification,
     Webhook,
     Workflow,
 )
 from ._pagination import AsyncPage, AsyncPager, Page
 from ._streaming import AsyncQueryStream, QueryStream
 from ._version import __version__
+from .resources.events import usage_event
 from .resources.keys import KeyStatus
 
 __all__ = [
@@ -95,6 +109,16 @@ __all__ = [
     "Workflow",
     "Webhook",
     "Delivery",
+    "Verification",
+    "LimitStanding",
+    "UsageEvent",
+    "UsageEventData",
+    "usage_event",
+    "IngestResult",
+    "RejectedEvent",
+    "UsageRow",
+    "UsageGroup",
+    "Granularity",
     "Page",
     "AsyncPage",
     "AsyncPager",

@@ -82,6 +82,22 @@ class Request:
     #: the request with the first answer, so the loop may replay it even after
     #: a failure that followed sending (see ``_retry``).
     idempotency_key: Optional[str] = None
+    #: The body already serialised (sent as is, instead of ``body``).
+    content: Optional[bytes] = None
+    #: The ``Content-Type`` of ``content``; default ``application/json``.
+    content_type: Optional[str] = None
+    #: The ``Accept`` header; default ``application/json`` (``text/event-stream``
+    #: with ``stream``).
+    accept: Optional[str] = None
+    #: A repeat of the request does no harm (usage events: the server applies
+    #: each ``source`` and ``id`` once), so the loop may replay it even after a
+    #: failure that followed sending, as with an ``idempotency_key``.
+    replayable: bool = False
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether a repeat of this request is answered as its first try."""
+        return self.idempotency_key is not None or self.replayable
 
 
 def _env(name: str) -> Optional[str]:
@@ -130,8 +146,9 @@ class _BaseClient:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
 
     def _headers(self, request: Request) -> Dict[str, str]:
+        default_accept = "text/event-stream" if request.stream else "application/json"
         headers = {
-            "Accept": "text/event-stream" if request.stream else "application/json",
+            "Accept": request.accept or default_accept,
             "User-Agent": f"nodai-python/{__version__}",
             **self._default_headers,
         }
@@ -144,14 +161,20 @@ class _BaseClient:
             key = request.api_key if request.api_key is not None else self.api_key
             if key:
                 headers["X-API-Key"] = key
-        if request.body is not NOT_GIVEN:
+        if request.content is not None:
+            headers["Content-Type"] = request.content_type or "application/json"
+        elif request.body is not NOT_GIVEN:
             headers["Content-Type"] = "application/json"
         if request.idempotency_key is not None:
             headers["Idempotency-Key"] = request.idempotency_key
         return headers
 
     def _build(self, http: Union[httpx.Client, httpx.AsyncClient], request: Request) -> httpx.Request:
-        content = None if isinstance(request.body, NotGiven) else dumps(request.body)
+        content: Optional[bytes]
+        if request.content is not None:
+            content = request.content
+        else:
+            content = None if isinstance(request.body, NotGiven) else dumps(request.body)
         return http.build_request(
             request.method,
             self.base_url + request.path,
@@ -226,7 +249,7 @@ class SyncAPIClient(_BaseClient):
                 response = self._http.send(self._build(self._http, request), stream=request.stream)
             except httpx.TransportError as error:
                 delay = self.retry_policy.after_transport_error(
-                    retries_done, request.method, error, idempotent=request.idempotency_key is not None
+                    retries_done, request.method, error, idempotent=request.idempotent
                 )
                 if delay is None:
                     raise self.connection_error(error) from error
@@ -253,6 +276,10 @@ class SyncAPIClient(_BaseClient):
 
     def request(self, request: Request) -> Any:
         return self.decode(self.send(request))
+
+    def request_text(self, request: Request) -> str:
+        """The body of a 2xx response as text (a CSV report, say)."""
+        return self.send(request).text
 
     def close(self) -> None:
         """Close the connection pool (not a ``http_client`` passed in: its owner closes it)."""
@@ -311,7 +338,7 @@ class AsyncAPIClient(_BaseClient):
                 response = await self._http.send(self._build(self._http, request), stream=request.stream)
             except httpx.TransportError as error:
                 delay = self.retry_policy.after_transport_error(
-                    retries_done, request.method, error, idempotent=request.idempotency_key is not None
+                    retries_done, request.method, error, idempotent=request.idempotent
                 )
                 if delay is None:
                     raise self.connection_error(error) from error
@@ -338,6 +365,10 @@ class AsyncAPIClient(_BaseClient):
 
     async def request(self, request: Request) -> Any:
         return self.decode(await self.send(request))
+
+    async def request_text(self, request: Request) -> str:
+        """The body of a 2xx response as text (a CSV report, say)."""
+        return (await self.send(request)).text
 
     async def close(self) -> None:
         """Close the connection pool (not a ``http_client`` passed in: its owner closes it)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import httpx
 
@@ -16,15 +16,19 @@ from ._base import (
     TimeoutTypes,
     path_segment,
 )
-from ._models import QueryResult
+from ._models import Money, QueryResult, Verification, money_to_json
 from ._streaming import AsyncQueryStream, QueryStream
 from .resources import (
     AsyncCustomers,
+    AsyncEvents,
     AsyncKeys,
+    AsyncUsageReports,
     AsyncWebhooks,
     AsyncWorkflows,
     Customers,
+    Events,
     Keys,
+    UsageReports,
     Webhooks,
     Workflows,
 )
@@ -43,6 +47,19 @@ def _query_request(
         api_key=api_key,
         stream=stream,
     )
+
+
+def _verify_request(
+    key: str, workflow_id: Optional[str], hold: Optional[Money], hold_seconds: Optional[int]
+) -> Request:
+    body: Dict[str, Any] = {"key": key}
+    if workflow_id is not None:
+        body["workflow_id"] = workflow_id
+    if hold is not None:
+        body["hold"] = money_to_json(hold)
+    if hold_seconds is not None:
+        body["hold_seconds"] = hold_seconds
+    return Request("POST", "/api/v1/verify", body=body)
 
 
 class Nodai(SyncAPIClient):
@@ -64,6 +81,10 @@ class Nodai(SyncAPIClient):
     customers: Customers
     workflows: Workflows
     webhooks: Webhooks
+    #: Usage events of work done outside nodai (admin token).
+    events: Events
+    #: Usage reports over every key (admin token).
+    usage: UsageReports
 
     def __init__(
         self,
@@ -93,6 +114,8 @@ class Nodai(SyncAPIClient):
         self.customers = Customers(self)
         self.workflows = Workflows(self)
         self.webhooks = Webhooks(self)
+        self.events = Events(self)
+        self.usage = UsageReports(self)
 
     def query_workflow(
         self, workflow_id: str, input: Any, api_key: Optional[str] = None
@@ -127,6 +150,36 @@ class Nodai(SyncAPIClient):
         """
         return QueryStream(self, _query_request(workflow_id, input, api_key, stream=True))
 
+    def verify(
+        self,
+        key: str,
+        *,
+        workflow_id: Optional[str] = None,
+        hold: Optional[Money] = None,
+        hold_seconds: Optional[int] = None,
+    ) -> Verification:
+        """Check an API key your own service was given, before doing the work
+        yourself (admin token). Then report the work with
+        ``events.send([usage_event(..., authorization_id=v.authorization_id)])``.
+
+        Every verdict about the key is a ``Verification``, valid or not: check
+        ``valid`` (and ``code``: ``invalid_api_key``, ``key_inactive``,
+        ``key_expired``, ``workflow_not_found``, ``workflow_not_allowed``,
+        ``rate_limited``, ``concurrency_limited``, ``cost_limit_exceeded``,
+        ``insufficient_credits``). Only a bad request raises:
+        ``ValidationError``, ``AuthenticationError``, ``ServiceUnavailableError``.
+
+        A valid verification counts as a request against the key's and its
+        customer's requests limits, and holds ``hold`` USD (default: the
+        workflow's ``max_cost_per_request``, else its price; 0 without a
+        workflow) against cost limits and prepaid credits until a usage event
+        names its ``authorization_id``, or ``hold_seconds`` (1 to 86400,
+        default 300) pass.
+        """
+        return Verification.from_json(
+            self.request(_verify_request(key, workflow_id, hold, hold_seconds))
+        )
+
 
 class AsyncNodai(AsyncAPIClient):
     """The asyncio twin of ``Nodai``: the same arguments, awaitable methods."""
@@ -135,6 +188,8 @@ class AsyncNodai(AsyncAPIClient):
     customers: AsyncCustomers
     workflows: AsyncWorkflows
     webhooks: AsyncWebhooks
+    events: AsyncEvents
+    usage: AsyncUsageReports
 
     def __init__(
         self,
@@ -164,6 +219,8 @@ class AsyncNodai(AsyncAPIClient):
         self.customers = AsyncCustomers(self)
         self.workflows = AsyncWorkflows(self)
         self.webhooks = AsyncWebhooks(self)
+        self.events = AsyncEvents(self)
+        self.usage = AsyncUsageReports(self)
 
     async def query_workflow(
         self, workflow_id: str, input: Any, api_key: Optional[str] = None
@@ -186,3 +243,16 @@ class AsyncNodai(AsyncAPIClient):
         See ``Nodai.stream_workflow`` and ``AsyncQueryStream``.
         """
         return AsyncQueryStream(self, _query_request(workflow_id, input, api_key, stream=True))
+
+    async def verify(
+        self,
+        key: str,
+        *,
+        workflow_id: Optional[str] = None,
+        hold: Optional[Money] = None,
+        hold_seconds: Optional[int] = None,
+    ) -> Verification:
+        """Check an API key; see ``Nodai.verify`` (a ``Verification``, valid or not)."""
+        return Verification.from_json(
+            await self.request(_verify_request(key, workflow_id, hold, hold_seconds))
+        )

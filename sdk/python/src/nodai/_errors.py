@@ -120,7 +120,10 @@ class APIStatusError(NodaiError):
 class ValidationError(APIStatusError):
     """400 (malformed JSON ``invalid_json``, a query string that does not parse
     ``invalid_query``, a path that is not UTF-8 ``invalid_path``), 413 (body over
-    1 MiB) or 422 (invalid fields)."""
+    1 MiB, or a batch of more than 1000 usage events: ``payload_too_large``) or
+    422 (invalid fields ``validation_error``; a usage event sent alone that is not
+    valid: ``invalid_event``, ``unsupported_event_type``, ``key_not_found``,
+    ``workflow_not_found``, ``time_out_of_range``, ``authorization_mismatch``)."""
 
 
 class AuthenticationError(APIStatusError):
@@ -208,7 +211,8 @@ class InternalServerError(APIStatusError):
 
 
 class ServiceUnavailableError(APIStatusError):
-    """503: ``metering_unavailable`` (nothing was served or metered) or ``not_ready``."""
+    """503: ``metering_unavailable`` (nothing was served or metered), ``not_ready``, or
+    ``archive_unavailable`` (a usage report from a replica that serves the API only)."""
 
 
 class WebhookVerificationError(NodaiError):

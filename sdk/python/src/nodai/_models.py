@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from typing import Any, Dict, List, Literal, Mapping, Optional, Union
+from typing import Any, Dict, List, Literal, Mapping, Optional, TypedDict, Union
 
 __all__ = [
     "NotGiven",
@@ -42,6 +42,15 @@ __all__ = [
     "Workflow",
     "Webhook",
     "Delivery",
+    "LimitStanding",
+    "Verification",
+    "UsageEvent",
+    "UsageEventData",
+    "RejectedEvent",
+    "IngestResult",
+    "Granularity",
+    "UsageGroup",
+    "UsageRow",
 ]
 
 
@@ -726,4 +735,225 @@ class Delivery:
             last_error=body.get("last_error"),
             next_attempt_at=parse_optional_datetime(body.get("next_attempt_at")),
             created_at=parse_datetime(body["created_at"]),
+        )
+
+
+# --- verify, usage events, usage reports -----------------------------------
+
+
+@dataclass(frozen=True)
+class LimitStanding:
+    """One limit of a verified key or its customer, after the verification counted."""
+
+    #: ``key`` or ``customer``.
+    scope: str
+    #: ``requests``, ``tokens`` or ``cost``.
+    metric: str
+    #: ``minute``, ``hour``, ``day`` or ``month``.
+    window: str
+    #: A count, or USD (a ``Decimal``) for ``cost``.
+    max: Union[int, Decimal]
+    #: What is left of it, in the same unit (0 once reached).
+    remaining: Union[int, Decimal]
+    #: When what is used of it next falls, or ``None``.
+    reset: Optional[datetime]
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> LimitStanding:
+        metric = body["metric"]
+        return cls(
+            scope=str(body["scope"]),
+            metric=str(metric),
+            window=str(body["window"]),
+            max=_parse_limit_max(metric, body["max"]),
+            remaining=_parse_limit_max(metric, body["remaining"]),
+            reset=parse_optional_datetime(body.get("reset")),
+        )
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The server's verdict on a key (``client.verify``), valid or not.
+
+    A valid one (``valid`` true, ``code == "valid"``) counted as a request
+    against the key's and its customer's requests limits, and holds ``hold``
+    USD against their cost limits and prepaid credits until a usage event
+    names its ``authorization_id`` or ``expires_at`` passes. An invalid one
+    says why in ``code`` (``invalid_api_key``, ``key_inactive``,
+    ``key_expired``, ``workflow_not_found``, ``workflow_not_allowed``,
+    ``rate_limited``, ``concurrency_limited``, ``cost_limit_exceeded``,
+    ``insufficient_credits``) and ``detail``.
+    """
+
+    valid: bool
+    #: ``valid``, or why not.
+    code: str
+    #: The key's id, when the key is known.
+    key_id: Optional[str] = None
+    #: The key's customer, if it has one.
+    customer_id: Optional[str] = None
+    #: ``auth_...`` (valid only): name it in the usage event that settles this.
+    authorization_id: Optional[str] = None
+    #: USD held (valid only).
+    hold: Optional[Decimal] = None
+    #: When the hold stops counting if no usage event settles it (valid only).
+    expires_at: Optional[datetime] = None
+    #: Every limit of the key and its customer, after this verification (valid only).
+    limits: List[LimitStanding] = field(default_factory=list)
+    #: Why not (invalid only).
+    detail: Optional[str] = None
+    #: The limit that refused it, on ``rate_limited``, ``concurrency_limited``
+    #: and ``cost_limit_exceeded``.
+    limit: Optional[ReachedLimit] = None
+    #: Seconds until a place frees, on ``rate_limited`` and ``concurrency_limited``.
+    retry_after: Optional[int] = None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Verification:
+        retry_after = body.get("retry_after")
+        return cls(
+            valid=bool(body["valid"]),
+            code=str(body["code"]),
+            key_id=body.get("key_id"),
+            customer_id=body.get("customer_id"),
+            authorization_id=body.get("authorization_id"),
+            hold=parse_optional_money(body.get("hold")),
+            expires_at=parse_optional_datetime(body.get("expires_at")),
+            limits=[LimitStanding.from_json(x) for x in body.get("limits") or []],
+            detail=body.get("detail"),
+            limit=ReachedLimit.from_json(body.get("limit")),
+            retry_after=None if retry_after is None else int(retry_after),
+        )
+
+
+class _UsageEventDataRequired(TypedDict):
+    workflow_id: str
+
+
+class UsageEventData(_UsageEventDataRequired, total=False):
+    """A usage event's ``data``: ``workflow_id`` and, optionally, the rest."""
+
+    #: From ``client.verify``: settles that verification's hold; the two are one request.
+    authorization_id: str
+    #: USD; default: priced like a proxied query of the workflow.
+    cost: Union[Decimal, int, float]
+    input_tokens: int
+    output_tokens: int
+    #: 100 to 599, default 200; 500 and above count as errors.
+    status_code: int
+    duration_ms: int
+
+
+class _UsageEventRequired(TypedDict):
+    specversion: str
+    id: str
+    source: str
+    type: str
+    subject: str
+    data: UsageEventData
+
+
+class UsageEvent(_UsageEventRequired, total=False):
+    """A usage CloudEvent (1.0, structured JSON, type ``nodai.usage``), as
+    ``events.send`` takes it; ``usage_event(...)`` builds one. ``subject`` is
+    the key id; ``(source, id)`` is applied once within 24 hours."""
+
+    #: RFC 3339 (or an aware datetime): when the work was done; default now.
+    time: Union[str, datetime]
+
+
+@dataclass(frozen=True)
+class RejectedEvent:
+    """An event the server did not accept, with its place in the list you sent."""
+
+    #: The index of the event in the list given to ``events.send``, from 0.
+    index: int
+    #: Its ``id``, when it had one.
+    id: Optional[str]
+    #: 422.
+    status: int
+    #: ``invalid_event``, ``unsupported_event_type``, ``key_not_found``,
+    #: ``workflow_not_found``, ``time_out_of_range``, ``authorization_mismatch``
+    #: or ``validation_error``.
+    code: str
+    detail: str
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any], offset: int = 0) -> RejectedEvent:
+        id_ = body.get("id")
+        return cls(
+            index=int(body["index"]) + offset,
+            id=None if id_ is None else str(id_),
+            status=int(body["status"]),
+            code=str(body["code"]),
+            detail=str(body.get("detail") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What the server made of usage events (``events.send``, ``events.send_one``)."""
+
+    #: Events stored (durable) by this call.
+    accepted: int
+    #: Events applied before (the same ``source`` and ``id`` within 24 hours),
+    #: or repeated in the call: not applied again.
+    duplicates: int
+    #: Events refused, each with its index in the list you sent.
+    rejected: List[RejectedEvent] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any], offset: int = 0) -> IngestResult:
+        return cls(
+            accepted=int(body["accepted"]),
+            duplicates=int(body["duplicates"]),
+            rejected=[RejectedEvent.from_json(r, offset) for r in body.get("rejected") or []],
+        )
+
+
+#: The periods of a usage report: UTC hours, days or calendar months.
+Granularity = Literal["hour", "day", "month"]
+#: What a usage report may be grouped by.
+UsageGroup = Literal["key_id", "customer_id", "workflow_id", "status_code"]
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """One period of one group of a usage report (``usage.query``).
+
+    The group fields are set only when grouped by them (``None`` otherwise);
+    grouped by ``customer_id``, it is ``None`` for the usage of keys without one.
+    """
+
+    #: Start of the UTC period.
+    start: datetime
+    #: Its end (exclusive).
+    end: datetime
+    requests: int
+    #: Requests whose status was 500 or more.
+    errors: int
+    #: USD.
+    cost: Decimal
+    input_tokens: int
+    output_tokens: int
+    key_id: Optional[str] = None
+    customer_id: Optional[str] = None
+    workflow_id: Optional[str] = None
+    status_code: Optional[int] = None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> UsageRow:
+        status_code = body.get("status_code")
+        return cls(
+            start=parse_datetime(body["start"]),
+            end=parse_datetime(body["end"]),
+            requests=int(body["requests"]),
+            errors=int(body["errors"]),
+            cost=parse_money(body["cost"]),
+            input_tokens=int(body.get("input_tokens") or 0),
+            output_tokens=int(body.get("output_tokens") or 0),
+            key_id=body.get("key_id"),
+            customer_id=body.get("customer_id"),
+            workflow_id=body.get("workflow_id"),
+            status_code=None if status_code is None else int(status_code),
         )

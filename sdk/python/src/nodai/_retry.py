@@ -19,7 +19,9 @@ What is retried, and why it is safe:
   come back as 404 (revoking a key again is a harmless 204). The exception is a
   request that carries an ``Idempotency-Key`` (``customers.grant_credits``
   always does): the server answers its repeat with the first answer, so it is
-  replayed like a ``GET``.
+  replayed like a ``GET``. So is a post of usage events (``events.send``):
+  the server applies each event (its ``source`` and ``id``) once, and counts
+  a repeat among the ``duplicates``.
 
 Never retried: every other status, 502/504 in particular (the query was
 admitted and metered).
@@ -113,8 +115,9 @@ class RetryPolicy:
     ) -> Optional[float]:
         """Seconds to wait before retrying after ``error``, or ``None`` to raise.
 
-        ``idempotent``: the request carries an ``Idempotency-Key``, so a repeat
-        of it is answered as the first one was, whatever its method.
+        ``idempotent``: the request carries an ``Idempotency-Key`` (or is
+        otherwise safe to repeat, as usage events are), so a repeat of it is
+        answered as the first one was, whatever its method.
         """
         if retries_done >= self.max_retries:
             return None
