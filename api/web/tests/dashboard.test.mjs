@@ -3,10 +3,11 @@
 // Live/Revoked/All filter, edit, usage charts, revoke, rotate), workflows,
 // webhooks and their deliveries, keyboard use and a 360 px wide screen;
 // customers (create, search, edit, delete), a key's customer and named
-// limits, tokens in the usage charts, and prepaid credits (balance, top
-// up, void, and a top-up sent twice granted once). One server and one
-// browser for the file; each test opens its own page (fresh
-// sessionStorage).
+// limits, tokens in the usage charts, prepaid credits (balance, top
+// up, void, and a top-up sent twice granted once), and the usage
+// explorer (usage events grouped by workflow, its CSV download, and the
+// server's detail for a range it refuses). One server and one browser for
+// the file; each test opens its own page (fresh sessionStorage).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
@@ -880,6 +881,7 @@ test("360 px wide: no sideways page scroll on the keys list, a key's detail and 
     ["#/keys/new", "Create an API key"],
     ["#/customers", "Customers"],
     ["#/customers/+new", "Create a customer"],
+    ["#/usage", "Usage"],
     ["#/workflows", "Workflows"],
     ["#/webhooks", "Webhooks"],
   ]) {
@@ -1266,5 +1268,255 @@ test("credits: a top-up submitted twice, or retried after its answer was lost, g
   assert.equal(credits.grants.length, 3);
   assert.equal(posts.length, 1);
   assert.ok(![firstKey, retryKey].includes(posts[0].key), "a fresh key");
+  await page.done();
+});
+
+/** Builds a dashboard module on its own (an ES module, for its pure functions). */
+async function dashboardModule(name) {
+  const built = await esbuild.build({
+    entryPoints: [new URL(`../src/dashboard/${name}`, import.meta.url).pathname],
+    bundle: true,
+    write: false,
+    format: "esm",
+    logLevel: "silent",
+  });
+  return import(`data:text/javascript;base64,${Buffer.from(built.outputFiles[0].text).toString("base64")}`);
+}
+
+test("usage explorer: periods rounded out as the API rounds them, series with Other, exact cost sums, the query and file name", async () => {
+  const { periodStarts, chartData, csvFileName, usagePath } = await dashboardModule("explore.ts");
+  const iso = (starts) => starts.map((t) => new Date(t).toISOString());
+  const at = Date.parse;
+  assert.deepEqual(iso(periodStarts(at("2026-03-01T09:30:00Z"), at("2026-03-01T12:00:00Z"), "hour")), [
+    "2026-03-01T09:00:00.000Z",
+    "2026-03-01T10:00:00.000Z",
+    "2026-03-01T11:00:00.000Z",
+  ]);
+  assert.deepEqual(iso(periodStarts(at("2026-02-27T12:00:00Z"), at("2026-03-02T00:00:01Z"), "day")), [
+    "2026-02-27T00:00:00.000Z",
+    "2026-02-28T00:00:00.000Z",
+    "2026-03-01T00:00:00.000Z",
+    "2026-03-02T00:00:00.000Z",
+  ]);
+  assert.deepEqual(iso(periodStarts(at("2026-01-31T10:30:00Z"), at("2026-04-01T00:00:00Z"), "month")), [
+    "2026-01-01T00:00:00.000Z",
+    "2026-02-01T00:00:00.000Z",
+    "2026-03-01T00:00:00.000Z",
+  ]);
+
+  const row = (start, workflow_id, requests, cost) => ({
+    start,
+    end: "unused",
+    workflow_id,
+    requests,
+    errors: 0,
+    cost,
+    input_tokens: 0,
+    output_tokens: 0,
+  });
+  const rows = [
+    row("2026-03-01T00:00:00Z", "a", 5, 0.1),
+    row("2026-03-01T00:00:00Z", "b", 3, 0.2),
+    row("2026-03-03T00:00:00Z", "c", 1, 0.000001),
+    row("2026-03-03T00:00:00Z", "d", 1, 0),
+  ];
+  const days = periodStarts(at("2026-03-01T00:00:00Z"), at("2026-03-04T00:00:00Z"), "day");
+  // Three series at most: the two largest, then Other (c and d, tied at 1 request, fall into it).
+  const requests = chartData(rows, ["workflow_id"], "requests", days, 3);
+  assert.deepEqual(requests.series, [
+    { name: "a", total: 5 },
+    { name: "b", total: 3 },
+    { name: "Other", total: 2 },
+  ]);
+  assert.deepEqual(
+    requests.periods.map((p) => [new Date(p.start).toISOString().slice(0, 10), p.parts, p.value]),
+    [
+      ["2026-03-01", [5, 3, 0], 8],
+      ["2026-03-02", [0, 0, 0], 0],
+      ["2026-03-03", [0, 0, 2], 2],
+    ],
+  );
+  assert.equal(requests.total, 10);
+  // Costs add up in micro-dollars: 0.1 + 0.2 is 0.3, not 0.30000000000000004.
+  const cost = chartData(rows, ["workflow_id"], "cost", days);
+  assert.equal(cost.total, 0.300001);
+  assert.deepEqual(
+    cost.series.map((s) => s.name),
+    ["b", "a", "c", "d"],
+  );
+  assert.equal(cost.periods[0].value, 0.3);
+  // Not grouped: one series, "All".
+  assert.deepEqual(chartData(rows, [], "requests", days).series, [{ name: "All", total: 10 }]);
+
+  const query = {
+    from: "2026-03-01T00:00:00Z",
+    to: "2026-03-08T09:30:00Z",
+    granularity: "day",
+    groupBy: ["workflow_id", "status_code"],
+    keyId: " key_1 ",
+    customerId: "",
+    workflowId: "",
+  };
+  const path = new URL(usagePath(query), "http://x");
+  assert.equal(path.pathname, "/api/v1/usage");
+  assert.deepEqual(Object.fromEntries(path.searchParams), {
+    from: "2026-03-01T00:00:00Z",
+    to: "2026-03-08T09:30:00Z",
+    granularity: "day",
+    group_by: "workflow_id,status_code",
+    key_id: "key_1",
+  });
+  assert.equal(csvFileName(query), "nodai-usage_20260301T0000Z_20260308T0930Z_day_by-workflow_id-status_code.csv");
+});
+
+/** POSTs CloudEvents to /api/v1/events as one batch; returns the answer's body. */
+async function sendEvents(events) {
+  const res = await fetch(`${server.baseUrl}/api/v1/events`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${server.adminToken}`, "content-type": "application/cloudevents-batch+json" },
+    body: JSON.stringify(events),
+  });
+  const body = await res.json();
+  assert.equal(res.status, 202, JSON.stringify(body));
+  return body;
+}
+
+test("usage explorer: usage events of two workflows, grouped by workflow, in the table, the chart and the CSV download", async () => {
+  for (const id of ["usage-alpha", "usage-beta"]) {
+    const wf = await admin(server, "POST", "/api/v1/workflows", {
+      id,
+      name: id,
+      upstream_url: "builtin:echo",
+      price_per_request: 0.001,
+    });
+    assert.equal(wf.status, 201, JSON.stringify(wf.body));
+  }
+  // A key of its own, so that the other tests' queries stay out of its rows.
+  const key = await createKey({ name: "Usage explorer" });
+  // One time for every event: one period, whatever the granularity.
+  const time = new Date(Date.now() - 3_600_000).toISOString().replace(/\.\d+Z$/, "Z");
+  const event = (n, data) => ({
+    specversion: "1.0",
+    id: `explorer-${n}`,
+    source: "dashboard-test",
+    type: "nodai.usage",
+    subject: key.id,
+    time,
+    data,
+  });
+  const alpha = { workflow_id: "usage-alpha", input_tokens: 10, output_tokens: 4 };
+  const sent = await sendEvents([
+    event(1, { ...alpha, cost: 0.01 }),
+    event(2, { ...alpha, cost: 0.02, status_code: 500 }),
+    event(3, { ...alpha, cost: 0.003 }),
+    event(4, { workflow_id: "usage-beta", cost: 0.25 }),
+    event(5, { workflow_id: "usage-beta", cost: 0.25 }),
+  ]);
+  assert.deepEqual(sent, { accepted: 5, duplicates: 0, rejected: [] });
+
+  const page = await signedIn();
+  await page.getByRole("link", { name: "Usage", exact: true }).click();
+  await page.getByRole("heading", { level: 1, name: "Usage" }).waitFor();
+  await page.getByLabel("Key ID", { exact: true }).fill(key.id);
+  await page.getByRole("button", { name: "Last 7 days" }).click();
+  await page.getByRole("checkbox", { name: "Workflow", exact: true }).check();
+  // The rows of this query, not of one before it.
+  await page.locator(".usage-query", { hasText: `grouped by workflow; key ${key.id} only` }).waitFor();
+  await page.locator("table.usage-table").waitFor();
+  const day = time.slice(0, 10);
+  const cells = (locator) => locator.evaluateAll((trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent.trim())));
+  assert.deepEqual(await cells(page.locator("table.usage-table thead tr")), [
+    ["Day (UTC)", "Workflow", "Requests", "Errors", "Cost", "Input tokens", "Output tokens"],
+  ]);
+  assert.deepEqual(await cells(page.locator("table.usage-table tbody tr")), [
+    [day, "usage-alpha", "3", "1", "$0.033", "30", "12"],
+    [day, "usage-beta", "2", "0", "$0.50", "0", "0"],
+  ]);
+  assert.deepEqual(await cells(page.locator("table.usage-table tfoot tr")), [["Total", "5", "1", "$0.533", "30", "12"]]);
+
+  // The chart: one series per workflow, the larger first.
+  const explorerChart = () => chartSummary(page, "usage-explorer");
+  assert.match(await explorerChart(), /^Requests per day by workflow from .*: 5 requests in total; usage-alpha 3, usage-beta 2\.$/);
+  const legend = page.locator("figure.chart-categorical .chart-legend li");
+  assert.deepEqual(await legend.allInnerTexts(), ["usage-alpha", "usage-beta"]);
+  await page.getByLabel("Chart", { exact: true }).selectOption("cost");
+  await waitFor(async () => /: \$0\.533 in total; usage-beta \$0\.50, usage-alpha \$0\.033\.$/.test(await explorerChart()), {
+    what: "the cost chart",
+  });
+  await screenshot(page, "dashboard-usage-explorer");
+
+  // Download CSV: the same query, as text/csv, saved as a file.
+  const csvRequest = page.waitForRequest(
+    (r) => new URL(r.url()).pathname === "/api/v1/usage" && r.headers().accept === "text/csv",
+  );
+  const [download] = await Promise.all([
+    page.waitForEvent("download"),
+    page.getByRole("button", { name: "Download CSV" }).click(),
+  ]);
+  const params = new URL((await csvRequest).url()).searchParams;
+  assert.equal(params.get("group_by"), "workflow_id");
+  assert.equal(params.get("key_id"), key.id);
+  assert.equal(params.get("granularity"), "day");
+  assert.ok(params.get("from") && params.get("to"), "the range the table shows");
+  assert.match(download.suggestedFilename(), /^nodai-usage_\d{8}T\d{4}Z_\d{8}T\d{4}Z_day_by-workflow_id\.csv$/);
+  const csv = await readFile(await download.path(), "utf8");
+  const [header, ...lines] = csv.trimEnd().split(/\r?\n/);
+  assert.equal(header, "start,end,workflow_id,requests,errors,cost,input_tokens,output_tokens");
+  const dayStart = Date.parse(`${day}T00:00:00Z`);
+  const csvRows = lines.map((line) => {
+    const [start, end, ...rest] = line.split(",");
+    return [Date.parse(start) - dayStart, Date.parse(end) - dayStart, ...rest];
+  });
+  assert.deepEqual(csvRows, [
+    [0, 86_400_000, "usage-alpha", "3", "1", "0.033000", "30", "12"],
+    [0, 86_400_000, "usage-beta", "2", "0", "0.500000", "0", "0"],
+  ]);
+
+  // Grouped by two fields: workflow, then status code.
+  await page.getByRole("checkbox", { name: "Status code" }).check();
+  await page.locator(".usage-query", { hasText: `grouped by workflow, status code; key ${key.id} only` }).waitFor();
+  assert.deepEqual(await cells(page.locator("table.usage-table tbody tr")), [
+    [day, "usage-alpha", "200", "2", "0", "$0.013", "20", "8"],
+    [day, "usage-alpha", "500", "1", "1", "$0.02", "10", "4"],
+    [day, "usage-beta", "200", "2", "0", "$0.50", "0", "0"],
+  ]);
+  await page.done();
+});
+
+test("usage explorer: a range the server refuses shows its detail, and no rows", async () => {
+  // The refused queries are 422s that chromium logs on its own.
+  const page = await signedIn({ allow: [/status of 422/] });
+  await page.goto(`${server.baseUrl}/#/usage`);
+  await page.getByRole("heading", { level: 1, name: "Usage" }).waitFor();
+  await page.locator(".usage-query").waitFor();
+  const refusal = async (query) => {
+    const answer = await admin(server, "GET", `/api/v1/usage?${query}`);
+    assert.equal(answer.status, 422, JSON.stringify(answer.body));
+    assert.ok(answer.body.detail, "a problem+json with a detail");
+    return answer.body.detail;
+  };
+  const alert = page.getByRole("alert").filter({ hasText: "Could not load the usage" });
+
+  // From after To.
+  await page.getByLabel("From (UTC)").fill("2026-03-02T00:00");
+  await page.getByLabel("To (UTC)").fill("2026-03-01T00:00");
+  await page.getByRole("button", { name: "Show usage" }).click();
+  const backwards = await refusal("from=2026-03-02T00:00:00Z&to=2026-03-01T00:00:00Z");
+  await alert.filter({ hasText: backwards }).waitFor();
+  assert.match(await alert.innerText(), /\(validation_error, HTTP 422\)/);
+  assert.equal(await page.locator("table.usage-table").count(), 0, "no rows of an earlier query under the error");
+  assert.equal(await page.getByRole("button", { name: "Download CSV" }).count(), 0);
+
+  // Hourly over more than 90 days: the granularity applies at once.
+  await page.getByLabel("From (UTC)").fill("2026-01-01T00:00");
+  await page.getByLabel("To (UTC)").fill("2026-06-01T00:00");
+  await page.getByLabel("Granularity").selectOption("hour");
+  const tooLong = await refusal("from=2026-01-01T00:00:00Z&to=2026-06-01T00:00:00Z&granularity=hour");
+  await alert.filter({ hasText: tooLong }).waitFor();
+
+  // A preset is a range the server takes: the error goes.
+  await page.getByRole("button", { name: "Last 24 hours" }).click();
+  await page.locator(".usage-query", { hasText: "per hour" }).waitFor();
+  assert.equal(await alert.count(), 0);
   await page.done();
 });

@@ -165,10 +165,7 @@ export function chartData(
     .map(([start, parts]) => ({
       start,
       parts: parts.map((p) => fromUnits(p, metric)),
-      value: fromUnits(
-        parts.reduce((s, p) => s + p, 0),
-        metric,
-      ),
+      value: fromUnits(parts.reduce((s, p) => s + p, 0), metric),
     }));
   const series = kept.map(([name, total]) => ({ name, total: fromUnits(total, metric) }));
   if (other >= 0) {
