@@ -28,62 +28,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "customers-bench-admin-token-01";
+mod support;
 
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-struct Server {
-    base: String,
-    http: reqwest::Client,
-    _child: tokio::process::Child,
-    _dir: tempfile::TempDir,
-}
+use support::{env, Server};
 
 impl Server {
-    async fn start(extra: &[String]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let port = ingest::testkit::free_port();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_nodai"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(dir.path())
-            .args(extra)
-            .env("NODAI_ADMIN_TOKEN", TOKEN)
-            .env("NODAI_LOG", "warn")
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let server = Server {
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-            _child: child,
-            _dir: dir,
-        };
-        let started = Instant::now();
-        loop {
-            let ready = server.http.get(format!("{}/readyz", server.base)).send().await;
-            if ready.is_ok_and(|r| r.status() == 200) {
-                return server;
-            }
-            assert!(started.elapsed() < Duration::from_secs(60), "never ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success(), "{path}: {}", response.status());
-        response.json().await.unwrap()
-    }
-
     /// Sets up both paths; their keys: the plain key, then one key of
     /// each of `customers` customers.
     async fn keys(&self, customers: usize) -> (String, Vec<String>) {

@@ -347,6 +347,10 @@ pub struct Usage {
     /// named it (`query.recorded.customer_id`).
     #[serde(default)]
     by_customer: HashMap<String, Arc<KeyUsage>>,
+    /// The scope of each verification still pending, by its `record_id`:
+    /// the usage event that settles it may come from anywhere.
+    #[serde(default)]
+    verifications: HashMap<EventId, String>,
 }
 
 /// A scope's admitted queries not yet recorded, and where its admission
@@ -405,14 +409,6 @@ impl Admissions {
         (f.queries, f.cost)
     }
 
-    /// The key of the admission whose query will be recorded as `record_id`.
-    pub fn key_of(&self, record_id: EventId) -> Option<&str> {
-        self.pending
-            .iter()
-            .find(|p| p.record_id == record_id)
-            .map(|p| p.key_id.as_str())
-    }
-
     /// What of the scope (of one key of it: `Some`) is admitted and not
     /// recorded, leaving out what has expired.
     pub fn in_flight(&self, key_id: Option<&str>, now: DateTime<Utc>) -> InFlight {
@@ -440,6 +436,18 @@ impl Usage {
         self.by_customer.get(customer_id).map(|u| &**u)
     }
 
+    /// The key of the verification that will be settled as `record_id`,
+    /// while it is pending.
+    pub fn verified_key(&self, record_id: EventId) -> Option<&str> {
+        let scope = self.verifications.get(&record_id)?;
+        let admissions = self.admissions.get(scope)?;
+        admissions
+            .pending
+            .iter()
+            .find(|p| p.record_id == record_id)
+            .map(|p| p.key_id.as_str())
+    }
+
     /// The admissions of `scope` (`ingest::events::scope`).
     pub fn admissions(&self, scope: &str) -> Option<&Admissions> {
         self.admissions.get(scope)
@@ -449,14 +457,22 @@ impl Usage {
     /// scope's previous admission is void: its replica decided without it,
     /// and decides again once it has folded this.
     pub(crate) fn admitted(&mut self, seq: u64, ts: DateTime<Utc>, a: &QueryAdmitted) {
-        let admissions = self.admissions.entry(a.scope()).or_default();
+        let scope = a.scope();
+        let admissions = self.admissions.entry(scope.clone()).or_default();
         if a.after_seq != admissions.last_seq {
             return;
         }
         admissions.last_seq = seq;
-        // Reservations of replicas that died: pruned by event time, so the
-        // fold stays pure.
-        admissions.pending.retain(|p| p.expires_at > ts);
+        // Reservations of replicas that died, and holds that expired:
+        // pruned by event time, so the fold stays pure.
+        let verifications = &mut self.verifications;
+        admissions.pending.retain(|p| {
+            let live = p.expires_at > ts;
+            if !live && p.verified_at.is_some() {
+                verifications.remove(&p.record_id);
+            }
+            live
+        });
         admissions.pending.push(Pending {
             key_id: a.key_id.clone(),
             record_id: a.record_id,
@@ -465,6 +481,7 @@ impl Usage {
             verified_at: a.verification.then_some(ts),
         });
         if a.verification {
+            self.verifications.insert(a.record_id, scope);
             if let Some(customer_id) = &a.customer_id {
                 Arc::make_mut(entry(&mut self.by_customer, customer_id)).verified(ts);
             }
@@ -485,20 +502,14 @@ impl Usage {
     /// the key's usage in the UTC month of `ts`, for the alert rules.
     pub(crate) fn apply(&mut self, id: EventId, ts: DateTime<Utc>, q: &QueryRecorded) -> Bucket {
         let scope = ingest::events::scope(&q.key_id, q.customer_id.as_deref());
-        let settles = q.authorization_id.as_deref().and_then(QueryAdmitted::record_id_of);
-        let mut verified_at = None;
         if let Some(admissions) = self.admissions.get_mut(&scope) {
-            let admission = |p: &Pending| p.record_id == id || Some(p.record_id) == settles;
-            if let Some(at) = admissions.pending.iter().position(admission) {
-                verified_at = admissions.pending.swap_remove(at).verified_at;
+            if let Some(at) = admissions.pending.iter().position(|p| p.record_id == id) {
+                admissions.pending.swap_remove(at);
             }
         }
-        // A verification and the usage that settles it are one request.
-        if let Some(at) = verified_at {
-            if let Some(customer_id) = &q.customer_id {
-                Arc::make_mut(entry(&mut self.by_customer, customer_id)).settled(at);
-            }
-            Arc::make_mut(entry(&mut self.by_key, &q.key_id)).settled(at);
+        let settles = q.authorization_id.as_deref().and_then(QueryAdmitted::record_id_of);
+        if let Some(record_id) = settles {
+            self.settle(record_id);
         }
         if let Some(customer_id) = &q.customer_id {
             Arc::make_mut(entry(&mut self.by_customer, customer_id)).record(ts, q);
@@ -506,6 +517,32 @@ impl Usage {
         let usage = Arc::make_mut(entry(&mut self.by_key, &q.key_id));
         usage.record(ts, q);
         usage.months.get(month_of(ts))
+    }
+}
+
+impl Usage {
+    /// The verification `record_id` was settled by a usage event: its hold
+    /// is released, and its request moves from `unsettled` to the usage
+    /// (a verification and its usage are one request).
+    fn settle(&mut self, record_id: EventId) {
+        let Some(scope) = self.verifications.remove(&record_id) else {
+            return;
+        };
+        let Some(admissions) = self.admissions.get_mut(&scope) else {
+            return;
+        };
+        let Some(at) = admissions.pending.iter().position(|p| p.record_id == record_id) else {
+            return;
+        };
+        let pending = admissions.pending.swap_remove(at);
+        let Some(verified_at) = pending.verified_at else {
+            return;
+        };
+        // A customer's scope is `c:<id>` (key ids never start so).
+        if let Some(customer_id) = scope.strip_prefix("c:") {
+            Arc::make_mut(entry(&mut self.by_customer, customer_id)).settled(verified_at);
+        }
+        Arc::make_mut(entry(&mut self.by_key, &pending.key_id)).settled(verified_at);
     }
 }
 

@@ -109,8 +109,8 @@ pub struct Ingested {
 }
 
 #[utoipa::path(post, path = "/api/v1/events", operation_id = "ingest_events", tag = "usage",
-    request_body(content = UsageEvent, description = "`application/cloudevents+json` (one event) or `application/cloudevents-batch+json` (an array of at most 1,000); `application/json` is read as either",
-        content_type = "application/cloudevents+json"),
+    request_body(description = "`application/cloudevents+json` (one event) or `application/cloudevents-batch+json` (an array of at most 1,000); `application/json` is read as either",
+        content((UsageEvent = "application/cloudevents+json"), (Vec<UsageEvent> = "application/cloudevents-batch+json"))),
     responses(
         (status = 202, body = Ingested, description = "the accepted events are durable"),
         (status = 400), (status = 401), (status = 413, description = "payload_too_large: over 1 MiB or 1,000 events"), (status = 415),
@@ -295,11 +295,9 @@ fn recorded(value: Value, projection: &ledger::Projection, now: DateTime<Utc>) -
                 "data.authorization_id must be one POST /api/v1/verify answered (auth_…)".into(),
             ));
         };
-        let scope = ingest::events::scope(&key.id, customer_id.as_deref());
         let other_key = projection
             .usage
-            .admissions(&scope)
-            .and_then(|a| a.key_of(record_id))
+            .verified_key(record_id)
             .is_some_and(|k| !k.is_empty() && k != &*key.id);
         if other_key {
             return Err(Invalid(

@@ -404,7 +404,8 @@ fn csv(group_by: &[Dim], rows: &[ReportRow]) -> String {
     }
     out.push_str(",requests,errors,cost,input_tokens,output_tokens\n");
     for r in rows {
-        let _ = write!(out, "{},{}", r.start.to_rfc3339(), r.end.to_rfc3339());
+        let time = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let _ = write!(out, "{},{}", time(&r.start), time(&r.end));
         for dim in group_by {
             let value = match dim {
                 Dim::Key => r.key_id.as_deref().map(str::to_owned),
@@ -505,7 +506,7 @@ mod tests {
         assert_eq!(
             csv(&[Dim::Customer], &[row]),
             "start,end,customer_id,requests,errors,cost,input_tokens,output_tokens\n\
-             2026-12-01T00:00:00+00:00,2026-12-02T00:00:00+00:00,\"acme, \"\"inc\"\"\",3,1,0.000123,5,6\n"
+             2026-12-01T00:00:00Z,2026-12-02T00:00:00Z,\"acme, \"\"inc\"\"\",3,1,0.000123,5,6\n"
         );
     }
 }

@@ -102,7 +102,8 @@ pub struct VerifyResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     limit: Option<Value>,
-    /// On `rate_limited`: seconds until a place frees.
+    /// On `rate_limited` and `concurrency_limited`: seconds until a place
+    /// may free.
     #[serde(skip_serializing_if = "Option::is_none")]
     retry_after: Option<u64>,
 }

@@ -68,3 +68,25 @@ def test_streaming_example_runs_as_written(
     assert capsys.readouterr().out == "one two"
     assert namespace["stream"].text == "one two"
     assert namespace["done"].request_id.startswith("req_")
+
+
+def test_self_served_metering_example_runs_as_written(
+    server: ServerProcess, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NODAI_ADMIN_TOKEN", server.admin_token)
+    monkeypatch.setenv("NODAI_BASE_URL", server.base_url)
+    monkeypatch.delenv("NODAI_API_KEY", raising=False)
+    example = section_blocks("Verify keys and report usage yourself")[0]
+    code = compile(example, str(README), "exec")
+
+    for _ in range(2):  # the second run finds the workflow there already, and makes another key
+        exec(code, {"__name__": "__readme__"})
+        out = capsys.readouterr().out.splitlines()
+        assert out[:3] == [
+            "a long text",
+            "invalid_api_key",
+            "start,end,workflow_id,requests,errors,cost,input_tokens,output_tokens",
+        ]
+        day = r"\d{4}-\d\d-\d\dT00:00:00Z"
+        assert re.fullmatch(f"{day},{day},summarise,1,0,0.010000,29,11", out[3]), out[3]
+        assert len(out) == 4

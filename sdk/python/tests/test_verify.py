@@ -9,7 +9,7 @@ from typing import Callable
 
 import pytest
 
-from _support import ServerProcess, unique
+from _support import ServerProcess, unique, wait_until
 from conftest import ECHO_PRICE
 from nodai import (
     AsyncNodai,
@@ -23,6 +23,7 @@ from nodai import (
     ValidationError,
     Verification,
     Workflow,
+    usage_event,
 )
 
 
@@ -129,7 +130,7 @@ def test_bad_requests_raise(server: ServerProcess, admin: Nodai, make_key: Calla
     key = make_key(rate_limit_per_hour=1)
     for fields in ({"hold_seconds": 0}, {"hold_seconds": 86401}, {"hold": "-1"}, {"hold": "0.0000001"}):
         with pytest.raises(ValidationError) as caught:
-            admin.verify(key.key, **fields)  # type: ignore[arg-type]
+            admin.verify(key.key, **fields)
         assert (caught.value.status, caught.value.code) == (422, "validation_error"), fields
     with Nodai(admin_token="not-the-admin-token-at-all", base_url=server.base_url) as wrong:
         with pytest.raises(AuthenticationError) as unauthorized:
@@ -149,3 +150,30 @@ async def test_async_verify(server: ServerProcess, make_key: Callable[..., Creat
         assert (refused.valid, refused.code) == (False, "rate_limited")
         with pytest.raises(ValidationError):
             await admin.verify(key.key, hold_seconds=0)
+
+
+def test_a_verification_holds_a_place_in_flight_until_its_event_settles_it(
+    admin: Nodai, echo_workflow: Workflow, make_key: Callable[..., CreatedApiKey]
+) -> None:
+    key = make_key(max_concurrent=1)
+    first = admin.verify(key.key, workflow_id=echo_workflow.id)
+    assert first.valid and first.authorization_id is not None
+    busy = admin.verify(key.key, workflow_id=echo_workflow.id)
+    assert (busy.valid, busy.code) == (False, "concurrency_limited")
+    assert busy.limit == ReachedLimit(scope="key", metric="concurrent", window=None, max=1)
+    assert busy.retry_after is not None and busy.retry_after >= 0
+    # The work is done: its event frees the place.
+    admin.events.send([usage_event(key.id, echo_workflow.id, authorization_id=first.authorization_id)])
+    assert admin.verify(key.key, workflow_id=echo_workflow.id).valid
+
+
+def test_expired_and_revoked_keys(admin: Nodai, make_key: Callable[..., CreatedApiKey]) -> None:
+    soon = datetime.now(timezone.utc) + timedelta(seconds=1)
+    expiring = make_key(expires_at=soon)
+    wait_until(lambda: datetime.now(timezone.utc) > soon + timedelta(milliseconds=100), what="the key's expiry")
+    expired = admin.verify(expiring.key)
+    assert (expired.valid, expired.code, expired.key_id) == (False, "key_expired", expiring.id)
+
+    revoked = make_key()
+    admin.keys.revoke(revoked.id)
+    assert (admin.verify(revoked.key).valid, admin.verify(revoked.key).code) == (False, "invalid_api_key")

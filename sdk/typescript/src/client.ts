@@ -1,14 +1,17 @@
-// `Nodai`, the client: configuration, `queryWorkflow`, `streamWorkflow`, and
-// the admin resources (`keys`, `customers`, `workflows`, `webhooks`). HTTP details live in
-// transport.ts, the events of a streaming query in streaming.ts.
+// `Nodai`, the client: configuration, `queryWorkflow`, `streamWorkflow`,
+// `verify`, and the admin resources (`keys`, `customers`, `workflows`,
+// `webhooks`, `events`, `usage`). HTTP details live in transport.ts, the
+// events of a streaming query in streaming.ts.
 import { rateLimitFromHeaders, type RateLimitState } from "./ratelimit.js";
 import { Customers } from "./resources/customers.js";
+import { Events } from "./resources/events.js";
 import { Keys } from "./resources/keys.js";
+import { UsageReports } from "./resources/usage.js";
 import { Webhooks } from "./resources/webhooks.js";
 import { Workflows } from "./resources/workflows.js";
 import { QueryStream, tokens } from "./streaming.js";
 import { segment, Transport, type FetchLike, type RequestOptions } from "./transport.js";
-import type { QueryResponse } from "./types.js";
+import type { QueryResponse, Verification, VerifyParams } from "./types.js";
 
 export { rateLimitFromHeaders, type RateLimitState };
 
@@ -88,6 +91,10 @@ export class Nodai {
   readonly workflows: Workflows;
   /** Webhook subscriptions and deliveries (admin token). */
   readonly webhooks: Webhooks;
+  /** Usage events of work done outside nodai, e.g. after `verify` (admin token). */
+  readonly events: Events;
+  /** Usage reports over every key, as rows or CSV (admin token). */
+  readonly usage: UsageReports;
   private readonly transport: Transport;
 
   constructor(options: NodaiOptions = {}) {
@@ -106,6 +113,8 @@ export class Nodai {
     this.customers = new Customers(this.transport);
     this.workflows = new Workflows(this.transport);
     this.webhooks = new Webhooks(this.transport);
+    this.events = new Events(this.transport);
+    this.usage = new UsageReports(this.transport);
   }
 
   /** The base URL requests go to, without a trailing slash. */
@@ -146,6 +155,41 @@ export class Nodai {
       outputTokens: tokens(res.data.usage.output_tokens),
       rateLimit: rateLimitFromHeaders(res.headers),
     };
+  }
+
+  /**
+   * Checks an API key your own service was given, before doing the work
+   * yourself (`POST /api/v1/verify`, admin token); then report the work with
+   * `events.send([usageEvent({ ..., authorizationId })])`.
+   *
+   * Every verdict about the key resolves, valid or not: check `valid` (and
+   * `code`: `invalid_api_key`, `key_inactive`, `key_expired`,
+   * `workflow_not_found`, `workflow_not_allowed`, `rate_limited`,
+   * `concurrency_limited`, `cost_limit_exceeded`, `insufficient_credits`).
+   * Only a bad request throws: `ValidationError`, `AuthenticationError`,
+   * `ServiceUnavailableError`.
+   *
+   * A valid verification counts as a request against the key's and its
+   * customer's requests limits, and holds `hold` USD against cost limits and
+   * prepaid credits until a usage event names its `authorization_id`, or
+   * `holdSeconds` pass.
+   */
+  async verify(params: VerifyParams, options?: RequestOptions): Promise<Verification> {
+    const res = await this.transport.request<Verification>(
+      {
+        method: "POST",
+        path: "/api/v1/verify",
+        auth: { kind: "admin" },
+        body: {
+          key: params.key,
+          workflow_id: params.workflowId,
+          hold: params.hold,
+          hold_seconds: params.holdSeconds,
+        },
+      },
+      options,
+    );
+    return res.data;
   }
 
   /**

@@ -1,5 +1,6 @@
 // @nodai/sdk: the TypeScript client of nodai (API keys, customers and their
-// limits, metered workflow queries, streaming queries, usage and webhooks). No
+// limits, metered workflow queries, streaming queries, usage and webhooks, and
+// metering of work served elsewhere: verify, usage events, usage reports). No
 // runtime dependencies: global `fetch` and WebCrypto only, so the same code
 // runs in browsers, Node >= 18, Deno, Bun and edge runtimes.
 export {
@@ -38,6 +39,9 @@ export type { Keys } from "./resources/keys.js";
 export type { Customers, GrantCreditsOptions } from "./resources/customers.js";
 export type { Workflows } from "./resources/workflows.js";
 export type { Webhooks } from "./resources/webhooks.js";
+export type { Events } from "./resources/events.js";
+export type { UsageReports } from "./resources/usage.js";
+export { usageEvent } from "./resources/events.js";
 export type * from "./types.js";
 /** The raw generated OpenAPI types (`paths`, `components`), for anything not named above. */
 export type { components, paths } from "./generated/openapi.js";

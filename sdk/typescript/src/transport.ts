@@ -52,6 +52,16 @@ export interface HttpRequest {
    * that may have followed sending (a timeout, a body cut off).
    */
   idempotencyKey?: string;
+  /** The body already serialised, sent as is instead of `body` (with `contentType`). */
+  rawBody?: string;
+  /** The `Content-Type` of `rawBody`; default `application/json`. */
+  contentType?: string;
+  /**
+   * A repeat does no harm (usage events: the server applies each `source`
+   * and `id` once), so it is retried even after a failure that may have
+   * followed sending, as with an `idempotencyKey`.
+   */
+  replayable?: boolean;
 }
 
 export interface HttpResponse<T> {
@@ -164,10 +174,11 @@ export class Transport {
         if (
           error instanceof APIConnectionError &&
           canRetry &&
-          ((!error.timedOut && !answered.has(error)) || req.idempotencyKey !== undefined)
+          ((!error.timedOut && !answered.has(error)) || req.idempotencyKey !== undefined || req.replayable === true)
         ) {
           // The connection failed before any response: safe to try again. With
-          // an idempotency key any failure is: a repeat gets the first answer.
+          // an idempotency key any failure is: a repeat gets the first answer
+          // (and a replayable request's repeat is harmless).
           await sleep(backoffMs(attempt), signal);
           continue;
         }
@@ -217,7 +228,10 @@ export class Transport {
     }
     if (req.idempotencyKey !== undefined) headers["idempotency-key"] = req.idempotencyKey;
     const init: RequestInit = { method: req.method, headers };
-    if (req.body !== undefined) {
+    if (req.rawBody !== undefined) {
+      headers["content-type"] = req.contentType ?? "application/json";
+      init.body = req.rawBody;
+    } else if (req.body !== undefined) {
       headers["content-type"] = "application/json";
       init.body = JSON.stringify(req.body);
     }

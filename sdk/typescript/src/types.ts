@@ -2,6 +2,7 @@
 // server's OpenAPI document (openapi.json, generated into generated/openapi.ts);
 // this module only gives them readable names. Field names stay as on the wire
 // (snake_case), so what you read here is what the HTTP API documents.
+import type { ReachedLimit } from "./errors.js";
 import type { components } from "./generated/openapi.js";
 
 type Schemas = components["schemas"];
@@ -156,4 +157,89 @@ export interface CustomerListParams extends ListParams {
 export interface UsageParams {
   from?: string | Date;
   to?: string | Date;
+}
+
+/** `nodai.verify`'s parameters. */
+export interface VerifyParams {
+  /** The plaintext API key (`nk_…`) your caller presented. */
+  key: string;
+  /** The workflow the work is for: checked against the key's `workflow_ids`; its price is the default `hold`. */
+  workflowId?: string;
+  /** USD held against cost limits and credits until settled (default: the workflow's `max_cost_per_request`, else its price; 0 without a workflow). */
+  hold?: number;
+  /** 1 to 86400 (default 300): past this an unsettled hold stops counting. */
+  holdSeconds?: number;
+}
+/** One limit of a verified key or its customer after the verification: `max`, `remaining` and `reset`. */
+export type LimitStanding = Schemas["LimitStanding"];
+/**
+ * The verdict of `nodai.verify`, valid or not. Valid: `valid: true`, `code:
+ * "valid"`, `key_id`, `customer_id` (absent without one), `authorization_id`,
+ * `hold`, `expires_at`, `limits`. Not valid: `valid: false`, `code`
+ * (`invalid_api_key`, `key_inactive`, `key_expired`, `workflow_not_found`,
+ * `workflow_not_allowed`, `rate_limited`, `concurrency_limited`,
+ * `cost_limit_exceeded`, `insufficient_credits`), `detail`, and on a limit's
+ * refusal `limit` and (`rate_limited`, `concurrency_limited`) `retry_after`.
+ */
+export type Verification = Omit<Schemas["VerifyResponse"], "limit"> & {
+  /** On a refusal by a limit: which one. */
+  limit?: ReachedLimit | null;
+};
+
+/**
+ * A usage CloudEvent (1.0, structured JSON, `type: "nodai.usage"`) as
+ * `events.send` takes it: `subject` is the key id, `(source, id)` is applied
+ * once within 24 hours. `usageEvent(...)` builds one.
+ */
+export type UsageEvent = Schemas["UsageEvent"];
+/** A usage event's `data`: `workflow_id`, and optionally the cost, tokens, status, duration and `authorization_id`. */
+export type UsageEventData = Schemas["UsageData"];
+/** What the server made of usage events: `accepted`, `duplicates`, and `rejected` with each one's index in your list. */
+export type IngestResult = Schemas["Ingested"];
+/** An event the server did not accept: `index` (its place in the list given to `events.send`), `id`, `status`, `code`, `detail`. */
+export type RejectedEvent = Schemas["Rejected"];
+/** `usageEvent`'s parameters: the key and workflow, and optionally the rest of the event. */
+export interface UsageEventParams {
+  /** The key (`key_…`) whose use this is: the event's `subject`. */
+  keyId: string;
+  workflowId: string;
+  /** Default: a fresh UUID. Give your own (a request id) to make a resend from anywhere count once. */
+  id?: string;
+  /** Default: `"nodai-js"`. */
+  source?: string;
+  /** When the work was done (at most 5 minutes ahead, 35 days back); default: when the server receives it. */
+  time?: string | Date;
+  /** USD; default: priced like a query of the workflow (0 for a `statusCode` of 500 or more). */
+  cost?: number;
+  inputTokens?: number;
+  outputTokens?: number;
+  /** 100 to 599, default 200; 500 and above count as errors. */
+  statusCode?: number;
+  durationMs?: number;
+  /** From `nodai.verify`: settles that verification's hold. */
+  authorizationId?: string;
+}
+
+/** One period of one group of a usage report; group fields are present only when grouped by. */
+export type UsageRow = Schemas["ReportRow"];
+/** The periods of a usage report: UTC hours, days or months. */
+export type Granularity = "hour" | "day" | "month";
+/** What a usage report may be grouped by. */
+export type UsageGroup = "key_id" | "customer_id" | "workflow_id" | "status_code";
+/** `usage.query`'s and `usage.queryCsv`'s parameters. */
+export interface UsageQueryParams {
+  /** Start of the range (default: 30 days before `to`), rounded down to its period. */
+  from?: string | Date;
+  /** End of the range, exclusive (default: now), rounded up to its period. */
+  to?: string | Date;
+  /** Default `day`. Hourly ranges span at most 90 days, others 1100. */
+  granularity?: Granularity;
+  /** Group fields, in this order (also the CSV's column order); or a comma-separated string. */
+  groupBy?: readonly UsageGroup[] | string;
+  /** Only this key's usage. */
+  keyId?: string;
+  /** Only usage counted for this customer. */
+  customerId?: string;
+  /** Only this workflow's usage. */
+  workflowId?: string;
 }

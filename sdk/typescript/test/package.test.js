@@ -34,6 +34,7 @@ const expected = [
   "ValidationError",
   "WebhookVerificationError",
   "rateLimitFromHeaders",
+  "usageEvent",
   "verifyWebhook",
 ];
 

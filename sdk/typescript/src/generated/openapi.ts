@@ -145,6 +145,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["ingest_events"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["query_usage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["verify_key"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/webhooks": {
         parameters: {
             query?: never;
@@ -536,6 +584,16 @@ export interface components {
             /** Format: int64 */
             output_tokens: number;
         };
+        Ingested: {
+            /** @description Events stored by this request. */
+            accepted: number;
+            /**
+             * @description Events applied before (same `source` and `id` within 24 h), or
+             *     repeated in this batch: not applied again.
+             */
+            duplicates: number;
+            rejected: components["schemas"]["Rejected"][];
+        };
         /**
          * @description An API key as the API shows it (never with its secret, except in
          *     [`KeyWithSecret`]).
@@ -601,6 +659,25 @@ export interface components {
              * @description A count (requests, tokens) or USD (cost).
              */
             max: number;
+        };
+        /** @description A limit of the key or its customer, after this verification. */
+        LimitStanding: {
+            /** @description `key` or `customer`. */
+            scope: string;
+            metric: string;
+            window: string;
+            /**
+             * Format: double
+             * @description A count (requests, tokens) or USD (cost).
+             */
+            max: number;
+            /** Format: double */
+            remaining: number;
+            /**
+             * Format: date-time
+             * @description When what is used of it next falls.
+             */
+            reset?: string | null;
         };
         /** @description `{"data":[…],"next_cursor":…}`. */
         Page_CustomerObject: {
@@ -780,6 +857,50 @@ export interface components {
             /** Format: int64 */
             output_tokens: number;
         };
+        /** @description One event of a batch that was not accepted. */
+        Rejected: {
+            /** @description Its `id`, when it had one. */
+            id?: string | null;
+            /** @description Its place in the batch, from 0. */
+            index: number;
+            /** Format: int32 */
+            status: number;
+            code: string;
+            detail: string;
+        };
+        Report: {
+            /** @description Periods and groups with usage, by start, then group. */
+            data: components["schemas"]["ReportRow"][];
+        };
+        /** @description One period of one group. Group fields are present when grouped by. */
+        ReportRow: {
+            /** Format: date-time */
+            start: string;
+            /** Format: date-time */
+            end: string;
+            key_id?: string | null;
+            /** @description Grouped by customer: null for usage of keys without one. */
+            customer_id?: string | null;
+            workflow_id?: string | null;
+            /** Format: int32 */
+            status_code?: number | null;
+            /** Format: int64 */
+            requests: number;
+            /**
+             * Format: int64
+             * @description Requests whose status was 500 or more.
+             */
+            errors: number;
+            /**
+             * Format: double
+             * @description USD.
+             */
+            cost: number;
+            /** Format: int64 */
+            input_tokens: number;
+            /** Format: int64 */
+            output_tokens: number;
+        };
         RotateKey: {
             /**
              * Format: int64
@@ -860,6 +981,51 @@ export interface components {
             /** Format: double */
             price_per_million_output_tokens?: number;
         };
+        /** @description A usage CloudEvent's `data`. */
+        UsageData: {
+            workflow_id: string;
+            /**
+             * @description From `POST /api/v1/verify`: settles that verification's hold, and
+             *     the two are one request.
+             */
+            authorization_id?: string | null;
+            /**
+             * Format: double
+             * @description USD; default: priced like a proxied query of the workflow (its
+             *     price plus its tokens at its token prices; 0 for a status ≥ 500).
+             *     Capped at the workflow's `max_cost_per_request`.
+             */
+            cost?: number | null;
+            /** Format: int64 */
+            input_tokens?: number | null;
+            /** Format: int64 */
+            output_tokens?: number | null;
+            /**
+             * Format: int32
+             * @description Default 200; 500 and above count as errors.
+             */
+            status_code?: number | null;
+            /** Format: int64 */
+            duration_ms?: number | null;
+        };
+        /** @description A CloudEvent 1.0 (structured JSON) of type `nodai.usage`. */
+        UsageEvent: {
+            /** @description `1.0`. */
+            specversion: string;
+            /** @description Unique within `source`: (`source`, `id`) is applied once within 24 h. */
+            id: string;
+            source: string;
+            /** @description `nodai.usage`. */
+            type: string;
+            /** @description The key id (`key_…`) the usage is of. */
+            subject: string;
+            /**
+             * @description RFC 3339: when the work was done (default: now). At most 5 minutes
+             *     ahead, 35 days back.
+             */
+            time?: string | null;
+            data: components["schemas"]["UsageData"];
+        };
         UsageObject: {
             /** @description On a key's usage. */
             key_id?: string | null;
@@ -885,7 +1051,8 @@ export interface components {
             cost_today: number;
             /**
              * Format: int64
-             * @description Rolling 60 minutes: what the rate limit sees.
+             * @description Rolling 60 minutes: what the rate limit sees (verifications not
+             *     settled yet included).
              */
             requests_this_hour: number;
             /**
@@ -901,6 +1068,63 @@ export interface components {
             hourly: components["schemas"]["Hourly"][];
             /** @description Every UTC day of the range (default: the last 31 days), oldest first. */
             daily: components["schemas"]["Daily"][];
+        };
+        VerifyRequest: {
+            /** @description The plaintext API key (`nk_…`) your caller presented. */
+            key: string;
+            /**
+             * @description The workflow the work is for: checked against the key's
+             *     `workflow_ids`, and its hold is the default `hold`.
+             */
+            workflow_id?: string | null;
+            /**
+             * Format: double
+             * @description USD held against cost limits and credits until settled (default:
+             *     the workflow's `max_cost_per_request`, else its price; 0 without a
+             *     workflow).
+             */
+            hold?: number | null;
+            /**
+             * Format: int64
+             * @description 1 to 86400 (default 300): past this an unsettled hold stops
+             *     counting; the request it admitted stays counted.
+             */
+            hold_seconds?: number | null;
+        };
+        VerifyResponse: {
+            valid: boolean;
+            /**
+             * @description `valid`, or why not: `invalid_api_key`, `key_inactive`,
+             *     `key_expired`, `workflow_not_found`, `workflow_not_allowed`,
+             *     `rate_limited`, `concurrency_limited`, `cost_limit_exceeded`,
+             *     `insufficient_credits`.
+             */
+            code: string;
+            detail?: string | null;
+            key_id?: string | null;
+            customer_id?: string | null;
+            /** @description Name it in the usage event (`data.authorization_id`) that settles this. */
+            authorization_id?: string | null;
+            /**
+             * Format: double
+             * @description USD held.
+             */
+            hold?: number | null;
+            /**
+             * Format: date-time
+             * @description When the hold stops counting if not settled.
+             */
+            expires_at?: string | null;
+            /** @description Every limit of the key and its customer, after this verification. */
+            limits?: components["schemas"]["LimitStanding"][] | null;
+            /** @description On a refusal by a limit: which one (`{"scope","metric","window","max"}`). */
+            limit?: Record<string, unknown> | null;
+            /**
+             * Format: int64
+             * @description On `rate_limited` and `concurrency_limited`: seconds until a place
+             *     may free.
+             */
+            retry_after?: number | null;
         };
         WebhookObject: {
             /** @description `wh_…` */
@@ -2174,6 +2398,273 @@ export interface operations {
                 };
             };
             /** @description not_ready (Retry-After): this replica has not applied the stream far enough yet */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    ingest_events: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description `application/cloudevents+json` (one event) or `application/cloudevents-batch+json` (an array of at most 1,000); `application/json` is read as either */
+        requestBody: {
+            content: {
+                "application/cloudevents+json": components["schemas"]["UsageEvent"];
+                "application/cloudevents-batch+json": components["schemas"]["UsageEvent"][];
+            };
+        };
+        responses: {
+            /** @description the accepted events are durable */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Ingested"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: another change to this object landed first; retry */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload_too_large: over 1 MiB or 1,000 events */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description a single event that is not valid: its code (invalid_event, unsupported_event_type, key_not_found, workflow_not_found, time_out_of_range, authorization_mismatch, validation_error) */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_ready; metering_unavailable (retry: events are idempotent) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    query_usage: {
+        parameters: {
+            query?: {
+                /**
+                 * @description RFC 3339; start of the range, rounded down to its period (default:
+                 *     30 days before `to`).
+                 */
+                from?: string;
+                /**
+                 * @description RFC 3339; end of the range, exclusive, rounded up to its period
+                 *     (default: now).
+                 */
+                to?: string;
+                /**
+                 * @description `hour`, `day` (default) or `month`: UTC periods. Hourly ranges span at
+                 *     most 90 days, others 1,100.
+                 */
+                granularity?: string;
+                /**
+                 * @description Comma-separated: any of `key_id`, `customer_id`, `workflow_id`,
+                 *     `status_code`.
+                 */
+                group_by?: string;
+                /** @description Only this key's usage. */
+                key_id?: string;
+                /** @description Only usage counted for this customer. */
+                customer_id?: string;
+                /** @description Only this workflow's usage. */
+                workflow_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description JSON, or CSV (`start,end,<group fields>,requests,errors,cost,input_tokens,output_tokens`) with `Accept: text/csv` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Report"];
+                };
+            };
+            /** @description invalid_path, invalid_query, invalid_json */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_ready; archive_unavailable: this replica (role api) holds no archive */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    verify_key: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VerifyRequest"];
+            };
+        };
+        responses: {
+            /** @description valid, or not, with a code */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VerifyResponse"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request_timeout: the body did not arrive in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: another change to this object landed first; retry */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not_ready (Retry-After); metering_unavailable */
             503: {
                 headers: {
                     [name: string]: unknown;

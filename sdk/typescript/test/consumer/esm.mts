@@ -30,6 +30,15 @@ import {
   type Grant,
   type GrantCreditsOptions,
   type GrantCreditsParams,
+  usageEvent,
+  type IngestResult,
+  type LimitStanding,
+  type RejectedEvent,
+  type UsageEvent,
+  type UsageQueryParams,
+  type UsageRow,
+  type Verification,
+  type VerifyParams,
 } from "@nodai/sdk";
 
 export async function example(): Promise<void> {
@@ -157,4 +166,37 @@ export async function credits(nodai: Nodai): Promise<void> {
   const balance: Credits = await nodai.customers.credits("acme", { timeoutMs: 1000 });
   const first: Grant | undefined = balance.grants[0];
   void [left, voidedAt, balance.balance, first?.amount];
+}
+
+export async function metering(nodai: Nodai): Promise<void> {
+  const params: VerifyParams = { key: "nk_x", workflowId: "echo", hold: 0.25, holdSeconds: 60 };
+  const v: Verification = await nodai.verify(params);
+  if (v.valid) {
+    const auth: string | null | undefined = v.authorization_id;
+    const standing: LimitStanding | undefined = v.limits?.[0];
+    const remaining: number | undefined = standing?.remaining;
+    const event: UsageEvent = usageEvent({
+      keyId: v.key_id ?? "",
+      workflowId: "echo",
+      authorizationId: auth ?? undefined,
+      cost: 0.01,
+      inputTokens: 3,
+      time: new Date(),
+    });
+    const sent: IngestResult = await nodai.events.send([event], { maxRetries: 5 });
+    const firstRejected: RejectedEvent | undefined = sent.rejected[0];
+    const one: IngestResult = await nodai.events.sendOne(event);
+    void [remaining, firstRejected?.index, one.duplicates];
+  } else {
+    const code: string = v.code;
+    const retryAfter: number | null | undefined = v.retry_after;
+    const scope: string | undefined = v.limit?.scope;
+    void [code, retryAfter, scope];
+  }
+  const query: UsageQueryParams = { from: new Date(), granularity: "hour", groupBy: ["workflow_id", "key_id"], keyId: "key_1" };
+  const rows: UsageRow[] = await nodai.usage.query(query);
+  const requests: number = rows[0]?.requests ?? 0;
+  const workflow: string | null | undefined = rows[0]?.workflow_id;
+  const csv: string = await nodai.usage.queryCsv({ groupBy: "customer_id", customerId: "acme" });
+  void [requests, workflow, csv];
 }
