@@ -104,6 +104,7 @@ impl Admissions {
                 after_seq,
                 customer_id: ask.limits.customer_id().map(str::to_owned),
                 verification: ask.verification.is_some(),
+                local: false,
             });
             let outgoing = Outgoing::new(&event, now).map_err(ApiError::internal)?;
             // Counted as in flight until folded, then as pending if it holds.

@@ -231,6 +231,7 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         rate_alerts: Arc::default(),
         admissions: Arc::default(),
         admit_on_stream: matches!(config.backend, Backend::Nats { .. }),
+        summaries: Arc::default(),
         outcome_can_be_unknown: matches!(config.backend, Backend::Nats { .. }),
         archive: (config.role == Role::All).then(|| data_dir.path().join("archive")),
     };

@@ -55,6 +55,8 @@ pub struct AppState {
     /// This process's Parquet archive, where usage older than the
     /// projection keeps is read (role `all` only: an API replica has none).
     pub archive: Option<std::path::PathBuf>,
+    /// The archive's files already summed, for `GET /api/v1/usage`.
+    pub summaries: Arc<ledger::summary::Cache>,
 }
 
 impl AppState {

@@ -325,6 +325,10 @@ pub struct QueryAdmitted {
     /// `cost` (the hold) until a usage event names it or `expires_at`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub verification: bool,
+    /// Decided by the one process of an embedded log, whose limiter is
+    /// exact alone: it holds whatever `after_seq` says.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub local: bool,
 }
 
 fn is_false(b: &bool) -> bool {

@@ -363,6 +363,7 @@ mod tests {
             after_seq: 0,
             customer_id: None,
             verification: false,
+            local: false,
         });
         p.apply(1, EventId::new(), t, &admitted);
         assert_eq!(p.usage.admissions("key_a").unwrap().pending(t).0, 1);

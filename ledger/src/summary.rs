@@ -6,7 +6,10 @@
 //! - every row of a file is of its directory's hour, so `ts` is not read;
 //! - the id columns are dictionary-encoded, and are read as dictionaries,
 //!   so a row is grouped by four small integers, never by its strings;
-//! - files are read on every core at once.
+//! - files are read on every core at once;
+//! - a file's sums are kept ([`Cache`]): a part file never changes under
+//!   its name (a flush or a compaction writes a new name), so a file read
+//!   once is not read again while its size and time stay the same.
 //!
 //! Only files at or below the watermark are read (a flush beyond it has
 //! not finished): the caller adds what comes after the returned watermark
@@ -28,6 +31,7 @@ use std::sync::Arc;
 
 use crate::archive::{self, Archive, COST, CUSTOMER_ID, INPUT_TOKENS, KEY_ID, OUTPUT_TOKENS, STATUS_CODE, WORKFLOW_ID};
 use crate::error::{io, Error};
+use crate::hash::FastMap;
 use crate::Bucket;
 
 /// One group's usage in one hour.
@@ -46,16 +50,64 @@ pub struct HourGroup {
 #[derive(Debug, Default)]
 pub struct Summary {
     pub watermark: u64,
-    pub groups: Vec<HourGroup>,
-    /// Rows read.
-    pub rows: u64,
+    /// Each file's groups.
+    pub files: Vec<Arc<[HourGroup]>>,
+}
+
+impl Summary {
+    pub fn groups(&self) -> impl Iterator<Item = &HourGroup> {
+        self.files.iter().flat_map(|f| f.iter())
+    }
+}
+
+/// Groups kept at most (about 120 bytes each); past it the cache starts
+/// over. The sums of an hour are a group per key, workflow and status
+/// used in it, so this is about a month of 1,000 such combinations an hour.
+const CACHE_GROUPS: usize = 1_000_000;
+
+/// The sums of files read before, by path, with the size and time they
+/// had.
+#[derive(Debug, Default)]
+pub struct Cache {
+    files: std::sync::Mutex<CacheFiles>,
+}
+
+/// A file's size and time when read, and its sums.
+type Cached = (u64, Option<std::time::SystemTime>, Arc<[HourGroup]>);
+
+#[derive(Debug, Default)]
+struct CacheFiles {
+    by_path: HashMap<PathBuf, Cached>,
+    groups: usize,
+}
+
+impl Cache {
+    fn get(&self, path: &Path, len: u64, modified: Option<std::time::SystemTime>) -> Option<Arc<[HourGroup]>> {
+        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        match files.by_path.get(path) {
+            Some((l, m, groups)) if *l == len && *m == modified => Some(groups.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&self, path: &Path, len: u64, modified: Option<std::time::SystemTime>, groups: Arc<[HourGroup]>) {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        if files.groups + groups.len() > CACHE_GROUPS {
+            files.by_path.clear();
+            files.groups = 0;
+        }
+        files.groups += groups.len();
+        if let Some((_, _, old)) = files.by_path.insert(path.to_owned(), (len, modified, groups)) {
+            files.groups -= old.len();
+        }
+    }
 }
 
 /// The archive's usage in hours `from..to` (hours since the epoch).
-pub fn hours(root: &Path, from: i64, to: i64) -> Result<Summary, Error> {
+pub fn hours(root: &Path, from: i64, to: i64, cache: &Cache) -> Result<Summary, Error> {
     let mut attempts = 0;
     loop {
-        match hours_once(root, from, to) {
+        match hours_once(root, from, to, cache) {
             Err(Retry::Again) | Err(Retry::Gone(_)) if attempts < 5 => attempts += 1,
             Err(Retry::Again) => {
                 return Err(Error::InvalidArchive(
@@ -85,7 +137,7 @@ impl From<Error> for Retry {
     }
 }
 
-fn hours_once(root: &Path, from: i64, to: i64) -> Result<Summary, Retry> {
+fn hours_once(root: &Path, from: i64, to: i64, cache: &Cache) -> Result<Summary, Retry> {
     let watermark = Archive::peek(root)?.map_or(0, |(seq, _)| seq);
     let mut files: Vec<(i64, PathBuf)> = Vec::new();
     for hour in from..to {
@@ -104,16 +156,28 @@ fn hours_once(root: &Path, from: i64, to: i64) -> Result<Summary, Retry> {
         .map_or(1, |n| n.get())
         .min(files.len().max(1));
     let chunk = files.len().div_ceil(threads).max(1);
-    let parts: Vec<Result<(Vec<HourGroup>, u64), Error>> = std::thread::scope(|s| {
+    let parts: Vec<Result<Vec<Arc<[HourGroup]>>, Error>> = std::thread::scope(|s| {
         let handles: Vec<_> = files
             .chunks(chunk)
             .map(|files| {
                 s.spawn(move || {
-                    let (mut groups, mut rows) = (Vec::new(), 0);
+                    let mut sums = Vec::with_capacity(files.len());
                     for (hour, path) in files {
-                        rows += file(*hour, path, &mut groups)?;
+                        let meta = std::fs::metadata(path).map_err(io(path))?;
+                        let (len, modified) = (meta.len(), meta.modified().ok());
+                        let groups = match cache.get(path, len, modified) {
+                            Some(groups) => groups,
+                            None => {
+                                let mut groups = Vec::new();
+                                file(*hour, path, &mut groups)?;
+                                let groups: Arc<[HourGroup]> = groups.into();
+                                cache.put(path, len, modified, groups.clone());
+                                groups
+                            }
+                        };
+                        sums.push(groups);
                     }
-                    Ok((groups, rows))
+                    Ok(sums)
                 })
             })
             .collect();
@@ -130,9 +194,7 @@ fn hours_once(root: &Path, from: i64, to: i64) -> Result<Summary, Retry> {
         ..Summary::default()
     };
     for part in parts {
-        let (groups, rows) = part?;
-        summary.groups.extend(groups);
-        summary.rows += rows;
+        summary.files.extend(part?);
     }
     Ok(summary)
 }
@@ -193,7 +255,7 @@ fn file(hour: i64, path: &PathBuf, out: &mut Vec<HourGroup>) -> Result<u64, Erro
         let tokens = |c: usize| column(c).and_then(|a| a.as_any().downcast_ref::<Int64Array>());
         let (input, output) = (tokens(INPUT_TOKENS), tokens(OUTPUT_TOKENS));
         // Grouped by dictionary indices: integers, not strings.
-        let mut by_index: HashMap<(i32, i32, i32, i32), Bucket> = HashMap::new();
+        let mut by_index: FastMap<(i32, i32, i32, i32), Bucket> = FastMap::default();
         let (k, w) = (keys.keys(), workflows.keys());
         for i in 0..batch.num_rows() {
             let c = customers.map_or(-1, |c| if c.is_valid(i) { c.keys().value(i) } else { -1 });

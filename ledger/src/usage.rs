@@ -459,7 +459,7 @@ impl Usage {
     pub(crate) fn admitted(&mut self, seq: u64, ts: DateTime<Utc>, a: &QueryAdmitted) {
         let scope = a.scope();
         let admissions = self.admissions.entry(scope.clone()).or_default();
-        if a.after_seq != admissions.last_seq {
+        if !a.local && a.after_seq != admissions.last_seq {
             return;
         }
         admissions.last_seq = seq;
@@ -604,6 +604,7 @@ mod tests {
             after_seq,
             customer_id: None,
             verification: false,
+            local: false,
         };
         let (first, second, raced) = (EventId::new(), EventId::new(), EventId::new());
         u.admitted(10, at(25, 10, 0, 0), &admit(first, at(25, 10, 1, 0), 0));
@@ -648,6 +649,7 @@ mod tests {
             after_seq,
             customer_id: Some("acme".into()),
             verification: true,
+            local: false,
         };
         let (settled, unsettled) = (EventId::new(), EventId::new());
         u.admitted(1, at(25, 10, 0, 0), &verify(settled, 0));

@@ -164,7 +164,8 @@ pub async fn report(
     // watermark, the stream after it.
     let upto = state.projection().seq;
     let (from, to) = ask.hours;
-    let summary = tokio::task::spawn_blocking(move || ledger::summary::hours(&root, from, to))
+    let cache = state.summaries.clone();
+    let summary = tokio::task::spawn_blocking(move || ledger::summary::hours(&root, from, to, &cache))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
@@ -173,7 +174,7 @@ pub async fn report(
         projection.duplicates.range(summary.watermark + 1..).copied().collect()
     };
     let mut sums: BTreeMap<Group, Bucket> = BTreeMap::new();
-    for g in &summary.groups {
+    for g in summary.groups() {
         add(&ask, &mut sums, g);
     }
     if upto > summary.watermark {
