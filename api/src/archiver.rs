@@ -139,6 +139,10 @@ pub struct Archiver {
     flush_failing: bool,
     compact_failing: bool,
     read_failing: bool,
+    /// Where flushed files go when the archive is on object storage (they
+    /// are then not compacted, and not kept here).
+    offsite: Option<crate::offsite::Offsite>,
+    upload_failing: bool,
 }
 
 impl Archiver {
@@ -159,6 +163,7 @@ impl Archiver {
         stream: &Arc<dyn EventStream>,
         projection: Arc<RwLock<Projection>>,
         metrics: Arc<Metrics>,
+        offsite: Option<crate::offsite::Offsite>,
     ) -> Result<Archiver, ledger::Error> {
         let mut archive = open_archive(dir.clone()).await?;
         let (watermark, anchor) = (archive.watermark(), archive.anchor());
@@ -206,6 +211,16 @@ impl Archiver {
                 }
                 other => other,
             };
+            if let (Some(why), Some(offsite)) = (&why, &offsite) {
+                // Archiving the stream again would put its rows under other
+                // names beside the ones already uploaded: refuse instead.
+                return Err(ledger::Error::InvalidArchive(format!(
+                    "the archive at {} (watermark in {}) is of another history of the stream: {why}; \
+                     move its objects and the local watermark away, then start again to archive this stream from its start",
+                    offsite.url,
+                    dir.display()
+                )));
+            }
             if let Some(why) = why {
                 let moving = dir.clone();
                 let aside = tokio::task::spawn_blocking(move || Archive::set_aside(&moving))
@@ -219,7 +234,7 @@ impl Archiver {
                     set_aside = %aside.display(),
                     "the archive is of another history of the stream; set aside, archiving the stream again from its start"
                 );
-                archive = open_archive(dir).await?;
+                archive = open_archive(dir.clone()).await?;
             }
         }
         // What retention deleted before this archive took it was taken
@@ -234,8 +249,19 @@ impl Archiver {
             );
         }
         tracing::info!(watermark = archive.watermark(), "archive open");
+        // On object storage, what is durable is what was uploaded; a
+        // crash may have left files here that are not yet.
+        let durable = match &offsite {
+            None => archive.durable_watermark(),
+            Some(offsite) => offsite.upload(&dir).await.map_err(|e| ledger::Error::Io {
+                path: dir.clone(),
+                source: std::io::Error::other(format!("cannot upload the archive to {}: {e}", offsite.url)),
+            })?,
+        };
         Ok(Archiver {
-            durable: Arc::new(std::sync::atomic::AtomicU64::new(archive.durable_watermark())),
+            durable: Arc::new(std::sync::atomic::AtomicU64::new(durable)),
+            offsite,
+            upload_failing: false,
             through,
             through_id: (through == archive.watermark()).then(|| archive.anchor()).flatten(),
             archive: Some(archive),
@@ -404,13 +430,12 @@ impl Archiver {
         }
         let (rows, through, through_id) = (std::mem::take(&mut self.pending), self.through, self.through_id);
         let started = std::time::Instant::now();
+        let compacts = self.offsite.is_none();
         let flushed = tokio::task::spawn_blocking(move || {
             let written = archive.write(&rows, through, through_id);
             // Compaction is housekeeping: its failure neither fails the
             // flush nor keeps the flushed rows.
-            let compacted = written
-                .is_ok()
-                .then(|| archive.compact(chrono::Utc::now() - COMPACT_GRACE));
+            let compacted = (written.is_ok() && compacts).then(|| archive.compact(chrono::Utc::now() - COMPACT_GRACE));
             let rows = if written.is_ok() { Vec::new() } else { rows };
             (archive, rows, written, compacted)
         })
@@ -422,8 +447,10 @@ impl Archiver {
                 return;
             }
         };
-        self.durable
-            .store(archive.durable_watermark(), std::sync::atomic::Ordering::Release);
+        if self.offsite.is_none() {
+            self.durable
+                .store(archive.durable_watermark(), std::sync::atomic::Ordering::Release);
+        }
         match written {
             Ok(written) => {
                 self.metrics.archive_rows.inc_by(written.rows as u64);
@@ -468,6 +495,21 @@ impl Archiver {
                 self.metrics.archive_errors.inc();
             }
             None => {}
+        }
+        if let Some(offsite) = &self.offsite {
+            match offsite.upload(archive.root()).await {
+                Ok(uploaded) => {
+                    self.durable.store(uploaded, std::sync::atomic::Ordering::Release);
+                    self.upload_failing = false;
+                }
+                Err(error) => {
+                    if !self.upload_failing {
+                        tracing::error!(%error, url = offsite.url, "archive upload failed; the files stay here and are uploaded at the next flush");
+                    }
+                    self.upload_failing = true;
+                    self.metrics.archive_errors.inc();
+                }
+            }
         }
         self.archive = Some(archive);
     }
@@ -559,7 +601,7 @@ mod tests {
 
         let projection = Arc::new(RwLock::new(projection));
         let archive_dir = dir.path().join("archive");
-        let archiver = Archiver::open(archive_dir.clone(), &log, projection, Arc::new(Metrics::new()))
+        let archiver = Archiver::open(archive_dir.clone(), &log, projection, Arc::new(Metrics::new()), None)
             .await
             .unwrap();
         let (tx, feed) = feed();
@@ -627,6 +669,7 @@ mod tests {
             &log,
             Arc::new(RwLock::new(projection)),
             Arc::new(Metrics::new()),
+            None,
         )
         .await
         .unwrap();
@@ -677,6 +720,7 @@ mod tests {
                 &log,
                 Arc::new(RwLock::new(projection)),
                 Arc::new(Metrics::new()),
+                None,
             )
             .await
             .unwrap();

@@ -96,6 +96,12 @@ pub struct ServeArgs {
     #[arg(long, env = "NODAI_ARCHIVE_FLUSH_SECS", default_value_t = 60,
         value_parser = clap::value_parser!(u64).range(1..=MAX_FLUSH_SECS))]
     pub archive_flush_secs: u64,
+    /// Where the Parquet archive goes: unset, `<data-dir>/archive`;
+    /// `s3://bucket/prefix`, the same layout on S3-compatible object
+    /// storage (credentials, region and endpoint from the `AWS_*`
+    /// variables, e.g. `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP=true`).
+    #[arg(long, env = "NODAI_ARCHIVE_URL", value_parser = parse_archive_url)]
+    pub archive_url: Option<ArchiveUrl>,
     /// How long events stay on the stream (`s`, `m`, `h` or `d`, e.g. `7d`).
     /// Older ones are deleted once the snapshot every replica can load
     /// and, for usage, the Parquet archive cover them; never sooner.
@@ -199,6 +205,42 @@ const MAX_FLUSH_SECS: u64 = 86_400;
 /// query started, so a longer call would outlive its place.
 const MAX_UPSTREAM_TIMEOUT_SECS: u64 = 3_600;
 
+/// `s3://bucket/prefix`: an archive on object storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveUrl {
+    pub bucket: String,
+    /// Without leading or trailing `/` (may be empty).
+    pub prefix: String,
+}
+
+impl std::fmt::Display for ArchiveUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.prefix)
+    }
+}
+
+fn parse_archive_url(value: &str) -> Result<ArchiveUrl, String> {
+    let rest = value
+        .strip_prefix("s3://")
+        .ok_or_else(|| format!("{value:?}: only s3://bucket/prefix is supported"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let valid_bucket = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !valid_bucket {
+        return Err(format!("{value:?}: {bucket:?} is not an S3 bucket name"));
+    }
+    let prefix = prefix.trim_matches('/');
+    if prefix.split('/').any(|part| part == "." || part == "..") || prefix.contains("//") {
+        return Err(format!("{value:?}: the prefix may not hold empty, . or .. parts"));
+    }
+    Ok(ArchiveUrl {
+        bucket: bucket.to_owned(),
+        prefix: prefix.to_owned(),
+    })
+}
+
 /// Everything `nodai serve` needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -207,6 +249,8 @@ pub struct Config {
     pub backend: Backend,
     pub role: Role,
     pub archive_flush: Duration,
+    /// None: the archive is `<data-dir>/archive`.
+    pub archive_url: Option<ArchiveUrl>,
     pub upstream_timeout: Duration,
     pub admin_token: Option<crate::auth::AdminToken>,
     pub log_filter: String,
@@ -311,6 +355,7 @@ impl Config {
             backend,
             role: args.role,
             archive_flush: Duration::from_secs(args.archive_flush_secs),
+            archive_url: args.archive_url,
             upstream_timeout: Duration::from_secs(args.upstream_timeout_secs),
             admin_token: args
                 .admin_token
@@ -343,6 +388,7 @@ impl Config {
             },
             role: Role::All,
             archive_flush: Duration::from_secs(60),
+            archive_url: None,
             upstream_timeout: Duration::from_secs(30),
             admin_token: None,
             log_filter: "info".into(),

@@ -47,8 +47,8 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("request body larger than 1 MiB")]
     PayloadTooLarge,
-    #[error("this replica (role api) holds no archive to read usage from; ask one running with --role all")]
-    ArchiveUnavailable,
+    #[error("{0}")]
+    ArchiveUnavailable(String),
     #[error("a batch holds at most 1,000 events")]
     BatchTooLarge,
     /// A usage event that cannot be accepted, with its own code.
@@ -261,7 +261,7 @@ impl ApiError {
             GrantNotFound => (StatusCode::NOT_FOUND, "grant_not_found", "Not Found"),
             UpstreamError(_) => (StatusCode::BAD_GATEWAY, "upstream_error", "Bad Gateway"),
             UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", "Gateway Timeout"),
-            ArchiveUnavailable => (
+            ArchiveUnavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "archive_unavailable",
                 "Service Unavailable",

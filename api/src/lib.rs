@@ -33,6 +33,7 @@ pub mod lease;
 pub mod limiter;
 pub mod listen;
 pub mod metrics;
+pub mod offsite;
 pub mod patch;
 pub mod retention;
 pub mod routes;

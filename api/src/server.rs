@@ -38,6 +38,8 @@ pub enum ServeError {
     },
     #[error("cannot open the archive: {0}")]
     Archive(#[from] ledger::Error),
+    #[error("--archive-url: {0}")]
+    Offsite(#[from] crate::offsite::OffsiteError),
     #[error("http server failed: {0}")]
     Http(#[source] std::io::Error),
     #[error(
@@ -109,12 +111,18 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     let tasks = TaskTracker::new();
     let limiter = Arc::new(Limiter::default());
     let mut archive_feed = None;
+    let offsite = config
+        .archive_url
+        .as_ref()
+        .map(crate::offsite::Offsite::open)
+        .transpose()?;
     if matches!(config.role, Role::All | Role::Worker) {
         let archiver = Archiver::open(
             data_dir.path().join("archive"),
             &stream,
             projection.clone(),
             metrics.clone(),
+            offsite.clone(),
         )
         .await?;
         let archived = archiver.durable_watermark();
@@ -233,7 +241,8 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         admit_on_stream: matches!(config.backend, Backend::Nats { .. }),
         summaries: Arc::default(),
         outcome_can_be_unknown: matches!(config.backend, Backend::Nats { .. }),
-        archive: (config.role == Role::All).then(|| data_dir.path().join("archive")),
+        archive: (config.role == Role::All && offsite.is_none()).then(|| data_dir.path().join("archive")),
+        offsite,
     };
     // A worker answers health and metrics only; its projection serves no one else.
     let app = match config.role {

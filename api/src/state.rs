@@ -55,6 +55,8 @@ pub struct AppState {
     /// This process's Parquet archive, where usage older than the
     /// projection keeps is read (role `all` only: an API replica has none).
     pub archive: Option<std::path::PathBuf>,
+    /// The archive on object storage (`--archive-url`), read by every role.
+    pub offsite: Option<crate::offsite::Offsite>,
     /// The archive's files already summed, for `GET /api/v1/usage`.
     pub summaries: Arc<ledger::summary::Cache>,
 }

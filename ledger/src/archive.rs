@@ -81,7 +81,7 @@ pub struct Archive {
 }
 
 /// `<seq>` (older archives) or `<seq> <event id>`.
-fn parse_watermark(text: &str) -> Option<(u64, Option<EventId>)> {
+pub fn parse_watermark(text: &str) -> Option<(u64, Option<EventId>)> {
     let mut words = text.split_whitespace();
     let seq = words.next().map_or(Some(0), |w| w.parse().ok())?;
     let anchor = match words.next() {
@@ -203,6 +203,11 @@ impl Archive {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(&mark)(e)),
         }
+    }
+
+    /// Where the archive is.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The id of the event at the watermark, if the watermark names it.
@@ -689,8 +694,26 @@ pub(crate) fn hour_dir(root: &Path, hour: i64) -> PathBuf {
         .join(format!("hour={:02}", start.hour()))
 }
 
+/// The part files of the archive at `root` at or below `watermark` (of
+/// flushes that finished), by path relative to the root
+/// (`usage/date=…/hour=…/part-…`) and on disk.
+pub fn parts_at_or_below(root: &Path, watermark: u64) -> Result<Vec<(String, PathBuf)>, Error> {
+    let mut out = Vec::new();
+    for (path, range) in files(&root.join("usage"))? {
+        let Some((_, last)) = range else { continue };
+        if last > watermark {
+            continue;
+        }
+        let Ok(relative) = path.strip_prefix(root) else {
+            continue;
+        };
+        out.push((relative.to_string_lossy().into_owned(), path));
+    }
+    Ok(out)
+}
+
 /// `(first, last)` of a `part-<first>-<last>.parquet` name.
-pub(crate) fn parse_part(name: &str) -> Option<(u64, u64)> {
+pub fn parse_part(name: &str) -> Option<(u64, u64)> {
     let (first, last) = name.strip_prefix("part-")?.strip_suffix(".parquet")?.split_once('-')?;
     Some((first.parse().ok()?, last.parse().ok()?))
 }

@@ -24,6 +24,7 @@ use arrow_schema::{DataType, Field, Schema};
 use ingest::Micros;
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
+use parquet::file::reader::ChunkReader;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -72,32 +73,34 @@ pub struct Cache {
     files: std::sync::Mutex<CacheFiles>,
 }
 
-/// A file's size and time when read, and its sums.
-type Cached = (u64, Option<std::time::SystemTime>, Arc<[HourGroup]>);
+/// A file's version when read (its size and time, or its object's tag),
+/// and its sums.
+type Cached = (String, Arc<[HourGroup]>);
 
 #[derive(Debug, Default)]
 struct CacheFiles {
-    by_path: HashMap<PathBuf, Cached>,
+    by_path: HashMap<String, Cached>,
     groups: usize,
 }
 
 impl Cache {
-    fn get(&self, path: &Path, len: u64, modified: Option<std::time::SystemTime>) -> Option<Arc<[HourGroup]>> {
+    /// The sums of the file at `path` if it is still at `version`.
+    pub fn get(&self, path: &str, version: &str) -> Option<Arc<[HourGroup]>> {
         let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         match files.by_path.get(path) {
-            Some((l, m, groups)) if *l == len && *m == modified => Some(groups.clone()),
+            Some((v, groups)) if v == version => Some(groups.clone()),
             _ => None,
         }
     }
 
-    fn put(&self, path: &Path, len: u64, modified: Option<std::time::SystemTime>, groups: Arc<[HourGroup]>) {
+    pub fn put(&self, path: &str, version: &str, groups: Arc<[HourGroup]>) {
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         if files.groups + groups.len() > CACHE_GROUPS {
             files.by_path.clear();
             files.groups = 0;
         }
         files.groups += groups.len();
-        if let Some((_, _, old)) = files.by_path.insert(path.to_owned(), (len, modified, groups)) {
+        if let Some((_, old)) = files.by_path.insert(path.to_owned(), (version.to_owned(), groups)) {
             files.groups -= old.len();
         }
     }
@@ -164,14 +167,15 @@ fn hours_once(root: &Path, from: i64, to: i64, cache: &Cache) -> Result<Summary,
                     let mut sums = Vec::with_capacity(files.len());
                     for (hour, path) in files {
                         let meta = std::fs::metadata(path).map_err(io(path))?;
-                        let (len, modified) = (meta.len(), meta.modified().ok());
-                        let groups = match cache.get(path, len, modified) {
+                        let version = format!("{} {:?}", meta.len(), meta.modified().ok());
+                        let key = path.display().to_string();
+                        let groups = match cache.get(&key, &version) {
                             Some(groups) => groups,
                             None => {
                                 let mut groups = Vec::new();
                                 file(*hour, path, &mut groups)?;
                                 let groups: Arc<[HourGroup]> = groups.into();
-                                cache.put(path, len, modified, groups.clone());
+                                cache.put(&key, &version, groups.clone());
                                 groups
                             }
                         };
@@ -225,11 +229,29 @@ type GroupKey = (Arc<str>, Option<Arc<str>>, Arc<str>, u16);
 /// Sums one file into `out`; returns its rows.
 fn file(hour: i64, path: &PathBuf, out: &mut Vec<HourGroup>) -> Result<u64, Error> {
     let opened = File::open(path).map_err(io(path))?;
-    let plain = ParquetRecordBatchReaderBuilder::try_new(opened.try_clone().map_err(io(path))?)?;
-    let columns = plain.schema().fields().len();
-    drop(plain);
+    let again = opened.try_clone().map_err(io(path))?;
+    read(hour, opened, again, &path.display().to_string(), out)
+}
+
+/// The sums of one part file held in memory (read from object storage),
+/// of hour `hour`; `name` for errors.
+pub fn of_bytes(hour: i64, bytes: bytes::Bytes, name: &str) -> Result<Vec<HourGroup>, Error> {
+    let mut out = Vec::new();
+    read(hour, bytes.clone(), bytes, name, &mut out)?;
+    Ok(out)
+}
+
+/// Sums a part file, given twice (its schema is read first); returns its rows.
+fn read<R: ChunkReader + 'static>(
+    hour: i64,
+    first: R,
+    again: R,
+    name: &str,
+    out: &mut Vec<HourGroup>,
+) -> Result<u64, Error> {
+    let columns = ParquetRecordBatchReaderBuilder::try_new(first)?.schema().fields().len();
     let options = ArrowReaderOptions::new().with_schema(dictionary_schema(columns));
-    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(opened, options)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(again, options)?;
     let mut wanted = vec![KEY_ID, WORKFLOW_ID, STATUS_CODE, COST];
     if columns > CUSTOMER_ID {
         wanted.extend([INPUT_TOKENS, OUTPUT_TOKENS, CUSTOMER_ID]);
@@ -238,7 +260,7 @@ fn file(hour: i64, path: &PathBuf, out: &mut Vec<HourGroup>) -> Result<u64, Erro
     let at = |c: usize| wanted.iter().position(|w| *w == c);
     let mut sums: HashMap<GroupKey, Bucket> = HashMap::new();
     let mut rows = 0u64;
-    let bad = || Error::InvalidArchive(format!("{}: unexpected column types", path.display()));
+    let bad = || Error::InvalidArchive(format!("{name}: unexpected column types"));
     for batch in builder.with_projection(mask).with_batch_size(65_536).build()? {
         let batch = batch?;
         let column = |c: usize| at(c).map(|i| batch.column(i));

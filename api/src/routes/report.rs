@@ -156,19 +156,29 @@ pub async fn report(
     Query(params): Query<ReportParams>,
 ) -> Result<Response, ApiError> {
     let ask = parse(&params, Utc::now())?;
-    let Some(root) = state.archive.clone() else {
-        return Err(ApiError::ArchiveUnavailable);
-    };
+    if state.archive.is_none() && state.offsite.is_none() {
+        return Err(no_archive());
+    }
     state.read_own_writes().await?;
     // Everything this replica has applied counts: the archive up to its
     // watermark, the stream after it.
     let upto = state.projection().seq;
     let (from, to) = ask.hours;
     let cache = state.summaries.clone();
-    let summary = tokio::task::spawn_blocking(move || ledger::summary::hours(&root, from, to, &cache))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let summary = match (&state.offsite, state.archive.clone()) {
+        (Some(offsite), _) => offsite.hours(from, to, &cache).await.map_err(|e| {
+            tracing::error!(error = %e, url = offsite.url, "cannot read the archive");
+            ApiError::ArchiveUnavailable(format!(
+                "the archive at {} cannot be read right now; retry",
+                offsite.url
+            ))
+        })?,
+        (None, Some(root)) => tokio::task::spawn_blocking(move || ledger::summary::hours(&root, from, to, &cache))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?,
+        (None, None) => return Err(no_archive()),
+    };
     let duplicates: std::collections::HashSet<u64> = {
         let projection = state.projection();
         projection.duplicates.range(summary.watermark + 1..).copied().collect()
@@ -227,6 +237,12 @@ pub async fn report(
         return Ok(([(CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
     }
     Ok(Json(Report { data: rows }).into_response())
+}
+
+fn no_archive() -> ApiError {
+    ApiError::ArchiveUnavailable(
+        "this replica (role api) holds no archive to read usage from: ask one running with --role all, or archive to object storage (--archive-url) which every role reads".into(),
+    )
 }
 
 /// A period's start (epoch seconds) and the group's fields, None where not

@@ -4,6 +4,7 @@
 
 pub mod app;
 mod receiver;
+pub mod s3;
 
 pub use receiver::FlakyReceiver;
 
