@@ -21,6 +21,7 @@ use futures::StreamExt;
 use ingest::events::{QueryAdmitted, QueryRecorded};
 use ingest::{Event, EventId, Outgoing};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -109,8 +110,8 @@ pub struct Ingested {
 }
 
 #[utoipa::path(post, path = "/api/v1/events", operation_id = "ingest_events", tag = "usage",
-    request_body(description = "`application/cloudevents+json` (one event) or `application/cloudevents-batch+json` (an array of at most 1,000); `application/json` is read as either",
-        content((UsageEvent = "application/cloudevents+json"), (Vec<UsageEvent> = "application/cloudevents-batch+json"))),
+    request_body(description = "`application/cloudevents+json` (one event) or `application/cloudevents-batch+json` (an array of at most 1,000, each a `UsageEvent`: one that is not is rejected alone, in `rejected`); `application/json` is read as either",
+        content((UsageEvent = "application/cloudevents+json"), (Vec<serde_json::Value> = "application/cloudevents-batch+json"))),
     responses(
         (status = 202, body = Ingested, description = "the accepted events are durable"),
         (status = 400), (status = 401), (status = 413, description = "payload_too_large: over 1 MiB or 1,000 events"), (status = 415),
@@ -124,12 +125,20 @@ pub async fn ingest_events(
     Body(bytes): Body,
 ) -> Result<impl IntoResponse, ApiError> {
     let shape = shape(&headers)?;
-    let parsed: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::BadJson(e.to_string()))?;
-    let (events, single) = match (shape, parsed) {
-        (Shape::Batch | Shape::Either, Value::Array(events)) => (events, false),
-        (Shape::Single | Shape::Either, event @ Value::Object(_)) => (vec![event], true),
-        (Shape::Batch, _) => return Err(ApiError::validation("a batch is a JSON array of CloudEvents")),
-        (_, _) => return Err(ApiError::validation("an event is a JSON object (a CloudEvent)")),
+    // Each event is kept as its text and read on its own: one that does
+    // not parse as a usage event rejects only itself.
+    let bad_json = |e: serde_json::Error| ApiError::BadJson(e.to_string());
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    let (events, single): (Vec<&RawValue>, bool) = match (shape, first) {
+        (Shape::Batch | Shape::Either, Some(b'[')) => (serde_json::from_slice(&bytes).map_err(bad_json)?, false),
+        (Shape::Single | Shape::Either, Some(b'{')) => (vec![serde_json::from_slice(&bytes).map_err(bad_json)?], true),
+        _ => {
+            serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).map_err(bad_json)?;
+            return Err(ApiError::validation(match shape {
+                Shape::Batch => "a batch is a JSON array of CloudEvents",
+                _ => "an event is a JSON object (a CloudEvent)",
+            }));
+        }
     };
     if events.len() > MAX_BATCH {
         return Err(ApiError::BatchTooLarge);
@@ -149,15 +158,18 @@ pub async fn ingest_events(
     {
         let projection = state.projection();
         let mut seen = HashSet::with_capacity(events.len());
-        for (index, value) in events.into_iter().enumerate() {
-            let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
-            match recorded(value, &projection, now) {
+        for (index, raw) in events.into_iter().enumerate() {
+            match recorded(raw, &projection, now) {
                 Ok(out) if !seen.insert(out.id) || projection.dedup.contains(out.id) => duplicates += 1,
                 Ok(out) => outgoing.push(out),
                 Err(Invalid(code, detail)) => {
                     if single {
                         return Err(ApiError::InvalidEvent { code, detail });
                     }
+                    // Its id, if it has one, to name it by.
+                    let id = serde_json::from_str::<Value>(raw.get())
+                        .ok()
+                        .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned));
                     rejected.push(Rejected {
                         id,
                         index,
@@ -201,6 +213,7 @@ pub async fn ingest_events(
     ))
 }
 
+#[derive(Clone, Copy)]
 enum Shape {
     Single,
     Batch,
@@ -237,9 +250,9 @@ pub fn event_id(source: &str, id: &str) -> EventId {
 }
 
 /// The `query.recorded` an event stands for, checked.
-fn recorded(value: Value, projection: &ledger::Projection, now: DateTime<Utc>) -> Result<Outgoing, Invalid> {
+fn recorded(raw: &RawValue, projection: &ledger::Projection, now: DateTime<Utc>) -> Result<Outgoing, Invalid> {
     let event: UsageEvent =
-        serde_json::from_value(value).map_err(|e| invalid(format!("not a usage CloudEvent: {e}")))?;
+        serde_json::from_str(raw.get()).map_err(|e| invalid(format!("not a usage CloudEvent: {e}")))?;
     if event.specversion != "1.0" {
         return Err(invalid("specversion must be \"1.0\""));
     }

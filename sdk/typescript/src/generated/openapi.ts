@@ -2415,11 +2415,11 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description `application/cloudevents+json` (one event) or `application/cloudevents-batch+json` (an array of at most 1,000); `application/json` is read as either */
+        /** @description `application/cloudevents+json` (one event) or `application/cloudevents-batch+json` (an array of at most 1,000, each a `UsageEvent`: one that is not is rejected alone, in `rejected`); `application/json` is read as either */
         requestBody: {
             content: {
                 "application/cloudevents+json": components["schemas"]["UsageEvent"];
-                "application/cloudevents-batch+json": components["schemas"]["UsageEvent"][];
+                "application/cloudevents-batch+json": unknown[];
             };
         };
         responses: {
