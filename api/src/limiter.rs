@@ -28,6 +28,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 const SHARDS: usize = 64;
+/// Verifications of one key, or of one customer, holding at once (not yet
+/// settled, not expired), at most: past it, `concurrency_limited`.
+pub const MAX_HOLDS: u64 = 10_000;
 
 #[derive(Debug, Clone)]
 struct Slot {
@@ -512,6 +515,15 @@ impl<'a> Taken<'a> {
     /// more query: a query is admitted while every count is below its max.
     fn refusal(&self) -> Option<Refusal> {
         for used in &self.levels {
+            // Holds are state kept until settled or expired: bounded per
+            // key and customer, not by traffic.
+            if used.holding >= MAX_HOLDS {
+                return Some(Refusal {
+                    level: used.level,
+                    refused: Refused::Concurrent(MAX_HOLDS),
+                    retry_at: None,
+                });
+            }
             if let Some(max) = used.rules.max_concurrent {
                 if used.in_flight + used.holding >= max {
                     return Some(Refusal {

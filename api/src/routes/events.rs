@@ -222,6 +222,13 @@ enum Shape {
 }
 
 fn shape(headers: &HeaderMap) -> Result<Shape, ApiError> {
+    // Binary mode puts the attributes in headers and the data alone in the
+    // body: read as structured, it would be a confusing invalid_event.
+    if headers.contains_key("ce-specversion") {
+        return Err(ApiError::validation(
+            "binary-mode CloudEvents (ce-* headers) are not read: send the event structured, as application/cloudevents+json",
+        ));
+    }
     let essence = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -352,6 +352,21 @@ async fn usage_events_count_like_queries(app: App) {
     let single_bad = event("bad", "key_nope", json!({"workflow_id": "llm"}));
     let response = send(&app, "application/cloudevents+json", &single_bad).await;
     assert_eq!(problem(response).await, (422, "key_not_found".into()));
+    let binary = app
+        .http
+        .post(format!("{}/api/v1/events", app.base))
+        .bearer_auth(common::app::TOKEN)
+        .header("content-type", "application/json")
+        .header("ce-specversion", "1.0")
+        .body(r#"{"workflow_id":"llm"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        problem(binary).await,
+        (422, "validation_error".into()),
+        "binary mode is named"
+    );
     let response = send(&app, "text/plain", &json!([])).await;
     assert_eq!(problem(response).await, (415, "unsupported_media_type".into()));
     let many: Vec<Value> = (0..1001).map(|i| json!({"id": i})).collect();
@@ -386,6 +401,43 @@ common::on_both_backends!(
     holds_count_against_credits_until_settled_or_expired,
     usage_events_count_like_queries,
 );
+
+/// Holds are state until settled or expired: at most 10,000 of one key
+/// hold at once; the next is refused until one is settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holds_are_bounded_per_key() {
+    let app = Arc::new(App::start(false).await.unwrap());
+    app.workflow("echo", "builtin:echo", 0.0).await;
+    let (key_id, key) = app.create_key(json!({"name": "busy"})).await;
+    let max = api::limiter::MAX_HOLDS as usize;
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let (app, key) = (app.clone(), key.clone());
+            tokio::spawn(async move {
+                let mut first = None;
+                for _ in (t..max).step_by(16) {
+                    let answer = verify(&app, json!({"key": key})).await;
+                    assert_eq!(answer["code"], "valid", "{answer}");
+                    first.get_or_insert(answer["authorization_id"].as_str().unwrap().to_owned());
+                }
+                first
+            })
+        })
+        .collect();
+    let mut authorizations = Vec::new();
+    for task in tasks {
+        authorizations.extend(task.await.unwrap());
+    }
+    let refused = verify(&app, json!({"key": key})).await;
+    assert_eq!(refused["code"], "concurrency_limited", "{refused}");
+    let settle = event(
+        "free-one",
+        &key_id,
+        json!({"workflow_id": "echo", "authorization_id": authorizations[0]}),
+    );
+    assert_eq!(batch(&app, &[settle]).await["accepted"], 1);
+    assert_eq!(verify(&app, json!({"key": key})).await["code"], "valid");
+}
 
 /// The usage query over a spread of usage (events back to 20 days, proxied
 /// queries, three keys, two workflows, a customer, failures) answers the
