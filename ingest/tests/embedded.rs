@@ -78,16 +78,24 @@ async fn damage_followed_by_intact_records_refuses_to_open_until_repaired() {
     };
     let segment = segments(dir.path()).pop().unwrap();
     let mut bytes = std::fs::read(&segment).unwrap();
-    // Flip one byte inside the 8th record's payload (records are the same size here).
-    let record_len = (bytes.len() - 16) / 10;
-    let at = 16 + 7 * record_len + record_len - 3;
+    // Flip one byte inside the 8th record's payload. Records differ in
+    // size by their time's digits: walk the frames (16-byte header, then
+    // len u32 | crc u32 | body).
+    let mut starts = Vec::new();
+    let mut frame = 16;
+    while frame + 8 <= bytes.len() {
+        starts.push(frame);
+        frame += 8 + u32::from_le_bytes(bytes[frame..frame + 4].try_into().unwrap()) as usize;
+    }
+    assert_eq!(starts.len(), 10);
+    let at = starts[8] - 3;
     bytes[at] ^= 0xFF;
     std::fs::write(&segment, &bytes).unwrap();
 
     let Err(StreamError::Corrupt(message)) = EmbeddedLog::open(Options::new(dir.path())).await else {
         panic!("opened a log damaged in the middle");
     };
-    let offset = 16 + 7 * record_len;
+    let offset = starts[7];
     assert!(message.contains(&format!("byte {offset}")), "{message}");
     assert!(
         message.contains("sequence 9") && message.contains("nodai check --repair"),
