@@ -163,7 +163,12 @@ impl Call {
                 .post(format!("{base}/api/v1/verify"))
                 .bearer_auth(support::TOKEN)
                 .header("content-type", "application/json")
-                .body(format!(r#"{{"key":"{}","workflow_id":"echo"}}"#, keys[i % keys.len()])),
+                // Work that takes at most 2 s: a hold is kept until then
+                // (or until settled), and a decision reads the scope's holds.
+                .body(format!(
+                    r#"{{"key":"{}","workflow_id":"echo","hold_seconds":2}}"#,
+                    keys[i % keys.len()]
+                )),
             Call::Query(key) => http
                 .post(format!("{base}/api/v1/workflows/echo/query"))
                 .header("x-api-key", key)
@@ -331,18 +336,22 @@ async fn usage_query(rows: u64) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let archived = started.elapsed();
-    assert_eq!(total(&server.get(&path).await), rows, "every row counted");
     let key = format!("key_{:032x}", 7);
     for (what, path) in [
         ("30 days, group_by=workflow_id, day", path.clone()),
         ("the same, key_id filter", format!("{path}&key_id={key}")),
     ] {
         let mut took = Vec::new();
-        for _ in 0..30 {
+        for i in 0..30 {
             let started = Instant::now();
-            server.get(&path).await;
+            let answer = server.get(&path).await;
             took.push(started.elapsed());
+            if i == 0 && !path.contains("key_id") {
+                assert_eq!(total(&answer), rows, "every row counted");
+            }
         }
+        // The first reads the files (the first query after a start, or of
+        // a range not read before); the rest find their sums kept.
         let first = took[0];
         took.sort();
         println!(
@@ -419,7 +428,7 @@ fn main() {
             println!();
         }
         if only.is_empty() || only == "query" {
-            println!("| archive | query | first ms | p50 ms | p99 ms |");
+            println!("| archive | query | first (files read) ms | p50 ms | p99 ms |");
             println!("|---|---|---:|---:|---:|");
             usage_query(rows).await;
         }

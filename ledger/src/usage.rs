@@ -361,6 +361,12 @@ pub struct Admissions {
     /// next one must name it as `after_seq`.
     pub last_seq: u64,
     pending: Vec<Pending>,
+    /// How many were pending after the last pruning of expired ones: the
+    /// next waits until there are twice as many, so folding an admission
+    /// costs O(1) amortised however many holds a scope keeps (the expired
+    /// ones left meanwhile count for nothing: readers check `expires_at`).
+    #[serde(default)]
+    pruned_len: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -465,14 +471,17 @@ impl Usage {
         admissions.last_seq = seq;
         // Reservations of replicas that died, and holds that expired:
         // pruned by event time, so the fold stays pure.
-        let verifications = &mut self.verifications;
-        admissions.pending.retain(|p| {
-            let live = p.expires_at > ts;
-            if !live && p.verified_at.is_some() {
-                verifications.remove(&p.record_id);
-            }
-            live
-        });
+        if admissions.pending.len() >= 2 * admissions.pruned_len.max(8) {
+            let verifications = &mut self.verifications;
+            admissions.pending.retain(|p| {
+                let live = p.expires_at > ts;
+                if !live && p.verified_at.is_some() {
+                    verifications.remove(&p.record_id);
+                }
+                live
+            });
+            admissions.pruned_len = admissions.pending.len();
+        }
         admissions.pending.push(Pending {
             key_id: a.key_id.clone(),
             record_id: a.record_id,
@@ -631,9 +640,25 @@ mod tests {
             u.admissions("key_a").unwrap().pending(at(25, 10, 0, 3)),
             (1, Micros::new(7))
         );
-        // An admission folded after the first expired prunes it.
+        // Expired ones count for nothing at once, and are pruned once
+        // the list has doubled since the last pruning: it stays within
+        // twice what is live (or 16), however many come and go.
         u.admitted(20, at(25, 10, 2, 0), &admit(EventId::new(), at(25, 10, 3, 0), 12));
-        assert_eq!(u.admissions("key_a").unwrap().pending.len(), 1);
+        assert_eq!(
+            u.admissions("key_a").unwrap().pending(at(25, 10, 2, 0)),
+            (1, Micros::new(7))
+        );
+        for n in 0..1000 {
+            let ts = at(25, 11, 0, 0) + chrono::Duration::seconds(n);
+            let last = u.admissions("key_a").unwrap().last_seq;
+            u.admitted(
+                21 + n as u64,
+                ts,
+                &admit(EventId::new(), ts + chrono::Duration::seconds(2), last),
+            );
+            let kept = u.admissions("key_a").unwrap().pending.len();
+            assert!(kept <= 2 * 8, "{kept} kept with at most 3 live");
+        }
     }
 
     #[test]
@@ -734,6 +759,7 @@ mod tests {
         let admissions = Admissions {
             last_seq: 1,
             pending: vec![pending],
+            pruned_len: 0,
         };
         assert_eq!(
             admissions.pending_of(Some("key_a"), t - chrono::Duration::seconds(1)).0,
