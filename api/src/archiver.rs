@@ -175,9 +175,43 @@ impl Archiver {
             .first_seq()
             .await
             .map_err(|e| unreadable("find its first event", e))?;
+        if let Some(offsite) = &offsite {
+            // On object storage the archive is what was uploaded, by
+            // whichever worker: this one's data dir only stages flushes.
+            let (seq, anchor) = offsite.mark().await.map_err(|e| ledger::Error::Io {
+                path: dir.join("watermark"),
+                source: std::io::Error::other(format!("cannot read the archive at {}: {e}", offsite.url)),
+            })?;
+            if seq > 0 && seq >= first {
+                let found = stream
+                    .record_at(seq)
+                    .await
+                    .map(|r| r.map(|r| r.id))
+                    .map_err(|e| unreadable("check the archive's watermark", e))?;
+                if found.is_none() || (anchor.is_some() && found != anchor) {
+                    // Archiving the stream again would put its rows under
+                    // other names beside the ones uploaded: refuse.
+                    return Err(ledger::Error::InvalidArchive(format!(
+                        "the archive at {} is of another history of the stream: its watermark, sequence {seq}, names {anchor:?} and the stream holds {found:?} there; move its objects away, then start again to archive this stream from its start",
+                        offsite.url
+                    )));
+                }
+            }
+            if archive.watermark() != seq || archive.anchor() != anchor {
+                tracing::info!(
+                    staged = archive.watermark(),
+                    uploaded = seq,
+                    "the archive on object storage is at another sequence than this worker's staging; taking up from it"
+                );
+                let mut staging = archive;
+                archive = tokio::task::spawn_blocking(move || staging.restart_at(seq, anchor).map(|()| staging))
+                    .await
+                    .map_err(|e| ledger::Error::InvalidArchive(format!("the staging task failed: {e}")))??;
+            }
+        }
         // A watermark before the stream's first event cannot be checked:
         // retention deleted its event (only after some archive took it).
-        if watermark > 0 && watermark >= first {
+        if offsite.is_none() && watermark > 0 && watermark >= first {
             let found = stream
                 .record_at(watermark)
                 .await
@@ -211,16 +245,6 @@ impl Archiver {
                 }
                 other => other,
             };
-            if let (Some(why), Some(offsite)) = (&why, &offsite) {
-                // Archiving the stream again would put its rows under other
-                // names beside the ones already uploaded: refuse instead.
-                return Err(ledger::Error::InvalidArchive(format!(
-                    "the archive at {} (watermark in {}) is of another history of the stream: {why}; \
-                     move its objects and the local watermark away, then start again to archive this stream from its start",
-                    offsite.url,
-                    dir.display()
-                )));
-            }
             if let Some(why) = why {
                 let moving = dir.clone();
                 let aside = tokio::task::spawn_blocking(move || Archive::set_aside(&moving))
@@ -276,10 +300,29 @@ impl Archiver {
 
     /// Runs until `shutdown`, then takes what the follower folds until it
     /// stops, catches up with the stream and flushes.
-    pub async fn run(
+    pub async fn run(self, stream: Arc<dyn EventStream>, mut feed: Feed, every: Duration, shutdown: CancellationToken) {
+        self.run_on(stream, &mut feed, every, shutdown).await
+    }
+
+    /// Shares its durable watermark through `shared` (what retention reads)
+    /// from now on.
+    pub fn sharing(self, shared: Arc<std::sync::atomic::AtomicU64>) -> Archiver {
+        shared.store(
+            self.durable.load(std::sync::atomic::Ordering::Acquire),
+            std::sync::atomic::Ordering::Release,
+        );
+        Archiver {
+            durable: shared,
+            ..self
+        }
+    }
+
+    /// [`Self::run`] on a feed it borrows (the archive on object storage is
+    /// run only while this worker holds the lease, again at each takeover).
+    pub async fn run_on(
         mut self,
         stream: Arc<dyn EventStream>,
-        mut feed: Feed,
+        feed: &mut Feed,
         every: Duration,
         shutdown: CancellationToken,
     ) {
@@ -425,6 +468,10 @@ impl Archiver {
     async fn flush(&mut self) {
         let Some(mut archive) = self.archive.take() else { return };
         if self.through <= archive.watermark() {
+            // Nothing new; an upload that failed is tried again.
+            if self.upload_failing {
+                self.upload(archive.root()).await;
+            }
             self.archive = Some(archive);
             return;
         }
@@ -496,22 +543,26 @@ impl Archiver {
             }
             None => {}
         }
-        if let Some(offsite) = &self.offsite {
-            match offsite.upload(archive.root()).await {
-                Ok(uploaded) => {
-                    self.durable.store(uploaded, std::sync::atomic::Ordering::Release);
-                    self.upload_failing = false;
+        self.upload(archive.root()).await;
+        self.archive = Some(archive);
+    }
+
+    /// On object storage: uploads what the last flushes wrote at `root`.
+    async fn upload(&mut self, root: &std::path::Path) {
+        let Some(offsite) = &self.offsite else { return };
+        match offsite.upload(root).await {
+            Ok(uploaded) => {
+                self.durable.store(uploaded, std::sync::atomic::Ordering::Release);
+                self.upload_failing = false;
+            }
+            Err(error) => {
+                if !self.upload_failing {
+                    tracing::error!(%error, url = offsite.url, "archive upload failed; the files stay here and are uploaded at the next flush");
                 }
-                Err(error) => {
-                    if !self.upload_failing {
-                        tracing::error!(%error, url = offsite.url, "archive upload failed; the files stay here and are uploaded at the next flush");
-                    }
-                    self.upload_failing = true;
-                    self.metrics.archive_errors.inc();
-                }
+                self.upload_failing = true;
+                self.metrics.archive_errors.inc();
             }
         }
-        self.archive = Some(archive);
     }
 }
 

@@ -69,14 +69,17 @@ impl Offsite {
 
     /// The uploaded watermark (0: none yet).
     pub async fn watermark(&self) -> Result<u64, OffsiteError> {
+        Ok(self.mark().await?.0)
+    }
+
+    /// The uploaded watermark and the id of the event it names.
+    pub async fn mark(&self) -> Result<(u64, Option<ingest::EventId>), OffsiteError> {
         match self.store.get(&self.path("watermark")).await {
             Ok(got) => {
                 let text = String::from_utf8_lossy(&got.bytes().await?).into_owned();
-                ledger::archive::parse_watermark(&text)
-                    .map(|(seq, _)| seq)
-                    .ok_or(OffsiteError::Watermark(text))
+                ledger::archive::parse_watermark(&text).ok_or(OffsiteError::Watermark(text))
             }
-            Err(object_store::Error::NotFound { .. }) => Ok(0),
+            Err(object_store::Error::NotFound { .. }) => Ok((0, None)),
             Err(e) => Err(e.into()),
         }
     }
@@ -90,7 +93,16 @@ impl Offsite {
             let archive = ledger::archive::Archive::peek(&dir)?;
             let watermark = archive.map_or(0, |(seq, _)| seq);
             let parts = ledger::archive::parts_at_or_below(&dir, watermark)?;
-            let line = std::fs::read_to_string(dir.join("watermark")).unwrap_or_default();
+            let line = match std::fs::read_to_string(dir.join("watermark")) {
+                Ok(line) => line,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(source) => {
+                    return Err(ledger::Error::Io {
+                        path: dir.join("watermark"),
+                        source,
+                    })
+                }
+            };
             Ok::<_, ledger::Error>((parts, line, watermark))
         })
         .await

@@ -117,18 +117,36 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         .map(crate::offsite::Offsite::open)
         .transpose()?;
     if matches!(config.role, Role::All | Role::Worker) {
-        let archiver = Archiver::open(
-            data_dir.path().join("archive"),
-            &stream,
-            projection.clone(),
-            metrics.clone(),
-            offsite.clone(),
-        )
-        .await?;
-        let archived = archiver.durable_watermark();
         let (feed_tx, feed) = archiver::feed();
         archive_feed = Some(feed_tx);
-        tasks.spawn(archiver.run(stream.clone(), feed, config.archive_flush, background.clone()));
+        // A local archive is every worker's own. The archive on object
+        // storage is one for all: only the worker holding the lease
+        // archives into it (below), taking up from what was uploaded.
+        let (archived, staged) = match &offsite {
+            None => {
+                let archiver = Archiver::open(
+                    data_dir.path().join("archive"),
+                    &stream,
+                    projection.clone(),
+                    metrics.clone(),
+                    None,
+                )
+                .await?;
+                let archived = archiver.durable_watermark();
+                tasks.spawn(archiver.run(stream.clone(), feed, config.archive_flush, background.clone()));
+                (archived, None)
+            }
+            Some(offsite) => {
+                let staged = Staged {
+                    offsite: offsite.clone(),
+                    dir: data_dir.path().join("archive"),
+                    feed: Arc::new(tokio::sync::Mutex::new(feed)),
+                    tasks: tasks.clone(),
+                    every: config.archive_flush,
+                };
+                (Arc::new(std::sync::atomic::AtomicU64::new(0)), Some(staged))
+            }
+        };
         // Fails here, not later, if the HTTP client cannot be built.
         drop(
             webhooks::Worker::new(
@@ -167,6 +185,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
                     checked: Default::default(),
                 };
                 tokio::spawn(retention.run(config.retention_every, active.clone()));
+                if let Some(staged) = &staged {
+                    staged.archive_while(&stream, &projection, &worker_metrics, &archived, &active);
+                }
                 async move {
                     // Send nothing before what the previous worker recorded is folded.
                     let ready_at = match stream.last_seq().await {
@@ -279,6 +300,71 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
 /// stream's head) the published one, else an empty one if the stream still
 /// starts at its first event. A start that cannot reach the stream's first
 /// event refuses rather than fold a stream with its beginning missing.
+/// The archive on object storage, archived into while this worker holds
+/// the lease.
+#[derive(Clone)]
+struct Staged {
+    offsite: crate::offsite::Offsite,
+    /// The data dir's `archive/`, where flushes are staged before upload.
+    dir: std::path::PathBuf,
+    feed: Arc<tokio::sync::Mutex<archiver::Feed>>,
+    tasks: TaskTracker,
+    every: std::time::Duration,
+}
+
+impl Staged {
+    /// Archives until `active` ends (the lease lost, or shutdown, which
+    /// flushes and uploads first): opens the staging taking up from the
+    /// uploaded watermark, retried while it cannot.
+    fn archive_while(
+        &self,
+        stream: &Arc<dyn ingest::EventStream>,
+        projection: &Arc<std::sync::RwLock<ledger::Projection>>,
+        metrics: &Arc<crate::metrics::Metrics>,
+        durable: &Arc<std::sync::atomic::AtomicU64>,
+        active: &CancellationToken,
+    ) {
+        let (this, stream, projection, metrics, durable, active) = (
+            self.clone(),
+            stream.clone(),
+            projection.clone(),
+            metrics.clone(),
+            durable.clone(),
+            active.clone(),
+        );
+        self.tasks.spawn(async move {
+            let mut feed = this.feed.lock().await;
+            while !active.is_cancelled() {
+                let opened = Archiver::open(
+                    this.dir.clone(),
+                    &stream,
+                    projection.clone(),
+                    metrics.clone(),
+                    Some(this.offsite.clone()),
+                )
+                .await;
+                match opened {
+                    Ok(archiver) => {
+                        archiver
+                            .sharing(durable)
+                            .run_on(stream, &mut feed, this.every, active)
+                            .await;
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, url = this.offsite.url, "cannot archive to object storage; trying again in 5 s");
+                        metrics.archive_errors.inc();
+                        tokio::select! {
+                            _ = active.cancelled() => return,
+                            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
 async fn load_projection(
     stream: &Arc<dyn ingest::EventStream>,
     snapshots: &Snapshots,

@@ -298,9 +298,23 @@ impl Archive {
             }
             doomed.push(path);
         }
+        self.move_to(seq, anchor, &doomed)
+    }
+
+    /// Drops every part file and sets the watermark to `seq`: a staging
+    /// archive taking up from where the archive on object storage stands
+    /// (whose rows up to `seq` are there, written by whichever worker).
+    pub fn restart_at(&mut self, seq: u64, anchor: Option<EventId>) -> Result<(), Error> {
+        let doomed: Vec<PathBuf> = files(&self.root.join("usage"))?.into_iter().map(|(p, _)| p).collect();
+        self.move_to(seq, anchor, &doomed)
+    }
+
+    /// Moves the watermark to `seq`, then deletes `doomed`: files the new
+    /// watermark no longer covers the way they say.
+    fn move_to(&mut self, seq: u64, anchor: Option<EventId>, doomed: &[PathBuf]) -> Result<(), Error> {
         let synced = self.move_watermark(seq, anchor)?;
         self.durable = if synced { seq } else { self.durable.min(seq) };
-        for path in &doomed {
+        for path in doomed {
             fs::remove_file(path).map_err(io(path))?;
         }
         self.watermark = seq;

@@ -111,7 +111,11 @@ pub fn hours(root: &Path, from: i64, to: i64, cache: &Cache) -> Result<Summary, 
     let mut attempts = 0;
     loop {
         match hours_once(root, from, to, cache) {
-            Err(Retry::Again) | Err(Retry::Gone(_)) if attempts < 5 => attempts += 1,
+            // A flush or a compaction is under way: it takes milliseconds.
+            Err(Retry::Again) | Err(Retry::Gone(_)) if attempts < 40 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
             Err(Retry::Again) => {
                 return Err(Error::InvalidArchive(
                     "the archive kept changing while it was read".into(),

@@ -518,7 +518,7 @@ impl Usage {
         }
         let settles = q.authorization_id.as_deref().and_then(QueryAdmitted::record_id_of);
         if let Some(record_id) = settles {
-            self.settle(record_id);
+            self.settle(record_id, &q.key_id);
         }
         if let Some(customer_id) = &q.customer_id {
             Arc::make_mut(entry(&mut self.by_customer, customer_id)).record(ts, q);
@@ -533,8 +533,10 @@ impl Usage {
     /// The verification `record_id` was settled by a usage event: its hold
     /// is released, and its request moves from `unsettled` to the usage
     /// (a verification and its usage are one request).
-    fn settle(&mut self, record_id: EventId) {
-        let Some(scope) = self.verifications.remove(&record_id) else {
+    /// Only `key_id`'s own: the API refuses another key's, but may have
+    /// decided from a projection that had not folded the verification yet.
+    fn settle(&mut self, record_id: EventId, key_id: &str) {
+        let Some(scope) = self.verifications.get(&record_id).cloned() else {
             return;
         };
         let Some(admissions) = self.admissions.get_mut(&scope) else {
@@ -543,6 +545,10 @@ impl Usage {
         let Some(at) = admissions.pending.iter().position(|p| p.record_id == record_id) else {
             return;
         };
+        if admissions.pending[at].key_id != key_id {
+            return;
+        }
+        self.verifications.remove(&record_id);
         let pending = admissions.pending.swap_remove(at);
         let Some(verified_at) = pending.verified_at else {
             return;

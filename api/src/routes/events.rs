@@ -357,6 +357,13 @@ fn recorded(raw: &RawValue, projection: &ledger::Projection, now: DateTime<Utc>)
         output_tokens: reported.output_tokens,
         authorization_id: data.authorization_id,
     };
-    Outgoing::with_id(event_id(&event.source, &event.id), &Event::QueryRecorded(q), ts)
-        .map_err(|e| invalid(format!("cannot be stored: {e}")))
+    // Ahead of this clock (by at most MAX_AHEAD: the sender's clock) it
+    // counts now: a time in the future would push a key's rolling windows
+    // forward and drop what they hold.
+    Outgoing::with_id(
+        event_id(&event.source, &event.id),
+        &Event::QueryRecorded(q),
+        ts.min(now),
+    )
+    .map_err(|e| invalid(format!("cannot be stored: {e}")))
 }

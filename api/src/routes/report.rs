@@ -176,7 +176,10 @@ pub async fn report(
         (None, Some(root)) => tokio::task::spawn_blocking(move || ledger::summary::hours(&root, from, to, &cache))
             .await
             .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)?,
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot read the archive");
+                ApiError::ArchiveUnavailable(format!("the archive cannot be read right now ({e}); retry"))
+            })?,
         (None, None) => return Err(no_archive()),
     };
     let duplicates: std::collections::HashSet<u64> = {
