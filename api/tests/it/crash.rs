@@ -420,6 +420,67 @@ async fn kill_9_with_the_archive_on_s3_loses_and_duplicates_nothing() {
     crash_and_restart_archiving_to(Store::Embedded, false, Some(&s3)).await;
 }
 
+/// One archive on object storage, two workers one after the other on one
+/// NATS stream, each with a data dir of its own (the second's is new): the
+/// second takes up from the watermark the first uploaded, so S3 holds every
+/// recorded query once, not the first worker's rows twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_worker_takes_up_the_archive_on_s3_where_it_stands() {
+    let _turn = common::TURN.lock().await;
+    let Some(nats) = NatsServer::start().await else { return };
+    let Some(s3) = common::s3::S3Server::start().await else {
+        return;
+    };
+    let store = Store::Nats {
+        url: nats.url(),
+        stream: unique_stream_name(),
+    };
+    let mut extra = store.args();
+    extra.extend(["--archive-url".into(), format!("s3://{}/takeover", common::s3::BUCKET)]);
+    let root = tempfile::tempdir().unwrap();
+    let mut secret = String::new();
+    for worker in ["first", "second"] {
+        let dir = root.path().join(worker);
+        let node = Node::start_with(&dir, &extra, &s3.env()).await;
+        if secret.is_empty() {
+            node.admin(
+                reqwest::Method::POST,
+                "/api/v1/workflows",
+                Some(json!({"id": "echo", "name": "echo", "upstream_url": "builtin:echo", "price_per_request": 0.001})),
+            )
+            .await;
+            let key = node
+                .admin(reqwest::Method::POST, "/api/v1/api-keys", Some(json!({"name": "k"})))
+                .await;
+            secret = key["key"].as_str().unwrap().to_owned();
+        }
+        let http = reqwest::Client::new();
+        for i in 0..40 {
+            let response = http
+                .post(format!("{}/api/v1/workflows/echo/query", node.base))
+                .header("X-API-Key", &secret)
+                .json(&json!({"input": i}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+        assert_eq!(node.terminate().await, Some(0), "SIGTERM flushes, uploads and exits 0");
+    }
+    let records = common::records(root.path(), store.nats()).await;
+    let mut recorded: Vec<String> = records
+        .iter()
+        .filter_map(|r| {
+            let envelope = r.envelope().unwrap();
+            matches!(envelope.event(), Ok(Event::QueryRecorded(_))).then(|| envelope.id.to_string())
+        })
+        .collect();
+    recorded.sort();
+    assert_eq!(recorded.len(), 80);
+    let (archived, _) = s3.archived("takeover");
+    assert_eq!(archived, recorded, "every recorded query once on S3");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_and_duplicates_nothing_on_the_embedded_log() {
     let _turn = common::TURN.lock().await;
