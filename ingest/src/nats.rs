@@ -385,7 +385,25 @@ impl NatsStream {
                                 let _ = tx.send(Err(StreamError::Trimmed { seq: next, first })).await;
                                 return;
                             }
-                            Ok(_) => {}
+                            // Passed only if the stream's leader says the
+                            // message is not there: a consumer made against a
+                            // node still catching up after an outage was
+                            // seen to skip one a replica then never folded.
+                            Ok(_) => match missing(&context, &name, next).await {
+                                Ok(true) => {}
+                                Ok(false) => {
+                                    tracing::warn!(
+                                        next,
+                                        seq,
+                                        "a consumer skipped a message the stream holds; re-creating it"
+                                    );
+                                    break;
+                                }
+                                Err(error) => {
+                                    tracing::warn!(%error, next, "cannot check a gap in the stream; re-creating the consumer");
+                                    break;
+                                }
+                            },
                             // Cannot tell a deleted message from a purge:
                             // never pass a gap unchecked; start over at `next`.
                             Err(error) => {
@@ -426,6 +444,20 @@ impl NatsStream {
 }
 
 /// The stream's first sequence (see [`EventStream::first_seq`]).
+/// Whether the stream's leader holds no message at `seq` (deleted).
+async fn missing(context: &jetstream::Context, name: &str, seq: u64) -> Result<bool, StreamError> {
+    use async_nats::jetstream::stream::RawMessageErrorKind;
+    let stream = context
+        .get_stream_no_info(name)
+        .await
+        .map_err(|e| StreamError::Unavailable(format!("cannot reach the stream: {e}")))?;
+    match stream.get_raw_message(seq).await {
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(true),
+        Err(e) => Err(StreamError::Unavailable(format!("cannot read sequence {seq}: {e}"))),
+    }
+}
+
 async fn first_sequence(context: &jetstream::Context, name: &str) -> Result<u64, StreamError> {
     let stream = context
         .get_stream(name)
