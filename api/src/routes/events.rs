@@ -146,11 +146,14 @@ pub async fn ingest_events(
     if events.is_empty() {
         return Err(ApiError::validation("a batch holds 1 to 1,000 events"));
     }
-    // Keys and workflows are checked against the projection: before it has
-    // caught up, a key made before a restart would look unknown.
+    // Keys, workflows and authorizations are checked against the
+    // projection: before it has caught up, a key made before a restart
+    // would look unknown; and it must hold what this replica appended
+    // itself (a verification answered a moment ago).
     if !state.progress.is_ready() {
         return Err(catching_up());
     }
+    state.read_own_writes().await?;
     let now = Utc::now();
     let mut rejected = Vec::new();
     let mut outgoing = Vec::with_capacity(events.len());

@@ -85,6 +85,19 @@ async fn verify_answers_like_the_gateway(app: App) {
             );
         }
     };
+    // Another key may not settle it, even at once (this replica answers
+    // from its own appends).
+    let (other_id, _) = app.create_key(json!({"name": "other"})).await;
+    for _ in 0..20 {
+        let auth = verify(&app, json!({"key": key, "workflow_id": "summarize"})).await["authorization_id"].clone();
+        let stolen = event(
+            "stolen",
+            &other_id,
+            json!({"workflow_id": "summarize", "authorization_id": auth}),
+        );
+        let response = send(&app, "application/cloudevents+json", &stolen).await;
+        assert_eq!(problem(response).await, (422, "authorization_mismatch".into()));
+    }
     refused("workflow_not_allowed")(verify(&app, json!({"key": key, "workflow_id": "other"})).await);
     refused("workflow_not_found")(verify(&app, json!({"key": key, "workflow_id": "nope"})).await);
     refused("invalid_api_key")(verify(&app, json!({"key": "nk_0000000000000000"})).await);
