@@ -94,18 +94,8 @@ impl Admissions {
             let Verdict::Admitted(reservation, rate) = verdict else {
                 return Ok(verdict);
             };
-            let event = Event::QueryAdmitted(QueryAdmitted {
-                request_id: ask.request_id.to_owned(),
-                key_id: ask.key_id.to_owned(),
-                workflow_id: ask.workflow_id.to_owned(),
-                cost: ask.hold,
-                record_id: ask.record_id,
-                expires_at: ask.verification.unwrap_or_else(|| expiry(now, state.upstream_timeout)),
-                after_seq,
-                customer_id: ask.limits.customer_id().map(str::to_owned),
-                verification: ask.verification.is_some(),
-                local: false,
-            });
+            let expires_at = ask.verification.unwrap_or_else(|| expiry(now, state.upstream_timeout));
+            let event = ask.admitted(expires_at, after_seq, false);
             let outgoing = Outgoing::new(&event, now).map_err(ApiError::internal)?;
             // Counted as in flight until folded, then as pending if it holds.
             let appended = reservation
@@ -132,6 +122,46 @@ impl Admissions {
             );
         }
     }
+}
+
+impl Ask<'_> {
+    /// The `query.admitted` that holds this place, once folded.
+    fn admitted(&self, expires_at: DateTime<Utc>, after_seq: u64, local: bool) -> Event {
+        Event::QueryAdmitted(QueryAdmitted {
+            request_id: self.request_id.to_owned(),
+            key_id: self.key_id.to_owned(),
+            workflow_id: self.workflow_id.to_owned(),
+            cost: self.hold,
+            record_id: self.record_id,
+            expires_at,
+            after_seq,
+            customer_id: self.limits.customer_id().map(str::to_owned),
+            verification: self.verification.is_some(),
+            local,
+        })
+    }
+}
+
+/// A verification on one process (the embedded log): its limiter is exact
+/// alone, as for a query there, so the admission is decided here and
+/// appended marked `local`; its place counts in flight until the follower
+/// folds it, then in the projection. No wait for the fold.
+pub async fn admit_here(state: &AppState, ask: Ask<'_>, now: DateTime<Utc>) -> Result<Verdict, ApiError> {
+    let verdict = {
+        let projection = state.projection();
+        state.limiter.admit(ask.key_id, ask.limits, ask.hold, now, &projection)
+    };
+    let Verdict::Admitted(reservation, rate) = verdict else {
+        return Ok(verdict);
+    };
+    let event = ask.admitted(ask.verification.unwrap_or(now), 0, true);
+    let outgoing = Outgoing::new(&event, now).map_err(ApiError::internal)?;
+    let appended = reservation
+        .append(outgoing.id, state.stream.append(&outgoing))
+        .await
+        .map_err(unavailable)?;
+    state.appended(appended.seq);
+    Ok(Verdict::Stored(rate))
 }
 
 /// Waits until this replica has applied `seq`, or says why not.

@@ -230,8 +230,8 @@ fn dictionary_schema(columns: usize) -> Arc<Schema> {
 /// Key, customer, workflow, status.
 type GroupKey = (Arc<str>, Option<Arc<str>>, Arc<str>, u16);
 
-/// Sums one file into `out`; returns its rows.
-fn file(hour: i64, path: &PathBuf, out: &mut Vec<HourGroup>) -> Result<u64, Error> {
+/// Sums one file into `out`.
+fn file(hour: i64, path: &PathBuf, out: &mut Vec<HourGroup>) -> Result<(), Error> {
     let opened = File::open(path).map_err(io(path))?;
     let again = opened.try_clone().map_err(io(path))?;
     read(hour, opened, again, &path.display().to_string(), out)
@@ -245,14 +245,14 @@ pub fn of_bytes(hour: i64, bytes: bytes::Bytes, name: &str) -> Result<Vec<HourGr
     Ok(out)
 }
 
-/// Sums a part file, given twice (its schema is read first); returns its rows.
+/// Sums a part file, given twice (its schema is read first).
 fn read<R: ChunkReader + 'static>(
     hour: i64,
     first: R,
     again: R,
     name: &str,
     out: &mut Vec<HourGroup>,
-) -> Result<u64, Error> {
+) -> Result<(), Error> {
     let columns = ParquetRecordBatchReaderBuilder::try_new(first)?.schema().fields().len();
     let options = ArrowReaderOptions::new().with_schema(dictionary_schema(columns));
     let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(again, options)?;
@@ -263,7 +263,6 @@ fn read<R: ChunkReader + 'static>(
     let mask = ProjectionMask::roots(builder.parquet_schema(), wanted.iter().copied());
     let at = |c: usize| wanted.iter().position(|w| *w == c);
     let mut sums: HashMap<GroupKey, Bucket> = HashMap::new();
-    let mut rows = 0u64;
     let bad = || Error::InvalidArchive(format!("{name}: unexpected column types"));
     for batch in builder.with_projection(mask).with_batch_size(65_536).build()? {
         let batch = batch?;
@@ -299,7 +298,6 @@ fn read<R: ChunkReader + 'static>(
                 .output_tokens
                 .saturating_add(output.map_or(0, |a| a.value(i) as u64));
         }
-        rows += batch.num_rows() as u64;
         let name = |d: &DictionaryArray<Int32Type>, i: i32| -> Result<Arc<str>, Error> {
             let values = d.values().as_string_opt::<i32>().ok_or_else(bad)?;
             usize::try_from(i)
@@ -328,5 +326,5 @@ fn read<R: ChunkReader + 'static>(
                 usage,
             }),
     );
-    Ok(rows)
+    Ok(())
 }

@@ -27,7 +27,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use utoipa::ToSchema;
 
-use super::queries::{catching_up, Pricing};
+use super::queries::Pricing;
 use super::AppState;
 use crate::error::ApiError;
 use crate::extract::Body;
@@ -147,12 +147,9 @@ pub async fn ingest_events(
         return Err(ApiError::validation("a batch holds 1 to 1,000 events"));
     }
     // Keys, workflows and authorizations are checked against the
-    // projection: before it has caught up, a key made before a restart
-    // would look unknown; and it must hold what this replica appended
-    // itself (a verification answered a moment ago).
-    if !state.progress.is_ready() {
-        return Err(catching_up());
-    }
+    // projection: before it has caught up (503), a key made before a
+    // restart would look unknown; and it must hold what this replica
+    // appended itself (a verification answered a moment ago).
     state.read_own_writes().await?;
     let now = Utc::now();
     let mut rejected = Vec::new();

@@ -15,7 +15,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use ingest::events::{Metric, QueryAdmitted};
-use ingest::{Event, EventId, Micros, Outgoing};
+use ingest::{EventId, Micros};
 use ledger::{KeyHash, KeyRejection};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -206,7 +206,7 @@ pub async fn verify(
         // and this replica applied it.
         state.admissions.admit(&state, ask).await?
     } else {
-        admit_here(&state, ask, now).await?
+        crate::admission::admit_here(&state, ask, now).await?
     };
     let refusal = match verdict {
         Verdict::Refused(refusal, _) => refusal,
@@ -254,42 +254,6 @@ pub async fn verify(
     answer.limit = (!limit.is_null()).then_some(limit);
     answer.retry_after = retry_after;
     Ok(Json(answer))
-}
-
-/// One process (embedded log): its limiter is exact alone, like a query's
-/// admission there. The place is counted in flight until the follower
-/// folds the verification, then by the projection.
-async fn admit_here(state: &AppState, ask: Ask<'_>, now: DateTime<Utc>) -> Result<Verdict, ApiError> {
-    let verdict = {
-        let projection = state.projection();
-        state.limiter.admit(ask.key_id, ask.limits, ask.hold, now, &projection)
-    };
-    let Verdict::Admitted(reservation, rate) = verdict else {
-        return Ok(verdict);
-    };
-    let event = Event::QueryAdmitted(QueryAdmitted {
-        request_id: ask.request_id.to_owned(),
-        key_id: ask.key_id.to_owned(),
-        workflow_id: ask.workflow_id.to_owned(),
-        cost: ask.hold,
-        record_id: ask.record_id,
-        expires_at: ask.verification.unwrap_or(now),
-        after_seq: 0,
-        customer_id: ask.limits.customer_id().map(str::to_owned),
-        verification: true,
-        local: true,
-    });
-    let outgoing = Outgoing::new(&event, now).map_err(ApiError::internal)?;
-    match reservation.append(outgoing.id, state.stream.append(&outgoing)).await {
-        Ok(appended) => {
-            state.appended(appended.seq);
-            Ok(Verdict::Stored(rate))
-        }
-        Err(error) => {
-            tracing::error!(%error, key_id = ask.key_id, "verification not stored; answering 503");
-            Err(ApiError::MeteringUnavailable)
-        }
-    }
 }
 
 fn shown(s: &Standing) -> LimitStanding {

@@ -287,14 +287,7 @@ async fn crash_and_restart_archiving_to(store: Store, retention: bool, s3: Optio
     // The stream holds `total` usage events (those retention left); the
     // archive one row for each.
     let records = common::records(&dir, store.nats()).await;
-    let mut recorded: Vec<String> = records
-        .iter()
-        .filter_map(|r| {
-            let envelope = r.envelope().unwrap();
-            matches!(envelope.event(), Ok(Event::QueryRecorded(_))).then(|| envelope.id.to_string())
-        })
-        .collect();
-    recorded.sort();
+    let recorded = recorded_ids(&records);
     let (archived, s3_cost) = match s3 {
         None => (common::archived_once(&dir.join("archive")), None),
         Some(s3) => {
@@ -380,6 +373,19 @@ fn duckdb_httpfs_recipe_agrees(s3: &common::s3::S3Server, requests: u64, cost: f
         out.trim_end().ends_with(&expected),
         "the recipe printed {out:?}, expected {expected}"
     );
+}
+
+/// The ids of the `query.recorded` events among `records`, sorted.
+fn recorded_ids(records: &[ingest::Record]) -> Vec<String> {
+    let mut ids: Vec<String> = records
+        .iter()
+        .filter_map(|r| {
+            let envelope = r.envelope().unwrap();
+            matches!(envelope.event(), Ok(Event::QueryRecorded(_))).then(|| envelope.id.to_string())
+        })
+        .collect();
+    ids.sort();
+    ids
 }
 
 /// DuckDB reads the archive as it is, and its count and sum match the usage
@@ -468,14 +474,7 @@ async fn a_new_worker_takes_up_the_archive_on_s3_where_it_stands() {
         assert_eq!(node.terminate().await, Some(0), "SIGTERM flushes, uploads and exits 0");
     }
     let records = common::records(root.path(), store.nats()).await;
-    let mut recorded: Vec<String> = records
-        .iter()
-        .filter_map(|r| {
-            let envelope = r.envelope().unwrap();
-            matches!(envelope.event(), Ok(Event::QueryRecorded(_))).then(|| envelope.id.to_string())
-        })
-        .collect();
-    recorded.sort();
+    let recorded = recorded_ids(&records);
     assert_eq!(recorded.len(), 80);
     let (archived, _) = s3.archived("takeover");
     assert_eq!(archived, recorded, "every recorded query once on S3");
