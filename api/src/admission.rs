@@ -1,4 +1,5 @@
-//! Exact limits across replicas (NATS backend).
+//! Admissions put on the stream: exact limits across replicas (NATS), and
+//! verifications on either backend ([`admit_here`] on the embedded log).
 //!
 //! On one process the [`Limiter`](crate::limiter::Limiter) is exact. Several
 //! replicas each see the others' queries only once they are recorded and
