@@ -199,6 +199,21 @@ impl AppState {
         self.applied(self.progress.own()).await
     }
 
+    /// Waits until this replica has applied everything on the stream now,
+    /// whoever appended it. Asked before answering that something a client
+    /// names does not exist: another replica may have just created it (a
+    /// customer made through one replica, then a key for it through the
+    /// next), and "unknown" decided from a replica that is behind would be
+    /// a guess. One round trip to the stream, paid only on a miss.
+    pub async fn read_stream_head(&self) -> Result<(), ApiError> {
+        self.read_own_writes().await?;
+        let head = self.stream.last_seq().await.map_err(|e| {
+            tracing::warn!(error = %e, "stream unavailable to confirm a missing reference");
+            ApiError::NotReady("the event stream is unavailable; nothing was changed, retry later".into())
+        })?;
+        self.applied(head).await
+    }
+
     /// Waits until this replica has applied `seq`.
     pub async fn applied(&self, seq: u64) -> Result<(), ApiError> {
         if self.progress.wait_for(seq, APPLY_WAIT).await {

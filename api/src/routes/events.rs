@@ -152,33 +152,21 @@ pub async fn ingest_events(
     // appended itself (a verification answered a moment ago).
     state.read_own_writes().await?;
     let now = Utc::now();
-    let mut rejected = Vec::new();
-    let mut outgoing = Vec::with_capacity(events.len());
-    let mut duplicates = 0;
-    {
-        let projection = state.projection();
-        let mut seen = HashSet::with_capacity(events.len());
-        for (index, raw) in events.into_iter().enumerate() {
-            match recorded(raw, &projection, now) {
-                Ok(out) if !seen.insert(out.id) || projection.dedup.contains(out.id) => duplicates += 1,
-                Ok(out) => outgoing.push(out),
-                Err(Invalid(code, detail)) => {
-                    if single {
-                        return Err(ApiError::InvalidEvent { code, detail });
-                    }
-                    // Its id, if it has one, to name it by.
-                    let id = serde_json::from_str::<Value>(raw.get())
-                        .ok()
-                        .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned));
-                    rejected.push(Rejected {
-                        id,
-                        index,
-                        status: 422,
-                        code,
-                        detail,
-                    })
-                }
-            }
+    let mut sorted = sort(&events, &state.projection(), now);
+    if sorted.unknown {
+        // A key or workflow made through another replica a moment ago.
+        state.read_stream_head().await?;
+        sorted = sort(&events, &state.projection(), now);
+    }
+    let Sorted {
+        outgoing,
+        mut duplicates,
+        mut rejected,
+        ..
+    } = sorted;
+    if single {
+        if let Some(Rejected { code, detail, .. }) = rejected.pop() {
+            return Err(ApiError::InvalidEvent { code, detail });
         }
     }
     let appending = outgoing.into_iter().map(|o| {
@@ -254,6 +242,46 @@ pub fn event_id(source: &str, id: &str) -> EventId {
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     EventId::from_bytes(bytes)
+}
+
+/// A request's events, checked against the projection.
+struct Sorted {
+    outgoing: Vec<Outgoing>,
+    duplicates: usize,
+    rejected: Vec<Rejected>,
+    /// Some event named a key or workflow this projection does not have.
+    unknown: bool,
+}
+
+fn sort(events: &[&RawValue], projection: &ledger::Projection, now: DateTime<Utc>) -> Sorted {
+    let mut sorted = Sorted {
+        outgoing: Vec::with_capacity(events.len()),
+        duplicates: 0,
+        rejected: Vec::new(),
+        unknown: false,
+    };
+    let mut seen = HashSet::with_capacity(events.len());
+    for (index, raw) in events.iter().enumerate() {
+        match recorded(raw, projection, now) {
+            Ok(out) if !seen.insert(out.id) || projection.dedup.contains(out.id) => sorted.duplicates += 1,
+            Ok(out) => sorted.outgoing.push(out),
+            Err(Invalid(code, detail)) => {
+                sorted.unknown |= matches!(code, "key_not_found" | "workflow_not_found");
+                // Its id, if it has one, to name it by.
+                let id = serde_json::from_str::<Value>(raw.get())
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_owned));
+                sorted.rejected.push(Rejected {
+                    id,
+                    index,
+                    status: 422,
+                    code,
+                    detail,
+                })
+            }
+        }
+    }
+    sorted
 }
 
 /// The `query.recorded` an event stands for, checked.

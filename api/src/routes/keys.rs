@@ -199,6 +199,17 @@ fn existing_customer(state: &AppState, id: &str) -> Result<String, ApiError> {
     }
 }
 
+/// Before a request naming customer `id` is checked: when this replica
+/// does not have it, catches up with the stream, so that a customer just
+/// created through another replica is found.
+async fn find_customer(state: &AppState, id: Option<&str>) -> Result<(), ApiError> {
+    let known = id.is_none_or(|id| state.projection().customers.get(id).is_some());
+    match known {
+        true => Ok(()),
+        false => state.read_stream_head().await,
+    }
+}
+
 /// Both spellings of a key's requests-per-hour and cost-per-month limits
 /// sent at once must say the same.
 fn agree(legacy: (Option<u64>, Option<ingest::Micros>), settings: &KeySettings) -> Result<(), ApiError> {
@@ -221,6 +232,17 @@ fn new_secret() -> Result<(String, String), ApiError> {
     let key = format!("nk_{}", hex::encode(bytes));
     let hash = hex::encode(Sha256::digest(key.as_bytes()));
     Ok((key, hash))
+}
+
+/// Before a request naming key `key_id` is answered: when this replica
+/// does not have it, catches up with the stream, so that a key just
+/// created through another replica is found.
+async fn find_key(state: &AppState, key_id: &str) -> Result<(), ApiError> {
+    let known = state.projection().keys.get(key_id).is_some();
+    match known {
+        true => Ok(()),
+        false => state.read_stream_head().await,
+    }
 }
 
 /// The key `key_id` as it stands, to be changed: a revoked one is kept for
@@ -258,6 +280,7 @@ pub async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateKey>,
 ) -> Result<impl IntoResponse, ApiError> {
+    find_customer(&state, body.customer_id.as_deref()).await?;
     let now = Utc::now();
     let mut settings = KeySettings {
         name: validate::name("name", &body.name)?,
@@ -344,6 +367,7 @@ pub async fn list(
     responses((status = 200, body = KeyObject), (status = 401), (status = 404)), security(("admin" = [])))]
 pub async fn get_one(State(state): State<AppState>, Path(key_id): Path<String>) -> Result<Json<KeyObject>, ApiError> {
     state.read_own_writes().await?;
+    find_key(&state, &key_id).await?;
     Ok(Json(key_object(&state, &key_id)?))
 }
 
@@ -354,6 +378,7 @@ async fn change(
     key_id: &str,
     make: impl Fn(&ApiKey) -> Result<Event, ApiError>,
 ) -> Result<(), ApiError> {
+    find_key(state, key_id).await?;
     for attempt in 1..=5u32 {
         let key = live_key(state, key_id)?;
         match state.write(make(&key)?, Some(key.seq)).await {
@@ -375,6 +400,9 @@ pub async fn update(
     ApiJson(body): ApiJson<UpdateKey>,
 ) -> Result<Json<KeyObject>, ApiError> {
     let now = Utc::now();
+    if let Patch::Value(id) = &body.customer_id {
+        find_customer(&state, Some(id)).await?;
+    }
     change(&state, &key_id, |key| {
         let mut s = key.settings.clone();
         body.name

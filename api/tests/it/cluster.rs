@@ -851,6 +851,38 @@ async fn replicas_see_each_others_writes_and_limits_are_exact_across_them() {
         .await;
     }
 
+    // A customer made through one replica is known at once to the next,
+    // and so is a key: a replica that has not seen a name yet catches up
+    // with the stream before it answers that the name is unknown. Fifty at
+    // once, so that the other replica is busy and behind.
+    let hops: Vec<_> = (0..50)
+        .map(|i| {
+            let cluster = cluster.clone();
+            tokio::spawn(async move {
+                let id = format!("hop-{i}");
+                let (status, body) = cluster
+                    .admin(
+                        "api-1",
+                        Method::POST,
+                        "/api/v1/customers",
+                        Some(json!({"id": id, "name": "hop"})),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::CREATED, "{body}");
+                let (key_id, _) = cluster
+                    .post_key("api-2", json!({"name": "hop", "customer_id": id}))
+                    .await;
+                let (status, body) = cluster
+                    .admin("api-1", Method::DELETE, &format!("/api/v1/api-keys/{key_id}"), None)
+                    .await;
+                assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+            })
+        })
+        .collect();
+    for hop in hops {
+        hop.await.unwrap();
+    }
+
     // Verifications (work nodai does not proxy) through both replicas at
     // once: a customer's limit of 30 requests a day admits exactly 30 of 90.
     let (status, body) = cluster
