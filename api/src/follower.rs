@@ -28,6 +28,9 @@ pub struct Progress {
     target: u64,
     /// The highest sequence this process appended: reads wait for it.
     own: AtomicU64,
+    /// The highest sequence of usage this process appended that no limiter
+    /// counts in flight (`POST /api/v1/events`): admissions wait for it.
+    recorded: AtomicU64,
     /// Retention deleted events this process had not applied yet: its
     /// state can never be complete again, so it is not ready until restarted.
     fell_behind: std::sync::atomic::AtomicBool,
@@ -40,6 +43,7 @@ impl Progress {
             applied: watch::channel(start).0,
             target,
             own: AtomicU64::new(0),
+            recorded: AtomicU64::new(0),
             fell_behind: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -52,6 +56,18 @@ impl Progress {
     /// The highest sequence this process appended so far.
     pub fn own(&self) -> u64 {
         self.own.load(Ordering::Relaxed)
+    }
+
+    /// This process appended usage at `seq` that counts against limits
+    /// only once applied.
+    pub fn recorded(&self, seq: u64) {
+        self.appended(seq);
+        self.recorded.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    /// The highest sequence passed to [`Self::recorded`].
+    pub fn last_recorded(&self) -> u64 {
+        self.recorded.load(Ordering::Relaxed)
     }
 
     pub fn applied(&self) -> u64 {

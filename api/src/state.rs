@@ -199,6 +199,14 @@ impl AppState {
         self.applied(self.progress.own()).await
     }
 
+    /// Before an admission: waits until this replica has applied the usage
+    /// events it took (`POST /api/v1/events`), so that they count against
+    /// limits from their 202 on, as a proxied query counts from its
+    /// admission. Usually already so: the wait is the fold's lag.
+    pub async fn count_recorded(&self) -> Result<(), ApiError> {
+        self.applied(self.progress.last_recorded()).await
+    }
+
     /// Waits until this replica has applied everything on the stream now,
     /// whoever appended it. Asked before answering that something a client
     /// names does not exist: another replica may have just created it (a

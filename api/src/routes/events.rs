@@ -189,8 +189,9 @@ pub async fn ingest_events(
         tracing::error!(%error, "usage events not all stored; answering 503");
         return Err(ApiError::MeteringUnavailable);
     }
-    // A read of usage after this answer waits until this replica applied them.
-    state.appended(last);
+    // A read of usage after this answer, and an admission (they count
+    // against limits), wait until this replica applied them.
+    state.progress.recorded(last);
     Ok((
         StatusCode::ACCEPTED,
         Json(Ingested {

@@ -359,6 +359,7 @@ async fn admit(
     now: chrono::DateTime<Utc>,
     meta: &mut Meta,
 ) -> Result<Admitted, ApiError> {
+    state.count_recorded().await?;
     let request_id = format!("req_{}", uuid::Uuid::now_v7().simple());
     let record_id = EventId::new();
     let Checked {

@@ -150,6 +150,7 @@ pub async fn verify(
     if !state.progress.is_ready() {
         return Err(catching_up());
     }
+    state.count_recorded().await?;
     let now = Utc::now();
     let hash = KeyHash::from_digest(Sha256::digest(body.key.as_bytes()).into());
     let (key_id, limits, hold) = {
@@ -201,9 +202,11 @@ pub async fn verify(
         record_id,
         verification: Some(expires_at),
     };
-    let verdict = if state.admit_on_stream {
+    let verdict = if state.admit_on_stream && limits.any() {
         // Exact across replicas: returns once the verification is stored
-        // and this replica applied it.
+        // and this replica applied it. Without limits (nor credits, nor a
+        // concurrency cap) there is nothing to be exact about: as a query
+        // without them, it is decided here.
         state.admissions.admit(&state, ask).await?
     } else {
         crate::admission::admit_here(&state, ask, now).await?

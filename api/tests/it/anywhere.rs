@@ -408,7 +408,33 @@ async fn usage_events_count_like_queries(app: App) {
     assert_eq!(unauthenticated.status(), 401);
 }
 
+/// An accepted usage event counts against limits from its 202 on, on the
+/// replica that took it, as a proxied query counts from its admission:
+/// twenty keys limited to one request an hour, each sent one event and
+/// then verified at once, are all refused.
+async fn usage_events_count_against_limits_from_their_202(app: App) {
+    let (status, _) = app
+        .post(
+            "/api/v1/workflows",
+            json!({"id": "w", "name": "w", "upstream_url": "builtin:echo", "price_per_request": 0.001}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    for i in 0..20 {
+        let (key_id, key) = app.create_key(json!({"name": "one", "rate_limit_per_hour": 1})).await;
+        let answer = batch(
+            &app,
+            &[event(&format!("one-{i}"), &key_id, json!({"workflow_id": "w"}))],
+        )
+        .await;
+        assert_eq!(answer["accepted"], 1, "{answer}");
+        let answer = verify(&app, json!({"key": key, "workflow_id": "w"})).await;
+        assert_eq!(answer["code"], "rate_limited", "round {i}: {answer}");
+    }
+}
+
 common::on_both_backends!(
+    usage_events_count_against_limits_from_their_202,
     verify_answers_like_the_gateway,
     concurrent_verifications_admit_exactly_the_limit,
     holds_count_against_credits_until_settled_or_expired,
