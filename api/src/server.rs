@@ -265,6 +265,9 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
         archive: (config.role == Role::All && offsite.is_none()).then(|| data_dir.path().join("archive")),
         offsite,
     };
+    if config.role != Role::Worker && (state.archive.is_some() || state.offsite.is_some()) {
+        tasks.spawn(routes::report::keep_warm(state.clone(), background.clone()));
+    }
     // A worker answers health and metrics only; its projection serves no one else.
     let app = match config.role {
         Role::Worker => routes::health_router(state),

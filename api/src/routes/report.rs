@@ -164,24 +164,7 @@ pub async fn report(
     // watermark, the stream after it.
     let upto = state.projection().seq;
     let (from, to) = ask.hours;
-    let cache = state.summaries.clone();
-    let summary = match (&state.offsite, state.archive.clone()) {
-        (Some(offsite), _) => offsite.hours(from, to, &cache).await.map_err(|e| {
-            tracing::error!(error = %e, url = offsite.url, "cannot read the archive");
-            ApiError::ArchiveUnavailable(format!(
-                "the archive at {} cannot be read right now; retry",
-                offsite.url
-            ))
-        })?,
-        (None, Some(root)) => tokio::task::spawn_blocking(move || ledger::summary::hours(&root, from, to, &cache))
-            .await
-            .map_err(ApiError::internal)?
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot read the archive");
-                ApiError::ArchiveUnavailable(format!("the archive cannot be read right now ({e}); retry"))
-            })?,
-        (None, None) => return Err(no_archive()),
-    };
+    let summary = archived(&state, from, to, false).await?;
     let duplicates: std::collections::HashSet<u64> = {
         let projection = state.projection();
         projection.duplicates.range(summary.watermark + 1..).copied().collect()
@@ -240,6 +223,61 @@ pub async fn report(
         return Ok(([(CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
     }
     Ok(Json(Report { data: rows }).into_response())
+}
+
+/// The archive's sums for hours `from..to` and the watermark they are
+/// exact up to, read from the local archive or the one in object storage.
+async fn archived(state: &AppState, from: i64, to: i64, warming: bool) -> Result<ledger::summary::Summary, ApiError> {
+    let cache = state.summaries.clone();
+    // Warming meets an archive mid-catch-up, changing under it: not news.
+    let failed = |error: &dyn std::fmt::Display| match warming {
+        true => tracing::debug!(%error, "the archive could not be read ahead of queries"),
+        false => tracing::error!(%error, "cannot read the archive"),
+    };
+    match (&state.offsite, state.archive.clone()) {
+        (Some(offsite), _) => offsite.hours(from, to, &cache).await.map_err(|e| {
+            failed(&format_args!("{}: {e}", offsite.url));
+            ApiError::ArchiveUnavailable(format!(
+                "the archive at {} cannot be read right now; retry",
+                offsite.url
+            ))
+        }),
+        (None, Some(root)) => tokio::task::spawn_blocking(move || ledger::summary::hours(&root, from, to, &cache))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(|e| {
+                failed(&e);
+                ApiError::ArchiveUnavailable(format!("the archive cannot be read right now ({e}); retry"))
+            }),
+        (None, None) => Err(no_archive()),
+    }
+}
+
+/// How far back [`keep_warm`] reads: a month and a day.
+const WARM_HOURS: i64 = 32 * 24;
+
+/// Keeps the sums of the last month's part files read, so that a usage
+/// query over them reads no Parquet: after a start, and after each flush or
+/// compaction (a new file name), the new files are read here rather than
+/// by the next query. A file read before costs one `stat`; object storage
+/// is listed once a minute rather than every few seconds.
+pub async fn keep_warm(state: AppState, stop: tokio_util::sync::CancellationToken) {
+    let every = match state.offsite {
+        Some(_) => std::time::Duration::from_secs(60),
+        None => std::time::Duration::from_secs(5),
+    };
+    loop {
+        if state.progress.is_ready() {
+            let to = Utc::now().timestamp().div_euclid(3600) + 1;
+            // A failure was logged; a query would meet it too, and the
+            // next round tries again.
+            let _ = archived(&state, to - WARM_HOURS, to, true).await;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 fn no_archive() -> ApiError {
