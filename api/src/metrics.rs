@@ -185,6 +185,11 @@ impl EventStream for MeteredStream {
         self.count(self.inner.append_expecting(event, expected).await)
     }
 
+    async fn append_all(&self, events: Vec<Outgoing>) -> Vec<Result<Appended, StreamError>> {
+        let results = self.inner.append_all(events).await;
+        results.into_iter().map(|r| self.count(r)).collect()
+    }
+
     async fn last_seq(&self) -> Result<u64, StreamError> {
         self.inner.last_seq().await
     }

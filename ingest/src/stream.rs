@@ -72,6 +72,30 @@ pub trait EventStream: Send + Sync + 'static {
     /// [`append`]: EventStream::append
     async fn append_expecting(&self, event: &Outgoing, expected: u64) -> Result<Appended, StreamError>;
 
+    /// [`append`]s each of `events`, some at once, so not necessarily
+    /// stored in their order; one result each, in their order. A backend
+    /// that can store many in one write overrides it (the embedded log: one
+    /// batch of its group commit).
+    ///
+    /// [`append`]: EventStream::append
+    async fn append_all(&self, events: Vec<Outgoing>) -> Vec<Result<Appended, StreamError>> {
+        use futures::StreamExt;
+        /// Appends in flight at once: enough to fill a NATS round trip.
+        const IN_FLIGHT: usize = 256;
+        let mut results = Vec::with_capacity(events.len());
+        let mut in_flight = futures::stream::FuturesOrdered::new();
+        for event in &events {
+            if in_flight.len() == IN_FLIGHT {
+                results.extend(in_flight.next().await);
+            }
+            in_flight.push_back(self.append(event));
+        }
+        while let Some(result) = in_flight.next().await {
+            results.push(result);
+        }
+        results
+    }
+
     /// The sequence of the newest event (0 when empty).
     async fn last_seq(&self) -> Result<u64, StreamError>;
 

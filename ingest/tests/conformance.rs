@@ -274,6 +274,44 @@ async fn concurrent_appenders_no_gap_no_dup(h: &mut Harness) {
     );
 }
 
+/// A batch append answers each event, in the batch's order: a new one with
+/// where it was stored (not necessarily in the batch's order: NATS takes
+/// them concurrently), a repeat (of an earlier append or within the batch)
+/// with the first copy's sequence.
+async fn append_all_answers_each_in_order(h: &mut Harness) {
+    let s = h.stream();
+    let before = event("b", 0);
+    let first = s.append(&before).await.unwrap().seq;
+    let mut batch: Vec<Outgoing> = (1..=600).map(|n| event("b", n)).collect();
+    batch.insert(300, before.clone());
+    batch.push(batch[10].clone());
+    let sent: Vec<_> = batch.iter().map(|e| e.id).collect();
+    let results = s.append_all(batch).await;
+    assert_eq!(results.len(), sent.len());
+    let results: Vec<_> = results.into_iter().map(Result::unwrap).collect();
+    assert!(
+        results[300].duplicate && results[300].seq == first,
+        "{:?}",
+        results[300]
+    );
+    assert!(results[601].duplicate && results[601].seq == results[10].seq);
+    let stored: Vec<_> = results
+        .iter()
+        .zip(&sent)
+        .filter(|(a, _)| !a.duplicate)
+        .map(|(a, id)| (a.seq, *id))
+        .collect();
+    let mut stored = stored;
+    stored.sort();
+    assert_eq!(
+        stored.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+        (first + 1..=first + 600).collect::<Vec<_>>(),
+        "each new event stored once, no gap"
+    );
+    let replayed = collect(s.replay(first + 1).await.unwrap()).await;
+    assert_eq!(replayed.iter().map(|r| (r.seq, r.id)).collect::<Vec<_>>(), stored);
+}
+
 /// Retention deletes the stream's head: what was there is gone and says
 /// so, the rest reads as before, a subject whose last event was deleted
 /// counts as having none since (for conditional appends), and all of it
@@ -377,6 +415,7 @@ conformance!(
     follow_sees_later_appends,
     persists_across_reopen,
     concurrent_appenders_no_gap_no_dup,
+    append_all_answers_each_in_order,
     trim_deletes_the_head,
     publish_and_fetch_a_snapshot,
 );

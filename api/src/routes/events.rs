@@ -17,7 +17,6 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use ingest::events::{QueryAdmitted, QueryRecorded};
 use ingest::{Event, EventId, Outgoing};
 use serde::{Deserialize, Serialize};
@@ -43,8 +42,6 @@ pub const MAX_BATCH: usize = 1000;
 const MAX_AHEAD: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 /// How far back an event's `time` may be.
 const MAX_BACK: chrono::TimeDelta = chrono::TimeDelta::days(35);
-/// Appends in flight at once for one request.
-const CONCURRENT_APPENDS: usize = 256;
 /// The CloudEvents `type` of usage.
 pub const USAGE_TYPE: &str = "nodai.usage";
 
@@ -169,13 +166,8 @@ pub async fn ingest_events(
             return Err(ApiError::InvalidEvent { code, detail });
         }
     }
-    let appending = outgoing.into_iter().map(|o| {
-        let stream = state.stream.clone();
-        async move { stream.append(&o).await }
-    });
-    let mut appends = futures::stream::iter(appending).buffer_unordered(CONCURRENT_APPENDS);
     let (mut accepted, mut last, mut failed) = (0, 0, None);
-    while let Some(appended) = appends.next().await {
+    for appended in state.stream.append_all(outgoing).await {
         match appended {
             Ok(a) if a.duplicate => duplicates += 1,
             Ok(a) => {

@@ -212,6 +212,16 @@ impl EmbeddedLog {
         Ok(!std::mem::replace(&mut queue.leader, true))
     }
 
+    /// Queues every request at once; true if the caller must lead.
+    fn submit_all(&self, requests: Vec<Request>) -> Result<bool, StreamError> {
+        let mut queue = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.closed {
+            return Err(StreamError::Unavailable("event log is closed".into()));
+        }
+        queue.pending.extend(requests);
+        Ok(!std::mem::replace(&mut queue.leader, true))
+    }
+
     /// Leads until the queue is empty. Under `fsync=always` a blocking-pool
     /// thread leads instead: an `fdatasync` takes milliseconds, and the
     /// async workers meanwhile queue the next batch rather than wait.
@@ -396,6 +406,48 @@ impl Drop for EmbeddedLog {
 impl EventStream for EmbeddedLog {
     async fn append(&self, event: &Outgoing) -> Result<Appended, StreamError> {
         self.append_inner(event, None).await
+    }
+
+    /// One queue entry each, queued together: they land in one batch
+    /// (one `write`) unless the batch grows past the queue's turn.
+    async fn append_all(&self, events: Vec<Outgoing>) -> Vec<Result<Appended, StreamError>> {
+        let mut answers = Vec::with_capacity(events.len());
+        let requests = events
+            .into_iter()
+            .map(|event| {
+                let (reply, answer) = oneshot::channel();
+                answers.push(answer);
+                Request::Append {
+                    event,
+                    expected: None,
+                    reply: Some(reply),
+                }
+            })
+            .collect();
+        match self.submit_all(requests) {
+            Ok(true) => {
+                let leading = Leading(self);
+                tokio::task::yield_now().await;
+                drop(leading);
+            }
+            Ok(false) => {}
+            Err(error) => {
+                let why = error.to_string();
+                return answers
+                    .iter()
+                    .map(|_| Err(StreamError::Unavailable(why.clone())))
+                    .collect();
+            }
+        }
+        let mut results = Vec::with_capacity(answers.len());
+        for answer in answers {
+            results.push(
+                answer
+                    .await
+                    .unwrap_or_else(|_| Err(StreamError::Unavailable("event log writer stopped".into()))),
+            );
+        }
+        results
     }
 
     async fn append_expecting(&self, event: &Outgoing, expected: u64) -> Result<Appended, StreamError> {
