@@ -7,6 +7,12 @@ use tokio_util::sync::CancellationToken;
 
 use api::config::{Cli, Command};
 
+// glibc's malloc took an eighth of the CPU at high ingest rates, much of
+// it waiting on its arena locks between the request tasks, the fold and
+// the archiver; mimalloc keeps a heap per thread (BENCHMARKS.md, "Ingest").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
