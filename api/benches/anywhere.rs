@@ -31,6 +31,10 @@ mod support;
 
 use support::{env, ms, Server};
 
+// The raw append rate is the stream's under the allocator `nodai` runs on.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn recorded(i: u64) -> QueryRecorded {
     QueryRecorded {
         request_id: format!("req_{i}"),
