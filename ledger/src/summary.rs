@@ -68,41 +68,103 @@ const CACHE_GROUPS: usize = 1_000_000;
 
 /// The sums of files read before, by path, with the size and time they
 /// had.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Cache {
     files: std::sync::Mutex<CacheFiles>,
+    /// Groups kept at most.
+    limit: usize,
+}
+
+impl Default for Cache {
+    fn default() -> Cache {
+        Cache::with_limit(CACHE_GROUPS)
+    }
 }
 
 /// A file's version when read (its size and time, or its object's tag),
-/// and its sums.
-type Cached = (String, Arc<[HourGroup]>);
+/// its sums, and the last round (see [`Cache::sweep`]) it was asked for in.
+type Cached = (String, Arc<[HourGroup]>, u64);
 
 #[derive(Debug, Default)]
 struct CacheFiles {
     by_path: HashMap<String, Cached>,
     groups: usize,
+    /// Times the cache started over, full.
+    overflows: u64,
+    /// The current round of [`Cache::sweep`].
+    round: u64,
 }
 
 impl Cache {
+    /// A cache of at most `limit` groups.
+    pub fn with_limit(limit: usize) -> Cache {
+        Cache {
+            files: Default::default(),
+            limit,
+        }
+    }
+
     /// The sums of the file at `path` if it is still at `version`.
     pub fn get(&self, path: &str, version: &str) -> Option<Arc<[HourGroup]>> {
-        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-        match files.by_path.get(path) {
-            Some((v, groups)) if v == version => Some(groups.clone()),
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let round = files.round;
+        match files.by_path.get_mut(path) {
+            Some((v, groups, seen)) if v == version => {
+                *seen = round;
+                Some(groups.clone())
+            }
             _ => None,
         }
     }
 
+    /// Starts a round: files not asked for from now until [`Self::sweep`]
+    /// with the returned round are forgotten then. A reader that reads
+    /// every file it cares about in a round (the usage query's
+    /// read-ahead) so drops the sums of files that no longer exist (a
+    /// flush's parts, once compacted) rather than keeping them until the
+    /// cache is full.
+    pub fn next_round(&self) -> u64 {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        files.round += 1;
+        files.round
+    }
+
+    /// Forgets the files not asked for since round `round` started.
+    pub fn sweep(&self, round: u64) {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let mut dropped = 0;
+        files.by_path.retain(|_, (_, groups, seen)| {
+            let keep = *seen >= round;
+            if !keep {
+                dropped += groups.len();
+            }
+            keep
+        });
+        files.groups -= dropped;
+    }
+
+    /// How many times the cache was full and started over: a reader that
+    /// keeps more than it holds would read every file again and again.
+    pub fn overflows(&self) -> u64 {
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).overflows
+    }
+
     pub fn put(&self, path: &str, version: &str, groups: Arc<[HourGroup]>) {
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-        if files.groups + groups.len() > CACHE_GROUPS {
-            files.by_path.clear();
-            files.groups = 0;
-        }
-        files.groups += groups.len();
-        if let Some((_, old)) = files.by_path.insert(path.to_owned(), (version.to_owned(), groups)) {
+        // A file's older version (compacted, rewritten) makes room first.
+        if let Some((_, old, _)) = files.by_path.remove(path) {
             files.groups -= old.len();
         }
+        if files.groups + groups.len() > self.limit {
+            files.by_path.clear();
+            files.groups = 0;
+            files.overflows += 1;
+        }
+        files.groups += groups.len();
+        let round = files.round;
+        files
+            .by_path
+            .insert(path.to_owned(), (version.to_owned(), groups, round));
     }
 }
 
@@ -327,4 +389,54 @@ fn read<R: ChunkReader + 'static>(
             }),
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn groups(n: usize) -> Arc<[HourGroup]> {
+        (0..n)
+            .map(|i| HourGroup {
+                hour: i as i64,
+                key_id: "k".into(),
+                customer_id: None,
+                workflow_id: "w".into(),
+                status_code: 200,
+                usage: Bucket::default(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_full_cache_starts_over_and_says_so() {
+        let cache = Cache::with_limit(10);
+        cache.put("a", "1", groups(6));
+        cache.put("a", "2", groups(6));
+        assert_eq!(cache.overflows(), 0, "a new version replaces the old one's groups");
+        assert!(cache.get("a", "1").is_none());
+        assert_eq!(cache.get("a", "2").map(|g| g.len()), Some(6));
+        cache.put("b", "1", groups(4));
+        assert_eq!(cache.overflows(), 0, "exactly full");
+        cache.put("c", "1", groups(1));
+        assert_eq!(cache.overflows(), 1);
+        assert!(cache.get("a", "2").is_none() && cache.get("b", "1").is_none());
+        assert_eq!(cache.get("c", "1").map(|g| g.len()), Some(1));
+    }
+
+    #[test]
+    fn a_sweep_forgets_the_files_not_asked_for_in_its_round() {
+        let cache = Cache::with_limit(10);
+        cache.put("gone", "1", groups(5));
+        cache.put("kept", "1", groups(3));
+        let round = cache.next_round();
+        assert!(cache.get("kept", "1").is_some());
+        cache.put("new", "1", groups(2));
+        cache.sweep(round);
+        assert!(cache.get("gone", "1").is_none());
+        assert!(cache.get("kept", "1").is_some() && cache.get("new", "1").is_some());
+        // Its 5 groups were given back: 5 more fit without starting over.
+        cache.put("more", "1", groups(5));
+        assert_eq!(cache.overflows(), 0);
+    }
 }

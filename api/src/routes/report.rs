@@ -253,25 +253,43 @@ async fn archived(state: &AppState, from: i64, to: i64, warming: bool) -> Result
     }
 }
 
-/// How far back [`keep_warm`] reads: a month and a day.
+/// How far back [`keep_warm`] reads: a month and a day, unless their sums
+/// do not fit in the cache.
 const WARM_HOURS: i64 = 32 * 24;
 
 /// Keeps the sums of the last month's part files read, so that a usage
 /// query over them reads no Parquet: after a start, and after each flush or
 /// compaction (a new file name), the new files are read here rather than
 /// by the next query. A file read before costs one `stat`; object storage
-/// is listed once a minute rather than every few seconds.
+/// is listed once a minute rather than every few seconds. Each round
+/// forgets the sums of files gone since (a flush's parts, once compacted),
+/// so the cache holds what exists.
 pub async fn keep_warm(state: AppState, stop: tokio_util::sync::CancellationToken) {
     let every = match state.offsite {
         Some(_) => std::time::Duration::from_secs(60),
         None => std::time::Duration::from_secs(5),
     };
+    let mut hours = WARM_HOURS;
     loop {
         if state.progress.is_ready() {
             let to = Utc::now().timestamp().div_euclid(3600) + 1;
+            let overflows = state.summaries.overflows();
+            let round = state.summaries.next_round();
             // A failure was logged; a query would meet it too, and the
             // next round tries again.
-            let _ = archived(&state, to - WARM_HOURS, to, true).await;
+            if archived(&state, to - hours, to, true).await.is_ok() {
+                // Files compacted away, and older ones no query read since.
+                state.summaries.sweep(round);
+            }
+            // More sums than the cache holds: each round would read every
+            // file again. Half as far back, down to a day.
+            if state.summaries.overflows() > overflows && hours > 24 {
+                hours = (hours / 2).max(24);
+                tracing::info!(
+                    hours,
+                    "the archive's sums exceed the usage query's cache; reading ahead only the last hours"
+                );
+            }
         }
         tokio::select! {
             _ = stop.cancelled() => return,
