@@ -29,7 +29,8 @@ use std::sync::{Arc, Mutex};
 
 const SHARDS: usize = 64;
 /// Verifications of one key, or of one customer, holding at once (not yet
-/// settled, not expired), at most: past it, `concurrency_limited`.
+/// settled, not expired), with its queries in flight, at most: past it,
+/// `concurrency_limited`.
 pub const MAX_HOLDS: u64 = 10_000;
 
 #[derive(Debug, Clone)]
@@ -516,8 +517,10 @@ impl<'a> Taken<'a> {
     fn refusal(&self) -> Option<Refusal> {
         for used in &self.levels {
             // Holds are state kept until settled or expired: bounded per
-            // key and customer, not by traffic.
-            if used.holding >= MAX_HOLDS {
+            // key and customer, not by traffic. A verification answered but
+            // not yet folded is only in flight here (the embedded log does
+            // not wait for the fold), so in-flight work counts too.
+            if used.holding + used.in_flight >= MAX_HOLDS {
                 return Some(Refusal {
                     level: used.level,
                     refused: Refused::Concurrent(MAX_HOLDS),

@@ -469,18 +469,40 @@ async fn holds_are_bounded_per_key() {
     }
     let refused = verify(&app, json!({"key": key})).await;
     assert_eq!(refused["code"], "concurrency_limited", "{refused}");
-    let settle = event(
-        "free-one",
-        &key_id,
-        json!({"workflow_id": "echo", "authorization_id": authorizations[0]}),
-    );
-    assert_eq!(batch(&app, &[settle]).await["accepted"], 1);
-    // The hold is released once the settling event is folded (the 202
-    // comes once it is stored; a CI run verified before the fold).
-    common::app::eventually("a settled hold frees a place", async || {
+    // Five settled holds free five places; verifications at once take
+    // exactly those, whether or not this replica has folded the ones
+    // before them (a CI run was answered valid by a replica that had not).
+    let settles: Vec<Value> = authorizations[..5]
+        .iter()
+        .enumerate()
+        .map(|(i, authorization)| {
+            event(
+                &format!("free-{i}"),
+                &key_id,
+                json!({"workflow_id": "echo", "authorization_id": authorization}),
+            )
+        })
+        .collect();
+    assert_eq!(batch(&app, &settles).await["accepted"], 5);
+    common::app::eventually("settled holds free places", async || {
         verify(&app, json!({"key": key})).await["code"] == "valid"
     })
     .await;
+    let at_once: Vec<_> = (0..20)
+        .map(|_| {
+            let (app, key) = (app.clone(), key.clone());
+            tokio::spawn(async move { verify(&app, json!({"key": key})).await["code"].clone() })
+        })
+        .collect();
+    let mut valid = 0;
+    for answer in at_once {
+        match answer.await.unwrap().as_str() {
+            Some("valid") => valid += 1,
+            Some("concurrency_limited") => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(valid, 4, "five places freed, one taken before");
 }
 
 /// The usage query over a spread of usage (events back to 20 days, proxied
