@@ -129,18 +129,27 @@ impl Cache {
         files.round
     }
 
-    /// Forgets the files not asked for since round `round` started.
-    pub fn sweep(&self, round: u64) {
+    /// Forgets the files of `hours` (and those without usage) not asked
+    /// for since round `round` started: the reader read every file of
+    /// those hours, so the rest no longer exist. Files of other hours,
+    /// which a query asked for, stay.
+    pub fn sweep(&self, round: u64, hours: std::ops::Range<i64>) {
         let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
         let mut dropped = 0;
         files.by_path.retain(|_, (_, groups, seen)| {
-            let keep = *seen >= round;
+            let swept = groups.first().is_none_or(|g| hours.contains(&g.hour));
+            let keep = *seen >= round || !swept;
             if !keep {
                 dropped += groups.len();
             }
             keep
         });
         files.groups -= dropped;
+    }
+
+    /// Groups kept at most.
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 
     /// How many times the cache was full and started over: a reader that
@@ -396,9 +405,13 @@ mod tests {
     use super::*;
 
     fn groups(n: usize) -> Arc<[HourGroup]> {
+        hour_groups(0, n)
+    }
+
+    fn hour_groups(hour: i64, n: usize) -> Arc<[HourGroup]> {
         (0..n)
-            .map(|i| HourGroup {
-                hour: i as i64,
+            .map(|_| HourGroup {
+                hour,
                 key_id: "k".into(),
                 customer_id: None,
                 workflow_id: "w".into(),
@@ -426,15 +439,17 @@ mod tests {
 
     #[test]
     fn a_sweep_forgets_the_files_not_asked_for_in_its_round() {
-        let cache = Cache::with_limit(10);
+        let cache = Cache::with_limit(11);
         cache.put("gone", "1", groups(5));
         cache.put("kept", "1", groups(3));
+        cache.put("other hours", "1", hour_groups(100, 1));
         let round = cache.next_round();
         assert!(cache.get("kept", "1").is_some());
         cache.put("new", "1", groups(2));
-        cache.sweep(round);
+        cache.sweep(round, 0..10);
         assert!(cache.get("gone", "1").is_none());
         assert!(cache.get("kept", "1").is_some() && cache.get("new", "1").is_some());
+        assert!(cache.get("other hours", "1").is_some(), "outside the hours swept");
         // Its 5 groups were given back: 5 more fit without starting over.
         cache.put("more", "1", groups(5));
         assert_eq!(cache.overflows(), 0);

@@ -152,8 +152,12 @@ pub async fn ingest_events(
     let mut sorted = sort(&events, &state.projection(), now);
     if sorted.unknown {
         // A key or workflow made through another replica a moment ago.
-        state.read_stream_head().await?;
-        sorted = sort(&events, &state.projection(), now);
+        // If the stream cannot say, the unknown events stay rejected
+        // rather than failing the rest of the batch.
+        match state.read_stream_head().await {
+            Ok(()) => sorted = sort(&events, &state.projection(), now),
+            Err(error) => tracing::warn!(%error, "cannot catch up to check unknown keys or workflows; rejecting them"),
+        }
     }
     let Sorted {
         outgoing,
@@ -169,7 +173,12 @@ pub async fn ingest_events(
     let (mut accepted, mut last, mut failed) = (0, 0, None);
     for appended in state.stream.append_all(outgoing).await {
         match appended {
-            Ok(a) if a.duplicate => duplicates += 1,
+            Ok(a) if a.duplicate => {
+                // Stored by an earlier try whose answer was lost: it
+                // counts against limits from this 202 just the same.
+                duplicates += 1;
+                last = last.max(a.seq);
+            }
             Ok(a) => {
                 accepted += 1;
                 last = last.max(a.seq);

@@ -359,7 +359,6 @@ async fn admit(
     now: chrono::DateTime<Utc>,
     meta: &mut Meta,
 ) -> Result<Admitted, ApiError> {
-    state.count_recorded().await?;
     let request_id = format!("req_{}", uuid::Uuid::now_v7().simple());
     let record_id = EventId::new();
     let Checked {
@@ -369,6 +368,9 @@ async fn admit(
         upstream_url,
         pricing,
     } = checked;
+    if limits.any() {
+        state.count_recorded().await?;
+    }
     let verdict = if state.admit_on_stream && limits.any() {
         let ask = Ask {
             key_id: &key_id,

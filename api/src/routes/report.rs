@@ -254,7 +254,7 @@ async fn archived(state: &AppState, from: i64, to: i64, warming: bool) -> Result
 }
 
 /// How far back [`keep_warm`] reads: a month and a day, unless their sums
-/// do not fit in the cache.
+/// would take more than half the cache.
 const WARM_HOURS: i64 = 32 * 24;
 
 /// Keeps the sums of the last month's part files read, so that a usage
@@ -273,22 +273,27 @@ pub async fn keep_warm(state: AppState, stop: tokio_util::sync::CancellationToke
     loop {
         if state.progress.is_ready() {
             let to = Utc::now().timestamp().div_euclid(3600) + 1;
-            let overflows = state.summaries.overflows();
             let round = state.summaries.next_round();
             // A failure was logged; a query would meet it too, and the
             // next round tries again.
-            if archived(&state, to - hours, to, true).await.is_ok() {
-                // Files compacted away, and older ones no query read since.
-                state.summaries.sweep(round);
-            }
-            // More sums than the cache holds: each round would read every
-            // file again. Half as far back, down to a day.
-            if state.summaries.overflows() > overflows && hours > 24 {
-                hours = (hours / 2).max(24);
-                tracing::info!(
-                    hours,
-                    "the archive's sums exceed the usage query's cache; reading ahead only the last hours"
-                );
+            if let Ok(summary) = archived(&state, to - hours, to, true).await {
+                // Files of these hours compacted away since.
+                state.summaries.sweep(round, to - hours..to);
+                // Sums near the cache's size would push out what queries
+                // read and, past it, make each round read every file
+                // again: half as far back, down to a day; back out again
+                // once they take little room.
+                let held: usize = summary.files.iter().map(|f| f.len()).sum();
+                let limit = state.summaries.limit();
+                let before = hours;
+                if held > limit / 2 {
+                    hours = (hours / 2).max(24);
+                } else if held < limit / 8 {
+                    hours = (hours * 2).min(WARM_HOURS);
+                }
+                if hours != before {
+                    tracing::info!(hours, groups = held, "usage query read-ahead now covers the last hours");
+                }
             }
         }
         tokio::select! {

@@ -150,7 +150,6 @@ pub async fn verify(
     if !state.progress.is_ready() {
         return Err(catching_up());
     }
-    state.count_recorded().await?;
     let now = Utc::now();
     let hash = KeyHash::from_digest(Sha256::digest(body.key.as_bytes()).into());
     let (key_id, limits, hold) = {
@@ -190,6 +189,9 @@ pub async fn verify(
             hold.unwrap_or(default_hold),
         )
     };
+    if limits.any() {
+        state.count_recorded().await?;
+    }
     let record_id = EventId::new();
     let authorization_id = QueryAdmitted::authorization_id(record_id);
     let expires_at = now + chrono::TimeDelta::seconds(hold_seconds);
@@ -202,11 +204,13 @@ pub async fn verify(
         record_id,
         verification: Some(expires_at),
     };
-    let verdict = if state.admit_on_stream && limits.any() {
+    let verdict = if state.admit_on_stream && (limits.any() || limits.customer_id().is_some()) {
         // Exact across replicas: returns once the verification is stored
         // and this replica applied it. Without limits (nor credits, nor a
         // concurrency cap) there is nothing to be exact about: as a query
-        // without them, it is decided here.
+        // without them, it is decided here; but not for a customer's key,
+        // whose admission in the customer's order would void a limited
+        // sibling key's admission under way there.
         state.admissions.admit(&state, ask).await?
     } else {
         crate::admission::admit_here(&state, ask, now).await?
