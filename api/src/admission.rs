@@ -89,7 +89,7 @@ impl Admissions {
             let now = Utc::now();
             let (verdict, after_seq) = {
                 let projection = state.projection();
-                let verdict = state.limiter.admit(ask.key_id, ask.limits, ask.hold, now, &projection);
+                let verdict = ask.place(state, now, &projection);
                 (verdict, projection.usage.admissions(&scope).map_or(0, |a| a.last_seq))
             };
             let Verdict::Admitted(reservation, rate) = verdict else {
@@ -126,6 +126,15 @@ impl Admissions {
 }
 
 impl Ask<'_> {
+    /// The limiter's decision; a verification's place counts as a hold.
+    fn place(&self, state: &AppState, now: DateTime<Utc>, projection: &ledger::Projection) -> Verdict {
+        let limiter = &state.limiter;
+        match self.verification {
+            Some(_) => limiter.admit_hold(self.key_id, self.limits, self.hold, now, projection),
+            None => limiter.admit(self.key_id, self.limits, self.hold, now, projection),
+        }
+    }
+
     /// The `query.admitted` that holds this place, once folded.
     fn admitted(&self, expires_at: DateTime<Utc>, after_seq: u64, local: bool) -> Event {
         Event::QueryAdmitted(QueryAdmitted {
@@ -150,7 +159,7 @@ impl Ask<'_> {
 pub async fn admit_here(state: &AppState, ask: Ask<'_>, now: DateTime<Utc>) -> Result<Verdict, ApiError> {
     let verdict = {
         let projection = state.projection();
-        state.limiter.admit(ask.key_id, ask.limits, ask.hold, now, &projection)
+        ask.place(state, now, &projection)
     };
     let Verdict::Admitted(reservation, rate) = verdict else {
         return Ok(verdict);

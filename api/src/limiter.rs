@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 
 const SHARDS: usize = 64;
 /// Verifications of one key, or of one customer, holding at once (not yet
-/// settled, not expired), with its queries in flight, at most: past it,
+/// settled, not expired; folded or not), at most: past it,
 /// `concurrency_limited`.
 pub const MAX_HOLDS: u64 = 10_000;
 
@@ -47,6 +47,8 @@ struct Slot {
     settled: bool,
     /// The event is on the stream: the slot stays until settled.
     stored: bool,
+    /// A verification's: it will hold once folded.
+    holds: bool,
     /// Whether the append stored the event is unknown (the stream
     /// stalled): the slot counts until settled or until then, when a late
     /// copy could no longer count.
@@ -320,6 +322,31 @@ impl Limiter {
         now: DateTime<Utc>,
         projection: &Projection,
     ) -> Verdict {
+        self.place(key_id, limits, hold, false, now, projection)
+    }
+
+    /// [`Self::admit`] for a verification: its place counts against
+    /// [`MAX_HOLDS`] before it is folded too.
+    pub fn admit_hold(
+        self: &Arc<Self>,
+        key_id: &str,
+        limits: &Limits,
+        hold: Micros,
+        now: DateTime<Utc>,
+        projection: &Projection,
+    ) -> Verdict {
+        self.place(key_id, limits, hold, true, now, projection)
+    }
+
+    fn place(
+        self: &Arc<Self>,
+        key_id: &str,
+        limits: &Limits,
+        hold: Micros,
+        holds: bool,
+        now: DateTime<Utc>,
+        projection: &Projection,
+    ) -> Verdict {
         let scope = limits.scope(key_id);
         let mut shard = self.shards[shard_index(&scope)]
             .lock()
@@ -341,6 +368,7 @@ impl Limiter {
             event: None,
             settled: false,
             stored: false,
+            holds,
             lapse_at: None,
         });
         Verdict::Admitted(
@@ -411,6 +439,8 @@ struct Used<'a> {
     /// Verifications whose hold has not expired: work in progress
     /// elsewhere (their request is in the recorded usage already).
     holding: u64,
+    /// Of `in_flight`, verifications not folded yet.
+    in_flight_holds: u64,
     in_flight_cost: Micros,
     /// A prepaid customer's credit balance.
     balance: Option<Micros>,
@@ -434,11 +464,12 @@ impl<'a> Taken<'a> {
     ) -> Taken<'a> {
         let admissions = projection.usage.admissions(scope);
         let used = |level, rules, recorded, key: Option<&str>| {
-            let (mut in_flight, mut in_flight_cost) = (0u64, Micros::ZERO);
+            let (mut in_flight, mut in_flight_holds, mut in_flight_cost) = (0u64, 0u64, Micros::ZERO);
             let instant = std::time::Instant::now();
             for slot in slots.into_iter().flatten().filter(|s| s.counts(instant)) {
                 if key.is_none_or(|k| *slot.key_id == *k) {
                     in_flight += 1;
+                    in_flight_holds += u64::from(slot.holds);
                     in_flight_cost += slot.cost;
                 }
             }
@@ -450,6 +481,7 @@ impl<'a> Taken<'a> {
                 recorded,
                 in_flight: in_flight + pending.queries,
                 holding: pending.verifications,
+                in_flight_holds,
                 in_flight_cost: in_flight_cost + pending.cost,
                 balance: None,
             }
@@ -519,8 +551,8 @@ impl<'a> Taken<'a> {
             // Holds are state kept until settled or expired: bounded per
             // key and customer, not by traffic. A verification answered but
             // not yet folded is only in flight here (the embedded log does
-            // not wait for the fold), so in-flight work counts too.
-            if used.holding + used.in_flight >= MAX_HOLDS {
+            // not wait for the fold), so it counts too.
+            if used.holding + used.in_flight_holds >= MAX_HOLDS {
                 return Some(Refusal {
                     level: used.level,
                     refused: Refused::Concurrent(MAX_HOLDS),
