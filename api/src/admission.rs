@@ -128,11 +128,10 @@ impl Admissions {
 impl Ask<'_> {
     /// The limiter's decision; a verification's place counts as a hold.
     fn place(&self, state: &AppState, now: DateTime<Utc>, projection: &ledger::Projection) -> Verdict {
-        let limiter = &state.limiter;
-        match self.verification {
-            Some(_) => limiter.admit_hold(self.key_id, self.limits, self.hold, now, projection),
-            None => limiter.admit(self.key_id, self.limits, self.hold, now, projection),
-        }
+        let holds = self.verification.is_some();
+        state
+            .limiter
+            .place(self.key_id, self.limits, self.hold, holds, now, projection)
     }
 
     /// The `query.admitted` that holds this place, once folded.

@@ -325,20 +325,9 @@ impl Limiter {
         self.place(key_id, limits, hold, false, now, projection)
     }
 
-    /// [`Self::admit`] for a verification: its place counts against
-    /// [`MAX_HOLDS`] before it is folded too.
-    pub fn admit_hold(
-        self: &Arc<Self>,
-        key_id: &str,
-        limits: &Limits,
-        hold: Micros,
-        now: DateTime<Utc>,
-        projection: &Projection,
-    ) -> Verdict {
-        self.place(key_id, limits, hold, true, now, projection)
-    }
-
-    fn place(
+    /// [`Self::admit`], saying whether the place is a verification's: it
+    /// then counts against [`MAX_HOLDS`] before it is folded too.
+    pub fn place(
         self: &Arc<Self>,
         key_id: &str,
         limits: &Limits,
