@@ -9,10 +9,11 @@
 //!   batches of 100 and 1,000, 8 clients) against the stream's raw append
 //!   rate (this process appending the same events, 256 in flight), on the
 //!   embedded log and on a private `nats-server`.
-//! - **verify**: the peak of `POST /api/v1/verify` and `GET /healthz`
-//!   (closed loops), then p99 of each at half the verify peak (an open
-//!   loop at a fixed rate); the query path (`builtin:echo`) the same way,
-//!   for the ratio the goal compares against.
+//! - **verify**: on keys without limits and on keys with one, the peak of
+//!   `POST /api/v1/verify` (a closed loop), then its p99 and `GET
+//!   /healthz`'s at half that peak (open loops at a fixed rate); the query
+//!   path (`builtin:echo`) on the same keys the same way, for the ratio
+//!   the goal compares against.
 //! - **usage query**: `NODAI_BENCH_ROWS` usage events over 30 days, 100
 //!   keys and 10 workflows, archived by the real worker; then p99 of 30
 //!   days `group_by=workflow_id&granularity=day`, without and with a

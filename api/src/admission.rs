@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::error::ApiError;
-use crate::limiter::{Limits, Verdict};
+use crate::limiter::{Limits, Reservation, Verdict};
 use crate::state::AppState;
 
 const STRIPES: usize = 256;
@@ -96,15 +96,9 @@ impl Admissions {
                 return Ok(verdict);
             };
             let expires_at = ask.verification.unwrap_or_else(|| expiry(now, state.upstream_timeout));
-            let event = ask.admitted(expires_at, after_seq, false);
-            let outgoing = Outgoing::new(&event, now).map_err(ApiError::internal)?;
             // Counted as in flight until folded, then as pending if it holds.
-            let appended = reservation
-                .append(outgoing.id, state.stream.append(&outgoing))
-                .await
-                .map_err(unavailable)?;
-            state.appended(appended.seq);
-            if !wait(state, appended.seq, deadline).await {
+            let seq = store(state, reservation, ask.admitted(expires_at, after_seq, false), now).await?;
+            if !wait(state, seq, deadline).await {
                 return Err(ApiError::MeteringUnavailable);
             }
             let holds = state
@@ -163,14 +157,25 @@ pub async fn admit_here(state: &AppState, ask: Ask<'_>, now: DateTime<Utc>) -> R
     let Verdict::Admitted(reservation, rate) = verdict else {
         return Ok(verdict);
     };
-    let event = ask.admitted(ask.verification.unwrap_or(now), 0, true);
+    store(
+        state,
+        reservation,
+        ask.admitted(ask.verification.unwrap_or(now), 0, true),
+        now,
+    )
+    .await?;
+    Ok(Verdict::Stored(rate))
+}
+
+/// Appends the admission that holds `reservation`'s place; its sequence.
+async fn store(state: &AppState, reservation: Reservation, event: Event, now: DateTime<Utc>) -> Result<u64, ApiError> {
     let outgoing = Outgoing::new(&event, now).map_err(ApiError::internal)?;
     let appended = reservation
         .append(outgoing.id, state.stream.append(&outgoing))
         .await
         .map_err(unavailable)?;
     state.appended(appended.seq);
-    Ok(Verdict::Stored(rate))
+    Ok(appended.seq)
 }
 
 /// Waits until this replica has applied `seq`, or says why not.

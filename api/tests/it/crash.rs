@@ -106,6 +106,28 @@ impl Node {
         assert!(response.status().is_success(), "{path}: {}", response.status());
         response.json().await.unwrap_or(Value::Null)
     }
+
+    /// Makes the workflow `echo` (`builtin:echo` at `price` a request) and
+    /// a key made of `key`; the key as created (`id`, `key`).
+    async fn echo_and_key(&self, price: f64, key: Value) -> Value {
+        let workflow =
+            json!({"id": "echo", "name": "echo", "upstream_url": "builtin:echo", "price_per_request": price});
+        self.admin(reqwest::Method::POST, "/api/v1/workflows", Some(workflow))
+            .await;
+        self.admin(reqwest::Method::POST, "/api/v1/api-keys", Some(key)).await
+    }
+
+    /// One query of `echo` with `secret`; asserts it is answered 200.
+    async fn query_echo(&self, secret: &str, input: Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/v1/workflows/echo/query", self.base))
+            .header("X-API-Key", secret)
+            .json(&json!({"input": input}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
 }
 
 /// A small, seeded generator: the kill moments vary per run and the seed
@@ -182,19 +204,7 @@ async fn crash_and_restart_archiving_to(store: Store, retention: bool, s3: Optio
     let root = tempfile::tempdir().unwrap();
     let dir: PathBuf = root.path().join("data");
     let node = Node::start_with(&dir, &extra, &env).await;
-    node.admin(
-        reqwest::Method::POST,
-        "/api/v1/workflows",
-        Some(json!({"id": "echo", "name": "echo", "upstream_url": "builtin:echo", "price_per_request": 0.001234})),
-    )
-    .await;
-    let key = node
-        .admin(
-            reqwest::Method::POST,
-            "/api/v1/api-keys",
-            Some(json!({"name": "crash"})),
-        )
-        .await;
+    let key = node.echo_and_key(0.001234, json!({"name": "crash"})).await;
     let (key_id, secret) = (
         key["id"].as_str().unwrap().to_owned(),
         key["key"].as_str().unwrap().to_owned(),
@@ -449,27 +459,11 @@ async fn a_new_worker_takes_up_the_archive_on_s3_where_it_stands() {
         let dir = root.path().join(worker);
         let node = Node::start_with(&dir, &extra, &s3.env()).await;
         if secret.is_empty() {
-            node.admin(
-                reqwest::Method::POST,
-                "/api/v1/workflows",
-                Some(json!({"id": "echo", "name": "echo", "upstream_url": "builtin:echo", "price_per_request": 0.001})),
-            )
-            .await;
-            let key = node
-                .admin(reqwest::Method::POST, "/api/v1/api-keys", Some(json!({"name": "k"})))
-                .await;
+            let key = node.echo_and_key(0.001, json!({"name": "k"})).await;
             secret = key["key"].as_str().unwrap().to_owned();
         }
-        let http = reqwest::Client::new();
         for i in 0..40 {
-            let response = http
-                .post(format!("{}/api/v1/workflows/echo/query", node.base))
-                .header("X-API-Key", &secret)
-                .json(&json!({"input": i}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
+            node.query_echo(&secret, json!(i)).await;
         }
         assert_eq!(node.terminate().await, Some(0), "SIGTERM flushes, uploads and exits 0");
     }
@@ -532,29 +526,14 @@ async fn alerts_once_across_kill_9_mid_retry(store: Store) {
         Some(json!({"url": url, "events": ["usage.threshold"]})),
     )
     .await;
-    node.admin(
-        reqwest::Method::POST,
-        "/api/v1/workflows",
-        Some(json!({"id": "echo", "name": "echo", "upstream_url": "builtin:echo", "price_per_request": 0.003})),
-    )
-    .await;
     let key = node
-        .admin(
-            reqwest::Method::POST,
-            "/api/v1/api-keys",
-            Some(json!({"name": "budget", "cost_limit_per_month": 0.01, "alert_thresholds": [50, 100]})),
+        .echo_and_key(
+            0.003,
+            json!({"name": "budget", "cost_limit_per_month": 0.01, "alert_thresholds": [50, 100]}),
         )
         .await;
-    let client = reqwest::Client::new();
     for _ in 0..4 {
-        let response = client
-            .post(format!("{}/api/v1/workflows/echo/query", node.base))
-            .header("X-API-Key", key["key"].as_str().unwrap())
-            .json(&json!({"input": "x"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        node.query_echo(key["key"].as_str().unwrap(), json!("x")).await;
     }
 
     // Both alerts have failed a first attempt and wait for their retry: kill.
