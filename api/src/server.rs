@@ -298,11 +298,6 @@ pub async fn run(config: Config, listener: TcpListener, shutdown: CancellationTo
     served
 }
 
-/// The projection to start from: the newest snapshot in the data dir that
-/// checks out against the stream, else (after retention deleted the
-/// stream's head) the published one, else an empty one if the stream still
-/// starts at its first event. A start that cannot reach the stream's first
-/// event refuses rather than fold a stream with its beginning missing.
 /// The archive on object storage, archived into while this worker holds
 /// the lease.
 #[derive(Clone)]
@@ -368,6 +363,11 @@ impl Staged {
     }
 }
 
+/// The projection to start from: the newest snapshot in the data dir that
+/// checks out against the stream, else (after retention deleted the
+/// stream's head) the published one, else an empty one if the stream still
+/// starts at its first event. A start that cannot reach the stream's first
+/// event refuses rather than fold a stream with its beginning missing.
 async fn load_projection(
     stream: &Arc<dyn ingest::EventStream>,
     snapshots: &Snapshots,
